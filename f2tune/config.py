@@ -1,0 +1,194 @@
+"""The typed recipe schema: every key a recipe may hold, its type, default and meaning.
+
+A recipe is validated against these classes before any model or data is loaded, so a typo costs
+seconds, not a GPU allocation. Unknown keys are refused (`extra="forbid"`); `f2tune.recipe` turns
+pydantic's errors into messages that name the key and suggest close ones.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+TINY_MODEL = "f2tune://tiny"
+"""`model.name_or_path` value that builds the tiny random Florence-2 of `f2tune.testing` (offline)."""
+
+
+class Section(BaseModel):
+    """Base of every recipe section: unknown keys are errors, values are checked on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(Section):
+    """Which Florence-2 to start from and how to load it."""
+
+    name_or_path: str = Field(description=f"Hub id, local folder (model + processor), or {TINY_MODEL}.")
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit).")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="Weight dtype at load; keep float32 with *-mixed precision."
+    )
+    attn_implementation: Literal["sdpa", "eager"] = "sdpa"
+    trust_remote_code: bool = Field(
+        False, description="Run model code from the Hub repo; only for old remote-code checkpoints."
+    )
+
+
+class FreezeConfig(Section):
+    """Parts of the model whose parameters get `requires_grad=False` (applies to LoRA weights too)."""
+
+    vision_tower: bool = Field(False, description="The whole DaViT image encoder.")
+    vision_stages: list[int] = Field(
+        default_factory=list, description="DaViT stages 0..3 (patch embedding + blocks of each)."
+    )
+    projector: bool = Field(False, description="multi_modal_projector (image features -> text width).")
+    language_encoder: bool = Field(False, description="The BART encoder (not the decoder).")
+
+    @model_validator(mode="after")
+    def _stages_in_range(self) -> FreezeConfig:
+        bad = [s for s in self.vision_stages if not 0 <= s <= 3]
+        if bad:
+            raise ValueError(f"vision_stages must be in 0..3, got {bad}")
+        return self
+
+
+class AdaptationConfig(Section):
+    """How the model is adapted: every weight, or LoRA adapters (settings under `lora`)."""
+
+    method: Literal["full", "lora"] = "full"
+    freeze: FreezeConfig = Field(default_factory=FreezeConfig)
+
+
+class LoraSettings(Section):
+    """peft LoRA settings, used when `adaptation.method` is `lora`."""
+
+    r: int = Field(16, gt=0)
+    alpha: float = Field(32.0, gt=0)
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    use_dora: bool = False
+    target: str = Field(
+        "language",
+        description="Preset `language`, `vision`, `all`, or a regex over full module names.",
+    )
+    merge: bool = Field(False, description="Export a merged model instead of an adapter folder.")
+
+
+class JsonlSource(Section):
+    """A JSONL file: one `{"image", "prompt"|"prefix", "target"|"suffix"}` object per line."""
+
+    format: Literal["jsonl"]
+    path: str = Field(description="JSONL file; image paths inside are relative to it.")
+    prompt: str | None = Field(None, description="Prompt for records that carry none (e.g. <CAPTION>).")
+    weight: float = Field(1.0, gt=0, description="Relative sampling weight in a training mixture.")
+    name: str | None = Field(None, description="Label used in logs; defaults to the file name.")
+
+
+class ShapesSource(Section):
+    """Coloured shapes drawn in code: offline data for the demo, tests and benchmarks."""
+
+    format: Literal["shapes"]
+    num_samples: int = Field(256, gt=0)
+    seed: int = 0
+    image_size: int = Field(96, ge=32)
+    weight: float = Field(1.0, gt=0)
+    name: str | None = None
+
+
+DataSource = Annotated[Union[JsonlSource, ShapesSource], Field(discriminator="format")]
+
+
+class DataConfig(Section):
+    """Training and validation data: lists of sources, mixed by weight."""
+
+    train: list[DataSource] = Field(min_length=1)
+    val: list[DataSource] = Field(default_factory=list)
+    batch_size: int = Field(8, gt=0, description="Per device.")
+    val_batch_size: int | None = Field(None, gt=0, description="Defaults to batch_size.")
+    num_workers: int = Field(2, ge=0)
+    max_target_tokens: int = Field(
+        256, gt=1, description="Longer targets are truncated (and counted in the log)."
+    )
+    on_bad_record: Literal["error", "skip"] = Field(
+        "error", description="skip: drop bad records, report their count and the first few."
+    )
+
+
+class OptimConfig(Section):
+    """AdamW (no weight decay on norms and biases) with warmup and a decay schedule."""
+
+    lr: float = Field(1e-5, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = Field(1e-8, gt=0)
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    warmup_steps: int = Field(0, ge=0, description="Optimizer steps; overrides warmup_ratio when > 0.")
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    grad_clip: float | None = Field(1.0, gt=0, description="Max gradient norm; null disables.")
+    accumulate: int = Field(1, gt=0, description="Batches per optimizer step.")
+
+
+LoggerName = Literal["tensorboard", "csv", "wandb"]
+Precision = Literal["bf16-mixed", "16-mixed", "32-true", "bf16-true", "16-true"]
+
+
+class TrainerConfig(Section):
+    """Where and how Lightning runs: devices, precision, length, validation, logging, checkpoints."""
+
+    output_dir: str = "runs"
+    run_name: str | None = Field(None, description="Defaults to the recipe file name.")
+    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
+    devices: int | Literal["auto"] | list[int] = "auto"
+    num_nodes: int = Field(1, gt=0)
+    strategy: Literal["ddp", "fsdp"] = Field(
+        "ddp", description="Used when more than one process trains; fsdp shards weights and state."
+    )
+    precision: Precision = "bf16-mixed"
+    max_steps: int = Field(-1, ge=-1, description="-1: run max_epochs.")
+    max_epochs: int | None = Field(None, gt=0)
+    val_check_interval: int | float | None = Field(
+        None, description="Validate every N training batches (int) or fraction of an epoch (float)."
+    )
+    check_val_every_n_epoch: int | None = Field(1, gt=0)
+    log_every_n_steps: int = Field(10, gt=0)
+    loggers: list[LoggerName] = Field(default_factory=lambda: ["tensorboard", "csv"])
+    save_top_k: int = Field(1, ge=0, description="Best checkpoints kept by val/loss (last is always kept).")
+    gradient_checkpointing: bool = False
+    seed: int = 42
+
+    @model_validator(mode="after")
+    def _has_length(self) -> TrainerConfig:
+        if self.max_steps == -1 and self.max_epochs is None:
+            raise ValueError("set trainer.max_steps or trainer.max_epochs")
+        return self
+
+
+class EvalConfig(Section):
+    """Generation-based metric on (a capped part of) the validation data."""
+
+    metric: Literal["none", "exact_match"] = "none"
+    max_samples: int = Field(64, gt=0, description="Per process, per validation.")
+    max_new_tokens: int = Field(64, gt=0)
+    num_beams: int = Field(1, gt=0)
+    no_repeat_ngram_size: int = Field(0, ge=0, description="Keep 0 for outputs with <loc_N> tokens.")
+    before_fit: bool = Field(False, description="Also validate once before training (baseline).")
+
+
+class ExportConfig(Section):
+    """What fit writes at the end (rank 0 only): a peft adapter or a full model folder."""
+
+    enabled: bool = True
+    dir: str | None = Field(None, description="Defaults to <run dir>/export.")
+
+
+class Recipe(Section):
+    """A whole recipe: one YAML file maps onto this class."""
+
+    model: ModelConfig
+    adaptation: AdaptationConfig = Field(default_factory=AdaptationConfig)
+    lora: LoraSettings = Field(default_factory=LoraSettings)
+    data: DataConfig
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    trainer: TrainerConfig
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)

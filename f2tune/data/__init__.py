@@ -1,0 +1,1 @@
+"""Data: readers of dataset formats -> `Sample` -> dataset -> collator -> Lightning datamodule."""

@@ -1,0 +1,58 @@
+"""Batching: the processor builds image + prompt inputs, targets become labels with padding = -100."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from transformers import Florence2Processor
+
+IGNORE_INDEX = -100
+"""Label value that cross-entropy skips: padding must never be a training target."""
+
+
+class Florence2Collator:
+    """Turns dataset items into model inputs plus the bookkeeping the training loop logs.
+
+    The processor inserts the image tokens and rewrites task tokens into their sentences; it builds
+    no labels, so targets are tokenized here (with `<s>`/`</s>`, as Florence-2 was trained), cut to
+    `max_target_tokens` keeping the final `</s>`, and right-padded with `IGNORE_INDEX`.
+    """
+
+    def __init__(self, processor: Florence2Processor, max_target_tokens: int) -> None:
+        self.processor = processor
+        self.max_target_tokens = max_target_tokens
+
+    def __call__(self, items: list[dict[str, Any] | None]) -> dict[str, Any]:
+        kept = [item for item in items if item is not None]
+        if not kept:
+            return {"skipped_records": len(items)}
+        inputs = self.processor(
+            text=[item["prompt"] for item in kept],
+            images=[item["image"] for item in kept],
+            return_tensors="pt",
+            padding="longest",
+        )
+        labels, truncated = self.encode_targets([item["target"] for item in kept])
+        return {
+            "input_ids": inputs["input_ids"],
+            "attention_mask": inputs["attention_mask"],
+            "pixel_values": inputs["pixel_values"],
+            "labels": labels,
+            "ids": [item["id"] for item in kept],
+            "prompts": [item["prompt"] for item in kept],
+            "targets": [item["target"] for item in kept],
+            "truncated_targets": truncated,
+            "skipped_records": len(items) - len(kept),
+        }
+
+    def encode_targets(self, targets: list[str]) -> tuple[torch.Tensor, int]:
+        """Label tensor (batch, longest) and how many targets were longer than the limit."""
+        tokenizer = self.processor.tokenizer
+        encoded = tokenizer(targets, add_special_tokens=True)["input_ids"]
+        truncated = sum(len(ids) > self.max_target_tokens for ids in encoded)
+        cut = [ids if len(ids) <= self.max_target_tokens else ids[: self.max_target_tokens - 1] + ids[-1:] for ids in encoded]
+        labels = torch.full((len(cut), max(map(len, cut))), IGNORE_INDEX, dtype=torch.long)
+        for row, ids in enumerate(cut):
+            labels[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        return labels, truncated

@@ -1,0 +1,30 @@
+"""`Sample`: the one record type every dataset format is read into."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from PIL import Image
+
+
+class RenderedImage(Protocol):
+    """An image made in code on demand (synthetic data), so large datasets need no image memory."""
+
+    def render(self) -> Image.Image: ...
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One training example: an image, the prompt the model sees, and the text it must answer.
+
+    `origin` says where the record came from (`file.jsonl:12`), so every later error can point
+    the user at the line to fix.
+    """
+
+    id: str
+    image: Path | RenderedImage
+    prompt: str
+    target: str
+    origin: str

@@ -1,0 +1,39 @@
+"""Write what fit trained in the formats the ecosystem loads.
+
+- LoRA (default): a peft adapter folder, loaded with `PeftModel.from_pretrained(base, folder)`.
+- full fine-tuning, or LoRA with `lora.merge: true`: a model + processor folder, loaded with
+  `AutoModelForImageTextToText.from_pretrained` and `AutoProcessor.from_pretrained`.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+from peft import PeftModel
+from torch import nn
+from transformers import Florence2Processor
+
+from f2tune.config import Recipe
+from f2tune.export.atomic import atomic_folder
+from f2tune.export.model_card import CardFacts, render_model_card
+
+
+def export_kind(recipe: Recipe) -> str:
+    """`adapter` for unmerged LoRA runs, `model` otherwise."""
+    return "adapter" if recipe.adaptation.method == "lora" and not recipe.lora.merge else "model"
+
+
+def export_model(model: nn.Module, processor: Florence2Processor, recipe: Recipe, target: Path, facts: CardFacts) -> Path:
+    """Write the export folder atomically (an interrupted export never leaves a half folder)."""
+    with atomic_folder(target) as staging:
+        if facts.kind == "adapter":
+            assert isinstance(model, PeftModel), "adapter exports need a peft model"
+            model.peft_config["default"].base_model_name_or_path = facts.base_model
+            model.save_pretrained(staging)
+        else:
+            full = copy.deepcopy(model).merge_and_unload() if isinstance(model, PeftModel) else model
+            full.save_pretrained(staging)
+            processor.save_pretrained(staging)
+        (staging / "README.md").write_text(render_model_card(recipe, facts))
+    return target

@@ -1,0 +1,1 @@
+"""Loading Florence-2 and choosing which of its weights train."""

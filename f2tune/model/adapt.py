@@ -1,0 +1,97 @@
+"""Which weights train: full fine-tuning, LoRA through peft, and freezing parts via requires_grad.
+
+LoRA targets are regexes over the real module names of `Florence2ForConditionalGeneration`: BART
+and DaViT both have `fc1`/`fc2`, so a plain name list would silently adapt both towers.
+"""
+
+from __future__ import annotations
+
+import re
+
+from peft import LoraConfig, get_peft_model
+from torch import nn
+
+from f2tune.config import AdaptationConfig, FreezeConfig, LoraSettings
+from f2tune.errors import RecipeError
+
+_LANGUAGE = r".*language_model\.(encoder|decoder)\.layers\.\d+\.((self_attn|encoder_attn)\.(q_proj|k_proj|v_proj|out_proj)|fc1|fc2)"
+_VISION = r".*vision_tower\.blocks\.\d+\.\d+\.(spatial_block\.window_attn|channel_block\.channel_attn)\.(qkv|proj)|.*vision_tower\.blocks\.\d+\.\d+\.(spatial_block|channel_block)\.ffn\.(fc1|fc2)"
+_PROJECTOR = r".*multi_modal_projector\.image_projection"
+
+LORA_PRESETS: dict[str, str] = {
+    "language": _LANGUAGE,
+    "vision": _VISION,
+    "all": f"{_LANGUAGE}|{_VISION}|{_PROJECTOR}",
+}
+"""Attention and feed-forward linears of the BART layers, of the DaViT blocks, or both + projector."""
+
+
+def lora_target_regex(target: str) -> str:
+    """The regex for a preset name, or `target` itself (checked to compile)."""
+    if target in LORA_PRESETS:
+        return LORA_PRESETS[target]
+    try:
+        re.compile(target)
+    except re.error as err:
+        raise RecipeError(f"lora.target: {target!r} is neither a preset ({', '.join(LORA_PRESETS)}) nor a valid regex: {err}") from None
+    return target
+
+
+def lora_targets(model: nn.Module, target: str) -> list[str]:
+    """Names of the modules `target` selects (full match, as peft does); error if it selects none."""
+    regex = re.compile(lora_target_regex(target))
+    names = [name for name, _ in model.named_modules() if name and regex.fullmatch(name)]
+    if not names:
+        examples = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)][:6]
+        raise RecipeError(
+            f"lora.target {target!r} matches no module. Use a preset ({', '.join(LORA_PRESETS)}) or a "
+            f"regex over full names such as {', '.join(examples)}"
+        )
+    return names
+
+
+def apply_adaptation(model: nn.Module, adaptation: AdaptationConfig, lora: LoraSettings) -> nn.Module:
+    """Wrap with LoRA if asked, then freeze the requested parts; returns the model to train."""
+    if adaptation.method == "lora":
+        lora_targets(model, lora.target)
+        peft_config = LoraConfig(
+            r=lora.r,
+            lora_alpha=lora.alpha,
+            lora_dropout=lora.dropout,
+            use_dora=lora.use_dora,
+            target_modules=lora_target_regex(lora.target),
+        )
+        model = get_peft_model(model, peft_config)
+    freeze_parts(model, adaptation.freeze)
+    return model
+
+
+def frozen_prefixes(freeze: FreezeConfig) -> list[str]:
+    """Parameter-name fragments for each part to freeze (names are matched after an optional
+    peft `base_model.model.` prefix)."""
+    parts = []
+    if freeze.vision_tower:
+        parts.append("model.vision_tower.")
+    for stage in freeze.vision_stages:
+        parts += [f"model.vision_tower.convs.{stage}.", f"model.vision_tower.blocks.{stage}."]
+    if freeze.projector:
+        parts.append("model.multi_modal_projector.")
+    if freeze.language_encoder:
+        # The token embedding is tied to the decoder's and lm_head; named `language_model.shared`,
+        # it falls outside this prefix and stays trainable.
+        parts.append("model.language_model.encoder.")
+    return parts
+
+
+def freeze_parts(model: nn.Module, freeze: FreezeConfig) -> int:
+    """Set requires_grad=False on every parameter of the parts named; returns how many were frozen."""
+    prefixes = frozen_prefixes(freeze)
+    if not prefixes:
+        return 0
+    pattern = re.compile(r"(^|\.)(" + "|".join(re.escape(p) for p in prefixes) + ")")
+    frozen = 0
+    for name, param in model.named_parameters():
+        if pattern.search(name):
+            param.requires_grad_(False)
+            frozen += param.numel()
+    return frozen

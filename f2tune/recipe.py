@@ -1,0 +1,149 @@
+"""Recipe files: read YAML safely, apply `a.b=c` overrides, validate, explain every mistake at once."""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from f2tune.config import Recipe
+from f2tune.errors import RecipeError
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """Read a recipe file, apply `key.path=value` overrides and return the validated `Recipe`.
+
+    Relative paths inside the recipe stay relative to the working directory; `trainer.run_name`
+    defaults to the recipe's file name so that `--resume` finds the same run again.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"recipe not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise RecipeError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{path}: a recipe is a mapping of sections (model, data, trainer, ...)")
+    for override in overrides or []:
+        apply_override(raw, override)
+    raw.setdefault("trainer", {})
+    if isinstance(raw["trainer"], dict):
+        raw["trainer"].setdefault("run_name", path.stem)
+    return validate_recipe(raw, source=str(path))
+
+
+def validate_recipe(raw: dict[str, Any], source: str = "recipe") -> Recipe:
+    """Validate a recipe mapping; on failure raise one `RecipeError` listing every problem."""
+    try:
+        return Recipe.model_validate(raw)
+    except ValidationError as err:
+        lines = [_describe(e) for e in err.errors()]
+        raise RecipeError(f"{source}: {len(lines)} problem(s)\n" + "\n".join(f"  - {m}" for m in lines)) from None
+
+
+def apply_override(raw: dict[str, Any], override: str) -> None:
+    """Set `a.b.c=value` in a nested mapping; the value is parsed as YAML (`10`, `true`, `[0, 1]`)."""
+    key, sep, text = override.partition("=")
+    if not sep or not key:
+        raise RecipeError(f"override {override!r} is not of the form key.path=value (e.g. trainer.max_steps=10)")
+    value = yaml.safe_load(text) if text else None
+    node: Any = raw
+    parts = key.split(".")
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise RecipeError(f"override {key}: '{part}' is not an index of a list of {len(node)}")
+            if last:
+                node[int(part)] = value
+            else:
+                node = node[int(part)]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                node = node.setdefault(part, {})
+        else:
+            raise RecipeError(f"override {key}: '{'.'.join(parts[:i])}' is a value, not a section")
+
+
+def dump_recipe(recipe: Recipe) -> str:
+    """The effective recipe as YAML (defaults filled in), as saved beside every run."""
+    return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)
+
+
+def _describe(error: dict[str, Any]) -> str:
+    """One line for one pydantic error: the dotted key, what is wrong, and close keys if misspelled."""
+    loc = error["loc"]
+    classes, shown = _walk(Recipe, loc)
+    key = ".".join(shown) or "(top level)"
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        known = sorted({name for cls in classes for name in cls.model_fields})
+        close = difflib.get_close_matches(shown[-1], known, n=3, cutoff=0.6)
+        parent = "".join(f"{p}." for p in shown[:-1])
+        if close:
+            hint = f"; did you mean {' or '.join(repr(parent + c) for c in close)}?"
+        else:
+            hint = f"; known keys in '{parent.rstrip('.') or 'the recipe'}': {', '.join(known)}"
+        return f"unknown key '{key}'{hint}"
+    if kind == "missing":
+        return f"missing required key '{key}'"
+    given = error.get("input")
+    return f"{key}: {error['msg']} (got {given!r})" if not isinstance(given, dict) else f"{key}: {error['msg']}"
+
+
+def _walk(root: type[BaseModel], loc: tuple[Any, ...]) -> tuple[list[type[BaseModel]], list[str]]:
+    """Follow a pydantic error location through the schema.
+
+    Returns the model classes that own the last key (for suggestions) and the key path as the user
+    wrote it: list indices stay, discriminator tags that pydantic inserts (`jsonl`) are dropped.
+    """
+    current: list[type[BaseModel]] = [root]
+    shown: list[str] = []
+    for part in loc:
+        if isinstance(part, int):
+            shown[-1:] = [f"{shown[-1]}.{part}"] if shown else [str(part)]
+            continue
+        owners = [cls for cls in current if part in cls.model_fields]
+        if owners:
+            shown.append(part)
+            current = _models_in(owners[0].model_fields[part].annotation) or owners
+        else:
+            tagged = [cls for cls in current if _tag_of(cls) == part]
+            if tagged:
+                current = tagged
+            else:
+                shown.append(part)
+    return current, shown
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """Model classes reachable through Optional / list / Union / Annotated wrappers."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    origin = typing.get_origin(annotation)
+    if origin is None:
+        return []
+    if origin is typing.Annotated:
+        return _models_in(typing.get_args(annotation)[0])
+    found: list[type[BaseModel]] = []
+    if origin in (typing.Union, types.UnionType, list, tuple, dict):
+        for arg in typing.get_args(annotation):
+            found.extend(_models_in(arg))
+    return found
+
+
+def _tag_of(cls: type[BaseModel]) -> str | None:
+    """The `format` literal of a data-source class (the discriminator pydantic puts in locations)."""
+    field = cls.model_fields.get("format")
+    if field is None:
+        return None
+    args = typing.get_args(field.annotation)
+    return str(args[0]) if args else None

@@ -1,0 +1,55 @@
+"""The 15 task tokens Florence-2 was trained with, and a check for prompts that use them.
+
+`Florence2Processor` rewrites a task token into its sentence only when it knows the token; a typo
+such as `<CAPTON>` would otherwise be trained on as plain text, silently. So prompts that look like a
+task token are checked when the data is read, where the error can still name the file and line.
+"""
+
+from __future__ import annotations
+
+import re
+
+TASKS_WITHOUT_INPUT: tuple[str, ...] = (
+    "<CAPTION>",
+    "<DETAILED_CAPTION>",
+    "<MORE_DETAILED_CAPTION>",
+    "<OD>",
+    "<DENSE_REGION_CAPTION>",
+    "<REGION_PROPOSAL>",
+    "<OCR>",
+    "<OCR_WITH_REGION>",
+)
+"""Tokens that must be the whole prompt."""
+
+TASKS_WITH_INPUT: tuple[str, ...] = (
+    "<CAPTION_TO_PHRASE_GROUNDING>",
+    "<REFERRING_EXPRESSION_SEGMENTATION>",
+    "<REGION_TO_SEGMENTATION>",
+    "<OPEN_VOCABULARY_DETECTION>",
+    "<REGION_TO_CATEGORY>",
+    "<REGION_TO_DESCRIPTION>",
+    "<REGION_TO_OCR>",
+)
+"""Tokens followed by text or `<loc_N>` region input."""
+
+_TASK_LIKE = re.compile(r"^<([A-Z][A-Z_]*)>")
+
+
+def check_prompt(prompt: str) -> str | None:
+    """Return why `prompt` is unusable, or None if it is fine.
+
+    A prompt is free text unless it starts with an upper-case `<TOKEN>`; then the token must be one
+    of Florence-2's, and a no-input token must stand alone (the processor refuses extra text).
+    """
+    match = _TASK_LIKE.match(prompt.strip())
+    if match is None:
+        return None
+    token = match.group(0)
+    if token in TASKS_WITHOUT_INPUT:
+        if prompt.strip() != token:
+            return f"task token {token} takes no input, but the prompt has more text: {prompt!r}"
+        return None
+    if token in TASKS_WITH_INPUT:
+        return None
+    known = ", ".join(TASKS_WITHOUT_INPUT + TASKS_WITH_INPUT)
+    return f"unknown task token {token}; known task tokens: {known} (or write a free-text prompt)"

@@ -1,0 +1,1 @@
+"""Training: the LightningModule, optimizer, callbacks, Trainer construction and the fit command."""

@@ -1,0 +1,30 @@
+"""Callbacks that make a run explain itself: samples/s in the progress bar and the logs."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import lightning.pytorch as pl
+
+
+class SamplesPerSecond(pl.Callback):
+    """Logs `train/samples_per_s` (all processes together) next to the loss in the progress bar.
+
+    Measured between consecutive batch ends, so data loading counts; smoothed over `window` batches.
+    """
+
+    def __init__(self, window: int = 20) -> None:
+        self.window = window
+        self._marks: list[tuple[float, int]] = []
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._marks = [(time.perf_counter(), 0)]
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        seen = self._marks[-1][1] + len(batch.get("ids", ()))
+        self._marks = (self._marks + [(time.perf_counter(), seen)])[-(self.window + 1):]
+        (start, first), (end, last) = self._marks[0], self._marks[-1]
+        if end > start:
+            rate = (last - first) / (end - start) * trainer.world_size
+            pl_module.log("train/samples_per_s", rate, prog_bar=True, on_step=True, on_epoch=False, batch_size=1)

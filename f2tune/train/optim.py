@@ -1,0 +1,41 @@
+"""AdamW with decay only on weight matrices, and a warmup + decay schedule stepped per optimizer step."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup, get_linear_schedule_with_warmup
+
+from f2tune.config import OptimConfig
+
+SCHEDULES = {
+    "cosine": get_cosine_schedule_with_warmup,
+    "linear": get_linear_schedule_with_warmup,
+}
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Two groups: matrices and convolutions decay; biases and norm weights (1-D tensors) do not,
+    since shrinking a LayerNorm gain or a bias towards zero is not regularisation but damage."""
+    decay, no_decay = [], []
+    for param in model.parameters():
+        if param.requires_grad:
+            (decay if param.ndim >= 2 else no_decay).append(param)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def build_optimizer(model: nn.Module, config: OptimConfig) -> torch.optim.Optimizer:
+    groups = [g for g in parameter_groups(model, config.weight_decay) if g["params"]]
+    fused = all(p.is_cuda for g in groups for p in g["params"])
+    return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, eps=config.eps, fused=fused or None)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, config: OptimConfig, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """`total_steps` are optimizer steps (after accumulation), as Lightning estimates them."""
+    warmup = config.warmup_steps or int(config.warmup_ratio * total_steps)
+    if config.schedule == "constant":
+        return get_constant_schedule_with_warmup(optimizer, warmup)
+    return SCHEDULES[config.schedule](optimizer, warmup, max(total_steps, 1))

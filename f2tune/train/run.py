@@ -1,0 +1,163 @@
+"""`f2tune fit`: recipe -> data check -> model -> Lightning fit -> export -> summary.
+
+Every process of a multi-process run executes this same function (Lightning re-launches the
+command per device); steps that write shared files are guarded to run on global rank 0 only.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import lightning.pytorch as pl
+from lightning.pytorch.strategies import FSDPStrategy
+from torch import nn
+
+from f2tune.config import TINY_MODEL, Recipe
+from f2tune.data.datamodule import Florence2DataModule
+from f2tune.errors import RecipeError, RunError
+from f2tune.export.model_card import CardFacts
+from f2tune.export.writer import export_kind, export_model
+from f2tune.log import say
+from f2tune.model.adapt import apply_adaptation
+from f2tune.model.loading import TINY_SEED, load_model, load_processor
+from f2tune.model.report import parameter_report
+from f2tune.recipe import dump_recipe
+from f2tune.testing.tiny import save_tiny
+from f2tune.train.module import Florence2Module
+from f2tune.train.summary import print_summary
+from f2tune.train.trainer import build_trainer
+
+
+@dataclass
+class FitResult:
+    """What a fit produced, for the summary and for callers of the Python API."""
+
+    run_dir: Path
+    metrics_before: dict[str, float] = field(default_factory=dict)
+    metrics_after: dict[str, float] = field(default_factory=dict)
+    export_dir: Path | None = None
+    best_checkpoint: str | None = None
+    last_checkpoint: str | None = None
+    seconds: float = 0.0
+
+
+def run_dir_of(recipe: Recipe) -> Path:
+    return Path(recipe.trainer.output_dir) / str(recipe.trainer.run_name)
+
+
+def last_checkpoint(run_dir: Path) -> Path:
+    return run_dir / "checkpoints" / "last.ckpt"
+
+
+def fit(recipe: Recipe, resume: bool = False, extra_callbacks: list[pl.Callback] | None = None) -> FitResult:
+    """Train as the recipe says; with `resume`, continue from `<run dir>/checkpoints/last.ckpt`."""
+    started = time.perf_counter()
+    run_dir = run_dir_of(recipe)
+    if _is_launching_process():
+        _prepare_run_dir(recipe, run_dir, resume)
+    pl.seed_everything(recipe.trainer.seed, workers=True, verbose=False)
+
+    processor = load_processor(recipe.model)
+    datamodule = Florence2DataModule(recipe.data, processor, seed=recipe.trainer.seed)
+    datamodule.setup("fit")  # bad data fails here, before the model is loaded
+    model = build_trainable_model(recipe)
+    module = Florence2Module(model, processor, recipe)
+    trainer = build_trainer(recipe, run_dir, extra_callbacks)
+
+    result = FitResult(run_dir=run_dir)
+    has_val = bool(recipe.data.val)
+    if has_val and recipe.eval.before_fit and not resume:
+        result.metrics_before = _validate(trainer, module, datamodule)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(last_checkpoint(run_dir)) if resume else None)
+    if has_val:
+        result.metrics_after = _validate(trainer, module, datamodule)
+    checkpoint = trainer.checkpoint_callback
+    result.best_checkpoint = getattr(checkpoint, "best_model_path", None) or None
+    result.last_checkpoint = getattr(checkpoint, "last_model_path", None) or None
+
+    exportable = _exportable_model(trainer, module, recipe)
+    if recipe.export.enabled and trainer.is_global_zero:
+        result.export_dir = export_run(exportable, module, recipe, run_dir, datamodule, result.metrics_after)
+    result.seconds = time.perf_counter() - started
+    if trainer.is_global_zero:
+        print_summary(result, trainer)
+    return result
+
+
+def build_trainable_model(recipe: Recipe) -> nn.Module:
+    """Load the base model, enable gradient checkpointing if asked, apply LoRA/freezing, report."""
+    model = load_model(recipe.model)
+    if recipe.trainer.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    model = apply_adaptation(model, recipe.adaptation, recipe.lora)
+    report = parameter_report(model)
+    say(report.describe())
+    if report.trainable == 0:
+        raise RecipeError("no parameter is trainable: adaptation.freeze and lora.target leave nothing to train")
+    return model
+
+
+def export_run(
+    model: nn.Module, module: Florence2Module, recipe: Recipe, run_dir: Path, datamodule: Florence2DataModule, metrics: dict[str, float]
+) -> Path:
+    """Write the export folder (global rank 0 only) and return its path."""
+    base = recipe.model.name_or_path
+    if base == TINY_MODEL:  # adapters must name a loadable base: write the tiny base beside the run
+        base = str(save_tiny(run_dir / "base_model", seed=TINY_SEED).resolve())
+    samples = [s for part in datamodule.train_parts for s in part.samples]
+    facts = CardFacts(
+        base_model=base,
+        kind=export_kind(recipe),
+        train_samples=len(samples),
+        prompts=sorted({s.prompt for s in samples})[:10],
+        metrics=metrics,
+    )
+    target = Path(recipe.export.dir) if recipe.export.dir else run_dir / "export"
+    return export_model(model, module.processor, recipe, target, facts)
+
+
+def _validate(trainer: pl.Trainer, module: Florence2Module, datamodule: Florence2DataModule) -> dict[str, float]:
+    results = trainer.validate(module, datamodule=datamodule, verbose=False)
+    return {k: float(v) for k, v in (results[0] if results else {}).items()}
+
+
+def _exportable_model(trainer: pl.Trainer, module: Florence2Module, recipe: Recipe) -> nn.Module:
+    """The trained model as one unsharded module on rank 0.
+
+    Under FSDP the weights are sharded across processes: every process takes part in gathering
+    the full state dict, and rank 0 loads it into a fresh copy of the model.
+    """
+    if not isinstance(trainer.strategy, FSDPStrategy):
+        return module.model
+    state = trainer.strategy.lightning_module_state_dict()
+    if not trainer.is_global_zero:
+        return module.model
+    model = build_trainable_model(recipe)
+    model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}, strict=False)
+    return model
+
+
+def _prepare_run_dir(recipe: Recipe, run_dir: Path, resume: bool) -> None:
+    """Refuse to overwrite a run by accident, refuse to resume nothing, save the effective recipe."""
+    last = last_checkpoint(run_dir)
+    if resume and not last.is_file():
+        raise RunError(f"--resume: no checkpoint at {last}; start the run without --resume first")
+    if not resume and last.is_file():
+        raise RunError(
+            f"{run_dir} already holds a run ({last}). Continue it with --resume, or start a new one "
+            f"with trainer.run_name=NEW_NAME (or delete the folder)."
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(dump_recipe(recipe))
+    say(f"run directory: {run_dir} (effective recipe saved as config.yaml)")
+
+
+def _is_launching_process() -> bool:
+    """True in the one process that starts a run: global rank 0 under any launcher, or the
+    command itself before Lightning spawns the other ranks."""
+    if "RANK" in os.environ:
+        return os.environ["RANK"] == "0"
+    return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
