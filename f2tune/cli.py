@@ -24,7 +24,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # Overrides may come after flags (`fit r.yaml --resume a.b=1`): argparse leaves those unparsed.
+    args, rest = parser.parse_known_args(argv)
+    unknown_flags = [item for item in rest if item.startswith("-")]
+    if unknown_flags or (rest and args.command != "fit"):
+        parser.error(f"unrecognized arguments: {' '.join(unknown_flags or rest)}")
+    if rest:
+        args.overrides = [*args.overrides, *rest]
     setup_logging()
     try:
         return _run(args)

@@ -10,10 +10,23 @@ from lightning.pytorch.utilities import rank_zero_only
 logger = logging.getLogger("f2tune")
 
 
+class _CurrentStderr(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is at the time of the message (it may be swapped, e.g. by
+    pytest or a notebook), not the stream that existed when logging was set up."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def setup_logging() -> None:
     """Plain `f2tune: message` lines on stderr, beside Lightning's own."""
     if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _CurrentStderr()
         handler.setFormatter(logging.Formatter("f2tune: %(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)

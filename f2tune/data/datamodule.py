@@ -17,12 +17,16 @@ from f2tune.log import say, warn
 
 class Florence2DataModule(pl.LightningDataModule):
     """Datasets and loaders for one recipe. Every process reads the (small) record lists itself;
-    images are opened lazily by the loader workers."""
+    images are opened lazily by the loader workers.
 
-    def __init__(self, config: DataConfig, processor: Florence2Processor, seed: int = 0) -> None:
+    The processor may be attached after `setup`, so that bad records are reported before anything
+    is downloaded or loaded.
+    """
+
+    def __init__(self, config: DataConfig, processor: Florence2Processor | None = None, seed: int = 0) -> None:
         super().__init__()
         self.config = config
-        self.collator = Florence2Collator(processor, config.max_target_tokens)
+        self.processor = processor
         self.seed = seed
         self.train_parts: list[SampleDataset] = []
         self.val_parts: list[SampleDataset] = []
@@ -65,6 +69,7 @@ class Florence2DataModule(pl.LightningDataModule):
         return WeightedRandomSampler(per_sample, num_samples=total, replacement=True, generator=generator)
 
     def _loader(self, dataset, batch_size: int, shuffle: bool, sampler: Sampler | None = None) -> DataLoader:
+        assert self.processor is not None, "attach a processor before asking for loaders"
         workers = self.config.num_workers
         return DataLoader(
             dataset,
@@ -72,7 +77,7 @@ class Florence2DataModule(pl.LightningDataModule):
             shuffle=shuffle,
             sampler=sampler,
             num_workers=workers,
-            collate_fn=self.collator,
+            collate_fn=Florence2Collator(self.processor, self.config.max_target_tokens),
             pin_memory=torch.cuda.is_available(),
             persistent_workers=workers > 0,
         )

@@ -60,9 +60,9 @@ def fit(recipe: Recipe, resume: bool = False, extra_callbacks: list[pl.Callback]
         _prepare_run_dir(recipe, run_dir, resume)
     pl.seed_everything(recipe.trainer.seed, workers=True, verbose=False)
 
-    processor = load_processor(recipe.model)
-    datamodule = Florence2DataModule(recipe.data, processor, seed=recipe.trainer.seed)
-    datamodule.setup("fit")  # bad data fails here, before the model is loaded
+    datamodule = Florence2DataModule(recipe.data, seed=recipe.trainer.seed)
+    datamodule.setup("fit")  # bad data fails here, before anything is loaded
+    processor = datamodule.processor = load_processor(recipe.model)
     model = build_trainable_model(recipe)
     module = Florence2Module(model, processor, recipe)
     trainer = build_trainer(recipe, run_dir, extra_callbacks)

@@ -69,12 +69,14 @@ def build_strategy(recipe: Recipe) -> Strategy | str:
 
 
 def build_loggers(recipe: Recipe, run_dir: Path) -> list[Logger]:
+    # version=None numbers the folders (version_0, version_1, ...): a resumed run adds a version
+    # instead of overwriting the logs of the first part.
     loggers: list[Logger] = []
     for name in recipe.trainer.loggers:
         if name == "tensorboard":
-            loggers.append(TensorBoardLogger(run_dir / "logs", name="tensorboard", version=""))
+            loggers.append(TensorBoardLogger(run_dir / "logs", name="tensorboard"))
         elif name == "csv":
-            loggers.append(CSVLogger(run_dir / "logs", name="csv", version=""))
+            loggers.append(CSVLogger(run_dir / "logs", name="csv"))
         else:
             try:
                 from lightning.pytorch.loggers import WandbLogger

@@ -1,0 +1,56 @@
+"""Collation: labels are padded with -100 and padding never reaches the loss; truncation is counted."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from f2tune.data.collate import IGNORE_INDEX, Florence2Collator
+from f2tune.eval.generate import MODEL_INPUTS
+from f2tune.testing.shapes import shape_samples
+
+
+def items(targets: list[str]) -> list[dict]:
+    samples = shape_samples(len(targets), seed=7)
+    return [{"id": s.id, "image": s.image.render(), "prompt": "<CAPTION>", "target": t} for s, t in zip(samples, targets)]
+
+
+def test_labels_are_padded_with_ignore_index(processor):
+    batch = Florence2Collator(processor, 64)(items(["a red circle", "a blue square next to a green triangle"]))
+    tokenizer = processor.tokenizer
+    short = tokenizer("a red circle")["input_ids"]
+    assert batch["labels"][0, : len(short)].tolist() == short
+    assert (batch["labels"][0, len(short) :] == IGNORE_INDEX).all()
+    assert (batch["labels"] != tokenizer.pad_token_id).all()
+    assert batch["pixel_values"].shape[0] == 2 and batch["truncated_targets"] == 0
+
+
+def test_padding_never_reaches_the_loss(processor, tiny_model):
+    """The batch loss equals the mean token loss over real target tokens, computed by hand, and a
+    short sample's loss does not change when it is padded next to a long one."""
+    collate = Florence2Collator(processor, 64)
+    batch = collate(items(["a red circle", "a blue square next to a green triangle and more"]))
+    tiny_model.eval()
+    with torch.no_grad():
+        out = tiny_model(**{k: batch[k] for k in MODEL_INPUTS}, labels=batch["labels"])
+        real = batch["labels"] != IGNORE_INDEX
+        by_hand = F.cross_entropy(out.logits[real], batch["labels"][real])
+        assert torch.allclose(out.loss, by_hand, atol=1e-6)
+
+        alone = collate(items(["a red circle"]))
+        alone_loss = tiny_model(**{k: alone[k] for k in MODEL_INPUTS}, labels=alone["labels"]).loss
+        padded_tokens = F.cross_entropy(out.logits[0][real[0]], batch["labels"][0][real[0]])
+        assert torch.allclose(alone_loss, padded_tokens, atol=1e-5)
+
+
+def test_long_targets_are_truncated_keeping_the_end_token_and_counted(processor):
+    batch = Florence2Collator(processor, 6)(items(["a red circle", "a blue square next to a green triangle"]))
+    assert batch["truncated_targets"] == 1
+    assert batch["labels"].shape[1] == 6
+    assert batch["labels"][1, -1].item() == processor.tokenizer.eos_token_id
+
+
+def test_items_dropped_by_the_dataset_are_counted(processor):
+    batch = Florence2Collator(processor, 16)(items(["a red circle"]) + [None])
+    assert batch["skipped_records"] == 1 and batch["ids"] == ["shapes-7-0"]
+    assert Florence2Collator(processor, 16)([None, None]) == {"skipped_records": 2}

@@ -1,0 +1,71 @@
+"""JSONL reading: good records become Samples, every kind of bad record gets a precise message."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import shape_records
+
+from f2tune.data.formats.jsonl import read_jsonl
+from f2tune.data.problems import RecordProblems
+from f2tune.errors import DataError
+
+
+def test_reads_records_with_paths_relative_to_the_file(write_jsonl):
+    path = write_jsonl(shape_records(3))
+    samples = read_jsonl(path, RecordProblems())
+    assert [s.target for s in samples] == [r["target"] for r in shape_records(3)]
+    assert all(s.image.is_file() and s.image.parent == path.parent / "images" for s in samples)
+    assert samples[1].origin == f"{path}:2"
+
+
+def test_prefix_and_suffix_are_accepted(write_jsonl):
+    record = shape_records(1)[0]
+    path = write_jsonl([{"image": record["image"], "prefix": "<OD>", "suffix": "circle<loc_1><loc_2><loc_3><loc_4>"}])
+    (sample,) = read_jsonl(path, RecordProblems())
+    assert (sample.prompt, sample.target) == ("<OD>", "circle<loc_1><loc_2><loc_3><loc_4>")
+
+
+def test_default_prompt_from_the_source(write_jsonl):
+    record = shape_records(1)[0]
+    path = write_jsonl([{"image": record["image"], "target": "x"}])
+    assert read_jsonl(path, RecordProblems(), default_prompt="<CAPTION>")[0].prompt == "<CAPTION>"
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ('{"image": "images/shapes-5-0.png", "prompt": "<CAPTION>", "target": "x"', "not valid JSON"),
+        ('["a", "list"]', "expected a JSON object"),
+        ('{"image": "images/nope.png", "prompt": "<CAPTION>", "target": "x"}', "image not found: "),
+        ('{"prompt": "<CAPTION>", "target": "x"}', "missing field 'image'"),
+        ('{"image": "images/shapes-5-0.png", "prompt": "<CAPTION>"}', "missing field 'target' or 'suffix'"),
+        ('{"image": "images/shapes-5-0.png", "target": "x"}', "missing field 'prompt' or 'prefix'"),
+        ('{"image": "images/shapes-5-0.png", "prompt": "<CAPTON>", "target": "x"}', "unknown task token <CAPTON>; known task tokens: <CAPTION>"),
+        ('{"image": "images/shapes-5-0.png", "prompt": "<OD> cats", "target": "x"}', "takes no input"),
+        ('{"image": "images/shapes-5-0.png", "prompt": "<CAPTION>", "target": 3}', "field 'target' must be a non-empty string"),
+    ],
+)
+def test_bad_line_names_file_line_and_problem(write_jsonl, line, expected):
+    path = write_jsonl([shape_records(1)[0], line])
+    with pytest.raises(DataError) as caught:
+        read_jsonl(path, RecordProblems())
+    assert f"{path}:2: " in str(caught.value)
+    assert expected in str(caught.value)
+    if "image not found" in expected:
+        assert str(path.parent / "images" / "nope.png") in str(caught.value)
+
+
+def test_skip_policy_keeps_good_records_and_counts_bad_ones(write_jsonl):
+    good = shape_records(2)
+    path = write_jsonl([good[0], "{broken", good[1], '{"image": "images/gone.png", "prompt": "<CAPTION>", "target": "x"}'])
+    problems = RecordProblems("skip")
+    samples = read_jsonl(path, problems)
+    assert len(samples) == 2
+    assert len(problems.found) == 2
+    summary = problems.summary("train source 'train'")
+    assert "skipped 2 bad record(s)" in summary and f"{path}:2" in summary and f"{path}:4" in summary
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(DataError, match="JSONL file not found: .*nope.jsonl"):
+        read_jsonl(tmp_path / "nope.jsonl", RecordProblems())

@@ -1,0 +1,44 @@
+"""The command line: errors are one clear message and exit code 2, never a traceback."""
+
+from __future__ import annotations
+
+import yaml
+from test_recipe import MINIMAL
+
+from f2tune.cli import main
+
+
+def test_print_config_shows_the_effective_recipe(tmp_path, capsys):
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(MINIMAL))
+    assert main(["fit", str(path), "--print-config", "lora.r=4"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["lora"]["r"] == 4 and printed["trainer"]["run_name"] == "r"
+
+
+def test_recipe_errors_exit_2_with_the_message(tmp_path, capsys):
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(MINIMAL))
+    assert main(["fit", str(path), "trainer.max_stepz=3"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("f2tune: error: ") and "did you mean 'trainer.max_steps'" in err and "Traceback" not in err
+
+
+def test_data_errors_stop_before_the_model_loads(tmp_path, capsys):
+    path = tmp_path / "r.yaml"
+    recipe = {**MINIMAL, "model": {"name_or_path": str(tmp_path / "no-such-model")}}
+    recipe["data"] = {"train": [{"format": "jsonl", "path": str(tmp_path / "missing.jsonl")}]}
+    recipe["trainer"] = {"max_steps": 1, "output_dir": str(tmp_path / "runs")}
+    path.write_text(yaml.safe_dump(recipe))
+    assert main(["fit", str(path)]) == 2
+    assert "JSONL file not found" in capsys.readouterr().err
+
+
+def test_model_that_cannot_be_loaded_is_one_line_with_advice(tmp_path, capsys):
+    path = tmp_path / "r.yaml"
+    recipe = {**MINIMAL, "model": {"name_or_path": str(tmp_path / "no-such-model")}}
+    recipe["trainer"] = {"max_steps": 1, "output_dir": str(tmp_path / "runs")}
+    path.write_text(yaml.safe_dump(recipe))
+    assert main(["fit", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "cannot load model.name_or_path=" in err and "local folder" in err

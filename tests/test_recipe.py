@@ -1,0 +1,81 @@
+"""Recipes: every shipped YAML validates; mistakes are named with suggestions; overrides apply."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO
+
+from f2tune.errors import RecipeError
+from f2tune.recipe import apply_override, dump_recipe, load_recipe, validate_recipe
+
+RECIPES = sorted((REPO / "recipes").glob("*.yaml"))
+MINIMAL = {"model": {"name_or_path": "f2tune://tiny"}, "data": {"train": [{"format": "shapes"}]}, "trainer": {"max_steps": 1}}
+
+
+def test_recipes_folder_is_not_empty():
+    names = {p.name for p in RECIPES}
+    assert {"demo_shapes.yaml", "refcoco_lora.yaml"} <= names
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
+def test_every_shipped_recipe_validates_and_says_how_to_launch_it(path: Path):
+    recipe = load_recipe(path)
+    assert recipe.trainer.run_name == path.stem
+    header = path.read_text().split("\n\n")[0]
+    assert "f2tune fit recipes/" in header and "Data" in header and "Expect" in header
+
+
+def test_unknown_keys_are_named_with_close_suggestions():
+    raw = {**MINIMAL, "trainer": {"max_step": 10, "max_steps": 1}, "lora": {"rank": 4}, "optimm": {}}
+    with pytest.raises(RecipeError) as caught:
+        validate_recipe(raw, source="r.yaml")
+    message = str(caught.value)
+    assert message.startswith("r.yaml: 3 problem(s)")
+    assert "unknown key 'trainer.max_step'; did you mean 'trainer.max_steps'" in message
+    assert "unknown key 'optimm'; did you mean 'optim'" in message
+    assert "unknown key 'lora.rank'; known keys in 'lora': alpha, dropout, merge, r, target, use_dora" in message
+
+
+def test_keys_inside_data_sources_are_checked_per_format():
+    raw = {**MINIMAL, "data": {"train": [{"format": "jsonl", "pth": "x.jsonl"}]}}
+    with pytest.raises(RecipeError) as caught:
+        validate_recipe(raw)
+    assert "missing required key 'data.train.0.path'" in str(caught.value)
+    assert "unknown key 'data.train.0.pth'; did you mean 'data.train.0.path'" in str(caught.value)
+
+
+def test_wrong_types_and_missing_sections_are_named():
+    with pytest.raises(RecipeError) as caught:
+        validate_recipe({"model": {"name_or_path": "x"}, "trainer": {"max_steps": "ten"}})
+    message = str(caught.value)
+    assert "missing required key 'data'" in message
+    assert "trainer.max_steps: Input should be a valid integer" in message and "'ten'" in message
+
+
+def test_overrides_parse_yaml_values_and_reach_lists(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(MINIMAL))
+    recipe = load_recipe(path, ["trainer.max_steps=10", "lora.r=16", "data.train.0.num_samples=7", "adaptation.freeze.vision_stages=[0, 1]"])
+    assert (recipe.trainer.max_steps, recipe.lora.r, recipe.data.train[0].num_samples) == (10, 16, 7)
+    assert recipe.adaptation.freeze.vision_stages == [0, 1]
+    with pytest.raises(RecipeError, match="did you mean 'trainer.max_steps'"):
+        load_recipe(path, ["trainer.max_stpes=3"])
+    with pytest.raises(RecipeError, match="not of the form key.path=value"):
+        load_recipe(path, ["trainer.max_steps"])
+    with pytest.raises(RecipeError, match="not an index"):
+        apply_override({"data": {"train": []}}, "data.train.3.path=x")
+
+
+def test_effective_recipe_round_trips():
+    recipe = validate_recipe(MINIMAL)
+    assert validate_recipe(yaml.safe_load(dump_recipe(recipe))) == recipe
+
+
+def test_yaml_is_parsed_safely(tmp_path):
+    path = tmp_path / "evil.yaml"
+    path.write_text("model: !!python/object/apply:os.system ['echo hacked']\n")
+    with pytest.raises(RecipeError, match="not valid YAML"):
+        load_recipe(path)

@@ -1,0 +1,155 @@
+"""End-to-end fit on the tiny model: run folder, exports loadable by plain transformers/peft, resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from peft import PeftModel
+from transformers import AutoModelForImageTextToText, AutoProcessor
+
+from f2tune.config import TINY_MODEL
+from f2tune.data.collate import Florence2Collator
+from f2tune.errors import RunError
+from f2tune.eval.generate import MODEL_INPUTS
+from f2tune.recipe import validate_recipe
+from f2tune.testing.shapes import shape_samples
+from f2tune.train.run import fit
+
+FULL_EXPORT_FILES = {
+    "README.md",
+    "config.json",
+    "generation_config.json",
+    "model.safetensors",
+    "processor_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+}
+ADAPTER_EXPORT_FILES = {"README.md", "adapter_config.json", "adapter_model.safetensors"}
+
+
+def tiny_recipe(tmp_path: Path, **sections) -> dict:
+    recipe = {
+        "model": {"name_or_path": TINY_MODEL},
+        "data": {
+            "train": [{"format": "shapes", "num_samples": 16, "seed": 1}],
+            "val": [{"format": "shapes", "num_samples": 8, "seed": 2}],
+            "batch_size": 4,
+            "num_workers": 0,
+            "max_target_tokens": 16,
+        },
+        "optim": {"lr": 1e-3},
+        "trainer": {
+            "output_dir": str(tmp_path / "runs"),
+            "run_name": "t",
+            "accelerator": "cpu",
+            "devices": 1,
+            "precision": "32-true",
+            "max_steps": 4,
+            "val_check_interval": 2,
+            "check_val_every_n_epoch": None,
+            "log_every_n_steps": 1,
+            "loggers": ["csv", "tensorboard"],
+        },
+        "eval": {"metric": "exact_match", "max_samples": 4, "max_new_tokens": 6, "before_fit": True},
+    }
+    for key, value in sections.items():
+        recipe[key] = {**recipe.get(key, {}), **value}
+    return recipe
+
+
+def batch_for(processor) -> dict:
+    samples = shape_samples(3, seed=9)
+    items = [{"id": s.id, "image": s.image.render(), "prompt": s.prompt, "target": s.target} for s in samples]
+    return Florence2Collator(processor, 16)(items)
+
+
+def logits(model, batch: dict) -> torch.Tensor:
+    model.eval()
+    with torch.no_grad():
+        return model(**{k: batch[k] for k in MODEL_INPUTS}, labels=batch["labels"]).logits
+
+
+def test_full_fit_writes_run_folder_and_a_loadable_model(tmp_path):
+    recipe = validate_recipe(tiny_recipe(tmp_path))
+    result = fit(recipe)
+    run = result.run_dir
+    assert yaml.safe_load((run / "config.yaml").read_text()) == recipe.model_dump(mode="json")
+    assert (run / "checkpoints" / "last.ckpt").is_file() and result.best_checkpoint
+    assert (run / "logs" / "csv" / "version_0" / "metrics.csv").is_file()
+    assert list((run / "logs" / "tensorboard" / "version_0").glob("events.out.tfevents.*"))
+    assert {"val/loss", "val/exact_match"} <= set(result.metrics_before) and set(result.metrics_after) >= {"val/loss"}
+    assert result.metrics_after["val/loss"] < result.metrics_before["val/loss"]
+
+    export = run / "export"
+    assert {p.name for p in export.iterdir()} == FULL_EXPORT_FILES
+    loaded = AutoModelForImageTextToText.from_pretrained(export)
+    processor = AutoProcessor.from_pretrained(export)
+    batch = batch_for(processor)
+    card = (export / "README.md").read_text()
+    assert "library_name: transformers" in card and "pipeline_tag: image-text-to-text" in card and "<CAPTION>" in card
+    assert torch.isfinite(logits(loaded, batch)).all()
+
+
+def test_lora_adapter_export_loads_with_plain_peft_and_gives_the_trained_outputs(tmp_path):
+    recipe = validate_recipe(tiny_recipe(tmp_path, adaptation={"method": "lora"}, lora={"r": 4, "target": "all"}))
+    captured = {}
+
+    class Keep(__import__("lightning").pytorch.Callback):
+        def on_train_end(self, trainer, pl_module):
+            captured["module"] = pl_module
+
+    result = fit(recipe, extra_callbacks=[Keep()])
+    export = result.run_dir / "export"
+    assert {p.name for p in export.iterdir()} == ADAPTER_EXPORT_FILES
+    config = json.loads((export / "adapter_config.json").read_text())
+    base = AutoModelForImageTextToText.from_pretrained(config["base_model_name_or_path"])
+    loaded = PeftModel.from_pretrained(base, export)
+    batch = batch_for(captured["module"].processor)
+    assert torch.allclose(logits(loaded, batch), logits(captured["module"].model, batch), atol=1e-5)
+    card = (export / "README.md").read_text()
+    assert "library_name: peft" in card and "PeftModel.from_pretrained" in card
+
+
+def test_lora_merge_exports_a_plain_model_with_the_trained_outputs(tmp_path):
+    recipe = validate_recipe(tiny_recipe(tmp_path, adaptation={"method": "lora"}, lora={"r": 4, "merge": True}))
+    captured = {}
+
+    class Keep(__import__("lightning").pytorch.Callback):
+        def on_train_end(self, trainer, pl_module):
+            captured["module"] = pl_module
+
+    result = fit(recipe, extra_callbacks=[Keep()])
+    export = result.run_dir / "export"
+    assert {p.name for p in export.iterdir()} == FULL_EXPORT_FILES
+    loaded = AutoModelForImageTextToText.from_pretrained(export)
+    batch = batch_for(captured["module"].processor)
+    assert torch.allclose(logits(loaded, batch), logits(captured["module"].model, batch), atol=1e-5)
+
+
+def test_existing_run_needs_resume_and_resume_needs_a_checkpoint(tmp_path):
+    recipe = validate_recipe(tiny_recipe(tmp_path, trainer={"max_steps": 2}, eval={"before_fit": False}))
+    with pytest.raises(RunError, match="no checkpoint"):
+        fit(recipe, resume=True)
+    fit(recipe)
+    with pytest.raises(RunError, match="--resume"):
+        fit(recipe)
+
+
+def test_resume_continues_from_the_last_step(tmp_path):
+    first = validate_recipe(tiny_recipe(tmp_path, trainer={"max_steps": 2}, eval={"before_fit": False}))
+    fit(first)
+    longer = validate_recipe(tiny_recipe(tmp_path, trainer={"max_steps": 4}, eval={"before_fit": False}))
+    steps = []
+
+    class Steps(__import__("lightning").pytorch.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            steps.append(trainer.global_step)
+
+    result = fit(longer, resume=True, extra_callbacks=[Steps()])
+    assert steps == [2, 3]
+    assert (result.run_dir / "logs" / "csv" / "version_0" / "metrics.csv").is_file()
+    assert (result.run_dir / "logs" / "csv" / "version_1" / "metrics.csv").is_file()
