@@ -15,9 +15,16 @@ from f2tune.log import setup_logging
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="f2tune", description="Fine-tune Florence-2 from a YAML recipe.")
     commands = parser.add_subparsers(dest="command", required=True)
-    fit = commands.add_parser("fit", help="train as a recipe says, then export", description="Train as a recipe says, then export.")
+    fit = commands.add_parser(
+        "fit", help="train as a recipe says, then export", description="Train as a recipe says, then export."
+    )
     fit.add_argument("recipe", help="recipe YAML file (see recipes/)")
-    fit.add_argument("overrides", nargs="*", metavar="key.path=value", help="change recipe values, e.g. trainer.max_steps=10 lora.r=8")
+    fit.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key.path=value",
+        help="change recipe values, e.g. trainer.max_steps=10 lora.r=8",
+    )
     fit.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
     fit.add_argument("--print-config", action="store_true", help="print the effective recipe and exit")
     return parser

@@ -7,7 +7,7 @@ pydantic's errors into messages that name the key and suggest close ones.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -95,7 +95,7 @@ class ShapesSource(Section):
     name: str | None = None
 
 
-DataSource = Annotated[Union[JsonlSource, ShapesSource], Field(discriminator="format")]
+DataSource = Annotated[JsonlSource | ShapesSource, Field(discriminator="format")]
 
 
 class DataConfig(Section):
@@ -106,9 +106,7 @@ class DataConfig(Section):
     batch_size: int = Field(8, gt=0, description="Per device.")
     val_batch_size: int | None = Field(None, gt=0, description="Defaults to batch_size.")
     num_workers: int = Field(2, ge=0)
-    max_target_tokens: int = Field(
-        256, gt=1, description="Longer targets are truncated (and counted in the log)."
-    )
+    max_target_tokens: int = Field(256, gt=1, description="Longer targets are truncated (and counted in the log).")
     on_bad_record: Literal["error", "skip"] = Field(
         "error", description="skip: drop bad records, report their count and the first few."
     )

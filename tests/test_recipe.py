@@ -12,7 +12,11 @@ from f2tune.errors import RecipeError
 from f2tune.recipe import apply_override, dump_recipe, load_recipe, validate_recipe
 
 RECIPES = sorted((REPO / "recipes").glob("*.yaml"))
-MINIMAL = {"model": {"name_or_path": "f2tune://tiny"}, "data": {"train": [{"format": "shapes"}]}, "trainer": {"max_steps": 1}}
+MINIMAL = {
+    "model": {"name_or_path": "f2tune://tiny"},
+    "data": {"train": [{"format": "shapes"}]},
+    "trainer": {"max_steps": 1},
+}
 
 
 def test_recipes_folder_is_not_empty():
@@ -58,7 +62,10 @@ def test_wrong_types_and_missing_sections_are_named():
 def test_overrides_parse_yaml_values_and_reach_lists(tmp_path):
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump(MINIMAL))
-    recipe = load_recipe(path, ["trainer.max_steps=10", "lora.r=16", "data.train.0.num_samples=7", "adaptation.freeze.vision_stages=[0, 1]"])
+    recipe = load_recipe(
+        path,
+        ["trainer.max_steps=10", "lora.r=16", "data.train.0.num_samples=7", "adaptation.freeze.vision_stages=[0, 1]"],
+    )
     assert (recipe.trainer.max_steps, recipe.lora.r, recipe.data.train[0].num_samples) == (10, 16, 7)
     assert recipe.adaptation.freeze.vision_stages == [0, 1]
     with pytest.raises(RecipeError, match="did you mean 'trainer.max_steps'"):

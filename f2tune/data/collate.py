@@ -51,7 +51,10 @@ class Florence2Collator:
         tokenizer = self.processor.tokenizer
         encoded = tokenizer(targets, add_special_tokens=True)["input_ids"]
         truncated = sum(len(ids) > self.max_target_tokens for ids in encoded)
-        cut = [ids if len(ids) <= self.max_target_tokens else ids[: self.max_target_tokens - 1] + ids[-1:] for ids in encoded]
+        cut = [
+            ids if len(ids) <= self.max_target_tokens else ids[: self.max_target_tokens - 1] + ids[-1:]
+            for ids in encoded
+        ]
         labels = torch.full((len(cut), max(map(len, cut))), IGNORE_INDEX, dtype=torch.long)
         for row, ids in enumerate(cut):
             labels[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)

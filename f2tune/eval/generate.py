@@ -14,7 +14,9 @@ MODEL_INPUTS = ("input_ids", "attention_mask", "pixel_values")
 
 
 @torch.no_grad()
-def generate_text(model: nn.Module, processor: Florence2Processor, batch: dict[str, Any], config: EvalConfig) -> list[str]:
+def generate_text(
+    model: nn.Module, processor: Florence2Processor, batch: dict[str, Any], config: EvalConfig
+) -> list[str]:
     """Decoded outputs, one per sample, with `<loc_N>` and other added tokens kept but without
     `<s>`, `</s>` and padding (what `post_process_generation` expects)."""
     output = model.generate(

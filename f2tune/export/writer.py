@@ -24,7 +24,9 @@ def export_kind(recipe: Recipe) -> str:
     return "adapter" if recipe.adaptation.method == "lora" and not recipe.lora.merge else "model"
 
 
-def export_model(model: nn.Module, processor: Florence2Processor, recipe: Recipe, target: Path, facts: CardFacts) -> Path:
+def export_model(
+    model: nn.Module, processor: Florence2Processor, recipe: Recipe, target: Path, facts: CardFacts
+) -> Path:
     """Write the export folder atomically (an interrupted export never leaves a half folder)."""
     with atomic_folder(target) as staging:
         if facts.kind == "adapter":

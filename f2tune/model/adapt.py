@@ -14,8 +14,14 @@ from torch import nn
 from f2tune.config import AdaptationConfig, FreezeConfig, LoraSettings
 from f2tune.errors import RecipeError
 
-_LANGUAGE = r".*language_model\.(encoder|decoder)\.layers\.\d+\.((self_attn|encoder_attn)\.(q_proj|k_proj|v_proj|out_proj)|fc1|fc2)"
-_VISION = r".*vision_tower\.blocks\.\d+\.\d+\.(spatial_block\.window_attn|channel_block\.channel_attn)\.(qkv|proj)|.*vision_tower\.blocks\.\d+\.\d+\.(spatial_block|channel_block)\.ffn\.(fc1|fc2)"
+_LANGUAGE = (
+    r".*language_model\.(encoder|decoder)\.layers\.\d+\."
+    r"((self_attn|encoder_attn)\.(q_proj|k_proj|v_proj|out_proj)|fc1|fc2)"
+)
+_VISION = (
+    r".*vision_tower\.blocks\.\d+\.\d+\.(spatial_block\.window_attn|channel_block\.channel_attn)\.(qkv|proj)"
+    r"|.*vision_tower\.blocks\.\d+\.\d+\.(spatial_block|channel_block)\.ffn\.(fc1|fc2)"
+)
 _PROJECTOR = r".*multi_modal_projector\.image_projection"
 
 LORA_PRESETS: dict[str, str] = {
@@ -33,7 +39,9 @@ def lora_target_regex(target: str) -> str:
     try:
         re.compile(target)
     except re.error as err:
-        raise RecipeError(f"lora.target: {target!r} is neither a preset ({', '.join(LORA_PRESETS)}) nor a valid regex: {err}") from None
+        raise RecipeError(
+            f"lora.target: {target!r} is neither a preset ({', '.join(LORA_PRESETS)}) nor a valid regex: {err}"
+        ) from None
     return target
 
 

@@ -4,6 +4,7 @@ Florence-2 model in train mode and its processor."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 import torch
@@ -47,6 +48,10 @@ def _common(config: ModelConfig) -> dict:
 
 def _from_hub_or_folder(config: ModelConfig, load: Callable[[], T]) -> T:
     """Run `load`, turning transformers' long OSError/ValueError texts into one actionable message."""
+    name = config.name_or_path
+    looks_local = name.startswith(("/", ".", "~")) or name.count("/") > 1
+    if looks_local and not Path(name).expanduser().is_dir():
+        raise ModelLoadError(f"model.name_or_path: no such folder: {name} (a Hub id has the form owner/name)")
     try:
         return load()
     except (OSError, ValueError) as err:

@@ -26,7 +26,9 @@ class ParameterReport:
     def describe(self) -> str:
         share = 100.0 * self.trainable / max(self.total, 1)
         parts = ", ".join(f"{k} {v:,}" for k, v in self.trainable_by_part.items() if v)
-        return f"trainable parameters: {self.trainable:,} of {self.total:,} ({share:.2f}%)" + (f" [{parts}]" if parts else "")
+        return f"trainable parameters: {self.trainable:,} of {self.total:,} ({share:.2f}%)" + (
+            f" [{parts}]" if parts else ""
+        )
 
 
 def parameter_report(model: nn.Module) -> ParameterReport:

@@ -61,13 +61,12 @@ def build_tiny_processor(image_size: int = 96) -> Florence2Processor:
     if image_size % 32:
         raise ValueError(f"image_size must be a multiple of 32 (DaViT stride), got {image_size}")
     bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(_corpus(), vocab_size=400, min_frequency=1, special_tokens=BART_SPECIAL_TOKENS, show_progress=False
+    bpe.train_from_iterator(
+        _corpus(), vocab_size=400, min_frequency=1, special_tokens=BART_SPECIAL_TOKENS, show_progress=False
     )
     model_json = json.loads(bpe._tokenizer.to_str())["model"]
     merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in model_json["merges"]]
-    tokenizer = BartTokenizer(
-        vocab=model_json["vocab"], merges=merges, extra_special_tokens={"image_token": "<image>"}
-    )
+    tokenizer = BartTokenizer(vocab=model_json["vocab"], merges=merges, extra_special_tokens={"image_token": "<image>"})
     tokenizer.add_tokens([f"<loc_{i}>" for i in range(NUM_LOCATION_BINS)] + STRUCTURE_TOKENS)
     side = {"height": image_size, "width": image_size}
     image_processor = CLIPImageProcessor(

@@ -21,12 +21,14 @@ class SamplesPerSecond(pl.Callback):
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._marks = []
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         if not self._marks:  # first batch (of an epoch, or after resuming mid-epoch): start the clock
             self._marks = [(time.perf_counter(), 0)]
             return
         seen = self._marks[-1][1] + len(batch.get("ids", ()))
-        self._marks = (self._marks + [(time.perf_counter(), seen)])[-(self.window + 1):]
+        self._marks = (self._marks + [(time.perf_counter(), seen)])[-(self.window + 1) :]
         (start, first), (end, last) = self._marks[0], self._marks[-1]
         if end > start:
             rate = (last - first) / (end - start) * trainer.world_size

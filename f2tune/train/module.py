@@ -44,12 +44,28 @@ class Florence2Module(pl.LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
         size = len(batch.get("ids", []))
-        self.log("data/skipped_records", float(batch["skipped_records"]), reduce_fx="sum", on_step=False, on_epoch=True, sync_dist=True, batch_size=max(size, 1))
+        self.log(
+            "data/skipped_records",
+            float(batch["skipped_records"]),
+            reduce_fx="sum",
+            on_step=False,
+            on_epoch=True,
+            sync_dist=True,
+            batch_size=max(size, 1),
+        )
         if not size:
             return None
         loss = self(batch)
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=size)
-        self.log("data/truncated_targets", float(batch["truncated_targets"]), reduce_fx="sum", on_step=False, on_epoch=True, sync_dist=True, batch_size=size)
+        self.log(
+            "data/truncated_targets",
+            float(batch["truncated_targets"]),
+            reduce_fx="sum",
+            on_step=False,
+            on_epoch=True,
+            sync_dist=True,
+            batch_size=size,
+        )
         return loss
 
     def on_validation_epoch_start(self) -> None:

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup, get_linear_schedule_with_warmup
+from transformers import (
+    get_constant_schedule_with_warmup,
+    get_cosine_schedule_with_warmup,
+    get_linear_schedule_with_warmup,
+)
 
 from f2tune.config import OptimConfig
 
@@ -33,7 +37,9 @@ def build_optimizer(model: nn.Module, config: OptimConfig) -> torch.optim.Optimi
     return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, eps=config.eps, fused=fused or None)
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, config: OptimConfig, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, config: OptimConfig, total_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
     """`total_steps` are optimizer steps (after accumulation), as Lightning estimates them."""
     warmup = config.warmup_steps or int(config.warmup_ratio * total_steps)
     if config.schedule == "constant":

@@ -101,7 +101,12 @@ def build_trainable_model(recipe: Recipe) -> nn.Module:
 
 
 def export_run(
-    model: nn.Module, module: Florence2Module, recipe: Recipe, run_dir: Path, datamodule: Florence2DataModule, metrics: dict[str, float]
+    model: nn.Module,
+    module: Florence2Module,
+    recipe: Recipe,
+    run_dir: Path,
+    datamodule: Florence2DataModule,
+    metrics: dict[str, float],
 ) -> Path:
     """Write the export folder (global rank 0 only) and return its path."""
     base = recipe.model.name_or_path
@@ -136,7 +141,9 @@ def _exportable_model(trainer: pl.Trainer, module: Florence2Module, recipe: Reci
     if not trainer.is_global_zero:
         return module.model
     model = build_trainable_model(recipe)
-    model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}, strict=False)
+    model.load_state_dict(
+        {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}, strict=False
+    )
     return model
 
 

@@ -60,9 +60,9 @@ def build_strategy(recipe: Recipe) -> Strategy | str:
     (devices or nodes) and a plain single-device loop otherwise; FSDP is built explicitly."""
     cfg = recipe.trainer
     if cfg.strategy == "fsdp":
+        # Lightning keeps use_orig_params=True, which LoRA needs (frozen and trainable weights share units).
         return FSDPStrategy(
             auto_wrap_policy=FSDP_WRAPPED_LAYERS,
-            use_orig_params=recipe.adaptation.method == "lora",
             activation_checkpointing_policy=FSDP_WRAPPED_LAYERS if cfg.gradient_checkpointing else None,
         )
     return "auto"
@@ -81,7 +81,11 @@ def build_loggers(recipe: Recipe, run_dir: Path) -> list[Logger]:
             try:
                 from lightning.pytorch.loggers import WandbLogger
 
-                loggers.append(WandbLogger(project="f2tune", name=recipe.trainer.run_name, save_dir=str(run_dir / "logs")))
+                loggers.append(
+                    WandbLogger(project="f2tune", name=recipe.trainer.run_name, save_dir=str(run_dir / "logs"))
+                )
             except ModuleNotFoundError:
-                raise RecipeError("trainer.loggers has 'wandb' but wandb is not installed: pip install 'f2tune[wandb]'") from None
+                raise RecipeError(
+                    "trainer.loggers has 'wandb' but wandb is not installed: pip install 'f2tune[wandb]'"
+                ) from None
     return loggers

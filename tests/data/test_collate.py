@@ -12,7 +12,9 @@ from f2tune.testing.shapes import shape_samples
 
 def items(targets: list[str]) -> list[dict]:
     samples = shape_samples(len(targets), seed=7)
-    return [{"id": s.id, "image": s.image.render(), "prompt": "<CAPTION>", "target": t} for s, t in zip(samples, targets)]
+    return [
+        {"id": s.id, "image": s.image.render(), "prompt": "<CAPTION>", "target": t} for s, t in zip(samples, targets)
+    ]
 
 
 def test_labels_are_padded_with_ignore_index(processor):

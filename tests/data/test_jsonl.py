@@ -40,9 +40,15 @@ def test_default_prompt_from_the_source(write_jsonl):
         ('{"prompt": "<CAPTION>", "target": "x"}', "missing field 'image'"),
         ('{"image": "images/shapes-5-0.png", "prompt": "<CAPTION>"}', "missing field 'target' or 'suffix'"),
         ('{"image": "images/shapes-5-0.png", "target": "x"}', "missing field 'prompt' or 'prefix'"),
-        ('{"image": "images/shapes-5-0.png", "prompt": "<CAPTON>", "target": "x"}', "unknown task token <CAPTON>; known task tokens: <CAPTION>"),
+        (
+            '{"image": "images/shapes-5-0.png", "prompt": "<CAPTON>", "target": "x"}',
+            "unknown task token <CAPTON>; known task tokens: <CAPTION>",
+        ),
         ('{"image": "images/shapes-5-0.png", "prompt": "<OD> cats", "target": "x"}', "takes no input"),
-        ('{"image": "images/shapes-5-0.png", "prompt": "<CAPTION>", "target": 3}', "field 'target' must be a non-empty string"),
+        (
+            '{"image": "images/shapes-5-0.png", "prompt": "<CAPTION>", "target": 3}',
+            "field 'target' must be a non-empty string",
+        ),
     ],
 )
 def test_bad_line_names_file_line_and_problem(write_jsonl, line, expected):
@@ -57,7 +63,9 @@ def test_bad_line_names_file_line_and_problem(write_jsonl, line, expected):
 
 def test_skip_policy_keeps_good_records_and_counts_bad_ones(write_jsonl):
     good = shape_records(2)
-    path = write_jsonl([good[0], "{broken", good[1], '{"image": "images/gone.png", "prompt": "<CAPTION>", "target": "x"}'])
+    path = write_jsonl(
+        [good[0], "{broken", good[1], '{"image": "images/gone.png", "prompt": "<CAPTION>", "target": "x"}']
+    )
     problems = RecordProblems("skip")
     samples = read_jsonl(path, problems)
     assert len(samples) == 2

@@ -25,7 +25,11 @@ def linear_names(model: nn.Module) -> list[str]:
 
 def expected(model: nn.Module, preset: str) -> set[str]:
     """The modules each preset promises, derived from the structure rather than the regexes."""
-    language = {n for n in linear_names(model) if ".language_model." in n and ".layers." in n and n.rsplit(".", 1)[1] in LANGUAGE_LEAVES}
+    language = {
+        n
+        for n in linear_names(model)
+        if ".language_model." in n and ".layers." in n and n.rsplit(".", 1)[1] in LANGUAGE_LEAVES
+    }
     vision = {n for n in linear_names(model) if ".vision_tower.blocks." in n and n.rsplit(".", 1)[1] in VISION_LEAVES}
     projector = {n for n in linear_names(model) if n.endswith("multi_modal_projector.image_projection")}
     return {"language": language, "vision": vision, "all": language | vision | projector}[preset]
@@ -41,7 +45,11 @@ def test_each_preset_hits_the_modules_it_names_and_no_others(tiny_model, preset)
 def test_presets_apply_through_peft(tiny_model):
     promised = expected(tiny_model, "vision")
     model = apply_adaptation(tiny_model, AdaptationConfig(method="lora"), LoraSettings(target="vision", r=4))
-    wrapped = {n.removeprefix("base_model.model.").removesuffix(".lora_A.default") for n, _ in model.named_modules() if n.endswith("lora_A.default")}
+    wrapped = {
+        n.removeprefix("base_model.model.").removesuffix(".lora_A.default")
+        for n, _ in model.named_modules()
+        if n.endswith("lora_A.default")
+    }
     assert wrapped == promised
 
 
@@ -101,6 +109,20 @@ def test_with_lora_only_lora_weights_change(tiny_model, processor):
 
 def test_freezing_applies_to_lora_weights_too(tiny_model):
     freeze = FreezeConfig(vision_tower=True)
-    model = apply_adaptation(tiny_model, AdaptationConfig(method="lora", freeze=freeze), LoraSettings(target="all", r=4))
+    model = apply_adaptation(
+        tiny_model, AdaptationConfig(method="lora", freeze=freeze), LoraSettings(target="all", r=4)
+    )
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert trainable and not [n for n in trainable if "vision_tower" in n]
+
+
+def test_dora_adds_magnitude_vectors(tiny_model):
+    model = apply_adaptation(
+        tiny_model, AdaptationConfig(method="lora"), LoraSettings(target="language", r=4, use_dora=True)
+    )
+    magnitudes = [n for n, p in model.named_parameters() if "lora_magnitude_vector" in n and p.requires_grad]
+    assert len(magnitudes) == len(expected_after_wrap(model))
+
+
+def expected_after_wrap(model: nn.Module) -> list[str]:
+    return [n for n, _ in model.named_modules() if n.endswith("lora_A.default")]

@@ -56,7 +56,9 @@ def test_two_process_ddp_trains_on_different_data_and_exports_once(tmp_path):
     script = tmp_path / "train_ddp.py"
     script.write_text(textwrap.dedent(SCRIPT))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    done = subprocess.run([sys.executable, str(script), str(tmp_path)], env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path)], env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
 
     ids = [json.loads((tmp_path / f"ids_rank{rank}.json").read_text()) for rank in (0, 1)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -73,9 +74,19 @@ def logits(model, batch: dict) -> torch.Tensor:
         return model(**{k: batch[k] for k in MODEL_INPUTS}, labels=batch["labels"]).logits
 
 
+class RecordTrainMode(__import__("lightning").pytorch.Callback):
+    def __init__(self) -> None:
+        self.modes: list[bool] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.modes.append(pl_module.model.training)
+
+
 def test_full_fit_writes_run_folder_and_a_loadable_model(tmp_path):
     recipe = validate_recipe(tiny_recipe(tmp_path))
-    result = fit(recipe)
+    modes = RecordTrainMode()
+    result = fit(recipe, extra_callbacks=[modes])
+    assert modes.modes and all(modes.modes), "the model must be in train mode (dropout on) while training"
     run = result.run_dir
     assert yaml.safe_load((run / "config.yaml").read_text()) == recipe.model_dump(mode="json")
     assert (run / "checkpoints" / "last.ckpt").is_file() and result.best_checkpoint
@@ -153,3 +164,12 @@ def test_resume_continues_from_the_last_step(tmp_path):
     assert steps == [2, 3]
     assert (result.run_dir / "logs" / "csv" / "version_0" / "metrics.csv").is_file()
     assert (result.run_dir / "logs" / "csv" / "version_1" / "metrics.csv").is_file()
+
+
+def test_truncated_targets_are_counted_in_the_logs(tmp_path):
+    raw = tiny_recipe(tmp_path, trainer={"max_steps": 2}, eval={"before_fit": False, "metric": "none"})
+    raw["data"]["max_target_tokens"] = 3
+    result = fit(validate_recipe(raw))
+    rows = list(csv.DictReader((result.run_dir / "logs" / "csv" / "version_0" / "metrics.csv").open()))
+    counted = [float(r["data/truncated_targets"]) for r in rows if r.get("data/truncated_targets")]
+    assert counted and counted[-1] > 0

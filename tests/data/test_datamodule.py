@@ -1,0 +1,50 @@
+"""The datamodule: sources read once per process, empty data refused, mixtures follow their weights."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from f2tune.config import DataConfig, JsonlSource
+from f2tune.data.datamodule import Florence2DataModule
+from f2tune.data.formats import read_source
+from f2tune.data.problems import RecordProblems
+from f2tune.errors import DataError
+
+
+def test_empty_dataset_is_an_error_even_when_skipping(write_jsonl):
+    path = write_jsonl(["{broken", "also broken"])
+    with pytest.raises(DataError, match=r"train.jsonl: the dataset is empty \(2 bad record\(s\) skipped\)"):
+        read_source(JsonlSource(format="jsonl", path=str(path)), RecordProblems("skip"))
+    blank = write_jsonl([], name="blank.jsonl")
+    with pytest.raises(DataError, match="blank.jsonl: the dataset is empty"):
+        read_source(JsonlSource(format="jsonl", path=str(blank)), RecordProblems())
+
+
+def test_mixture_follows_source_weights(processor):
+    config = DataConfig(
+        train=[
+            {"format": "shapes", "num_samples": 10, "seed": 1, "name": "small", "weight": 3.0},
+            {"format": "shapes", "num_samples": 90, "seed": 2, "name": "large", "weight": 1.0},
+        ],
+        batch_size=50,
+        num_workers=0,
+    )
+    datamodule = Florence2DataModule(config, processor, seed=0)
+    datamodule.setup("fit")
+    counts = Counter()
+    loader = datamodule.train_dataloader()
+    for _ in range(4):
+        for batch in loader:
+            counts.update(i.split("-")[0] for i in batch["ids"])
+    share = counts["small"] / sum(counts.values())
+    assert 0.65 < share < 0.85  # weight 3:1 -> 75% from the 10-sample source
+
+
+def test_equal_weights_keep_plain_shuffling(processor):
+    config = DataConfig(train=[{"format": "shapes", "num_samples": 12}], batch_size=5, num_workers=0)
+    datamodule = Florence2DataModule(config, processor)
+    datamodule.setup("fit")
+    ids = [i for batch in datamodule.train_dataloader() for i in batch["ids"]]
+    assert sorted(ids) == sorted(f"shapes-0-{k}" for k in range(12))

@@ -1,0 +1,32 @@
+"""Task-token prompts: Florence-2's 15 tokens are known; typos and misuse are explained."""
+
+from __future__ import annotations
+
+import pytest
+
+from f2tune.tasks import TASKS_WITH_INPUT, TASKS_WITHOUT_INPUT, check_prompt
+
+
+def test_fifteen_tasks_all_accepted():
+    assert len(set(TASKS_WITHOUT_INPUT) | set(TASKS_WITH_INPUT)) == 15
+    assert all(check_prompt(t) is None for t in TASKS_WITHOUT_INPUT)
+    assert all(check_prompt(f"{t}a dog") is None for t in TASKS_WITH_INPUT)
+
+
+def test_tasks_match_the_processor(processor):
+    assert set(TASKS_WITHOUT_INPUT) == set(processor.task_prompts_without_inputs)
+    assert set(TASKS_WITH_INPUT) == set(processor.task_prompts_with_input)
+
+
+@pytest.mark.parametrize("prompt", ["What colour is the car?", "describe <this>", "<loc_1> where"])
+def test_free_text_is_fine(prompt):
+    assert check_prompt(prompt) is None
+
+
+def test_unknown_token_lists_the_known_ones():
+    reason = check_prompt("<CAPTIONS>")
+    assert reason.startswith("unknown task token <CAPTIONS>") and "<MORE_DETAILED_CAPTION>" in reason
+
+
+def test_no_input_token_with_text_is_refused():
+    assert "takes no input" in check_prompt("<OD> only cats")

@@ -1,0 +1,33 @@
+"""The Trainer the recipe describes: precision, clipping, accumulation, loggers, checkpoints, strategy."""
+
+from __future__ import annotations
+
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.strategies import FSDPStrategy
+from test_fit import tiny_recipe
+
+from f2tune.recipe import validate_recipe
+from f2tune.train.trainer import FSDP_WRAPPED_LAYERS, build_strategy, build_trainer
+
+
+def test_trainer_follows_the_recipe(tmp_path):
+    raw = tiny_recipe(
+        tmp_path, optim={"grad_clip": 0.5, "accumulate": 4}, trainer={"precision": "bf16-mixed", "save_top_k": 2}
+    )
+    trainer = build_trainer(validate_recipe(raw), tmp_path / "run")
+    assert trainer.gradient_clip_val == 0.5 and trainer.accumulate_grad_batches == 4
+    assert trainer.precision == "bf16-mixed"
+    assert {type(x) for x in trainer.loggers} == {CSVLogger, TensorBoardLogger}
+    checkpoint = next(c for c in trainer.callbacks if isinstance(c, ModelCheckpoint))
+    assert checkpoint.save_last and checkpoint.monitor == "val/loss" and checkpoint.save_top_k == 2
+
+
+def test_fsdp_is_opt_in_and_wraps_each_layer(tmp_path):
+    lora = validate_recipe(tiny_recipe(tmp_path, adaptation={"method": "lora"}, trainer={"strategy": "fsdp"}))
+    strategy = build_strategy(lora)
+    assert isinstance(strategy, FSDPStrategy)
+    assert strategy.kwargs["use_orig_params"] is True  # peft freezes most of each FSDP unit
+    assert "auto_wrap_policy" in strategy.kwargs
+    assert build_strategy(validate_recipe(tiny_recipe(tmp_path))) == "auto"
+    assert FSDP_WRAPPED_LAYERS
