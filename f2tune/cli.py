@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 from f2tune.errors import F2TuneError
 from f2tune.log import setup_logging
@@ -40,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     if rest:
         args.overrides = [*args.overrides, *rest]
     setup_logging()
+    # Raised inside Lightning against newer torch releases; nothing a user can act on.
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
     try:
         return _run(args)
     except F2TuneError as err:

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 
 def print_summary(result: FitResult, trainer: pl.Trainer) -> None:
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)
     metrics = Table(title="f2tune: validation metrics", show_header=True)
     metrics.add_column("metric")
     metrics.add_column("before training")

@@ -150,18 +150,33 @@ def test_existing_run_needs_resume_and_resume_needs_a_checkpoint(tmp_path):
         fit(recipe)
 
 
-def test_resume_continues_from_the_last_step(tmp_path):
-    first = validate_recipe(tiny_recipe(tmp_path, trainer={"max_steps": 2}, eval={"before_fit": False}))
-    fit(first)
-    longer = validate_recipe(tiny_recipe(tmp_path, trainer={"max_steps": 4}, eval={"before_fit": False}))
-    steps = []
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_resume_continues_from_the_last_step(tmp_path, method):
+    adaptation = {"method": method}
+    first = validate_recipe(
+        tiny_recipe(tmp_path, adaptation=adaptation, trainer={"max_steps": 2}, eval={"before_fit": False})
+    )
+    result = fit(first)
+    state = torch.load(result.last_checkpoint, weights_only=False)["state_dict"]
+    if method == "lora":  # LoRA checkpoints carry the adapter only; the base comes from model.name_or_path
+        assert state and all("lora_" in key for key in state)
+    longer = validate_recipe(
+        tiny_recipe(tmp_path, adaptation=adaptation, trainer={"max_steps": 4}, eval={"before_fit": False})
+    )
+    steps, weights_at_restart = [], {}
 
     class Steps(__import__("lightning").pytorch.Callback):
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if not steps:
+                weights_at_restart.update({k: v.clone() for k, v in pl_module.state_dict().items() if k in state})
             steps.append(trainer.global_step)
 
     result = fit(longer, resume=True, extra_callbacks=[Steps()])
     assert steps == [2, 3]
+    assert weights_at_restart.keys() == state.keys()
+    assert all(torch.equal(weights_at_restart[k], state[k]) for k in state), (
+        "resumed weights differ from the checkpoint"
+    )
     assert (result.run_dir / "logs" / "csv" / "version_0" / "metrics.csv").is_file()
     assert (result.run_dir / "logs" / "csv" / "version_1" / "metrics.csv").is_file()
 
