@@ -20,13 +20,14 @@ from f2tune.data.datamodule import Florence2DataModule
 from f2tune.errors import RecipeError, RunError
 from f2tune.export.model_card import CardFacts
 from f2tune.export.writer import export_kind, export_model
-from f2tune.log import say
+from f2tune.log import say, warn
 from f2tune.model.adapt import apply_adaptation
 from f2tune.model.loading import TINY_SEED, load_model, load_processor
 from f2tune.model.report import parameter_report
 from f2tune.recipe import dump_recipe
 from f2tune.testing.tiny import save_tiny
 from f2tune.train.module import Florence2Module
+from f2tune.train.plots import plot_loss_curves
 from f2tune.train.summary import print_summary
 from f2tune.train.trainer import build_trainer
 
@@ -41,6 +42,7 @@ class FitResult:
     export_dir: Path | None = None
     best_checkpoint: str | None = None
     last_checkpoint: str | None = None
+    loss_curve: Path | None = None
     seconds: float = 0.0
 
 
@@ -83,12 +85,15 @@ def fit(recipe: Recipe, resume: bool = False, extra_callbacks: list[pl.Callback]
         result.export_dir = export_run(exportable, module, recipe, run_dir, datamodule, result.metrics_after)
     result.seconds = time.perf_counter() - started
     if trainer.is_global_zero:
+        result.loss_curve = plot_loss_curves(run_dir / "logs" / "csv", run_dir / "loss_curve.png")
         print_summary(result, trainer)
     return result
 
 
 def build_trainable_model(recipe: Recipe) -> nn.Module:
     """Load the base model, enable gradient checkpointing if asked, apply LoRA/freezing, report."""
+    if "lora" in recipe.model_fields_set and recipe.adaptation.method != "lora":
+        warn("the recipe sets `lora:` but adaptation.method is 'full': the LoRA settings are ignored")
     model = load_model(recipe.model)
     if recipe.trainer.gradient_checkpointing:
         model.gradient_checkpointing_enable()

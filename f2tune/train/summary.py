@@ -32,6 +32,7 @@ def print_summary(result: FitResult, trainer: pl.Trainer) -> None:
         f"last checkpoint: {result.last_checkpoint or '-'}",
         f"best checkpoint: {result.best_checkpoint or '-'}",
         f"logs: {result.run_dir / 'logs'}  (tensorboard --logdir {result.run_dir / 'logs'})",
+        f"loss curve: {result.loss_curve or '- (needs the csv logger)'}",
         f"export: {result.export_dir or 'disabled'}",
     ]
     if truncated is not None and float(truncated) > 0:

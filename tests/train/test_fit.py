@@ -92,6 +92,7 @@ def test_full_fit_writes_run_folder_and_a_loadable_model(tmp_path):
     assert (run / "checkpoints" / "last.ckpt").is_file() and result.best_checkpoint
     assert (run / "logs" / "csv" / "version_0" / "metrics.csv").is_file()
     assert list((run / "logs" / "tensorboard" / "version_0").glob("events.out.tfevents.*"))
+    assert result.loss_curve == run / "loss_curve.png" and result.loss_curve.is_file()
     assert {"val/loss", "val/exact_match"} <= set(result.metrics_before) and set(result.metrics_after) >= {"val/loss"}
     assert result.metrics_after["val/loss"] < result.metrics_before["val/loss"]
 
