@@ -44,29 +44,25 @@ class Florence2Module(pl.LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
         size = len(batch.get("ids", []))
-        self.log(
-            "data/skipped_records",
-            float(batch["skipped_records"]),
-            reduce_fx="sum",
-            on_step=False,
-            on_epoch=True,
-            sync_dist=True,
-            batch_size=max(size, 1),
-        )
+        self._log_count("data/skipped_records", batch["skipped_records"], size)
         if not size:
             return None
         loss = self(batch)
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=size)
+        self._log_count("data/truncated_targets", batch["truncated_targets"], size)
+        return loss
+
+    def _log_count(self, name: str, count: int, batch_size: int) -> None:
+        """A per-epoch total over all processes (e.g. truncated targets), in the logs."""
         self.log(
-            "data/truncated_targets",
-            float(batch["truncated_targets"]),
+            name,
+            float(count),
             reduce_fx="sum",
             on_step=False,
             on_epoch=True,
             sync_dist=True,
-            batch_size=size,
+            batch_size=max(batch_size, 1),
         )
-        return loss
 
     def on_validation_epoch_start(self) -> None:
         self.val_scored = 0

@@ -6,6 +6,7 @@ import csv
 import json
 from pathlib import Path
 
+import lightning.pytorch as pl
 import pytest
 import torch
 import yaml
@@ -74,7 +75,14 @@ def logits(model, batch: dict) -> torch.Tensor:
         return model(**{k: batch[k] for k in MODEL_INPUTS}, labels=batch["labels"]).logits
 
 
-class RecordTrainMode(__import__("lightning").pytorch.Callback):
+class KeepModule(pl.Callback):
+    """Holds on to the trained LightningModule so a test can compare it with the export."""
+
+    def on_train_end(self, trainer, pl_module):
+        self.module = pl_module
+
+
+class RecordTrainMode(pl.Callback):
     def __init__(self) -> None:
         self.modes: list[bool] = []
 
@@ -108,38 +116,28 @@ def test_full_fit_writes_run_folder_and_a_loadable_model(tmp_path):
 
 def test_lora_adapter_export_loads_with_plain_peft_and_gives_the_trained_outputs(tmp_path):
     recipe = validate_recipe(tiny_recipe(tmp_path, adaptation={"method": "lora"}, lora={"r": 4, "target": "all"}))
-    captured = {}
-
-    class Keep(__import__("lightning").pytorch.Callback):
-        def on_train_end(self, trainer, pl_module):
-            captured["module"] = pl_module
-
-    result = fit(recipe, extra_callbacks=[Keep()])
+    keep = KeepModule()
+    result = fit(recipe, extra_callbacks=[keep])
     export = result.run_dir / "export"
     assert {p.name for p in export.iterdir()} == ADAPTER_EXPORT_FILES
     config = json.loads((export / "adapter_config.json").read_text())
     base = AutoModelForImageTextToText.from_pretrained(config["base_model_name_or_path"])
     loaded = PeftModel.from_pretrained(base, export)
-    batch = batch_for(captured["module"].processor)
-    assert torch.allclose(logits(loaded, batch), logits(captured["module"].model, batch), atol=1e-5)
+    batch = batch_for(keep.module.processor)
+    assert torch.allclose(logits(loaded, batch), logits(keep.module.model, batch), atol=1e-5)
     card = (export / "README.md").read_text()
     assert "library_name: peft" in card and "PeftModel.from_pretrained" in card
 
 
 def test_lora_merge_exports_a_plain_model_with_the_trained_outputs(tmp_path):
     recipe = validate_recipe(tiny_recipe(tmp_path, adaptation={"method": "lora"}, lora={"r": 4, "merge": True}))
-    captured = {}
-
-    class Keep(__import__("lightning").pytorch.Callback):
-        def on_train_end(self, trainer, pl_module):
-            captured["module"] = pl_module
-
-    result = fit(recipe, extra_callbacks=[Keep()])
+    keep = KeepModule()
+    result = fit(recipe, extra_callbacks=[keep])
     export = result.run_dir / "export"
     assert {p.name for p in export.iterdir()} == FULL_EXPORT_FILES
     loaded = AutoModelForImageTextToText.from_pretrained(export)
-    batch = batch_for(captured["module"].processor)
-    assert torch.allclose(logits(loaded, batch), logits(captured["module"].model, batch), atol=1e-5)
+    batch = batch_for(keep.module.processor)
+    assert torch.allclose(logits(loaded, batch), logits(keep.module.model, batch), atol=1e-5)
 
 
 def test_existing_run_needs_resume_and_resume_needs_a_checkpoint(tmp_path):
@@ -166,7 +164,7 @@ def test_resume_continues_from_the_last_step(tmp_path, method):
     )
     steps, weights_at_restart = [], {}
 
-    class Steps(__import__("lightning").pytorch.Callback):
+    class Steps(pl.Callback):
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
             if not steps:
                 weights_at_restart.update({k: v.clone() for k, v in pl_module.state_dict().items() if k in state})
