@@ -63,11 +63,10 @@ def fit(recipe: Recipe, resume: bool = False, extra_callbacks: list[pl.Callback]
     pl.seed_everything(recipe.trainer.seed, workers=True, verbose=False)
 
     datamodule = Florence2DataModule(recipe.data, seed=recipe.trainer.seed)
-    datamodule.setup("fit")  # bad data fails here, before anything is loaded
-    processor = datamodule.processor = load_processor(recipe.model)
-    model = build_trainable_model(recipe)
-    module = Florence2Module(model, processor, recipe)
+    datamodule.setup("fit")  # bad data and impossible trainer settings fail before anything loads
     trainer = build_trainer(recipe, run_dir, extra_callbacks)
+    processor = datamodule.processor = load_processor(recipe.model)
+    module = Florence2Module(build_trainable_model(recipe), processor, recipe)
 
     result = FitResult(run_dir=run_dir)
     has_val = bool(recipe.data.val)

@@ -8,6 +8,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.strategies import FSDPStrategy, Strategy
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from transformers.models.bart.modeling_bart import BartDecoderLayer, BartEncoderLayer
 from transformers.models.florence2.modeling_florence2 import Florence2VisionBlock
 
@@ -31,6 +32,16 @@ def build_trainer(recipe: Recipe, run_dir: Path, extra_callbacks: list[pl.Callba
         save_last=True,
     )
     callbacks: list[pl.Callback] = [checkpoint, SamplesPerSecond(), LearningRateMonitor("step")]
+    try:
+        return _trainer(recipe, run_dir, callbacks + list(extra_callbacks or []))
+    except (ValueError, MisconfigurationException) as err:
+        # e.g. fsdp or 16-mixed without a GPU, more devices than the machine has
+        raise RecipeError(f"trainer settings cannot run here: {err}") from None
+
+
+def _trainer(recipe: Recipe, run_dir: Path, callbacks: list[pl.Callback]) -> pl.Trainer:
+    cfg = recipe.trainer
+    has_val = bool(recipe.data.val)
     return pl.Trainer(
         accelerator=cfg.accelerator,
         devices=cfg.devices,
@@ -46,7 +57,7 @@ def build_trainer(recipe: Recipe, run_dir: Path, extra_callbacks: list[pl.Callba
         gradient_clip_val=recipe.optim.grad_clip,
         accumulate_grad_batches=recipe.optim.accumulate,
         logger=build_loggers(recipe, run_dir),
-        callbacks=callbacks + list(extra_callbacks or []),
+        callbacks=callbacks,
         default_root_dir=run_dir,
         num_sanity_val_steps=0,
         # torchmetrics states reset inside inference_mode (trainer.validate before fit) could not

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.strategies import FSDPStrategy
 from test_fit import tiny_recipe
 
+from f2tune.errors import RecipeError
 from f2tune.recipe import validate_recipe
 from f2tune.train.trainer import FSDP_WRAPPED_LAYERS, build_strategy, build_trainer
 
@@ -31,3 +33,9 @@ def test_fsdp_is_opt_in_and_wraps_each_layer(tmp_path):
     assert "auto_wrap_policy" in strategy.kwargs
     assert build_strategy(validate_recipe(tiny_recipe(tmp_path))) == "auto"
     assert FSDP_WRAPPED_LAYERS
+
+
+def test_settings_this_machine_cannot_run_are_a_recipe_error(tmp_path):
+    raw = tiny_recipe(tmp_path, trainer={"strategy": "fsdp"})  # accelerator: cpu
+    with pytest.raises(RecipeError, match="trainer settings cannot run here: .*fsdp"):
+        build_trainer(validate_recipe(raw), tmp_path / "run")
