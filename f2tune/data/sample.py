@@ -8,6 +8,8 @@ from typing import Protocol
 
 from PIL import Image
 
+from f2tune.tasks.schema import Annotation
+
 
 class RenderedImage(Protocol):
     """An image made in code on demand (synthetic data), so large datasets need no image memory."""
@@ -20,7 +22,8 @@ class Sample:
     """One training example: an image, the prompt the model sees, and the text it must answer.
 
     `origin` says where the record came from (`file.jsonl:12`), so every later error can point
-    the user at the line to fix.
+    the user at the line to fix. `task` is the task token the sample trains (or "" for a free-text
+    prompt) and `reference` its structured answer, when the format has one, for task metrics.
     """
 
     id: str
@@ -28,3 +31,5 @@ class Sample:
     prompt: str
     target: str
     origin: str
+    task: str = ""
+    reference: Annotation | None = None
