@@ -1,0 +1,1 @@
+"""`f2tune predict`: run a model on images, write JSONL results and pictures of them."""
