@@ -1,0 +1,191 @@
+"""JSONL of structured answers in pixels. `format: structured_jsonl`.
+
+One object per line, e.g. `{"image": "a.jpg", "task": "<OD>", "boxes": [[x1, y1, x2, y2]], "labels":
+["cat"]}`: the user's own data for any Florence-2 task without writing `<loc_N>` text by hand (the
+target is built from it after augmentation, so boxes follow flips and crops). Keys are the
+`Annotation` fields: `boxes` (x1, y1, x2, y2), `labels`, `polygons` (a list of flat x, y lists),
+`quads` (8 numbers each), `text`, `answers`, and the inputs `query` / `region`; optional `width` /
+`height` (pixels) let coordinates be checked against the image without opening it. Unknown keys
+are errors, so that a typo (`bbox`) does not silently drop an answer.
+
+The shape checks here hold for every task; which fields a task needs is checked where the target
+is built. The line helpers (`read_jsonl_objects`, `image_path`, ...) also serve the OCR and VQA
+readers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from f2tune.config import StructuredJsonlSource
+from f2tune.data.formats.coco import BOX_TOLERANCE, is_number
+from f2tune.data.problems import RecordProblems
+from f2tune.data.sample import Sample
+from f2tune.errors import DataError
+from f2tune.tasks.schema import Annotation
+from f2tune.tasks.tokens import TASKS_WITH_INPUT, TASKS_WITHOUT_INPUT
+
+KEYS = {"id", "image", "task", "width", "height", "boxes", "labels", "polygons", "quads"}
+KEYS |= {"text", "answers", "query", "region"}
+ANSWER_KEYS = ("text", "answers", "boxes", "polygons", "quads")
+
+LineParser = Callable[[dict[str, Any], str, Path], Sample]
+
+
+def read_jsonl_objects(path: Path, problems: RecordProblems, parse: LineParser) -> list[Sample]:
+    """Apply `parse(record, "file:line", folder)` to every JSON object line; bad lines go to `problems`."""
+    if not path.is_file():
+        raise DataError(f"JSONL file not found: {path}")
+    samples = []
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            origin = f"{path}:{number}"
+            try:
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise DataError(f"{origin}: not valid JSON ({err.msg} at column {err.colno})") from None
+                if not isinstance(record, dict):
+                    raise DataError(f"{origin}: expected a JSON object, got {type(record).__name__}")
+                samples.append(parse(record, origin, path.parent))
+            except DataError as err:
+                problems.report(str(err))
+    return samples
+
+
+def image_path(record: dict[str, Any], origin: str, root: Path) -> Path:
+    """The record's `image`, relative to the JSONL file; DataError naming the path when it is missing."""
+    image = text_field(record, "image", origin)
+    path = Path(image) if Path(image).is_absolute() else root / image
+    if not path.is_file():
+        raise DataError(f"{origin}: image not found: {path}")
+    return path
+
+
+def text_field(record: dict[str, Any], key: str, origin: str) -> str:
+    """A required non-empty string field."""
+    if key not in record:
+        raise DataError(f"{origin}: missing field '{key}'")
+    value = record[key]
+    if not isinstance(value, str) or not value.strip():
+        raise DataError(f"{origin}: field '{key}' must be a non-empty string, got {value!r}")
+    return value
+
+
+def numbers(value: Any, what: str, origin: str, count: int | None = None) -> list[float]:
+    """A list of finite numbers (exactly `count` of them when given)."""
+    if not (isinstance(value, list) and all(is_number(v) for v in value)):
+        raise DataError(f"{origin}: {what} must be a list of numbers, got {value!r}")
+    if count is not None and len(value) != count:
+        raise DataError(f"{origin}: {what} must have {count} numbers, got {len(value)}")
+    return [float(v) for v in value]
+
+
+def box(value: Any, what: str, origin: str) -> list[float]:
+    """x1, y1, x2, y2 with x2 > x1 and y2 > y1."""
+    x1, y1, x2, y2 = numbers(value, what, origin, 4)
+    if x2 <= x1 or y2 <= y1:
+        raise DataError(f"{origin}: {what} must be x1, y1, x2, y2 with x2 > x1 and y2 > y1, got {value}")
+    return [x1, y1, x2, y2]
+
+
+def read_structured(source: StructuredJsonlSource, problems: RecordProblems) -> list[Sample]:
+    """Samples of one structured JSONL file."""
+    return read_jsonl_objects(Path(source.path), problems, _parse)
+
+
+def _parse(record: dict[str, Any], origin: str, root: Path) -> Sample:
+    unknown = sorted(set(record) - KEYS)
+    if unknown:
+        raise DataError(f"{origin}: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(KEYS))}")
+    if "task" not in record:
+        raise DataError(f"{origin}: missing field 'task' (a Florence-2 task token such as <OD>)")
+    task = record["task"]
+    if task != "" and task not in TASKS_WITHOUT_INPUT + TASKS_WITH_INPUT:
+        known = ", ".join(TASKS_WITHOUT_INPUT + TASKS_WITH_INPUT)
+        raise DataError(f"{origin}: 'task' must be a Florence-2 task token ({known}) or \"\", got {task!r}")
+    image = image_path(record, origin, root)
+    reference = _annotation(record, origin)
+    if not any(key in reference for key in ANSWER_KEYS):
+        raise DataError(f"{origin}: no answer: give one of {', '.join(ANSWER_KEYS)}")
+    size = _size(record, origin)
+    if size is not None:
+        _check_inside(reference, size, origin)
+    record_id = record.get("id", Path(origin).name)
+    return Sample(id=str(record_id), image=image, prompt="", target="", origin=origin, task=task, reference=reference)
+
+
+def _annotation(record: dict[str, Any], origin: str) -> Annotation:
+    reference: Annotation = {}
+    for key in ("text", "query"):
+        if key in record:
+            reference[key] = text_field(record, key, origin)
+    if "region" in record:
+        reference["region"] = box(record["region"], "region", origin)
+    if "answers" in record:
+        reference["answers"] = _strings(record["answers"], "answers", origin)
+    if "boxes" in record:
+        reference["boxes"] = [box(b, f"boxes[{i}]", origin) for i, b in enumerate(_list(record, "boxes", origin))]
+    if "quads" in record:
+        reference["quads"] = [
+            numbers(q, f"quads[{i}]", origin, 8) for i, q in enumerate(_list(record, "quads", origin))
+        ]
+    if "polygons" in record:
+        polygons = _list(record, "polygons", origin)
+        if polygons and all(is_number(v) for v in polygons):
+            raise DataError(f"{origin}: 'polygons' is a list of polygons; wrap a single flat x, y list in []")
+        reference["polygons"] = [_polygon(p, f"polygons[{i}]", origin) for i, p in enumerate(polygons)]
+    if "labels" in record:
+        labels = _strings(record["labels"], "labels", origin)
+        shaped = "boxes" if "boxes" in reference else "quads" if "quads" in reference else None
+        if shaped is None:
+            raise DataError(f"{origin}: 'labels' name boxes or quads, but the record has neither")
+        if len(labels) != len(reference[shaped]):
+            raise DataError(f"{origin}: {len(labels)} labels for {len(reference[shaped])} {shaped}")
+        reference["labels"] = labels
+    return reference
+
+
+def _list(record: dict[str, Any], key: str, origin: str) -> list[Any]:
+    value = record[key]
+    if not isinstance(value, list):
+        raise DataError(f"{origin}: '{key}' must be a list, got {value!r}")
+    return value
+
+
+def _strings(value: Any, what: str, origin: str) -> list[str]:
+    if not (isinstance(value, list) and all(isinstance(v, str) and v.strip() for v in value)):
+        raise DataError(f"{origin}: '{what}' must be a list of non-empty strings, got {value!r}")
+    return list(value)
+
+
+def _polygon(value: Any, what: str, origin: str) -> list[float]:
+    points = numbers(value, what, origin)
+    if len(points) < 6 or len(points) % 2:
+        raise DataError(f"{origin}: {what} must be flat x, y pairs, at least 3 points, got {len(points)} numbers")
+    return points
+
+
+def _size(record: dict[str, Any], origin: str) -> tuple[float, float] | None:
+    if "width" not in record and "height" not in record:
+        return None
+    width, height = record.get("width"), record.get("height")
+    if not (is_number(width) and is_number(height) and width > 0 and height > 0):
+        raise DataError(f"{origin}: 'width' and 'height' must both be positive numbers, got {width!r}, {height!r}")
+    return float(width), float(height)
+
+
+def _check_inside(reference: Annotation, size: tuple[float, float], origin: str) -> None:
+    width, height = size
+    shapes = [("region", reference["region"])] if "region" in reference else []
+    for key in ("boxes", "quads", "polygons"):
+        shapes += [(f"{key}[{i}]", s) for i, s in enumerate(reference.get(key, []))]
+    for what, coords in shapes:
+        xs, ys = coords[0::2], coords[1::2]
+        if min(xs + ys) < -BOX_TOLERANCE or max(xs) > width + BOX_TOLERANCE or max(ys) > height + BOX_TOLERANCE:
+            raise DataError(f"{origin}: {what} lies outside the {width:g}x{height:g} image: {coords}")

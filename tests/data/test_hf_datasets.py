@@ -1,0 +1,106 @@
+"""Saved Hugging Face datasets: prompt/target text per row, images decoded only when rendered."""
+
+from __future__ import annotations
+
+import io
+import pickle
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from f2tune.config import DataConfig
+from f2tune.data.formats import read_source, source_name
+from f2tune.data.formats.hf_datasets import DatasetImage
+from f2tune.data.images import load_image
+from f2tune.data.problems import RecordProblems
+from f2tune.errors import DataError
+
+datasets = pytest.importorskip("datasets")
+
+COLOURS = [(200, 0, 0), (0, 200, 0), (0, 0, 200)]
+
+
+def save(tmp_path: Path, prompts: list, targets: list, splits: tuple[str, ...] = (), as_bytes: bool = False) -> Path:
+    images = [Image.new("RGB", (12, 8), colour) for colour in COLOURS[: len(targets)]]
+    if as_bytes:
+        buffers = [io.BytesIO() for _ in images]
+        for image, buffer in zip(images, buffers):
+            image.save(buffer, format="PNG")
+        column, feature = [b.getvalue() for b in buffers], datasets.Value("binary")
+    else:
+        column, feature = images, datasets.Image()
+    features = datasets.Features(
+        {"img": feature, "prompt": datasets.Value("string"), "answer": datasets.Value("string")}
+    )
+    dataset = datasets.Dataset.from_dict({"img": column, "prompt": prompts, "answer": targets}, features=features)
+    path = tmp_path / "saved"
+    if splits:
+        datasets.DatasetDict({name: dataset for name in splits}).save_to_disk(str(path))
+    else:
+        dataset.save_to_disk(str(path))
+    return path
+
+
+def read(path: Path, policy: str = "error", **options) -> tuple[list, RecordProblems]:
+    entry = {"format": "hf_dataset", "path": str(path), "image_column": "img", "target_column": "answer", **options}
+    problems = RecordProblems(policy)
+    return read_source(DataConfig(train=[entry]).train[0], problems), problems
+
+
+def test_rows_become_text_samples_with_lazy_images(tmp_path):
+    path = save(tmp_path, ["<CAPTION>", "<OD>"], ["a red square", "square<loc_1><loc_2><loc_3><loc_4>"])
+    samples, _ = read(path)
+    assert [(s.prompt, s.target) for s in samples] == [
+        ("<CAPTION>", "a red square"),
+        ("<OD>", "square<loc_1><loc_2><loc_3><loc_4>"),
+    ]
+    image = samples[1].image
+    assert isinstance(image, DatasetImage) and samples[1].origin == f"{path}:row 1"
+    assert load_image(image, samples[1].origin).getpixel((0, 0)) == COLOURS[1]
+    restored = pickle.loads(pickle.dumps(image))  # DataLoader workers get a pickled copy
+    assert restored.render().getpixel((3, 3)) == COLOURS[1]
+
+
+def test_bytes_column_split_and_default_prompt(tmp_path):
+    path = save(tmp_path, ["", ""], ["one", "two"], splits=("train", "validation"), as_bytes=True)
+    samples, _ = read(path, split="validation", prompt="<CAPTION>")
+    assert [s.prompt for s in samples] == ["<CAPTION>", "<CAPTION>"]
+    assert samples[0].image.render().size == (12, 8)
+    config = DataConfig(train=[{"format": "hf_dataset", "path": str(path), "split": "validation"}])
+    assert source_name(config.train[0]) == "saved-validation"
+    with pytest.raises(DataError, match="no split given; set `split:` to one of train, validation"):
+        read(path)
+    with pytest.raises(DataError, match="no split 'test'"):
+        read(path, split="test")
+
+
+def test_bad_rows_and_columns(tmp_path):
+    path = save(tmp_path, ["<CAPTION>", "<CAPTON>", "<CAPTION>"], ["x", "y", ""])
+    with pytest.raises(DataError, match=r"row 1: unknown task token <CAPTON>"):
+        read(path)
+    samples, problems = read(path, policy="skip")
+    assert len(samples) == 1 and len(problems.found) == 2
+    assert "row 2: column 'answer' must hold non-empty text" in problems.found[1]
+    with pytest.raises(DataError, match="no column\\(s\\) caption; the dataset has img, prompt, answer"):
+        read(path, target_column="caption")
+    with pytest.raises(DataError, match="holds a single dataset, not splits"):
+        read(path, split="train")
+    with pytest.raises(DataError, match="dataset folder not found"):
+        read(tmp_path / "nowhere")
+
+
+def test_undecodable_image_names_the_row(tmp_path):
+    dataset = datasets.Dataset.from_dict({"img": [b"not a png"], "prompt": ["<CAPTION>"], "answer": ["x"]})
+    dataset.save_to_disk(str(tmp_path / "saved"))
+    (sample,), _ = read(tmp_path / "saved")
+    with pytest.raises(DataError, match="saved:row 0: cannot decode image in column 'img'"):
+        sample.image.render()
+
+
+def test_missing_datasets_package_is_a_clear_error(tmp_path, monkeypatch):
+    path = save(tmp_path, ["<CAPTION>"], ["x"])
+    monkeypatch.setitem(sys.modules, "datasets", None)
+    with pytest.raises(DataError, match=r"needs the `datasets` package: pip install 'f2tune\[datasets\]'"):
+        read(path)
