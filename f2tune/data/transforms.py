@@ -38,7 +38,7 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import get_worker_info
 
-from f2tune.data.augment_config import AugmentConfig
+from f2tune.config import AugmentConfig
 from f2tune.tasks.schema import Annotation
 
 if TYPE_CHECKING:

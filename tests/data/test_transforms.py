@@ -11,8 +11,8 @@ from matplotlib.path import Path
 from PIL import Image
 from pydantic import ValidationError
 
+from f2tune.config import AugmentConfig
 from f2tune.data import transforms
-from f2tune.data.augment_config import AugmentConfig
 from f2tune.data.transforms import build_augmentation, clip_polygon, mentions_sides, polygon_area
 
 W, H = 200, 100

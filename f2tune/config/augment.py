@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from f2tune.config import Section
+from f2tune.config.base import Section
 
 
 class AugmentConfig(Section):

@@ -1,0 +1,54 @@
+"""The typed recipe schema (`Recipe` and its sections), importable from one place."""
+
+from f2tune.config.augment import AugmentConfig
+from f2tune.config.base import TINY_MODEL, Section
+from f2tune.config.sections import (
+    AdaptationConfig,
+    DataConfig,
+    EvalConfig,
+    ExportConfig,
+    FreezeConfig,
+    LoraSettings,
+    ModelConfig,
+    OptimConfig,
+    Recipe,
+    TrainerConfig,
+)
+from f2tune.config.sources import (
+    CocoCaptionsSource,
+    CocoDetectionSource,
+    DataSource,
+    HfDatasetSource,
+    JsonlSource,
+    OcrSource,
+    RefCocoSource,
+    ShapesSource,
+    StructuredJsonlSource,
+    VqaSource,
+)
+
+__all__ = [
+    "TINY_MODEL",
+    "AdaptationConfig",
+    "AugmentConfig",
+    "CocoCaptionsSource",
+    "CocoDetectionSource",
+    "DataConfig",
+    "DataSource",
+    "EvalConfig",
+    "ExportConfig",
+    "FreezeConfig",
+    "HfDatasetSource",
+    "JsonlSource",
+    "LoraSettings",
+    "ModelConfig",
+    "OcrSource",
+    "OptimConfig",
+    "Recipe",
+    "RefCocoSource",
+    "Section",
+    "ShapesSource",
+    "StructuredJsonlSource",
+    "TrainerConfig",
+    "VqaSource",
+]
