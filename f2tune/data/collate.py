@@ -42,7 +42,11 @@ class Florence2Collator:
             "ids": [item["id"] for item in kept],
             "prompts": [item["prompt"] for item in kept],
             "targets": [item["target"] for item in kept],
+            "tasks": [item.get("task", "") for item in kept],
+            "references": [item.get("reference") for item in kept],
+            "image_sizes": [item["image"].size for item in kept],
             "truncated_targets": truncated,
+            "dropped_annotations": sum(item.get("dropped_annotations", 0) for item in kept),
             "skipped_records": len(items) - len(kept),
         }
 

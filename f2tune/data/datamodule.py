@@ -7,11 +7,12 @@ import torch
 from torch.utils.data import ConcatDataset, DataLoader, Sampler, WeightedRandomSampler
 from transformers import Florence2Processor
 
-from f2tune.config import DataConfig, JsonlSource, ShapesSource
+from f2tune.config import DataConfig, DataSource
 from f2tune.data.collate import Florence2Collator
 from f2tune.data.dataset import SampleDataset
 from f2tune.data.formats import read_source, source_name
 from f2tune.data.problems import RecordProblems
+from f2tune.data.transforms import Augmentation, build_augmentation
 from f2tune.log import say, warn
 
 
@@ -33,7 +34,8 @@ class Florence2DataModule(pl.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if not self.train_parts:
-            self.train_parts = [self._read(s, "train") for s in self.config.train]
+            augmentation = build_augmentation(self.config.augment, seed=self.seed)
+            self.train_parts = [self._read(s, "train", augmentation) for s in self.config.train]
             self.val_parts = [self._read(s, "val") for s in self.config.val]
 
     def train_dataloader(self) -> DataLoader:
@@ -47,14 +49,14 @@ class Florence2DataModule(pl.LightningDataModule):
         batch_size = self.config.val_batch_size or self.config.batch_size
         return self._loader(ConcatDataset(self.val_parts), batch_size, shuffle=False)
 
-    def _read(self, source: JsonlSource | ShapesSource, split: str) -> SampleDataset:
+    def _read(self, source: DataSource, split: str, augmentation: Augmentation | None = None) -> SampleDataset:
         problems = RecordProblems(self.config.on_bad_record)
         samples = read_source(source, problems)
         name = source_name(source)
         if summary := problems.summary(f"{split} source '{name}'"):
             warn(summary)
         say(f"{split} source '{name}': {len(samples)} samples")
-        return SampleDataset(samples, self.config.on_bad_record)
+        return SampleDataset(samples, self.config.on_bad_record, augmentation)
 
     def _mixture_sampler(self, total: int) -> Sampler | None:
         """Sources share each epoch in proportion to their weights; None when all weights are equal

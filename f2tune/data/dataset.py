@@ -1,26 +1,40 @@
-"""Map-style dataset over `Sample`s that opens images lazily, in the DataLoader workers."""
+"""Map-style dataset over `Sample`s that opens images lazily, in the DataLoader workers.
+
+Samples of structured formats carry their answer as an `Annotation`; their prompt and target text
+are written here, after augmentation has moved the coordinates with the pixels.
+"""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
+from PIL import Image
 from torch.utils.data import Dataset
 
 from f2tune.data.images import load_image
 from f2tune.data.sample import Sample
+from f2tune.data.transforms import Augmentation
 from f2tune.errors import DataError
+from f2tune.tasks import build_prompt, format_target
 
 
 class SampleDataset(Dataset):
-    """Items are dicts with the opened RGB image; an unreadable image raises, or with `skip` yields None.
+    """Items are dicts with the opened RGB image, prompt, target and the sample's task and
+    reference; a sample that cannot be used raises, or with `skip` yields None (the collator counts it).
 
     Readers check that image files exist; whether they decode is only known when they are opened,
-    which happens here, so the skip decision for corrupt files is made here and counted by the collator.
+    which happens here, so the skip decision for corrupt files is made here.
     """
 
-    def __init__(self, samples: list[Sample], on_bad_record: Literal["error", "skip"] = "error") -> None:
+    def __init__(
+        self,
+        samples: list[Sample],
+        on_bad_record: Literal["error", "skip"] = "error",
+        augmentation: Augmentation | None = None,
+    ) -> None:
         self.samples = samples
         self.on_bad_record = on_bad_record
+        self.augmentation = augmentation
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -28,9 +42,30 @@ class SampleDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any] | None:
         sample = self.samples[index]
         try:
-            image = load_image(sample.image, sample.origin)
+            return self._item(sample, load_image(sample.image, sample.origin))
         except DataError:
             if self.on_bad_record == "skip":
                 return None
             raise
-        return {"id": sample.id, "image": image, "prompt": sample.prompt, "target": sample.target}
+
+    def _item(self, sample: Sample, image: Image.Image) -> dict[str, Any]:
+        reference, dropped = sample.reference, 0
+        if reference is None:
+            prompt, target = sample.prompt, sample.target
+        else:
+            if self.augmentation is not None:
+                image, reference, dropped = self.augmentation(image, reference, task_text=sample.prompt)
+            try:
+                prompt = build_prompt(sample.task, reference, image.size)
+                target = format_target(sample.task, reference, image.size)
+            except DataError as err:
+                raise DataError(f"{sample.origin}: {err}") from None
+        return {
+            "id": sample.id,
+            "image": image,
+            "prompt": prompt,
+            "target": target,
+            "task": sample.task,
+            "reference": reference,
+            "dropped_annotations": dropped,
+        }

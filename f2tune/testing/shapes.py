@@ -65,6 +65,7 @@ def shape_samples(num_samples: int, seed: int = 0, image_size: int = 96, name: s
                 prompt="<CAPTION>",
                 target=f"a {colour} {shape}",
                 origin=f"{name}(seed={seed})#{index}",
+                task="<CAPTION>",
             )
         )
     return samples

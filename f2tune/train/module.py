@@ -50,6 +50,7 @@ class Florence2Module(pl.LightningModule):
         loss = self(batch)
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=size)
         self._log_count("data/truncated_targets", batch["truncated_targets"], size)
+        self._log_count("data/dropped_annotations", batch["dropped_annotations"], size)
         return loss
 
     def _log_count(self, name: str, count: int, batch_size: int) -> None:

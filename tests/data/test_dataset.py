@@ -7,10 +7,13 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from f2tune.config import AugmentConfig
 from f2tune.data.dataset import SampleDataset
 from f2tune.data.images import load_image
 from f2tune.data.sample import Sample
+from f2tune.data.transforms import build_augmentation
 from f2tune.errors import DataError
+from f2tune.tasks import format_target
 
 
 def sample_for(path: Path) -> Sample:
@@ -49,3 +52,32 @@ def test_exif_rotation_is_applied(tmp_path):
     exif[0x0112] = 6  # rotate 90 degrees clockwise when displayed
     Image.new("RGB", (40, 20)).save(path, exif=exif)
     assert load_image(path, "x").size == (20, 40)
+
+
+def structured_sample(tmp_path: Path, reference: dict, task: str = "<OD>") -> Sample:
+    path = tmp_path / "scene.png"
+    Image.new("RGB", (200, 100)).save(path)
+    return Sample(id="s", image=path, prompt="", target="", origin="coco.json:image 3", task=task, reference=reference)
+
+
+def test_structured_samples_get_prompt_and_target_from_their_reference(tmp_path):
+    reference = {"boxes": [[10.0, 20.0, 110.0, 70.0]], "labels": ["cat"]}
+    item = SampleDataset([structured_sample(tmp_path, reference)])[0]
+    assert item["prompt"] == "<OD>"
+    assert item["target"] == format_target("<OD>", reference, (200, 100)) == "cat<loc_50><loc_200><loc_550><loc_700>"
+    assert item["task"] == "<OD>" and item["reference"] == reference
+
+
+def test_augmentation_moves_the_target_with_the_pixels(tmp_path):
+    reference = {"boxes": [[10.0, 20.0, 110.0, 70.0]], "labels": ["cat"]}
+    flip = build_augmentation(AugmentConfig(enabled=True, hflip=1.0), seed=0)
+    item = SampleDataset([structured_sample(tmp_path, reference)], augmentation=flip)[0]
+    assert item["reference"]["boxes"] == [[90.0, 20.0, 190.0, 70.0]]
+    assert item["target"] == "cat<loc_450><loc_200><loc_950><loc_700>"
+
+
+def test_a_reference_the_task_cannot_use_names_its_record(tmp_path):
+    bad = structured_sample(tmp_path, {"boxes": [[50.0, 20.0, 10.0, 70.0]], "labels": ["cat"]})
+    with pytest.raises(DataError, match="coco.json:image 3: "):
+        SampleDataset([bad])[0]
+    assert SampleDataset([bad], on_bad_record="skip")[0] is None

@@ -13,7 +13,7 @@ from typing import Any
 from f2tune.data.problems import RecordProblems
 from f2tune.data.sample import Sample
 from f2tune.errors import DataError
-from f2tune.tasks import check_prompt
+from f2tune.tasks import task_of
 
 FIELD_ALIASES: dict[str, tuple[str, ...]] = {"prompt": ("prompt", "prefix"), "target": ("target", "suffix")}
 
@@ -45,13 +45,15 @@ def _parse_record(line: str, origin: str, root: Path, default_prompt: str | None
     image = _text_field(record, "image", origin)
     prompt = _aliased(record, "prompt", origin, default_prompt)
     target = _aliased(record, "target", origin, None)
-    if reason := check_prompt(prompt):
-        raise DataError(f"{origin}: {reason}")
+    try:
+        task = task_of(prompt).token
+    except DataError as err:
+        raise DataError(f"{origin}: {err}") from None
     image_path = (root / image) if not Path(image).is_absolute() else Path(image)
     if not image_path.is_file():
         raise DataError(f"{origin}: image not found: {image_path}")
     record_id = record.get("id", Path(origin).name)
-    return Sample(id=str(record_id), image=image_path, prompt=prompt, target=target, origin=origin)
+    return Sample(id=str(record_id), image=image_path, prompt=prompt, target=target, origin=origin, task=task)
 
 
 def _aliased(record: dict[str, Any], name: str, origin: str, default: str | None) -> str:
