@@ -1,0 +1,150 @@
+"""Box metrics: COCO mAP for detection outputs, Acc@IoU0.5 for referring-expression grounding.
+
+mAP ranks detections by confidence, so every predicted box should carry a score (Florence-2 has no
+detection head; `f2tune.eval.scores.box_scores` derives one from the generated tokens'
+probabilities). A prediction without `scores` gets 1.0 for every box, which collapses the
+precision-recall curve of its image to one point; the metric still takes real scores box by box.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torchmetrics import Metric
+from torchmetrics.detection import MeanAveragePrecision
+from torchmetrics.utilities import dim_zero_cat
+
+from f2tune.eval.metrics import PerSampleMean, normalize
+from f2tune.tasks.schema import Annotation, Box
+
+LABEL_ID_BITS = 31
+"""Label ids are hashes below 2**31: torchmetrics keeps class ids as int32."""
+
+
+def label_id(label: str) -> int:
+    """The class id of a (normalized) label string.
+
+    A hash rather than a running counter: the id must be the same in every batch *and* in every DDP
+    process, whose states are merged before pycocotools sees them, and a counter would number the
+    classes in the order each process happened to meet them.
+    """
+    digest = hashlib.blake2b(normalize(label).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % (1 << LABEL_ID_BITS)
+
+
+class CocoMeanAP(Metric):
+    """COCO box mAP (pycocotools through torchmetrics) over `Annotation`s with `boxes` (x1, y1, x2,
+    y2 pixels), `labels` (strings; compared after `normalize`) and, for predictions, `scores`.
+
+    An annotation without `labels` (`<REGION_PROPOSAL>`) puts all its boxes in one class, which gives
+    class-agnostic AP. `compute()` returns every number of the COCO summary (`map`, `map_50`,
+    `map_75`, `map_small`, ..., `mar_100`) as floats; -1 means "no box of that kind", as in COCO.
+
+    Why not a `MeanAveragePrecision` subclass: that keeps one tensor per image in lists which DDP
+    gathers element by element, so processes that saw different numbers of images (a task's share of
+    a mixed batch differs by process) fail or hang. Here each state is one flat tensor per batch,
+    with a per-image box count to split it again, gathered as a whole (`dist_reduce_fx="cat"`);
+    `compute` hands the per-image dicts to a process-local `MeanAveragePrecision`.
+    """
+
+    is_differentiable = False
+    higher_is_better = True
+    full_state_update = False
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # built now, so that a missing torchvision or pycocotools fails before validation, not after it
+        self.evaluator = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", sync_on_compute=False)
+        self._label_names: dict[int, str] = {}
+        boxes, long = torch.zeros(0, 4), torch.zeros(0, dtype=torch.long)
+        self._empty = {"pred_boxes": boxes, "pred_scores": torch.zeros(0), "ref_boxes": boxes}
+        self._empty |= {f"{side}_{name}": long for side in ("pred", "ref") for name in ("labels", "counts")}
+        for name in self._empty:
+            self.add_state(name, default=[], dist_reduce_fx="cat")
+
+    def _label_ids(self, annotations: Sequence[Annotation]) -> list[int]:
+        ids = []
+        for annotation in annotations:
+            for label in annotation.get("labels") or [""] * len(annotation.get("boxes", [])):
+                name, ident = normalize(label), label_id(label)
+                if self._label_names.setdefault(ident, name) != name:
+                    raise ValueError(f"labels {name!r} and {self._label_names[ident]!r} hash to the same class id")
+                ids.append(ident)
+        return ids
+
+    def update(self, predictions: Sequence[Annotation], references: Sequence[Annotation]) -> None:
+        """Add one batch of images: `predictions[i]` are the boxes generated for image i."""
+        if len(predictions) != len(references):
+            raise ValueError(f"{len(predictions)} predictions for {len(references)} references")
+        scores: list[float] = []
+        for prediction in predictions:
+            boxes, given = len(prediction.get("boxes", [])), prediction.get("scores")
+            if given is not None and len(given) != boxes:
+                raise ValueError(f"{len(given)} scores for {boxes} boxes")
+            scores += [1.0] * boxes if given is None else given
+        self.pred_scores.append(torch.tensor(scores, dtype=torch.float32, device=self.device))
+        for side, batch in (("pred", predictions), ("ref", references)):
+            boxes = torch.tensor([box for annotation in batch for box in annotation.get("boxes", [])])
+            counts = [len(annotation.get("boxes", [])) for annotation in batch]
+            getattr(self, f"{side}_boxes").append(boxes.to(self.device, torch.float32).reshape(-1, 4))
+            getattr(self, f"{side}_labels").append(torch.tensor(self._label_ids(batch), device=self.device).long())
+            getattr(self, f"{side}_counts").append(torch.tensor(counts, device=self.device).long())
+
+    def _fill_empty(self) -> None:
+        for name, empty in self._empty.items():
+            if isinstance(getattr(self, name), list) and not getattr(self, name):
+                getattr(self, name).append(empty.to(self.device))
+
+    def sync(self, *args: Any, **kwargs: Any) -> None:
+        """Sync as torchmetrics does, once every empty state holds a typed empty tensor: for a process
+        without images torchmetrics would send float placeholders, which cannot be gathered with the
+        integer labels of the others."""
+        self._fill_empty()
+        super().sync(*args, **kwargs)
+
+    def _images(self, side: str) -> list[dict[str, torch.Tensor]]:
+        counts = dim_zero_cat(getattr(self, f"{side}_counts")).tolist()
+        names = ("boxes", "labels", "scores") if side == "pred" else ("boxes", "labels")
+        parts = [dim_zero_cat(getattr(self, f"{side}_{name}")).split(counts) for name in names]
+        return [dict(zip(names, values)) for values in zip(*parts)]
+
+    def compute(self) -> dict[str, float]:
+        """The COCO summary numbers. Per-class numbers are left out: the class ids are hashes."""
+        self._fill_empty()
+        self.evaluator.reset()
+        self.evaluator.update(self._images("pred"), self._images("ref"))
+        result = self.evaluator.compute()
+        self.evaluator.reset()
+        return {key: float(value) for key, value in result.items() if key != "classes" and "per_class" not in key}
+
+
+def box_iou(a: Box, b: Box) -> float:
+    """Intersection over union of two x1, y1, x2, y2 boxes (0 when both are empty)."""
+    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    intersection = width * height
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - intersection
+    return intersection / union if union > 0 else 0.0
+
+
+class GroundingAccuracy(PerSampleMean):
+    """Acc@IoU0.5 of referring-expression comprehension (RefCOCO's protocol): a sample is correct when
+    the first predicted box overlaps the reference's first box with IoU >= `threshold`.
+
+    The model is asked for one object, so only its first box counts: a model that lists many boxes
+    must not be rewarded for one of them hitting. A prediction without boxes is wrong.
+    """
+
+    key = "grounding_acc"
+
+    def __init__(self, threshold: float = 0.5, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.threshold = threshold
+
+    def score(self, prediction: Annotation, reference: Annotation) -> float:
+        if not prediction.get("boxes"):
+            return 0.0
+        return float(box_iou(prediction["boxes"][0], reference["boxes"][0]) >= self.threshold)

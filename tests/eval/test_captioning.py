@@ -1,0 +1,102 @@
+"""CIDEr-D against pycocoevalcap's numbers; BLEU-4 and ROUGE-L on cases worked out by hand."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from f2tune.eval.metrics import build_metric
+from f2tune.eval.metrics.captioning import Bleu4, CiderD, RougeL, cider_d, tokenize, tokenized
+
+CANDIDATES = [
+    "A man is riding a horse on the beach.",
+    "Two dogs play in the snow!",
+    "a red bus parked on the street",
+    "a plate of food",
+]
+REFERENCES = [
+    [
+        "A man rides a horse along the beach.",
+        "Someone riding a brown horse on sand.",
+        "a person on a horse at the beach",
+    ],
+    ["Two dogs are playing in the snow.", "dogs running through snow"],
+    ["A red double-decker bus on a city street.", "a bus parked by the road", "red bus in the street"],
+    ["A plate with food on it.", "a meal on a white plate"],
+]
+# pycocoevalcap 1.2, cider_scorer.CiderScorer(n=4, sigma=6.0) on the `tokenized` texts above
+PYCOCOEVALCAP_SCORES = [2.008240681325667, 2.2851527100966345, 2.1831836447975808, 1.4009837914558696]
+PYCOCOEVALCAP_CORPUS = 1.9693902069189377
+
+
+def test_tokenize_lowercases_and_drops_punctuation() -> None:
+    assert tokenize("A red double-decker bus, parked.") == ["a", "red", "double", "decker", "bus", "parked"]
+    assert tokenized("  Two   dogs!") == "two dogs"
+
+
+def test_cider_d_matches_the_recorded_pycocoevalcap_numbers() -> None:
+    scores = cider_d([tokenized(c) for c in CANDIDATES], [[tokenized(r) for r in refs] for refs in REFERENCES])
+    assert scores == pytest.approx(PYCOCOEVALCAP_SCORES, abs=1e-9)
+
+
+def test_cider_d_matches_pycocoevalcap_directly() -> None:
+    cider_scorer = pytest.importorskip("pycocoevalcap.cider.cider_scorer")
+    candidates = [tokenized(c) for c in CANDIDATES] + ["a horse", "snow snow snow snow", ""]
+    references = [[tokenized(r) for r in refs] for refs in REFERENCES] + [
+        ["a brown horse standing in a field"],
+        ["fresh snow on a hill", "snow covered trees"],
+        ["an empty room"],
+    ]
+    scorer = cider_scorer.CiderScorer(n=4, sigma=6.0)
+    for candidate, refs in zip(candidates, references):
+        scorer += (candidate, refs)
+    corpus, expected = scorer.compute_score()
+    assert cider_d(candidates, references) == pytest.approx(list(expected), abs=1e-9)
+    metric = CiderD()
+    metric.update(candidates, references)
+    assert metric.compute()["cider"] == pytest.approx(float(corpus), abs=1e-9)
+
+
+def test_cider_metric_accumulates_batches_and_merges_like_ddp() -> None:
+    metric = build_metric("cider")
+    metric.update(CANDIDATES[:1], REFERENCES[:1])
+    metric.update(CANDIDATES[1:2], REFERENCES[1:2])
+    other_process = CiderD()
+    other_process.update(CANDIDATES[2:], REFERENCES[2:])
+    metric.merge_state(other_process)  # the "cat" states concatenate, as DDP sync does
+    assert metric.compute() == {"cider": pytest.approx(PYCOCOEVALCAP_CORPUS, abs=1e-9)}
+
+
+def test_cider_takes_annotations_and_single_references() -> None:
+    metric = CiderD()
+    metric.update([{"text": c} for c in CANDIDATES[:2]], [{"answers": REFERENCES[0]}, REFERENCES[1]])
+    metric.update(CANDIDATES[2:], [REFERENCES[2], {"text": REFERENCES[3][0], "answers": REFERENCES[3]}])
+    assert metric.compute()["cider"] == pytest.approx(PYCOCOEVALCAP_CORPUS, abs=1e-9)
+    single = CiderD()
+    single.update(["a cat", "a dog"], ["a cat", "the dog"])
+    assert single.compute()["cider"] > 0
+
+
+def test_cider_before_any_update_is_nan() -> None:
+    with pytest.warns(UserWarning, match="before the ``update``"):
+        assert math.isnan(CiderD().compute()["cider"])
+
+
+def test_bleu4_by_hand() -> None:
+    metric = Bleu4()
+    metric.update(["The cat sat on a mat."], [["the cat sat on the mat", "a dog"]])
+    # 1..4-gram precisions 6/6 ("a" is in the second reference), 3/5, 2/4, 1/3; no brevity penalty
+    expected = (6 / 6 * 3 / 5 * 2 / 4 * 1 / 3) ** 0.25
+    assert metric.compute() == {"bleu4": pytest.approx(expected, abs=1e-6)}
+    perfect = build_metric("bleu4")
+    perfect.update(["A man rides a horse."], ["a man rides a horse"])
+    assert perfect.compute()["bleu4"] == pytest.approx(1.0)
+
+
+def test_rouge_l_by_hand() -> None:
+    metric = RougeL()
+    # LCS "the cat sat on mat" = 5 of 6 words either way; the better of the two references counts
+    metric.update(["The cat sat on a mat."], [["the cat sat on the mat", "a dog barks"]])
+    metric.update([{"text": "a dog"}], ["A dog!"])
+    assert metric.compute() == {"rougeL": pytest.approx((5 / 6 + 1.0) / 2, abs=1e-6)}

@@ -1,0 +1,146 @@
+"""COCO mAP against pycocotools run directly on the same boxes; Acc@IoU0.5 by hand."""
+
+from __future__ import annotations
+
+import pytest
+
+from f2tune.eval.metrics import build_metric
+from f2tune.eval.metrics.detection import CocoMeanAP, GroundingAccuracy, box_iou, label_id
+from f2tune.tasks.schema import Annotation
+
+pytest.importorskip("pycocotools")
+pytest.importorskip("torchvision", reason="torchmetrics' MeanAveragePrecision needs torchvision")
+
+from pycocotools.coco import COCO  # noqa: E402
+from pycocotools.cocoeval import COCOeval  # noqa: E402
+
+REFERENCES: list[Annotation] = [
+    {"boxes": [[10, 10, 60, 60], [100, 100, 180, 160]], "labels": ["cat", "dog"]},
+    {"boxes": [[20, 30, 120, 90]], "labels": ["dog"]},
+    {"boxes": [[0, 0, 40, 40], [50, 50, 90, 90]], "labels": ["cat", "cat"]},
+]
+# the true positives come first with low scores, the false positives after them with high ones:
+# with every score 1.0 the (stable) ranking keeps list order and the mAP rises
+PREDICTIONS: list[Annotation] = [
+    {
+        "boxes": [[12, 8, 62, 58], [100, 102, 178, 160], [200, 10, 260, 70]],
+        "labels": ["cat", "dog", "cat"],
+        "scores": [0.55, 0.7, 0.9],
+    },
+    {"boxes": [[25, 30, 118, 95], [0, 100, 40, 140]], "labels": ["dog", "dog"], "scores": [0.4, 0.8]},
+    {"boxes": [[1, 1, 41, 39], [60, 60, 95, 95]], "labels": ["Cat", "cat"], "scores": [0.3, 0.95]},
+]
+
+
+def pycocotools_stats(predictions: list[Annotation], references: list[Annotation]) -> list[float]:
+    """COCOeval's 12 summary numbers, computed without torchmetrics."""
+    categories = {"cat": 1, "dog": 2}
+    images, annotations, detections = [], [], []
+    for image_id, (prediction, reference) in enumerate(zip(predictions, references), start=1):
+        images.append({"id": image_id, "width": 300, "height": 300})
+        for (x1, y1, x2, y2), label in zip(reference["boxes"], reference["labels"]):
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": categories[label],
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "area": (x2 - x1) * (y2 - y1),
+                    "iscrowd": 0,
+                }
+            )
+        scores = prediction.get("scores") or [1.0] * len(prediction["boxes"])
+        for (x1, y1, x2, y2), label, score in zip(prediction["boxes"], prediction["labels"], scores):
+            detections.append(
+                {
+                    "image_id": image_id,
+                    "category_id": categories[label.lower()],
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "score": score,
+                }
+            )
+    ground_truth = COCO()
+    ground_truth.dataset = {
+        "images": images,
+        "annotations": annotations,
+        "categories": [{"id": i, "name": n} for n, i in categories.items()],
+    }
+    ground_truth.createIndex()
+    evaluation = COCOeval(ground_truth, ground_truth.loadRes(detections), "bbox")
+    evaluation.evaluate()
+    evaluation.accumulate()
+    evaluation.summarize()
+    return [float(s) for s in evaluation.stats]
+
+
+def without_scores(predictions: list[Annotation]) -> list[Annotation]:
+    return [{k: v for k, v in p.items() if k != "scores"} for p in predictions]
+
+
+@pytest.mark.parametrize("scored", [True, False], ids=["scores", "all-1.0"])
+def test_coco_map_equals_pycocotools(scored: bool) -> None:
+    predictions = PREDICTIONS if scored else without_scores(PREDICTIONS)
+    metric = CocoMeanAP()
+    metric.update(predictions[:2], REFERENCES[:2])  # two batches: class ids must agree across them
+    metric.update(predictions[2:], REFERENCES[2:])
+    result = metric.compute()
+    expected = pycocotools_stats(predictions, REFERENCES)
+    assert result["map"] == pytest.approx(expected[0], abs=1e-6)
+    assert result["map_50"] == pytest.approx(expected[1], abs=1e-6)
+    assert result["map_75"] == pytest.approx(expected[2], abs=1e-6)
+    assert result["mar_100"] == pytest.approx(expected[8], abs=1e-6)
+    assert all(isinstance(value, float) for value in result.values())
+
+
+def test_scores_change_the_map() -> None:
+    scored, unscored = CocoMeanAP(), CocoMeanAP()
+    scored.update(PREDICTIONS, REFERENCES)
+    unscored.update(without_scores(PREDICTIONS), REFERENCES)
+    assert scored.compute()["map_50"] < unscored.compute()["map_50"]
+
+
+def test_coco_map_handles_empty_and_unlabelled_annotations() -> None:
+    metric = build_metric("coco_map")
+    metric.update(
+        [{"boxes": [], "labels": []}, {"boxes": [[0, 0, 10, 10]], "scores": [0.5]}],
+        [{"boxes": [[0, 0, 10, 10]], "labels": ["cat"]}, {"boxes": [[0, 0, 10, 10]]}],
+    )
+    result = metric.compute()
+    assert result["map"] == pytest.approx(0.5)  # class "cat": missed (AP 0); proposals: found (AP 1)
+
+
+def test_label_ids_are_stable_and_normalized() -> None:
+    assert label_id("Traffic  Light") == label_id("traffic light") != label_id("stop sign")
+    assert 0 <= label_id("cat") < 2**31
+
+
+def test_box_iou_by_hand() -> None:
+    assert box_iou([0, 0, 10, 10], [5, 0, 15, 10]) == pytest.approx(50 / 150)
+    assert box_iou([0, 0, 10, 10], [0, 0, 10, 10]) == 1.0
+    assert box_iou([0, 0, 10, 10], [20, 20, 30, 30]) == 0.0
+
+
+def test_grounding_accuracy_uses_the_first_box() -> None:
+    metric = GroundingAccuracy()
+    reference: Annotation = {"boxes": [[0, 0, 10, 10]], "labels": ["the cat"]}
+    metric.update(
+        [
+            {"boxes": [[0, 0, 10, 10]]},  # IoU 1
+            {"boxes": [[0, 0, 10, 5]]},  # IoU 0.5: still correct
+            {"boxes": [[0, 0, 10, 4.9]]},  # IoU 0.49
+            {"boxes": [[50, 50, 60, 60], [0, 0, 10, 10]]},  # the right box is only second
+            {"boxes": []},
+        ],
+        [reference] * 5,
+    )
+    assert metric.compute() == {"grounding_acc": pytest.approx(2 / 5)}
+
+
+def test_grounding_accuracy_merges_like_ddp() -> None:
+    """Two processes' states summed (what DDP sync does) give the single-process mean."""
+    first, second = build_metric("grounding_acc"), build_metric("grounding_acc")
+    reference: Annotation = {"boxes": [[0, 0, 10, 10]]}
+    first.update([{"boxes": [[0, 0, 10, 10]]}], [reference])
+    second.update([{"boxes": []}, {"boxes": [[1, 1, 10, 10]]}], [reference, reference])
+    first.merge_state(second)
+    assert first.compute()["grounding_acc"] == pytest.approx(2 / 3)

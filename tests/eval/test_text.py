@@ -1,0 +1,188 @@
+"""VQA accuracy, exact match, ANLS, CER and WER on handmade examples; the `build_metric` registry."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from f2tune.eval.metrics import SCORERS, build_metric, exact_match, normalize
+from f2tune.eval.metrics.text import ANLS, CER, WER, ExactMatch, VQAAccuracy, anls, vqa_accuracy, vqa_normalize
+
+
+def humans(matching: int, answer: str = "2", other: str = "3") -> list[str]:
+    """Ten human answers, `matching` of them equal to `answer`."""
+    return [answer] * matching + [other] * (10 - matching)
+
+
+@pytest.mark.parametrize(
+    ("matching", "expected"),
+    [(10, 1.0), (4, 1.0), (3, 0.9), (2, 0.6), (1, 0.3), (0, 0.0)],
+)
+def test_vqa_accuracy_averages_over_leave_one_out_subsets(matching: int, expected: float) -> None:
+    # with k matching humans: k subsets hold k - 1 of them, 10 - k hold k; each credits min(n / 3, 1)
+    assert vqa_accuracy("2", humans(matching)) == pytest.approx(expected)
+
+
+def test_vqa_normalization() -> None:
+    assert vqa_normalize("The Two dogs.") == "2 dogs"
+    assert vqa_normalize("1,000") == "1000"
+    assert vqa_normalize("2.5 meters") == "2.5 meters"
+    assert vqa_normalize("Yes!") == "yes"
+    assert vqa_accuracy("Two", humans(4)) == 1.0
+    assert vqa_accuracy("yes", ["Yes."]) == 1.0  # one reference: exact match after normalization
+
+
+def test_vqa_metric_on_annotations() -> None:
+    metric = build_metric("vqa_accuracy")
+    metric.update(["2", {"text": "two"}], [{"answers": humans(1)}, humans(3)])
+    assert metric.compute() == {"vqa_accuracy": pytest.approx((0.3 + 0.9) / 2)}
+
+
+def test_exact_match_takes_any_reference() -> None:
+    metric = ExactMatch()
+    metric.update(["A  Cat", "dog", "cow"], ["a cat", ["bird", "Dog"], {"text": "horse"}])
+    assert metric.compute() == {"exact_match": pytest.approx(2 / 3)}
+
+
+def test_anls_examples() -> None:
+    assert anls("Hello  World", ["hello world"]) == 1.0  # case and spacing are normalized
+    assert anls("hello wrld", ["hello world"]) == pytest.approx(1 - 1 / 11)
+    assert anls("abxy", ["abcd"]) == 0.0  # distance 2 / 4 is not below 0.5
+    assert anls("abcy", ["abcd"]) == pytest.approx(0.75)
+    assert anls("0.25", ["$0.25", "25 cents"]) == pytest.approx(1 - 1 / 5)  # the best reference
+    assert anls("anything", ["something else"], threshold=0.0) == 0.0
+    metric = ANLS()
+    metric.update(["hello wrld", "abxy"], [{"answers": ["hello world"]}, "abcd"])
+    assert metric.compute() == {"anls": pytest.approx((1 - 1 / 11) / 2)}
+
+
+def test_cer_and_wer_simple_cases() -> None:
+    cer = build_metric("cer")
+    cer.update(["abce", "xyz"], ["abcd", {"text": "xyz"}])
+    assert cer.compute() == {"cer": pytest.approx(1 / 7)}  # edits over reference characters, pooled
+    wer = WER()
+    wer.update(["the cat sit", "on mat"], ["the cat sat", "on the mat"])
+    assert wer.compute() == {"wer": pytest.approx(2 / 6)}
+    assert isinstance(cer, CER)
+
+
+def test_mismatched_batch_lengths_raise() -> None:
+    with pytest.raises(ValueError):
+        VQAAccuracy().update(["a", "b"], [["a"]])
+    with pytest.raises(ValueError):
+        CER().update(["a"], [])
+
+
+def test_mean_metrics_merge_like_ddp() -> None:
+    first, second = ANLS(), ANLS()
+    first.update(["hello wrld"], ["hello world"])
+    second.update(["abxy", "abcd"], ["abcd", "abcd"])
+    first.merge_state(second)
+    assert first.compute()["anls"] == pytest.approx((1 - 1 / 11 + 0 + 1) / 3)
+
+
+def test_build_metric_names_and_errors() -> None:
+    names = ["coco_map", "grounding_acc", "miou", "cider", "bleu4", "rougeL"]
+    names += ["vqa_accuracy", "exact_match", "anls", "cer", "wer"]
+    if importlib.util.find_spec("torchvision") is None:  # torchmetrics' MeanAveragePrecision needs it
+        names.remove("coco_map")
+    for name in names:
+        assert hasattr(build_metric(name), "compute")
+    with pytest.raises(ValueError, match="known metrics: coco_map, grounding_acc"):
+        build_metric("bleu")
+
+
+def test_legacy_scorers_keep_their_api() -> None:
+    assert normalize("  A  B ") == "a b"
+    assert exact_match("A cat", "a  cat") == 1.0
+    assert SCORERS["exact_match"] is exact_match
+
+
+DDP_SCRIPT = """
+import json, os, sys
+from pathlib import Path
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from f2tune.eval.metrics import build_metric
+
+def run(rank, out, port):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    results = {}
+    for name, samples in json.loads((out / "cases.json").read_text()).items():
+        for split in (1, len(samples)):  # rank 1 gets most samples, then none
+            mine = samples[:split] if rank == 0 else samples[split:]
+            metric = build_metric(name)
+            for start in range(0, len(mine), 2):
+                metric.update(*map(list, zip(*mine[start : start + 2])))
+            results[f"{name}/{split}"] = metric.compute()
+    (out / f"rank{rank}.json").write_text(json.dumps(results))
+    dist.destroy_process_group()
+
+if __name__ == "__main__":
+    mp.spawn(run, args=(Path(sys.argv[1]), sys.argv[2]), nprocs=2)
+"""
+BOXES = [[0, 0, 10, 10], [20, 20, 40, 40], [5, 5, 30, 30]]
+DDP_CASES: dict[str, list[list[Any]]] = {
+    "coco_map": [
+        [
+            {"boxes": [BOXES[0], BOXES[2]], "labels": ["cat", "dog"], "scores": [0.4, 0.9]},
+            {"boxes": BOXES[:2], "labels": ["cat"] * 2},
+        ],
+        [{"boxes": [], "labels": []}, {"boxes": [BOXES[2]], "labels": ["dog"]}],
+        [{"boxes": [BOXES[1]], "labels": ["dog"], "scores": [0.7]}, {"boxes": [BOXES[1]], "labels": ["dog"]}],
+    ],
+    "grounding_acc": [[{"boxes": [b]}, {"boxes": [BOXES[0]]}] for b in BOXES],
+    "miou": [
+        [{"polygons": [[0, 0, s, 0, 0, s]]}, {"polygons": [[0, 0, 10, 0, 10, 10, 0, 10]]}, [16, 12]]
+        for s in (5, 10, 14)
+    ],
+    "cider": [
+        [c, ["a dog runs on grass", "a brown dog running"]] for c in ("a dog runs", "a cat sleeps", "a dog on grass")
+    ],
+    "bleu4": [[c, ["a dog runs on the green grass"]] for c in ("a dog runs on the grass", "a dog", "the green grass")],
+    "rougeL": [[c, ["a dog runs on grass"]] for c in ("a dog runs", "grass", "a dog runs on grass")],
+    "vqa_accuracy": [[a, humans(k)] for a, k in (("2", 1), ("two", 3), ("3", 4))],
+    "exact_match": [[a, "yes"] for a in ("yes", "no", "Yes")],
+    "anls": [[a, ["hello world"]] for a in ("hello wrld", "bye", "hello world")],
+    "cer": [[a, "abcd"] for a in ("abce", "abcd", "xbcdef")],
+    "wer": [[a, "the cat sat"] for a in ("the cat sit", "the cat", "a dog sat down")],
+}
+
+
+@pytest.mark.slow
+def test_every_metric_syncs_across_processes(tmp_path: Path) -> None:
+    """Two gloo processes, with uneven shares and with one process left without samples, report the
+    single-process value (torchmetrics' own ROUGE and mAP states fail at both)."""
+    has_torchvision = importlib.util.find_spec("torchvision") is not None  # MeanAveragePrecision needs it
+    cases = {name: samples for name, samples in DDP_CASES.items() if has_torchvision or name != "coco_map"}
+    (tmp_path / "cases.json").write_text(json.dumps(cases))
+    (tmp_path / "ddp.py").write_text(DDP_SCRIPT)
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = str(free.getsockname()[1])
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    done = subprocess.run(
+        [sys.executable, str(tmp_path / "ddp.py"), str(tmp_path), port],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    for name, samples in cases.items():
+        metric = build_metric(name)
+        metric.update(*map(list, zip(*samples)))
+        expected = metric.compute()
+        for rank in (0, 1):
+            results = json.loads((tmp_path / f"rank{rank}.json").read_text())
+            for split in (1, len(samples)):
+                assert results[f"{name}/{split}"] == pytest.approx(expected, abs=1e-6), (name, split, rank)
