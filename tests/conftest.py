@@ -51,12 +51,3 @@ def write_jsonl(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return write
-
-
-def shape_records(count: int, prompt: str = "<CAPTION>") -> list[dict]:
-    """JSONL records pointing at the images `write_jsonl` draws (ids shapes-5-0 .. 5-3)."""
-    samples = shape_samples(4, seed=5)
-    return [
-        {"image": f"images/{samples[i % 4].id}.png", "prompt": prompt, "target": samples[i % 4].target}
-        for i in range(count)
-    ]

@@ -13,7 +13,7 @@ from f2tune.train.run import fit
 def test_demo_recipe_learns_to_caption_held_out_shapes(tmp_path):
     recipe = load_recipe(REPO / "recipes" / "demo_shapes.yaml", [f"trainer.output_dir={tmp_path}"])
     result = fit(recipe)
-    before, after = result.metrics_before["val/exact_match"], result.metrics_after["val/exact_match"]
+    before, after = result.metrics_before["val/CAPTION/exact_match"], result.metrics_after["val/CAPTION/exact_match"]
     assert before < 0.1
     assert after >= before + 0.4, (before, after)
     assert result.metrics_after["val/loss"] < 0.5 * result.metrics_before["val/loss"]

@@ -134,14 +134,25 @@ class TrainerConfig(Section):
         return self
 
 
-class EvalConfig(Section):
-    """Generation-based metric on (a capped part of) the validation data."""
+MetricName = Literal[
+    "auto", "none", "coco_map", "grounding_acc", "miou", "cider", "bleu4", "rougeL",
+    "vqa_accuracy", "exact_match", "anls", "cer", "wer",
+]  # fmt: skip
+"""`auto`: each task's metric from the task table (`f2tune.tasks.TASKS`)."""
 
-    metric: Literal["none", "exact_match"] = "none"
-    max_samples: int = Field(64, gt=0, description="Per process, per validation.")
-    max_new_tokens: int = Field(64, gt=0)
-    num_beams: int = Field(1, gt=0)
-    no_repeat_ngram_size: int = Field(0, ge=0, description="Keep 0 for outputs with <loc_N> tokens.")
+
+class EvalConfig(Section):
+    """Task metrics from generated text on (a capped part of) the validation data.
+
+    Decoding settings left unset come from each task's row of the task table.
+    """
+
+    metric: MetricName = "auto"
+    max_samples: int = Field(64, gt=0, description="Per task, per process, per validation.")
+    every_n_validations: int = Field(1, gt=0, description="Generate on every N-th validation (loss: always).")
+    max_new_tokens: int | None = Field(None, gt=0)
+    num_beams: int | None = Field(None, gt=0)
+    no_repeat_ngram_size: int | None = Field(None, ge=0, description="Keep 0 for outputs with <loc_N> tokens.")
     before_fit: bool = Field(False, description="Also validate once before training (baseline).")
 
 

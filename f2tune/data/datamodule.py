@@ -31,12 +31,14 @@ class Florence2DataModule(pl.LightningDataModule):
         self.seed = seed
         self.train_parts: list[SampleDataset] = []
         self.val_parts: list[SampleDataset] = []
+        self.test_parts: list[SampleDataset] = []
 
     def setup(self, stage: str | None = None) -> None:
         if not self.train_parts:
             augmentation = build_augmentation(self.config.augment, seed=self.seed)
             self.train_parts = [self._read(s, "train", augmentation) for s in self.config.train]
             self.val_parts = [self._read(s, "val") for s in self.config.val]
+            self.test_parts = [self._read(s, "test") for s in self.config.test]
 
     def train_dataloader(self) -> DataLoader:
         dataset = ConcatDataset(self.train_parts)
@@ -44,10 +46,20 @@ class Florence2DataModule(pl.LightningDataModule):
         return self._loader(dataset, self.config.batch_size, shuffle=sampler is None, sampler=sampler)
 
     def val_dataloader(self) -> DataLoader | list:
-        if not self.val_parts:
+        return self._evaluation_loader(self.val_parts)
+
+    def test_dataloader(self) -> DataLoader | list:
+        return self._evaluation_loader(self.test_parts)
+
+    def tasks(self) -> set[str]:
+        """Task tokens of the validation and test samples ("" for free-text prompts)."""
+        return {s.task for part in self.val_parts + self.test_parts for s in part.samples}
+
+    def _evaluation_loader(self, parts: list[SampleDataset]) -> DataLoader | list:
+        if not parts:
             return []
         batch_size = self.config.val_batch_size or self.config.batch_size
-        return self._loader(ConcatDataset(self.val_parts), batch_size, shuffle=False)
+        return self._loader(ConcatDataset(parts), batch_size, shuffle=False)
 
     def _read(self, source: DataSource, split: str, augmentation: Augmentation | None = None) -> SampleDataset:
         problems = RecordProblems(self.config.on_bad_record)

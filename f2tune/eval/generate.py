@@ -36,7 +36,7 @@ def generate(
 ) -> list[Generation]:
     output = model.generate(
         **{k: batch[k] for k in MODEL_INPUTS},
-        max_new_tokens=decoding.max_new_tokens,
+        max_new_tokens=min(decoding.max_new_tokens, _longest_output(model)),
         num_beams=decoding.num_beams,
         no_repeat_ngram_size=decoding.no_repeat_ngram_size,
         do_sample=False,
@@ -63,3 +63,9 @@ def generate_text(
 ) -> list[str]:
     """Only the decoded texts."""
     return [g.text for g in generate(model, processor, batch, decoding)]
+
+
+def _longest_output(model: nn.Module) -> int:
+    """Tokens the decoder can position (learned positions end there; past it generation crashes)."""
+    text_config = model.config.text_config
+    return text_config.max_position_embeddings - 2

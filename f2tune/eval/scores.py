@@ -9,6 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from transformers import PreTrainedTokenizerBase
+
+from f2tune.eval.generate import Generation
+from f2tune.locs import NUM_BINS
+from f2tune.tasks.schema import Annotation
+
 BOX_TOKENS = 4
 
 
@@ -39,3 +45,23 @@ def box_scores(
             label, locs, after_box = [], [], False
         label.append(probability)
     return scores
+
+
+def special_ids(tokenizer: PreTrainedTokenizerBase) -> tuple[set[int], set[int]]:
+    """The `<loc_N>` token ids and the ids to skip (`<s>`, `</s>`, padding) of a Florence-2 tokenizer."""
+    locs = set(tokenizer.convert_tokens_to_ids([f"<loc_{i}>" for i in range(NUM_BINS)]))
+    skip = {tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id}
+    return locs, skip
+
+
+def with_box_scores(annotation: Annotation, generation: Generation, ids: tuple[set[int], set[int]]) -> Annotation:
+    """`annotation` with `scores` for its boxes. When the parser kept a different number of boxes
+    than the token walk found (malformed output), every box gets the output's mean probability."""
+    boxes = annotation.get("boxes")
+    if not boxes:
+        return annotation
+    scores = box_scores(generation.token_ids, generation.probabilities, *ids)
+    if len(scores) != len(boxes):
+        mean = sum(generation.probabilities) / max(len(generation.probabilities), 1)
+        scores = [mean] * len(boxes)
+    return {**annotation, "scores": scores}

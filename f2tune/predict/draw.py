@@ -33,6 +33,7 @@ def draw_annotation(image: Image.Image, annotation: Annotation, title: str = "")
     for index, box in enumerate(annotation.get("boxes", [])):
         label = _caption(labels, scores, index)
         colour = label_colour(labels[index] if index < len(labels) else "")
+        box = _ordered(box)
         draw.rectangle(box, outline=colour, width=width)
         _tag(draw, font, (box[0], box[1]), label, colour)
     for polygon in annotation.get("polygons", []):
@@ -47,11 +48,17 @@ def draw_annotation(image: Image.Image, annotation: Annotation, title: str = "")
         draw.polygon(points, outline=colour, width=width)
         _tag(draw, font, points[0], label, colour)
     if "region" in annotation:
-        draw.rectangle(annotation["region"], outline=(255, 255, 255), width=width)
+        draw.rectangle(_ordered(annotation["region"]), outline=(255, 255, 255), width=width)
     text = annotation.get("text", "")
     if text or title:
         canvas = _with_caption(canvas, font, "\n".join(t for t in (title, text) if t))
     return canvas
+
+
+def _ordered(box: list[float]) -> list[float]:
+    """A box with x1 <= x2 and y1 <= y2: untrained or garbled outputs may swap corners."""
+    x1, y1, x2, y2 = box
+    return [min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)]
 
 
 def _caption(labels: list[str], scores: list[float], index: int) -> str:

@@ -1,18 +1,21 @@
-"""The LightningModule: loss on teacher-forced targets, validation loss, and a generation metric."""
+"""The LightningModule: loss on teacher-forced targets, validation/test loss, and task metrics
+from generated text with per-sample predictions written beside the run."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
 from torch import nn
-from torchmetrics import MeanMetric
 from transformers import Florence2Processor
 
 from f2tune.config import Recipe
-from f2tune.eval.generate import MODEL_INPUTS, generate_text
-from f2tune.eval.metrics import SCORERS
+from f2tune.eval.evaluator import Evaluator
+from f2tune.eval.generate import MODEL_INPUTS
 from f2tune.train.optim import build_optimizer, build_scheduler
 
 
@@ -23,16 +26,25 @@ class Florence2Module(pl.LightningModule):
     `model.name_or_path`, which keeps a LoRA checkpoint of Florence-2-large at megabytes, not 3 GB.
     """
 
-    def __init__(self, model: nn.Module, processor: Florence2Processor, recipe: Recipe) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        processor: Florence2Processor,
+        recipe: Recipe,
+        eval_tasks: Iterable[str] = (),
+        output_dir: Path | None = None,
+    ) -> None:
         super().__init__()
         self.model = model
         self.processor = processor
         self.recipe = recipe
+        self.output_dir = output_dir
         self.save_hyperparameters({"recipe": recipe.model_dump(mode="json")})
         self.strict_loading = recipe.adaptation.method != "lora"
-        self.metric_name = recipe.eval.metric
-        self.val_score = MeanMetric()
-        self.val_scored = 0
+        self.evaluator = Evaluator(eval_tasks, recipe.eval, processor) if recipe.eval.metric != "none" else None
+        self.evaluations = 0
+        self.generating = False
+        self.records: list[dict[str, Any]] = []
         self.model.train()
 
     def forward(self, batch: dict[str, Any]) -> torch.Tensor:
@@ -66,25 +78,58 @@ class Florence2Module(pl.LightningModule):
         )
 
     def on_validation_epoch_start(self) -> None:
-        self.val_scored = 0
+        self._start_evaluation()
+
+    def on_test_epoch_start(self) -> None:
+        self._start_evaluation(always=True)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluation_step(batch, "val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluation_step(batch, "test")
+
+    def on_validation_epoch_end(self) -> None:
+        self._finish_evaluation("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._finish_evaluation("test")
+
+    def _start_evaluation(self, always: bool = False) -> None:
+        every = self.recipe.eval.every_n_validations
+        self.generating = self.evaluator is not None and (always or self.evaluations % every == 0)
+        self.records = []
+
+    def _evaluation_step(self, batch: dict[str, Any], stage: str) -> None:
         size = len(batch.get("ids", []))
         if not size:
             return
-        self.log("val/loss", self(batch), prog_bar=True, sync_dist=True, batch_size=size)
-        if self.metric_name == "none" or self.val_scored >= self.recipe.eval.max_samples:
-            return
-        predictions = generate_text(self.model, self.processor, batch, self.recipe.eval)
-        scorer = SCORERS[self.metric_name]
-        scores = torch.tensor([scorer(p, t) for p, t in zip(predictions, batch["targets"])], device=self.device)
-        self.val_score.update(scores)
-        self.val_scored += size
+        self.log(f"{stage}/loss", self(batch), prog_bar=True, sync_dist=True, batch_size=size)
+        if self.generating:
+            self.records += self.evaluator.update(self.model, batch)
 
-    def on_validation_epoch_end(self) -> None:
-        if self.metric_name != "none" and self.val_scored:
-            self.log(f"val/{self.metric_name}", self.val_score.compute(), prog_bar=True, sync_dist=False)
-        self.val_score.reset()
+    def _finish_evaluation(self, stage: str) -> None:
+        self.evaluations += 1
+        if not self.generating:
+            return
+        results = self.evaluator.compute()
+        for name, value in results.items():
+            self.log(f"{stage}/{name}", value, prog_bar=name.endswith(("/map", "/cider", "/exact_match")))
+        self.evaluator.reset()
+        self._write_predictions(stage, results)
+
+    def _write_predictions(self, stage: str, results: dict[str, float]) -> None:
+        """`predictions/<stage>-step<N>/rank<R>.jsonl` per process and `metrics.json` from rank 0."""
+        if self.output_dir is None or self.trainer.sanity_checking:
+            return
+        folder = self.output_dir / "predictions" / f"{stage}-step{self.trainer.global_step:06d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        with (folder / f"rank{self.global_rank}.jsonl").open("w") as lines:
+            for record in self.records:
+                lines.write(json.dumps(record, default=float) + "\n")
+        if self.trainer.is_global_zero:
+            (folder / "metrics.json").write_text(json.dumps(results, indent=2))
+        self.records = []
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = build_optimizer(self.model, self.recipe.optim)

@@ -17,19 +17,17 @@ from torch import nn
 
 from f2tune.config import TINY_MODEL, Recipe
 from f2tune.data.datamodule import Florence2DataModule
-from f2tune.errors import RecipeError, RunError
+from f2tune.errors import RunError
 from f2tune.export.model_card import CardFacts
 from f2tune.export.writer import export_kind, export_model
-from f2tune.log import say, warn
-from f2tune.model.adapt import apply_adaptation
-from f2tune.model.loading import TINY_SEED, load_model, load_processor
-from f2tune.model.report import parameter_report
+from f2tune.log import say
+from f2tune.model.loading import TINY_SEED
 from f2tune.recipe import dump_recipe
 from f2tune.testing.tiny import save_tiny
 from f2tune.train.module import Florence2Module
 from f2tune.train.plots import plot_loss_curves
+from f2tune.train.setup import assemble, build_trainable_model, last_checkpoint, run_dir_of
 from f2tune.train.summary import print_summary
-from f2tune.train.trainer import build_trainer
 
 
 @dataclass
@@ -46,14 +44,6 @@ class FitResult:
     seconds: float = 0.0
 
 
-def run_dir_of(recipe: Recipe) -> Path:
-    return Path(recipe.trainer.output_dir) / str(recipe.trainer.run_name)
-
-
-def last_checkpoint(run_dir: Path) -> Path:
-    return run_dir / "checkpoints" / "last.ckpt"
-
-
 def fit(recipe: Recipe, resume: bool = False, extra_callbacks: list[pl.Callback] | None = None) -> FitResult:
     """Train as the recipe says; with `resume`, continue from `<run dir>/checkpoints/last.ckpt`."""
     started = time.perf_counter()
@@ -62,11 +52,7 @@ def fit(recipe: Recipe, resume: bool = False, extra_callbacks: list[pl.Callback]
         _prepare_run_dir(recipe, run_dir, resume)
     pl.seed_everything(recipe.trainer.seed, workers=True, verbose=False)
 
-    datamodule = Florence2DataModule(recipe.data, seed=recipe.trainer.seed)
-    datamodule.setup("fit")  # bad data and impossible trainer settings fail before anything loads
-    trainer = build_trainer(recipe, run_dir, extra_callbacks)
-    processor = datamodule.processor = load_processor(recipe.model)
-    module = Florence2Module(build_trainable_model(recipe), processor, recipe)
+    trainer, module, datamodule = assemble(recipe, run_dir, extra_callbacks)
 
     result = FitResult(run_dir=run_dir)
     has_val = bool(recipe.data.val)
@@ -87,21 +73,6 @@ def fit(recipe: Recipe, resume: bool = False, extra_callbacks: list[pl.Callback]
         result.loss_curve = plot_loss_curves(run_dir / "logs" / "csv", run_dir / "loss_curve.png")
         print_summary(result, trainer)
     return result
-
-
-def build_trainable_model(recipe: Recipe) -> nn.Module:
-    """Load the base model, enable gradient checkpointing if asked, apply LoRA/freezing, report."""
-    if "lora" in recipe.model_fields_set and recipe.adaptation.method != "lora":
-        warn("the recipe sets `lora:` but adaptation.method is 'full': the LoRA settings are ignored")
-    model = load_model(recipe.model)
-    if recipe.trainer.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
-    model = apply_adaptation(model, recipe.adaptation, recipe.lora)
-    report = parameter_report(model)
-    say(report.describe())
-    if report.trainable == 0:
-        raise RecipeError("no parameter is trainable: adaptation.freeze and lora.target leave nothing to train")
-    return model
 
 
 def export_run(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import shape_records
+from helpers import shape_records
 
 from f2tune.data.formats.jsonl import read_jsonl
 from f2tune.data.problems import RecordProblems

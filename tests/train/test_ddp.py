@@ -10,7 +10,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from test_fit import ADAPTER_EXPORT_FILES, tiny_recipe
+from helpers import tiny_recipe
+from test_fit import ADAPTER_EXPORT_FILES
 
 SCRIPT = """
 import json, os, sys

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import csv
 import json
-from pathlib import Path
 
 import lightning.pytorch as pl
 import pytest
 import torch
 import yaml
+from helpers import tiny_recipe
 from peft import PeftModel
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from f2tune.config import TINY_MODEL
 from f2tune.data.collate import Florence2Collator
 from f2tune.errors import RunError
 from f2tune.eval.generate import MODEL_INPUTS
@@ -31,36 +30,6 @@ FULL_EXPORT_FILES = {
     "tokenizer_config.json",
 }
 ADAPTER_EXPORT_FILES = {"README.md", "adapter_config.json", "adapter_model.safetensors"}
-
-
-def tiny_recipe(tmp_path: Path, **sections) -> dict:
-    recipe = {
-        "model": {"name_or_path": TINY_MODEL},
-        "data": {
-            "train": [{"format": "shapes", "num_samples": 16, "seed": 1}],
-            "val": [{"format": "shapes", "num_samples": 8, "seed": 2}],
-            "batch_size": 4,
-            "num_workers": 0,
-            "max_target_tokens": 16,
-        },
-        "optim": {"lr": 1e-3},
-        "trainer": {
-            "output_dir": str(tmp_path / "runs"),
-            "run_name": "t",
-            "accelerator": "cpu",
-            "devices": 1,
-            "precision": "32-true",
-            "max_steps": 4,
-            "val_check_interval": 2,
-            "check_val_every_n_epoch": None,
-            "log_every_n_steps": 1,
-            "loggers": ["csv", "tensorboard"],
-        },
-        "eval": {"metric": "exact_match", "max_samples": 4, "max_new_tokens": 6, "before_fit": True},
-    }
-    for key, value in sections.items():
-        recipe[key] = {**recipe.get(key, {}), **value}
-    return recipe
 
 
 def batch_for(processor) -> dict:
@@ -101,7 +70,9 @@ def test_full_fit_writes_run_folder_and_a_loadable_model(tmp_path):
     assert (run / "logs" / "csv" / "version_0" / "metrics.csv").is_file()
     assert list((run / "logs" / "tensorboard" / "version_0").glob("events.out.tfevents.*"))
     assert result.loss_curve == run / "loss_curve.png" and result.loss_curve.is_file()
-    assert {"val/loss", "val/exact_match"} <= set(result.metrics_before) and set(result.metrics_after) >= {"val/loss"}
+    assert {"val/loss", "val/CAPTION/exact_match"} <= set(result.metrics_before) and set(result.metrics_after) >= {
+        "val/loss"
+    }
     assert result.metrics_after["val/loss"] < result.metrics_before["val/loss"]
 
     export = run / "export"

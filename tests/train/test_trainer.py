@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from helpers import tiny_recipe
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.strategies import FSDPStrategy
-from test_fit import tiny_recipe
 
 from f2tune.errors import RecipeError
 from f2tune.recipe import validate_recipe

@@ -1,0 +1,149 @@
+"""Evaluation from generated text: generate per task, parse, score, and keep per-sample records.
+
+One `Evaluator` serves validation during fit and `f2tune validate|test`. Each task of the data gets
+its metric from the task table (or the recipe's `eval.metric`) and its own decoding settings, so a
+caption never generates like a detection list and vice versa.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import Florence2Processor
+
+from f2tune.config import EvalConfig
+from f2tune.eval.generate import MODEL_INPUTS, generate
+from f2tune.eval.metrics import build_metric
+from f2tune.eval.scores import special_ids, with_box_scores
+from f2tune.tasks import TASKS, TaskSpec, parse_output
+from f2tune.tasks.schema import Annotation
+
+TEXT_METRICS = {"cer", "wer", "exact_match", "anls", "vqa_accuracy", "cider", "bleu4", "rougeL"}
+
+
+def task_label(task: str) -> str:
+    """`<OD>` -> `OD`, free text -> `custom`: the task's part of metric names (`val/OD/map`)."""
+    return task.strip("<>") or "custom"
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """A task's decoding settings with the recipe's overrides applied."""
+
+    max_new_tokens: int
+    num_beams: int
+    no_repeat_ngram_size: int
+
+    @classmethod
+    def of(cls, spec: TaskSpec, config: EvalConfig) -> Decoding:
+        return cls(
+            config.max_new_tokens or spec.max_new_tokens,
+            config.num_beams or spec.num_beams,
+            spec.no_repeat_ngram_size if config.no_repeat_ngram_size is None else config.no_repeat_ngram_size,
+        )
+
+
+class Evaluator(nn.Module):
+    """Holds one torchmetrics metric per task (synced across processes by torchmetrics)."""
+
+    def __init__(self, tasks: Iterable[str], config: EvalConfig, processor: Florence2Processor) -> None:
+        super().__init__()
+        self.config = config
+        self.processor = processor
+        self.metric_names = {task: self._metric_for(task) for task in sorted(set(tasks))}
+        self.metrics = nn.ModuleDict(
+            {task_label(t): build_metric(name) for t, name in self.metric_names.items() if name != "none"}
+        )
+        self._ids = special_ids(processor.tokenizer)
+        self.seen: dict[str, int] = {}
+
+    def _metric_for(self, task: str) -> str:
+        return TASKS[task].metric if self.config.metric == "auto" else self.config.metric
+
+    @property
+    def active(self) -> bool:
+        return len(self.metrics) > 0
+
+    def update(self, model: nn.Module, batch: dict[str, Any]) -> list[dict[str, Any]]:
+        """Generate for the samples of `batch` within each task's `max_samples` quota, update the
+        metrics, and return one record per evaluated sample."""
+        records: list[dict[str, Any]] = []
+        for task, rows in _rows_by_task(batch["tasks"]).items():
+            quota = self.config.max_samples - self.seen.get(task, 0)
+            if task_label(task) not in self.metrics or quota <= 0:
+                continue
+            rows = rows[:quota]
+            self.seen[task] = self.seen.get(task, 0) + len(rows)
+            spec = TASKS[task]
+            sub = {k: batch[k][rows] for k in MODEL_INPUTS}
+            generations = generate(model, self.processor, sub, Decoding.of(spec, self.config))
+            predictions, references = [], []
+            for row, generation in zip(rows.tolist(), generations):
+                size = batch["image_sizes"][row]
+                prediction = with_box_scores(parse_output(spec, generation.text, size), generation, self._ids)
+                reference = batch["references"][row] or parse_output(spec, batch["targets"][row], size)
+                predictions.append(prediction)
+                references.append(reference)
+                records.append(
+                    {
+                        "id": batch["ids"][row],
+                        "task": task,
+                        "prompt": batch["prompts"][row],
+                        "target": batch["targets"][row],
+                        "generated": generation.text,
+                        "prediction": prediction,
+                        "reference": reference,
+                    }
+                )
+            self._update_metric(task, predictions, references, [batch["image_sizes"][r] for r in rows.tolist()])
+        return records
+
+    def _update_metric(
+        self, task: str, predictions: list[Annotation], references: list[Annotation], sizes: list[tuple[int, int]]
+    ) -> None:
+        name = self.metric_names[task]
+        metric = self.metrics[task_label(task)]
+        if name == "miou":
+            metric.update(predictions, references, sizes)
+        elif name in TEXT_METRICS:
+            metric.update([_as_text(p) for p in predictions], [_as_text(r) for r in references])
+        else:
+            metric.update(predictions, references)
+
+    def compute(self) -> dict[str, float]:
+        """`TASK/metric` -> value for every task that saw samples (on this or another process)."""
+        results: dict[str, float] = {}
+        for label, metric in self.metrics.items():
+            if metric.update_count == 0 and not _distributed():
+                continue
+            for key, value in metric.compute().items():
+                results[f"{label}/{key}"] = float(value)
+        return results
+
+    def reset(self) -> None:
+        self.seen = {}
+        for metric in self.metrics.values():
+            metric.reset()
+
+
+def _rows_by_task(tasks: list[str]) -> dict[str, torch.Tensor]:
+    groups: dict[str, list[int]] = {}
+    for row, task in enumerate(tasks):
+        groups.setdefault(task, []).append(row)
+    return {task: torch.tensor(rows) for task, rows in groups.items()}
+
+
+def _as_text(annotation: Annotation) -> Annotation:
+    """Text metrics read `text` (and `answers`); OCR with regions compares its lines in order."""
+    if "text" in annotation or "answers" in annotation:
+        return annotation
+    return {"text": "\n".join(annotation.get("labels", []))}
+
+
+def _distributed() -> bool:
+    """Whether other processes may hold samples (then every process must take part in compute)."""
+    return torch.distributed.is_available() and torch.distributed.is_initialized()

@@ -1,0 +1,81 @@
+"""Predict on image files: one JSONL line and one picture per image."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from f2tune.data.images import load_image
+from f2tune.errors import DataError
+from f2tune.eval.generate import generate
+from f2tune.eval.scores import special_ids, with_box_scores
+from f2tune.export.atomic import atomic_folder
+from f2tune.log import say
+from f2tune.predict.draw import draw_annotation
+from f2tune.predict.load import load_for_inference
+from f2tune.tasks import CUSTOM, TASKS, TaskSpec, build_prompt, parse_output
+from f2tune.tasks.schema import Annotation
+
+
+@dataclass
+class PredictRequest:
+    """What to ask: a task token with its input (`text` or `region`), or a free-text `prompt`."""
+
+    task: str = "<CAPTION>"
+    text: str | None = None
+    region: list[float] | None = None
+    prompt: str | None = None
+
+    def spec(self) -> TaskSpec:
+        if self.prompt is not None:
+            return CUSTOM
+        if self.task not in TASKS or not self.task:
+            known = ", ".join(t for t in TASKS if t)
+            raise DataError(f"unknown task {self.task!r}; known tasks: {known} (or use --prompt for free text)")
+        return TASKS[self.task]
+
+    def annotation(self) -> Annotation:
+        given: Annotation = {}
+        if self.prompt is not None:
+            given["query"] = self.prompt
+        if self.text is not None:
+            given["query"] = self.text
+        if self.region is not None:
+            given["region"] = self.region
+        return given
+
+
+def predict(
+    source: str, images: list[Path], request: PredictRequest, out: Path, batch_size: int = 4, dtype: str = "float32"
+) -> Path:
+    """Write `out/predictions.jsonl` and `out/<image name>.png` (atomically: all or nothing)."""
+    spec = request.spec()
+    missing = [str(p) for p in images if not Path(p).is_file()]
+    if missing:
+        raise DataError(f"image not found: {', '.join(missing[:5])}" + (" ..." if len(missing) > 5 else ""))
+    model, processor = load_for_inference(source, dtype)
+    ids = special_ids(processor.tokenizer)
+    with atomic_folder(out) as staging, (staging / "predictions.jsonl").open("w") as lines:
+        for start in range(0, len(images), batch_size):
+            paths = images[start : start + batch_size]
+            pictures = [load_image(Path(p), str(p)) for p in paths]
+            prompts = [build_prompt(spec, request.annotation(), img.size) for img in pictures]
+            inputs = processor(text=prompts, images=pictures, return_tensors="pt", padding="longest")
+            inputs = {k: v.to(model.device) for k, v in inputs.items()}
+            for path, picture, prompt, generation in zip(
+                paths, pictures, prompts, generate(model, processor, inputs, spec)
+            ):
+                result = with_box_scores(parse_output(spec, generation.text, picture.size), generation, ids)
+                record = {
+                    "image": str(path),
+                    "task": spec.token,
+                    "prompt": prompt,
+                    "text": generation.text,
+                    "result": result,
+                }
+                lines.write(json.dumps(record) + "\n")
+                drawn = draw_annotation(picture, {**request.annotation(), **result}, title=prompt)
+                drawn.save(staging / f"{Path(path).stem}.png")
+    say(f"predictions: {out / 'predictions.jsonl'}; pictures: {out}/*.png")
+    return out

@@ -1,0 +1,54 @@
+"""`f2tune validate|test`: task metrics of a run's checkpoint (or of the base model) on its
+validation or test data, with per-sample predictions written beside the metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import lightning.pytorch as pl
+import torch
+
+from f2tune.config import Recipe
+from f2tune.errors import RecipeError, RunError
+from f2tune.log import say
+from f2tune.train.setup import assemble, last_checkpoint, run_dir_of
+
+Stage = Literal["validate", "test"]
+
+
+def evaluate(recipe: Recipe, stage: Stage, checkpoint: str = "best") -> dict[str, float]:
+    """Metrics of `checkpoint` (`best`, `last`, `none` for the untrained model, or a path)."""
+    split = "val" if stage == "validate" else "test"
+    if not getattr(recipe.data, split):
+        raise RecipeError(f"data.{split} is empty: nothing to {stage} (add sources under data.{split})")
+    run_dir = run_dir_of(recipe)
+    ckpt_path = resolve_checkpoint(run_dir, checkpoint)
+    pl.seed_everything(recipe.trainer.seed, workers=True, verbose=False)
+    trainer, module, datamodule = assemble(recipe, run_dir)
+    run = trainer.validate if stage == "validate" else trainer.test
+    results = run(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=True)
+    say(f"{stage}: checkpoint {ckpt_path or 'none (untrained weights)'}; predictions under {run_dir / 'predictions'}")
+    return {k: float(v) for k, v in (results[0] if results else {}).items()}
+
+
+def resolve_checkpoint(run_dir: Path, checkpoint: str) -> str | None:
+    """The checkpoint file to evaluate; `best` falls back to `last` when the run kept no best."""
+    if checkpoint == "none":
+        return None
+    last = last_checkpoint(run_dir)
+    if checkpoint in ("best", "last"):
+        if not last.is_file():
+            raise RunError(f"no checkpoint in {last.parent}: train first, or pass --checkpoint none or a path")
+        if checkpoint == "best":
+            state = torch.load(last, map_location="cpu", mmap=True, weights_only=False)
+            best = next(
+                (v.get("best_model_path") for k, v in state.get("callbacks", {}).items() if "ModelCheckpoint" in k),
+                None,
+            )
+            if best and Path(best).is_file():
+                return best
+        return str(last)
+    if not Path(checkpoint).is_file():
+        raise RunError(f"--checkpoint: no such file: {checkpoint}")
+    return checkpoint

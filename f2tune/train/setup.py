@@ -1,0 +1,55 @@
+"""Assembling a run from a recipe: data, trainer, processor and model, in the order that makes
+mistakes cheap (bad records and impossible trainer settings fail before any weights load)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning.pytorch as pl
+from torch import nn
+
+from f2tune.config import Recipe
+from f2tune.data.datamodule import Florence2DataModule
+from f2tune.errors import RecipeError
+from f2tune.log import say, warn
+from f2tune.model.adapt import apply_adaptation
+from f2tune.model.loading import load_model, load_processor
+from f2tune.model.report import parameter_report
+from f2tune.train.module import Florence2Module
+from f2tune.train.trainer import build_trainer
+
+
+def run_dir_of(recipe: Recipe) -> Path:
+    return Path(recipe.trainer.output_dir) / str(recipe.trainer.run_name)
+
+
+def last_checkpoint(run_dir: Path) -> Path:
+    return run_dir / "checkpoints" / "last.ckpt"
+
+
+def assemble(
+    recipe: Recipe, run_dir: Path, extra_callbacks: list[pl.Callback] | None = None
+) -> tuple[pl.Trainer, Florence2Module, Florence2DataModule]:
+    """Trainer, module and datamodule for `recipe`, writing into `run_dir`."""
+    datamodule = Florence2DataModule(recipe.data, seed=recipe.trainer.seed)
+    datamodule.setup("fit")
+    trainer = build_trainer(recipe, run_dir, extra_callbacks)
+    processor = datamodule.processor = load_processor(recipe.model)
+    model = build_trainable_model(recipe)
+    module = Florence2Module(model, processor, recipe, eval_tasks=datamodule.tasks(), output_dir=run_dir)
+    return trainer, module, datamodule
+
+
+def build_trainable_model(recipe: Recipe) -> nn.Module:
+    """Load the base model, enable gradient checkpointing if asked, apply LoRA/freezing, report."""
+    if "lora" in recipe.model_fields_set and recipe.adaptation.method != "lora":
+        warn("the recipe sets `lora:` but adaptation.method is 'full': the LoRA settings are ignored")
+    model = load_model(recipe.model)
+    if recipe.trainer.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    model = apply_adaptation(model, recipe.adaptation, recipe.lora)
+    report = parameter_report(model)
+    say(report.describe())
+    if report.trainable == 0:
+        raise RecipeError("no parameter is trainable: adaptation.freeze and lora.target leave nothing to train")
+    return model

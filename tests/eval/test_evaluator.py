@@ -1,0 +1,73 @@
+"""The evaluator: per-task generation settings, parsing, scores and metrics, per-task sample caps."""
+
+from __future__ import annotations
+
+import pytest
+from PIL import Image
+
+from f2tune.config import EvalConfig
+from f2tune.data.collate import Florence2Collator
+from f2tune.data.dataset import SampleDataset
+from f2tune.data.sample import Sample
+from f2tune.eval import evaluator as evaluator_module
+from f2tune.eval.evaluator import Decoding, Evaluator
+from f2tune.eval.generate import Generation
+from f2tune.tasks import TASKS
+
+OD = {"boxes": [[10.0, 20.0, 110.0, 70.0], [120.0, 10.0, 190.0, 90.0]], "labels": ["cat", "dog"]}
+
+
+def mixed_batch(tmp_path, processor) -> dict:
+    image = tmp_path / "scene.png"
+    Image.new("RGB", (200, 100)).save(image)
+    samples = [
+        Sample("od-1", image, "", "", "x:1", task="<OD>", reference=OD),
+        Sample("cap-1", image, "<CAPTION>", "a cat and a dog", "x:2", task="<CAPTION>"),
+        Sample("od-2", image, "", "", "x:3", task="<OD>", reference=OD),
+        Sample("cap-2", image, "<CAPTION>", "three green squares on a table", "x:4", task="<CAPTION>"),
+    ]
+    dataset = SampleDataset(samples)
+    return Florence2Collator(processor, 64)([dataset[i] for i in range(len(samples))])
+
+
+def test_perfect_answers_score_perfectly_and_records_are_complete(tmp_path, processor, tiny_model, monkeypatch):
+    batch = mixed_batch(tmp_path, processor)
+    calls = []
+
+    def answer_with_targets(model, proc, sub, decoding):
+        rows = [i for i, task in enumerate(batch["tasks"]) if Decoding.of(TASKS[task], EvalConfig()) == decoding]
+        calls.append(decoding)
+        return [Generation(batch["targets"][r], [], []) for r in rows]
+
+    monkeypatch.setattr(evaluator_module, "generate", answer_with_targets)
+    evaluator = Evaluator({"<OD>", "<CAPTION>"}, EvalConfig(metric="auto"), processor)
+    records = evaluator.update(tiny_model, batch)
+    results = evaluator.compute()
+    assert results["OD/map"] == pytest.approx(1.0) and results["CAPTION/cider"] > 0
+    assert {r["id"] for r in records} == {"od-1", "od-2", "cap-1", "cap-2"}
+    od = next(r for r in records if r["id"] == "od-1")
+    assert od["prediction"]["labels"] == ["cat", "dog"] and len(od["prediction"]["scores"]) == 2
+    assert [c.no_repeat_ngram_size for c in calls] == [0, 3] or [c.no_repeat_ngram_size for c in calls] == [3, 0]
+
+
+def test_each_task_is_capped_at_max_samples(tmp_path, processor, tiny_model):
+    batch = mixed_batch(tmp_path, processor)
+    evaluator = Evaluator({"<OD>", "<CAPTION>"}, EvalConfig(max_samples=1, max_new_tokens=4), processor)
+    records = evaluator.update(tiny_model.eval(), batch)
+    assert sorted(r["task"] for r in records) == ["<CAPTION>", "<OD>"]
+    assert evaluator.update(tiny_model, batch) == []  # both quotas used up
+    assert set(evaluator.compute()) >= {"OD/map", "CAPTION/cider"}
+    evaluator.reset()
+    assert len(evaluator.update(tiny_model, batch)) == 2
+
+
+def test_recipe_overrides_task_decoding():
+    spec = TASKS["<OD>"]
+    assert Decoding.of(spec, EvalConfig()) == Decoding(spec.max_new_tokens, spec.num_beams, 0)
+    assert Decoding.of(spec, EvalConfig(max_new_tokens=7, num_beams=1, no_repeat_ngram_size=2)) == Decoding(7, 1, 2)
+
+
+def test_a_single_metric_for_every_task(processor):
+    evaluator = Evaluator({"<OD>", ""}, EvalConfig(metric="exact_match"), processor)
+    assert evaluator.metric_names == {"<OD>": "exact_match", "": "exact_match"}
+    assert set(evaluator.metrics) == {"OD", "custom"}

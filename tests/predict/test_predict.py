@@ -1,0 +1,96 @@
+"""`f2tune predict`: JSONL results and pictures, from a model folder, an adapter folder or a run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from helpers import tiny_recipe
+from PIL import Image
+
+from f2tune.cli import main
+from f2tune.errors import DataError
+from f2tune.predict.draw import draw_annotation
+from f2tune.predict.run import PredictRequest, predict
+from f2tune.testing.shapes import shape_samples
+
+
+@pytest.fixture
+def images(tmp_path):
+    paths = []
+    for sample in shape_samples(3, seed=8):
+        path = tmp_path / f"{sample.id}.png"
+        sample.image.render().save(path)
+        paths.append(path)
+    return paths
+
+
+def test_predict_writes_one_line_and_one_picture_per_image(tiny_dir, images, tmp_path):
+    out = predict(str(tiny_dir), images, PredictRequest(task="<OD>"), tmp_path / "out", batch_size=2)
+    records = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert [r["image"] for r in records] == [str(p) for p in images]
+    assert all(r["task"] == "<OD>" and r["prompt"] == "<OD>" and "boxes" in r["result"] for r in records)
+    assert sorted(p.name for p in out.glob("*.png")) == sorted(f"{p.stem}.png" for p in images)
+
+
+def test_text_input_and_free_prompts_reach_the_model(tiny_dir, images, tmp_path):
+    out = predict(
+        str(tiny_dir), images[:1], PredictRequest(task="<CAPTION_TO_PHRASE_GROUNDING>", text="a shape"), tmp_path / "a"
+    )
+    assert json.loads((out / "predictions.jsonl").read_text())["prompt"] == "<CAPTION_TO_PHRASE_GROUNDING>a shape"
+    out = predict(str(tiny_dir), images[:1], PredictRequest(prompt="What colour is it?"), tmp_path / "b")
+    assert json.loads((out / "predictions.jsonl").read_text())["prompt"] == "What colour is it?"
+
+
+def test_bad_requests_are_explained(tiny_dir, images, tmp_path):
+    with pytest.raises(DataError, match="unknown task '<DETECT>'; known tasks: <CAPTION>"):
+        predict(str(tiny_dir), images, PredictRequest(task="<DETECT>"), tmp_path / "x")
+    with pytest.raises(DataError, match="image not found: .*missing.png"):
+        predict(str(tiny_dir), [tmp_path / "missing.png"], PredictRequest(), tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+
+
+def test_cli_predict_with_a_region(tiny_dir, images, tmp_path, capsys):
+    out = tmp_path / "cli"
+    code = main(
+        [
+            "predict",
+            str(tiny_dir),
+            str(images[0]),
+            "--task",
+            "<REGION_TO_CATEGORY>",
+            "--region",
+            "10,10,50,50",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    assert json.loads((out / "predictions.jsonl").read_text())["prompt"].startswith("<REGION_TO_CATEGORY><loc_")
+    assert main(["predict", str(tiny_dir), str(images[0]), "--region", "1,2,3", "--out", str(out)]) == 2
+    assert "expected x1,y1,x2,y2" in capsys.readouterr().err
+
+
+def test_drawings_show_boxes_polygons_and_text():
+    image = Image.new("RGB", (100, 80), (0, 0, 0))
+    drawn = draw_annotation(image, {"boxes": [[10, 10, 60, 50]], "labels": ["cat"], "scores": [0.9], "text": "hello"})
+    assert drawn.size[0] == 100 and drawn.size[1] > 80  # text band below the picture
+    assert drawn.getpixel((10, 30)) != (0, 0, 0)  # the box outline
+    assert drawn.getpixel((35, 30)) == (0, 0, 0)  # inside stays untouched
+    filled = draw_annotation(image, {"polygons": [[10, 10, 90, 10, 50, 70]]})
+    assert filled.getpixel((50, 30)) != (0, 0, 0)
+
+
+def test_predict_from_a_lora_run_folder_uses_its_adapter(tmp_path, images):
+
+    from f2tune.predict.load import load_for_inference, resolve_source
+    from f2tune.recipe import validate_recipe
+    from f2tune.train.run import fit
+
+    recipe = validate_recipe(tiny_recipe(tmp_path, adaptation={"method": "lora"}, eval={"before_fit": False}))
+    run = fit(recipe).run_dir
+    assert resolve_source(str(run)) == run / "export"
+    model, _ = load_for_inference(str(run))
+    assert type(model).__name__ == "PeftModel" and not model.training
+    out = predict(str(run), images[:2], PredictRequest(), tmp_path / "from-run")
+    assert len((out / "predictions.jsonl").read_text().splitlines()) == 2

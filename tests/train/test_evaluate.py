@@ -1,0 +1,55 @@
+"""`f2tune validate|test`: metrics of a run's checkpoints, predictions written beside them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from helpers import tiny_recipe
+
+from f2tune.errors import RecipeError, RunError
+from f2tune.recipe import validate_recipe
+from f2tune.train.evaluate import evaluate
+from f2tune.train.run import fit
+
+
+@pytest.fixture
+def trained(tmp_path):
+    raw = tiny_recipe(tmp_path, eval={"before_fit": False})
+    raw["data"]["test"] = [{"format": "shapes", "num_samples": 6, "seed": 3}]
+    recipe = validate_recipe(raw)
+    fit(recipe)
+    return recipe
+
+
+def test_validate_the_best_checkpoint_and_write_predictions(trained):
+    metrics = evaluate(trained, "validate", "best")
+    assert {"val/loss", "val/CAPTION/exact_match"} <= set(metrics)
+    folders = sorted((Path(trained.trainer.output_dir) / "t" / "predictions").iterdir())
+    latest = folders[-1]
+    lines = (latest / "rank0.jsonl").read_text().splitlines()
+    assert len(lines) == 4  # eval.max_samples
+    record = json.loads(lines[0])
+    assert {"id", "task", "prompt", "target", "generated", "prediction", "reference"} <= set(record)
+    assert json.loads((latest / "metrics.json").read_text()).keys() == {"CAPTION/exact_match"}
+
+
+def test_untrained_weights_score_worse_than_the_trained_checkpoint(trained):
+    untrained = evaluate(trained, "validate", "none")
+    last = evaluate(trained, "validate", "last")
+    assert last["val/loss"] < untrained["val/loss"]
+
+
+def test_test_split(trained):
+    assert "test/loss" in evaluate(trained, "test", "last")
+
+
+def test_missing_split_and_checkpoint_are_explained(tmp_path, trained):
+    with pytest.raises(RecipeError, match="data.test is empty"):
+        evaluate(validate_recipe(tiny_recipe(tmp_path)), "test", "last")
+    fresh = validate_recipe(tiny_recipe(tmp_path, trainer={"run_name": "never-trained"}))
+    with pytest.raises(RunError, match="no checkpoint in .*never-trained"):
+        evaluate(fresh, "validate", "best")
+    with pytest.raises(RunError, match="no such file"):
+        evaluate(trained, "validate", str(tmp_path / "nope.ckpt"))
