@@ -23,6 +23,13 @@ from f2tune.tasks import TASKS, TaskSpec, parse_output
 from f2tune.tasks.schema import Annotation
 
 TEXT_METRICS = {"cer", "wer", "exact_match", "anls", "vqa_accuracy", "cider", "bleu4", "rougeL"}
+COMPANIONS: dict[str, tuple[str, ...]] = {
+    "cider": ("bleu4", "rougeL"),
+    "vqa_accuracy": ("exact_match", "anls"),
+    "cer": ("wer",),
+}
+"""With `eval.metric: auto`, the metrics reported next to a task's main one (captions get BLEU-4 and
+ROUGE-L, answers exact match and ANLS (DocVQA's metric), OCR word error rate)."""
 
 
 def task_label(task: str) -> str:
@@ -54,19 +61,20 @@ class Evaluator(nn.Module):
         super().__init__()
         self.config = config
         self.processor = processor
-        self.metric_names = {task: self._metric_for(task) for task in sorted(set(tasks))}
+        self.metric_names = {task: self._metrics_for(task) for task in sorted(set(tasks))}
         self.metrics = nn.ModuleDict(
-            {task_label(t): build_metric(name) for t, name in self.metric_names.items() if name != "none"}
+            {_key(task, name): build_metric(name) for task, names in self.metric_names.items() for name in names}
         )
         self._ids = special_ids(processor.tokenizer)
         self.seen: dict[str, int] = {}
 
-    def _metric_for(self, task: str) -> str:
-        return TASKS[task].metric if self.config.metric == "auto" else self.config.metric
-
-    @property
-    def active(self) -> bool:
-        return len(self.metrics) > 0
+    def _metrics_for(self, task: str) -> list[str]:
+        if self.config.metric == "none":
+            return []
+        if self.config.metric != "auto":
+            return [self.config.metric]
+        main = TASKS[task].metric
+        return [main, *COMPANIONS.get(main, ())]
 
     def update(self, model: nn.Module, batch: dict[str, Any]) -> list[dict[str, Any]]:
         """Generate for the samples of `batch` within each task's `max_samples` quota, update the
@@ -74,7 +82,7 @@ class Evaluator(nn.Module):
         records: list[dict[str, Any]] = []
         for task, rows in _rows_by_task(batch["tasks"]).items():
             quota = self.config.max_samples - self.seen.get(task, 0)
-            if task_label(task) not in self.metrics or quota <= 0:
+            if not self.metric_names.get(task) or quota <= 0:
                 continue
             rows = rows[:quota]
             self.seen[task] = self.seen.get(task, 0) + len(rows)
@@ -105,29 +113,36 @@ class Evaluator(nn.Module):
     def _update_metric(
         self, task: str, predictions: list[Annotation], references: list[Annotation], sizes: list[tuple[int, int]]
     ) -> None:
-        name = self.metric_names[task]
-        metric = self.metrics[task_label(task)]
-        if name == "miou":
-            metric.update(predictions, references, sizes)
-        elif name in TEXT_METRICS:
-            metric.update([_as_text(p) for p in predictions], [_as_text(r) for r in references])
-        else:
-            metric.update(predictions, references)
+        for name in self.metric_names[task]:
+            metric = self.metrics[_key(task, name)]
+            if name == "miou":
+                metric.update(predictions, references, sizes)
+            elif name in TEXT_METRICS:
+                metric.update([_as_text(p) for p in predictions], [_as_text(r) for r in references])
+            else:
+                metric.update(predictions, references)
 
     def compute(self) -> dict[str, float]:
         """`TASK/metric` -> value for every task that saw samples (on this or another process)."""
         results: dict[str, float] = {}
-        for label, metric in self.metrics.items():
-            if metric.update_count == 0 and not _distributed():
-                continue
-            for key, value in metric.compute().items():
-                results[f"{label}/{key}"] = float(value)
+        for task, names in self.metric_names.items():
+            for name in names:
+                metric = self.metrics[_key(task, name)]
+                if metric.update_count == 0 and not _distributed():
+                    continue
+                for key, value in metric.compute().items():
+                    results[f"{task_label(task)}/{key}"] = float(value)
         return results
 
     def reset(self) -> None:
         self.seen = {}
         for metric in self.metrics.values():
             metric.reset()
+
+
+def _key(task: str, metric: str) -> str:
+    """ModuleDict key of one task's metric (no dots allowed there)."""
+    return f"{task_label(task)}-{metric}"
 
 
 def _rows_by_task(tasks: list[str]) -> dict[str, torch.Tensor]:

@@ -44,6 +44,7 @@ def test_perfect_answers_score_perfectly_and_records_are_complete(tmp_path, proc
     records = evaluator.update(tiny_model, batch)
     results = evaluator.compute()
     assert results["OD/map"] == pytest.approx(1.0) and results["CAPTION/cider"] > 0
+    assert results["CAPTION/bleu4"] == pytest.approx(1.0) and results["CAPTION/rougeL"] == pytest.approx(1.0)
     assert {r["id"] for r in records} == {"od-1", "od-2", "cap-1", "cap-2"}
     od = next(r for r in records if r["id"] == "od-1")
     assert od["prediction"]["labels"] == ["cat", "dog"] and len(od["prediction"]["scores"]) == 2
@@ -69,5 +70,16 @@ def test_recipe_overrides_task_decoding():
 
 def test_a_single_metric_for_every_task(processor):
     evaluator = Evaluator({"<OD>", ""}, EvalConfig(metric="exact_match"), processor)
-    assert evaluator.metric_names == {"<OD>": "exact_match", "": "exact_match"}
-    assert set(evaluator.metrics) == {"OD", "custom"}
+    assert evaluator.metric_names == {"<OD>": ["exact_match"], "": ["exact_match"]}
+    assert set(evaluator.metrics) == {"OD-exact_match", "custom-exact_match"}
+
+
+def test_auto_adds_the_companion_metrics_of_each_task(processor):
+    evaluator = Evaluator({"<CAPTION>", "", "<OCR>", "<OD>"}, EvalConfig(metric="auto"), processor)
+    assert evaluator.metric_names == {
+        "<CAPTION>": ["cider", "bleu4", "rougeL"],
+        "": ["vqa_accuracy", "exact_match", "anls"],
+        "<OCR>": ["cer", "wer"],
+        "<OD>": ["coco_map"],
+    }
+    assert Evaluator({"<OD>"}, EvalConfig(metric="none"), processor).metric_names == {"<OD>": []}

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torchmetrics import Metric
 
+from f2tune.errors import RecipeError
 from f2tune.tasks.schema import Annotation
 
 
@@ -111,4 +112,10 @@ def build_metric(name: str, **kwargs: Any) -> Metric:
     if name not in _METRICS:
         raise ValueError(f"unknown metric {name!r}; known metrics: {', '.join(_METRICS)}")
     module, cls = _METRICS[name]
-    return getattr(importlib.import_module(f"{__name__}.{module}"), cls)(**kwargs)
+    try:
+        return getattr(importlib.import_module(f"{__name__}.{module}"), cls)(**kwargs)
+    except (ImportError, ModuleNotFoundError) as err:  # e.g. coco_map without torchvision/pycocotools
+        raise RecipeError(
+            f"metric {name!r} cannot be built here: {err}. Install what it needs "
+            "(COCO mAP: pip install 'f2tune[vision]' pycocotools) or choose another eval.metric."
+        ) from None
