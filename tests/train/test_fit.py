@@ -158,3 +158,32 @@ def test_truncated_targets_are_counted_in_the_logs(tmp_path):
     rows = list(csv.DictReader((result.run_dir / "logs" / "csv" / "version_0" / "metrics.csv").open()))
     counted = [float(r["data/truncated_targets"]) for r in rows if r.get("data/truncated_targets")]
     assert counted and counted[-1] > 0
+
+
+def test_structured_detection_data_trains_and_is_scored_with_coco_map(tmp_path):
+    """COCO file -> augmentation -> <loc_N> targets -> training -> generation -> parsed boxes -> mAP."""
+    images = tmp_path / "images"
+    images.mkdir()
+    coco = {"images": [], "annotations": [], "categories": [{"id": 1, "name": "circle"}, {"id": 2, "name": "square"}]}
+    for index, sample in enumerate(shape_samples(8, seed=12)):
+        sample.image.render().save(images / f"{index}.png")
+        x1, y1, x2, y2 = sample.image.box
+        category = 1 if sample.image.shape == "circle" else 2
+        coco["images"].append({"id": index, "file_name": f"{index}.png", "width": 96, "height": 96})
+        bbox = [x1, y1, x2 - x1, y2 - y1]
+        coco["annotations"].append(
+            {"id": index, "image_id": index, "category_id": category, "bbox": bbox, "iscrowd": 0}
+        )
+    (tmp_path / "coco.json").write_text(json.dumps(coco))
+    source = {"format": "coco_detection", "path": str(tmp_path / "coco.json"), "image_root": str(images)}
+    raw = tiny_recipe(
+        tmp_path, eval={"before_fit": False, "metric": "auto", "max_new_tokens": 12}, trainer={"max_steps": 3}
+    )
+    raw["data"].update(train=[source], val=[source], max_target_tokens=32)
+    raw["data"]["augment"] = {"enabled": True, "hflip": 0.5}
+    result = fit(validate_recipe(raw))
+    assert "val/OD/map" in result.metrics_after
+    (folder,) = (result.run_dir / "predictions").glob("val-step000003")
+    records = [json.loads(line) for line in (folder / "rank0.jsonl").read_text().splitlines()]
+    assert records and all(r["task"] == "<OD>" and r["reference"]["labels"] for r in records)
+    assert all(r["target"].startswith(("circle<loc_", "square<loc_")) for r in records)
