@@ -1,0 +1,41 @@
+"""`f2tune predict MODEL IMAGES... [--task T] [--text X | --region x1,y1,x2,y2 | --prompt P]`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from f2tune.errors import RecipeError
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("predict", help="run a model on images; write JSONL and pictures")
+    parser.add_argument("model", help="Hub id, exported model or adapter folder, or a run folder")
+    parser.add_argument("images", nargs="+", type=Path)
+    parser.add_argument("--task", default="<CAPTION>", help="Florence-2 task token (default <CAPTION>)")
+    parser.add_argument("--text", help="text input of the task (e.g. the phrase to ground)")
+    parser.add_argument("--region", help="region input x1,y1,x2,y2 in pixels (REGION_TO_* tasks)")
+    parser.add_argument("--prompt", help="a free-text prompt instead of a task token")
+    parser.add_argument("--out", type=Path, default=Path("predictions"), help="output folder (replaced)")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from f2tune.predict.run import PredictRequest, predict
+
+    request = PredictRequest(task=args.task, text=args.text, region=_region(args.region), prompt=args.prompt)
+    predict(args.model, args.images, request, args.out, batch_size=args.batch_size)
+    return 0
+
+
+def _region(text: str | None) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        region = [float(v) for v in text.split(",")]
+    except ValueError:
+        region = []
+    if len(region) != 4:
+        raise RecipeError(f"--region: expected x1,y1,x2,y2 in pixels, got {text!r}")
+    return region
