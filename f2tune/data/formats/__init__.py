@@ -12,6 +12,7 @@ from pathlib import Path
 from f2tune.config import (
     CocoCaptionsSource,
     CocoDetectionSource,
+    DataSource,
     HfDatasetSource,
     JsonlSource,
     OcrSource,
@@ -33,18 +34,6 @@ from f2tune.data.sample import Sample
 from f2tune.errors import DataError
 from f2tune.testing.shapes import shape_samples
 
-AnySource = (
-    JsonlSource
-    | ShapesSource
-    | CocoDetectionSource
-    | RefCocoSource
-    | OcrSource
-    | CocoCaptionsSource
-    | VqaSource
-    | StructuredJsonlSource
-    | HfDatasetSource
-)
-
 _READERS = {
     CocoDetectionSource: read_coco_detection,
     RefCocoSource: read_refcoco,
@@ -56,7 +45,7 @@ _READERS = {
 }
 
 
-def source_name(source: AnySource) -> str:
+def source_name(source: DataSource) -> str:
     """The label a source gets in logs and sample ids."""
     if source.name:
         return source.name
@@ -69,7 +58,7 @@ def source_name(source: AnySource) -> str:
     return Path(source.path).stem
 
 
-def read_source(source: AnySource, problems: RecordProblems) -> list[Sample]:
+def read_source(source: DataSource, problems: RecordProblems) -> list[Sample]:
     """Read every record of one source; an empty result is an error whatever `on_bad_record` says."""
     if isinstance(source, JsonlSource):
         samples = read_jsonl(Path(source.path), problems, default_prompt=source.prompt)

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from f2tune.config import OcrSource
-from f2tune.data.formats.structured import image_path, numbers, read_jsonl_objects
+from f2tune.data.formats.lines import image_path, read_jsonl_objects
+from f2tune.data.formats.structured import numbers
 from f2tune.data.problems import RecordProblems
 from f2tune.data.sample import Sample
 from f2tune.errors import DataError

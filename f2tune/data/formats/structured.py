@@ -9,19 +9,17 @@ target is built from it after augmentation, so boxes follow flips and crops). Ke
 are errors, so that a typo (`bbox`) does not silently drop an answer.
 
 The shape checks here hold for every task; which fields a task needs is checked where the target
-is built. The line helpers (`read_jsonl_objects`, `image_path`, ...) also serve the OCR and VQA
-readers.
+is built. `numbers` also serves the OCR reader.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from f2tune.config import StructuredJsonlSource
 from f2tune.data.formats.coco import BOX_TOLERANCE, is_number
+from f2tune.data.formats.lines import image_path, read_jsonl_objects, text_field
 from f2tune.data.problems import RecordProblems
 from f2tune.data.sample import Sample
 from f2tune.errors import DataError
@@ -31,50 +29,6 @@ from f2tune.tasks.tokens import TASKS_WITH_INPUT, TASKS_WITHOUT_INPUT
 KEYS = {"id", "image", "task", "width", "height", "boxes", "labels", "polygons", "quads"}
 KEYS |= {"text", "answers", "query", "region"}
 ANSWER_KEYS = ("text", "answers", "boxes", "polygons", "quads")
-
-LineParser = Callable[[dict[str, Any], str, Path], Sample]
-
-
-def read_jsonl_objects(path: Path, problems: RecordProblems, parse: LineParser) -> list[Sample]:
-    """Apply `parse(record, "file:line", folder)` to every JSON object line; bad lines go to `problems`."""
-    if not path.is_file():
-        raise DataError(f"JSONL file not found: {path}")
-    samples = []
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            origin = f"{path}:{number}"
-            try:
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise DataError(f"{origin}: not valid JSON ({err.msg} at column {err.colno})") from None
-                if not isinstance(record, dict):
-                    raise DataError(f"{origin}: expected a JSON object, got {type(record).__name__}")
-                samples.append(parse(record, origin, path.parent))
-            except DataError as err:
-                problems.report(str(err))
-    return samples
-
-
-def image_path(record: dict[str, Any], origin: str, root: Path) -> Path:
-    """The record's `image`, relative to the JSONL file; DataError naming the path when it is missing."""
-    image = text_field(record, "image", origin)
-    path = Path(image) if Path(image).is_absolute() else root / image
-    if not path.is_file():
-        raise DataError(f"{origin}: image not found: {path}")
-    return path
-
-
-def text_field(record: dict[str, Any], key: str, origin: str) -> str:
-    """A required non-empty string field."""
-    if key not in record:
-        raise DataError(f"{origin}: missing field '{key}'")
-    value = record[key]
-    if not isinstance(value, str) or not value.strip():
-        raise DataError(f"{origin}: field '{key}' must be a non-empty string, got {value!r}")
-    return value
 
 
 def numbers(value: Any, what: str, origin: str, count: int | None = None) -> list[float]:

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from f2tune.config import VqaSource
-from f2tune.data.formats.structured import image_path, read_jsonl_objects, text_field
+from f2tune.data.formats.lines import image_path, read_jsonl_objects, text_field
 from f2tune.data.problems import RecordProblems
 from f2tune.data.sample import Sample
 from f2tune.errors import DataError
