@@ -6,6 +6,7 @@ paths are relative to the JSONL file, and every problem is reported as `file:lin
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,7 @@ FIELD_ALIASES: dict[str, tuple[str, ...]] = {"prompt": ("prompt", "prefix"), "ta
 
 def read_jsonl(path: Path, problems: RecordProblems, default_prompt: str | None = None) -> list[Sample]:
     """All usable records of `path`; bad ones go to `problems` (which raises or counts them)."""
-    return read_jsonl_objects(
-        path, problems, lambda record, origin, root: _sample(record, origin, root, default_prompt)
-    )
+    return read_jsonl_objects(path, problems, partial(_sample, default_prompt=default_prompt))
 
 
 def _sample(record: dict[str, Any], origin: str, root: Path, *, default_prompt: str | None) -> Sample:
