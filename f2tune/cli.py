@@ -10,11 +10,11 @@ import argparse
 import sys
 import warnings
 
-from f2tune.commands import evaluate, fit, predict
+from f2tune.commands import bench, check_data, convert, evaluate, export, fit, predict, push
 from f2tune.errors import F2TuneError
 from f2tune.log import setup_logging
 
-COMMANDS = (fit, evaluate, predict)
+COMMANDS = (fit, evaluate, predict, check_data, export, push, convert, bench)
 """Modules with `register(subcommands)`; the order is the order of `f2tune --help`."""
 
 

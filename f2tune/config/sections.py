@@ -19,8 +19,14 @@ from f2tune.config.sources import DataSource
 class ModelConfig(Section):
     """Which Florence-2 to start from and how to load it."""
 
-    name_or_path: str = Field(description=f"Hub id, local folder (model + processor), or {TINY_MODEL}.")
-    revision: str | None = Field(None, description="Hub revision (branch, tag or commit).")
+    name_or_path: str | None = Field(
+        None,
+        description=f"Hub id, local folder (model + processor), or {TINY_MODEL}; defaults to the adapter's base.",
+    )
+    adapter: str | None = Field(
+        None, description="Hub id or folder of a peft adapter to start from (train on, validate, test, predict)."
+    )
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit) of the base model.")
     dtype: Literal["float32", "bfloat16", "float16"] = Field(
         "float32", description="Weight dtype at load; keep float32 with *-mixed precision."
     )
@@ -28,6 +34,13 @@ class ModelConfig(Section):
     trust_remote_code: bool = Field(
         False, description="Run model code from the Hub repo; only for old remote-code checkpoints."
     )
+
+    @model_validator(mode="after")
+    def _has_a_model(self) -> ModelConfig:
+        # Sharing an adapter is sharing a pointer to its base: either names the model to load.
+        if self.name_or_path is None and self.adapter is None:
+            raise ValueError("set model.name_or_path (a base model) or model.adapter (a peft adapter), or both")
+        return self
 
 
 class FreezeConfig(Section):
@@ -83,6 +96,10 @@ class DataConfig(Section):
     on_bad_record: Literal["error", "skip"] = Field(
         "error", description="skip: drop bad records, report their count and the first few."
     )
+    group_by_length: bool = Field(
+        False,
+        description="Batch training samples of similar target length (less padding); each sample once per epoch.",
+    )
 
 
 class OptimConfig(Section):
@@ -125,6 +142,20 @@ class TrainerConfig(Section):
     loggers: list[LoggerName] = Field(default_factory=lambda: ["tensorboard", "csv"])
     save_top_k: int = Field(1, ge=0, description="Best checkpoints kept by val/loss (last is always kept).")
     gradient_checkpointing: bool = False
+    checkpoint_every_n_steps: int | None = Field(
+        None, gt=0, description="Also write checkpoints/last.ckpt every N optimizer steps (what --resume reads)."
+    )
+    max_nonfinite_steps: int = Field(
+        10, gt=0, description="Stop after this many steps in a row with NaN/inf loss or gradients (each is skipped)."
+    )
+    cache_image_features: Literal["auto", "off"] = Field(
+        "auto",
+        description="auto: compute each image's features once and reuse them while the vision tower and "
+        "projector are frozen and augmentation is off (the log says whether it is on and why).",
+    )
+    image_feature_cache_gb: float = Field(
+        8.0, gt=0, description="Memory (CPU RAM, per process) the image feature cache may fill; later images miss."
+    )
     seed: int = 42
 
     @model_validator(mode="after")
@@ -161,6 +192,9 @@ class ExportConfig(Section):
 
     enabled: bool = True
     dir: str | None = Field(None, description="Defaults to <run dir>/export.")
+    push_to: str | None = Field(
+        None, description="Hub repo (user/name) the export is uploaded to at the end of fit (token: HF_TOKEN or login)."
+    )
 
 
 class Recipe(Section):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import lightning.pytorch as pl
 import torch
-from torch.utils.data import ConcatDataset, DataLoader, Sampler, WeightedRandomSampler
+from torch.utils.data import ConcatDataset, DataLoader, DistributedSampler, Sampler
 from transformers import Florence2Processor
 
 from f2tune.config import DataConfig, DataSource
@@ -12,6 +12,8 @@ from f2tune.data.collate import Florence2Collator
 from f2tune.data.dataset import SampleDataset
 from f2tune.data.formats import read_source, source_name
 from f2tune.data.problems import RecordProblems
+from f2tune.data.resume import ResumableLoader, ResumableSampler, WeightedEpochSampler
+from f2tune.data.sampler import LengthGroupedSampler, target_lengths
 from f2tune.data.transforms import Augmentation, build_augmentation
 from f2tune.log import say, warn
 
@@ -42,8 +44,29 @@ class Florence2DataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         dataset = ConcatDataset(self.train_parts)
-        sampler = self._mixture_sampler(len(dataset))
-        return self._loader(dataset, self.config.batch_size, shuffle=sampler is None, sampler=sampler)
+        sampler = self._mixture_sampler()
+        if self.config.group_by_length:
+            if sampler is None:
+                sampler = self._length_grouped_sampler()
+            else:
+                warn("data.group_by_length is ignored: sources with different weights are sampled by weight")
+        if sampler is None:
+            sampler = DistributedSampler(dataset, shuffle=True, seed=self.seed, **self._shard())
+        return self._loader(dataset, self.config.batch_size, shuffle=False, sampler=ResumableSampler(sampler))
+
+    def _shard(self) -> dict[str, int]:
+        """This process's share of the training data. Training samplers are `DistributedSampler`s
+        seeded by seed + epoch: Lightning leaves them alone and a resumed run redraws the same order."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return {"num_replicas": 1, "rank": 0}
+        return {"num_replicas": trainer.world_size, "rank": trainer.global_rank}
+
+    def _length_grouped_sampler(self) -> LengthGroupedSampler:
+        """Target lengths are counted once from the records (no image is opened)."""
+        samples = [s for part in self.train_parts for s in part.samples]
+        lengths = target_lengths(samples, self.processor.tokenizer, self.config.max_target_tokens)
+        return LengthGroupedSampler(lengths, self.config.batch_size, seed=self.seed, **self._shard())
 
     def val_dataloader(self) -> DataLoader | list:
         return self._evaluation_loader(self.val_parts)
@@ -70,7 +93,7 @@ class Florence2DataModule(pl.LightningDataModule):
         say(f"{split} source '{name}': {len(samples)} samples")
         return SampleDataset(samples, self.config.on_bad_record, augmentation)
 
-    def _mixture_sampler(self, total: int) -> Sampler | None:
+    def _mixture_sampler(self) -> WeightedEpochSampler | None:
         """Sources share each epoch in proportion to their weights; None when all weights are equal
         (then plain shuffling keeps every sample exactly once per epoch)."""
         weights = [s.weight for s in self.config.train]
@@ -79,14 +102,12 @@ class Florence2DataModule(pl.LightningDataModule):
         per_sample = torch.cat(
             [torch.full((len(part),), w / len(part), dtype=torch.double) for w, part in zip(weights, self.train_parts)]
         )
-        generator = torch.Generator().manual_seed(self.seed)
-        return WeightedRandomSampler(per_sample, num_samples=total, replacement=True, generator=generator)
+        return WeightedEpochSampler(per_sample, seed=self.seed, **self._shard())
 
     def _loader(self, dataset, batch_size: int, shuffle: bool, sampler: Sampler | None = None) -> DataLoader:
         assert self.processor is not None, "attach a processor before asking for loaders"
         workers = self.config.num_workers
-        return DataLoader(
-            dataset,
+        options = dict(
             batch_size=batch_size,
             shuffle=shuffle,
             sampler=sampler,
@@ -95,3 +116,9 @@ class Florence2DataModule(pl.LightningDataModule):
             pin_memory=torch.cuda.is_available(),
             persistent_workers=workers > 0,
         )
+        if not isinstance(sampler, ResumableSampler):
+            return DataLoader(dataset, **options)
+        # training: the loader's position (batches the training loop consumed) travels in checkpoints
+        trainer = getattr(self, "trainer", None)
+        consumed = (lambda: trainer.fit_loop.epoch_loop.batch_progress.current.processed) if trainer else None
+        return ResumableLoader(dataset, consumed_batches=consumed, **options)

@@ -1,1 +1,1 @@
-"""Exports at the end of fit: a peft adapter folder or a full model folder, written atomically."""
+"""Exports: a peft adapter or a model folder with its model card, written atomically."""

@@ -1,4 +1,9 @@
-"""README.md model cards with Hugging Face Hub metadata, written into every export."""
+"""README.md model cards with Hugging Face Hub metadata, written into every export.
+
+The card is what a person finds on the Hub page: which base it adapts, what it was trained on and
+how to prompt it, what it scored, and a snippet that loads it with plain transformers (+ peft),
+so a shared export is usable without f2tune.
+"""
 
 from __future__ import annotations
 
@@ -10,40 +15,83 @@ import f2tune
 from f2tune.config import Recipe
 from f2tune.recipe import dump_recipe
 
+LICENSE = "mit"
+"""Florence-2's weights are MIT-licensed; a fine-tune inherits the base model's license."""
+
 
 @dataclass
 class CardFacts:
-    """What the card states about the training run, gathered by the fit command."""
+    """What the card states about the training run, gathered from the run and its data."""
 
     base_model: str
     kind: str  # "adapter" or "model"
-    train_samples: int
+    train_samples: int | None  # None: the training data could not be read at export time
     prompts: list[str] = field(default_factory=list)
+    tasks: list[str] = field(default_factory=list)
+    datasets: dict[str, int | None] = field(default_factory=dict)  # source name -> samples
     metrics: dict[str, float] = field(default_factory=dict)
+    metrics_source: str | None = None  # where the metrics were read, e.g. predictions/val-step000004
+    checkpoint: str | None = None  # which checkpoint was exported, e.g. "step 4 (best)"
 
 
-def render_model_card(recipe: Recipe, facts: CardFacts) -> str:
+def card_metadata(facts: CardFacts) -> dict:
+    """The YAML front matter the Hub reads (model tree, library, widget type, search tags)."""
     adapter = facts.kind == "adapter"
     metadata = {
         "base_model": facts.base_model,
         "library_name": "peft" if adapter else "transformers",
         "pipeline_tag": "image-text-to-text",
-        "license": "mit",
+        "license": LICENSE,
         "tags": ["florence-2", "f2tune"] + (["lora"] if adapter else []),
     }
-    prompts = "\n".join(f"- `{p}`" for p in facts.prompts) or "- (none recorded)"
-    metrics = "\n".join(f"| {k} | {v:.4f} |" for k, v in sorted(facts.metrics.items()))
-    metrics_block = f"| metric | value |\n|---|---|\n{metrics}" if metrics else "Not evaluated."
+    if facts.datasets:
+        metadata["datasets"] = list(facts.datasets)
+    return metadata
+
+
+def render_model_card(recipe: Recipe, facts: CardFacts) -> str:
+    adapter = facts.kind == "adapter"
+    samples = "an unknown number of" if facts.train_samples is None else str(facts.train_samples)
+    checkpoint = f" Exported from the checkpoint at {facts.checkpoint}." if facts.checkpoint else ""
     return (
-        f"---\n{yaml.safe_dump(metadata, sort_keys=False)}---\n\n"
+        f"---\n{yaml.safe_dump(card_metadata(facts), sort_keys=False)}---\n\n"
         f"# {recipe.trainer.run_name or 'Florence-2 fine-tune'}\n\n"
         f"{'A LoRA adapter for' if adapter else 'A fine-tuned'} `{facts.base_model}`, trained with "
-        f"f2tune {f2tune.__version__} on {facts.train_samples} samples.\n\n"
-        f"## Prompts it was trained on\n\n{prompts}\n\n"
-        f"## Results (validation data of the run)\n\n{metrics_block}\n\n"
+        f"f2tune {f2tune.__version__} on {samples} samples.{checkpoint}\n\n"
+        f"## Tasks and prompt format\n\n{_tasks(facts)}\n\n"
+        f"## Training data\n\n{_data(facts)}\n\n"
+        f"## Results\n\n{_metrics(facts)}\n\n"
         f"## Usage\n\n```python\n{_usage(facts, adapter)}```\n\n"
-        f"## Training recipe\n\n```yaml\n{dump_recipe(recipe)}```\n"
+        f"## Training recipe\n\n```yaml\n{dump_recipe(recipe)}```\n\n"
+        f"Trained with f2tune {f2tune.__version__}.\n"
     )
+
+
+def _tasks(facts: CardFacts) -> str:
+    tasks = ", ".join(f"`{t}`" for t in facts.tasks) or "free-text prompts"
+    prompts = "\n".join(f"- `{p}`" for p in facts.prompts) or "- (none recorded)"
+    return (
+        f"Tasks: {tasks}. Give the processor the task token (followed by its text input, if any) as "
+        "`text=`; it rewrites Florence-2 task tokens into the sentences the model was trained on. "
+        "Location tokens `<loc_0>`..`<loc_999>` in answers are bins of 1/1000 of the image side; "
+        "`processor.post_process_generation(text, task=TOKEN, image_size=(w, h))` turns them into pixels.\n\n"
+        f"Prompts seen in training (up to 10):\n\n{prompts}"
+    )
+
+
+def _data(facts: CardFacts) -> str:
+    if not facts.datasets:
+        return "Not recorded."
+    rows = "\n".join(f"| {name} | {'?' if n is None else n} |" for name, n in facts.datasets.items())
+    return f"| source | training samples |\n|---|---|\n{rows}"
+
+
+def _metrics(facts: CardFacts) -> str:
+    if not facts.metrics:
+        return "Not evaluated."
+    rows = "\n".join(f"| {k} | {v:.4f} |" for k, v in sorted(facts.metrics.items()))
+    source = f"Measured by the run (`{facts.metrics_source}/metrics.json`).\n\n" if facts.metrics_source else ""
+    return f"{source}| metric | value |\n|---|---|\n{rows}"
 
 
 def _usage(facts: CardFacts, adapter: bool) -> str:

@@ -1,8 +1,8 @@
-"""Write what fit trained in the formats the ecosystem loads.
+"""Write a trained model in the formats the ecosystem loads.
 
 - LoRA (default): a peft adapter folder, loaded with `PeftModel.from_pretrained(base, folder)`.
-- full fine-tuning, or LoRA with `lora.merge: true`: a model + processor folder, loaded with
-  `AutoModelForImageTextToText.from_pretrained` and `AutoProcessor.from_pretrained`.
+- full fine-tuning, or LoRA with `lora.merge: true` (`--kind merged`): a model + processor folder,
+  loaded with `AutoModelForImageTextToText.from_pretrained` and `AutoProcessor.from_pretrained`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,13 @@ from torch import nn
 from transformers import Florence2Processor
 
 from f2tune.config import Recipe
+from f2tune.errors import F2TuneError
 from f2tune.export.atomic import atomic_folder
 from f2tune.export.model_card import CardFacts, render_model_card
+
+
+class ExportError(F2TuneError):
+    """What was asked cannot be exported (e.g. an adapter from a full fine-tuning run)."""
 
 
 def export_kind(recipe: Recipe) -> str:
@@ -28,9 +33,13 @@ def export_model(
     model: nn.Module, processor: Florence2Processor, recipe: Recipe, target: Path, facts: CardFacts
 ) -> Path:
     """Write the export folder atomically (an interrupted export never leaves a half folder)."""
+    if facts.kind == "adapter" and not isinstance(model, PeftModel):
+        raise ExportError(
+            f"{target}: cannot write an adapter: the run trained every weight (adaptation.method: full), so there "
+            "is no LoRA adapter to save; export a model folder instead (--kind merged)"
+        )
     with atomic_folder(target) as staging:
         if facts.kind == "adapter":
-            assert isinstance(model, PeftModel), "adapter exports need a peft model"
             model.peft_config["default"].base_model_name_or_path = facts.base_model
             model.save_pretrained(staging)
         else:

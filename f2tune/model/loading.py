@@ -1,5 +1,6 @@
 """One code path from `model.name_or_path` (Hub id, local folder, or the tiny offline model) to a
-Florence-2 model in train mode and its processor."""
+Florence-2 model in train mode and its processor; `model.adapter` adds a shared peft adapter on top
+(its base, when `name_or_path` is not given, is the one named in its `adapter_config.json`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import torch
+from peft import PeftConfig, PeftModel
 from transformers import AutoModelForImageTextToText, AutoProcessor, Florence2Processor, PreTrainedModel
 
 from f2tune.config import TINY_MODEL, ModelConfig
@@ -20,26 +22,69 @@ TINY_SEED = 0
 T = TypeVar("T")
 
 
+def base_model_name(config: ModelConfig) -> str:
+    """`model.name_or_path`, or the base model named by `model.adapter`'s adapter_config.json."""
+    if config.name_or_path is not None:
+        return config.name_or_path
+    assert config.adapter is not None, "ModelConfig's validator requires name_or_path or adapter"
+    try:
+        base = PeftConfig.from_pretrained(config.adapter).base_model_name_or_path
+    except (OSError, ValueError) as err:
+        raise ModelLoadError(
+            f"cannot read the adapter_config.json of model.adapter={config.adapter!r}: {_first_line(err)}\n"
+            "Give a local adapter folder or a Hub id you can reach, or set model.name_or_path too."
+        ) from None
+    if not base:
+        raise ModelLoadError(
+            f"model.adapter={config.adapter!r}: its adapter_config.json names no base_model_name_or_path; "
+            "set model.name_or_path to the model it adapts"
+        )
+    return base
+
+
 def load_processor(config: ModelConfig) -> Florence2Processor:
-    if config.name_or_path == TINY_MODEL:
+    name = base_model_name(config)
+    if name == TINY_MODEL:
         return build_tiny_processor()
-    return _from_hub_or_folder(config, lambda: AutoProcessor.from_pretrained(config.name_or_path, **_common(config)))
+    return _from_hub_or_folder(config, lambda: AutoProcessor.from_pretrained(name, **_common(config)))
 
 
 def load_model(config: ModelConfig) -> PreTrainedModel:
-    """The model in train mode (`from_pretrained` returns eval mode, which would disable dropout)."""
+    """The base model in train mode (`from_pretrained` returns eval mode, which would disable dropout).
+
+    `model.adapter` is not applied here: callers decide whether its weights train (`attach_adapter`).
+    """
     dtype = getattr(torch, config.dtype)
-    if config.name_or_path == TINY_MODEL:
+    name = base_model_name(config)
+    if name == TINY_MODEL:
         model = build_tiny_model(build_tiny_processor(), seed=TINY_SEED).to(dtype)
     else:
         model = _from_hub_or_folder(
             config,
             lambda: AutoModelForImageTextToText.from_pretrained(
-                config.name_or_path, dtype=dtype, attn_implementation=config.attn_implementation, **_common(config)
+                name, dtype=dtype, attn_implementation=config.attn_implementation, **_common(config)
             ),
         )
     model.train()
     return model
+
+
+def attach_adapter(model: PreTrainedModel, config: ModelConfig, trainable: bool) -> PeftModel:
+    """Wrap `model` with the peft adapter of `model.adapter` (LoRA weights trainable if asked)."""
+    assert config.adapter is not None
+    adapter = config.adapter
+    looks_local = adapter.startswith(("/", ".", "~")) or adapter.count("/") > 1
+    if looks_local and not Path(adapter).expanduser().is_dir():
+        raise ModelLoadError(f"model.adapter: no such folder: {adapter} (a Hub id has the form owner/name)")
+    try:
+        peft_model = PeftModel.from_pretrained(model, adapter, is_trainable=trainable)
+    except (OSError, ValueError) as err:
+        raise ModelLoadError(
+            f"cannot load model.adapter={adapter!r}: {_first_line(err)}\n"
+            "Give a folder or Hub id holding adapter_config.json and adapter_model.safetensors, trained on this base."
+        ) from None
+    peft_model.train(model.training)
+    return peft_model
 
 
 def _common(config: ModelConfig) -> dict:
@@ -48,17 +93,20 @@ def _common(config: ModelConfig) -> dict:
 
 def _from_hub_or_folder(config: ModelConfig, load: Callable[[], T]) -> T:
     """Run `load`, turning transformers' long OSError/ValueError texts into one actionable message."""
-    name = config.name_or_path
+    name = base_model_name(config)
     looks_local = name.startswith(("/", ".", "~")) or name.count("/") > 1
     if looks_local and not Path(name).expanduser().is_dir():
         raise ModelLoadError(f"model.name_or_path: no such folder: {name} (a Hub id has the form owner/name)")
     try:
         return load()
     except (OSError, ValueError) as err:
-        text = str(err).strip()
-        first_line = text.splitlines()[0] if text else type(err).__name__
         raise ModelLoadError(
-            f"cannot load model.name_or_path={config.name_or_path!r}: {first_line}\n"
+            f"cannot load model.name_or_path={name!r}: {_first_line(err)}\n"
             "Give a Hub id you can reach, or a local folder holding config.json, model.safetensors and the "
             f"processor files (offline, only local folders and {TINY_MODEL} work)."
         ) from None
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

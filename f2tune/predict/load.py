@@ -1,17 +1,15 @@
-"""Loading something to predict with: a Hub id, an exported model folder, a peft adapter folder
-(its base comes from `adapter_config.json`), or a run folder (its `export/`)."""
+"""Loading something to predict with: a Hub id, an exported model folder, a peft adapter (folder or
+Hub id; its base comes from `adapter_config.json`), or a run folder (its `export/`)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from torch import nn
 from transformers import Florence2Processor
 
 from f2tune.config import ModelConfig
-from f2tune.errors import ModelLoadError
-from f2tune.model.loading import load_model, load_processor
+from f2tune.model.loading import attach_adapter, load_model, load_processor
 
 
 def resolve_source(source: str) -> Path | str:
@@ -25,17 +23,22 @@ def resolve_source(source: str) -> Path | str:
 def load_for_inference(source: str, dtype: str = "float32") -> tuple[nn.Module, Florence2Processor]:
     """Model in eval mode and its processor; adapters are applied on top of their base model."""
     resolved = resolve_source(source)
-    adapter_config = Path(resolved) / "adapter_config.json" if isinstance(resolved, Path) else None
-    if adapter_config is not None and adapter_config.is_file():
-        from peft import PeftModel
-
-        base = json.loads(adapter_config.read_text()).get("base_model_name_or_path")
-        if not base:
-            raise ModelLoadError(f"{adapter_config}: no base_model_name_or_path; cannot tell which model it adapts")
-        base_config = ModelConfig(name_or_path=base, dtype=dtype)
-        model = PeftModel.from_pretrained(load_model(base_config), resolved)
-        processor = load_processor(base_config)
+    if _is_adapter(resolved):
+        config = ModelConfig(adapter=str(resolved), dtype=dtype)
+        model = attach_adapter(load_model(config), config, trainable=False)
     else:
         config = ModelConfig(name_or_path=str(resolved), dtype=dtype)
-        model, processor = load_model(config), load_processor(config)
-    return model.eval(), processor
+        model = load_model(config)
+    return model.eval(), load_processor(config)
+
+
+def _is_adapter(source: Path | str) -> bool:
+    """A folder with adapter_config.json, or a reachable Hub repo holding one (offline: no)."""
+    if isinstance(source, Path):
+        return (source / "adapter_config.json").is_file()
+    from huggingface_hub import file_exists
+
+    try:
+        return file_exists(source, "adapter_config.json")
+    except Exception:  # offline, unreachable, not a repo id: loading it as a model then says why
+        return False

@@ -16,6 +16,7 @@ from transformers import Florence2Processor
 from f2tune.config import Recipe
 from f2tune.eval.evaluator import Evaluator
 from f2tune.eval.generate import MODEL_INPUTS
+from f2tune.train.feature_cache import build_feature_cache
 from f2tune.train.optim import build_optimizer, build_scheduler
 
 
@@ -46,8 +47,12 @@ class Florence2Module(pl.LightningModule):
         self.generating = False
         self.records: list[dict[str, Any]] = []
         self.model.train()
+        self.feature_cache = build_feature_cache(model, recipe)
 
     def forward(self, batch: dict[str, Any]) -> torch.Tensor:
+        if self.feature_cache is not None:
+            embeds = self.feature_cache.inputs_embeds(self.model, batch)
+            return self.model(inputs_embeds=embeds, attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
         return self.model(**{k: batch[k] for k in MODEL_INPUTS}, labels=batch["labels"]).loss
 
     def on_train_start(self) -> None:

@@ -15,15 +15,14 @@ import lightning.pytorch as pl
 from lightning.pytorch.strategies import FSDPStrategy
 from torch import nn
 
-from f2tune.config import TINY_MODEL, Recipe
+from f2tune.config import Recipe
 from f2tune.data.datamodule import Florence2DataModule
 from f2tune.errors import RunError
-from f2tune.export.model_card import CardFacts
+from f2tune.export.facts import gather_facts
 from f2tune.export.writer import export_kind, export_model
 from f2tune.log import say
-from f2tune.model.loading import TINY_SEED
 from f2tune.recipe import dump_recipe
-from f2tune.testing.tiny import save_tiny
+from f2tune.train.guards import oom_advice
 from f2tune.train.module import Florence2Module
 from f2tune.train.plots import plot_loss_curves
 from f2tune.train.setup import assemble, build_trainable_model, last_checkpoint, run_dir_of
@@ -58,7 +57,8 @@ def fit(recipe: Recipe, resume: bool = False, extra_callbacks: list[pl.Callback]
     has_val = bool(recipe.data.val)
     if has_val and recipe.eval.before_fit and not resume:
         result.metrics_before = _validate(trainer, module, datamodule)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(last_checkpoint(run_dir)) if resume else None)
+    with oom_advice():
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(last_checkpoint(run_dir)) if resume else None)
     if has_val:
         result.metrics_after = _validate(trainer, module, datamodule)
     checkpoint = trainer.checkpoint_callback
@@ -83,20 +83,21 @@ def export_run(
     datamodule: Florence2DataModule,
     metrics: dict[str, float],
 ) -> Path:
-    """Write the export folder (global rank 0 only) and return its path."""
-    base = recipe.model.name_or_path
-    if base == TINY_MODEL:  # adapters must name a loadable base: write the tiny base beside the run
-        base = str(save_tiny(run_dir / "base_model", seed=TINY_SEED).resolve())
-    samples = [s for part in datamodule.train_parts for s in part.samples]
-    facts = CardFacts(
-        base_model=base,
-        kind=export_kind(recipe),
-        train_samples=len(samples),
-        prompts=sorted({s.prompt for s in samples})[:10],
-        metrics=metrics,
-    )
+    """Write the export folder (global rank 0 only), push it if `export.push_to`, return its path.
+
+    The card reports the metrics of the run's last validation (its `metrics.json`), else `metrics`.
+    """
+    step = module.trainer.global_step
+    facts = gather_facts(recipe, run_dir, export_kind(recipe), datamodule=datamodule, step=step)
+    if not facts.metrics:
+        facts.metrics = metrics
     target = Path(recipe.export.dir) if recipe.export.dir else run_dir / "export"
-    return export_model(model, module.processor, recipe, target, facts)
+    export_model(model, module.processor, recipe, target, facts)
+    if recipe.export.push_to:
+        from f2tune.hub.push import push_folder
+
+        say(f"export: pushed to {push_folder(target, recipe.export.push_to)}")
+    return target
 
 
 def _validate(trainer: pl.Trainer, module: Florence2Module, datamodule: Florence2DataModule) -> dict[str, float]:

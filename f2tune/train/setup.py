@@ -12,8 +12,8 @@ from f2tune.config import Recipe
 from f2tune.data.datamodule import Florence2DataModule
 from f2tune.errors import RecipeError
 from f2tune.log import say, warn
-from f2tune.model.adapt import apply_adaptation
-from f2tune.model.loading import load_model, load_processor
+from f2tune.model.adapt import apply_adaptation, freeze_parts
+from f2tune.model.loading import attach_adapter, load_model, load_processor
 from f2tune.model.report import parameter_report
 from f2tune.train.module import Florence2Module
 from f2tune.train.trainer import build_trainer
@@ -41,13 +41,26 @@ def assemble(
 
 
 def build_trainable_model(recipe: Recipe) -> nn.Module:
-    """Load the base model, enable gradient checkpointing if asked, apply LoRA/freezing, report."""
+    """Load the base model, enable gradient checkpointing if asked, apply LoRA/freezing, report.
+
+    With `model.adapter`, a LoRA recipe trains that adapter's weights further (its checkpoints keep
+    the same `...lora_A.default.weight` keys as a fresh LoRA run); a full recipe merges it first.
+    """
     if "lora" in recipe.model_fields_set and recipe.adaptation.method != "lora":
         warn("the recipe sets `lora:` but adaptation.method is 'full': the LoRA settings are ignored")
     model = load_model(recipe.model)
     if recipe.trainer.gradient_checkpointing:
         model.gradient_checkpointing_enable()
-    model = apply_adaptation(model, recipe.adaptation, recipe.lora)
+    if recipe.model.adapter is None:
+        model = apply_adaptation(model, recipe.adaptation, recipe.lora)
+    elif recipe.adaptation.method == "lora":  # continue training the shared adapter's own LoRA weights
+        if "lora" in recipe.model_fields_set:
+            warn("model.adapter is set: its adapter_config.json decides r, alpha and targets; `lora:` is ignored")
+        model = attach_adapter(model, recipe.model, trainable=True)
+        freeze_parts(model, recipe.adaptation.freeze)
+    else:  # full fine-tuning starts from the base with the adapter merged in (peft froze the base: thaw it)
+        merged = attach_adapter(model, recipe.model, trainable=False).merge_and_unload().requires_grad_(True)
+        model = apply_adaptation(merged, recipe.adaptation, recipe.lora)
     report = parameter_report(model)
     say(report.describe())
     if report.trainable == 0:

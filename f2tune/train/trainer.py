@@ -15,6 +15,8 @@ from transformers.models.florence2.modeling_florence2 import Florence2VisionBloc
 from f2tune.config import Recipe
 from f2tune.errors import RecipeError
 from f2tune.train.callbacks import SamplesPerSecond
+from f2tune.train.checkpointing import AtomicCheckpointIO, RandomState
+from f2tune.train.guards import NonFiniteGuard
 
 FSDP_WRAPPED_LAYERS = {BartEncoderLayer, BartDecoderLayer, Florence2VisionBlock}
 """Each transformer layer becomes its own FSDP unit: weights are gathered one layer at a time."""
@@ -31,7 +33,22 @@ def build_trainer(recipe: Recipe, run_dir: Path, extra_callbacks: list[pl.Callba
         save_top_k=cfg.save_top_k if has_val else 0,
         save_last=True,
     )
-    callbacks: list[pl.Callback] = [checkpoint, SamplesPerSecond(), LearningRateMonitor("step")]
+    callbacks: list[pl.Callback] = [
+        checkpoint,
+        SamplesPerSecond(),
+        LearningRateMonitor("step"),
+        NonFiniteGuard(cfg.max_nonfinite_steps),
+        RandomState(),
+    ]
+    if cfg.checkpoint_every_n_steps:  # a second callback: the first saves best and last at validations
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=run_dir / "checkpoints",
+                save_top_k=0,
+                save_last=True,
+                every_n_train_steps=cfg.checkpoint_every_n_steps,
+            )
+        )
     try:
         return _trainer(recipe, run_dir, callbacks + list(extra_callbacks or []))
     except (ValueError, MisconfigurationException) as err:
@@ -58,6 +75,7 @@ def _trainer(recipe: Recipe, run_dir: Path, callbacks: list[pl.Callback]) -> pl.
         accumulate_grad_batches=recipe.optim.accumulate,
         logger=build_loggers(recipe, run_dir),
         callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],
         default_root_dir=run_dir,
         num_sanity_val_steps=0,
         # torchmetrics states reset inside inference_mode (trainer.validate before fit) could not

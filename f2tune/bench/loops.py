@@ -1,0 +1,158 @@
+"""The two training loops being compared, each timed per step over two passes on the same batches.
+
+The first pass is the warm-up (allocator, kernels, and the image feature cache filling up); the
+reported step time is the median of the second pass. Data loading is outside the timings: every
+batch is collated beforehand, so both sides measure forward + backward + optimizer step only.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from peft import LoraConfig, get_peft_model
+from torch.utils.data import DataLoader
+
+from f2tune.bench.setups import build_model
+from f2tune.config import TINY_MODEL
+from f2tune.model.adapt import LORA_PRESETS, apply_adaptation
+from f2tune.recipe import validate_recipe
+from f2tune.train.feature_cache import FROZEN_PARTS
+from f2tune.train.module import Florence2Module
+
+
+@dataclass
+class Timing:
+    step_s: float
+    samples_per_s: float
+    peak_mib: float
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _result(times: list[float], samples: int, device: torch.device) -> Timing:
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else peak_rss_mib()
+    return Timing(statistics.median(times), samples / sum(times), peak)
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    """Start the high-water mark here (Linux: writing 5 to clear_refs resets VmHWM)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass  # then VmHWM counts from process start, which includes the batches built before
+
+
+def peak_rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_reference(size: str, mode: str, processor, batches: list[dict], device: torch.device) -> Timing:
+    """transformers + peft + torch AdamW in fp32, as the public Florence-2 fine-tuning notebooks do
+    it: no attention mask passed, padded labels trained on, no gradient clipping, no caching."""
+    reset_peak_memory(device)
+    model = build_model(size, processor)
+    if mode == "lora":
+        config = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules=LORA_PRESETS["language"])
+        model = get_peft_model(model, config)
+    if mode == "frozen":
+        for part in FROZEN_PARTS:
+            getattr(model.model, part).requires_grad_(False)
+    model.to(device).train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+    times = []
+    for _ in range(2):
+        times = []
+        for batch in batches:
+            batch = {k: v.to(device) for k, v in batch.items()}
+            _sync(device)
+            start = time.perf_counter()
+            loss = model(**batch).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            _sync(device)
+            times.append(time.perf_counter() - start)
+    return _result(times, sum(len(b["labels"]) for b in batches), device)
+
+
+class StepTimer(pl.Callback):
+    """Seconds per training batch (forward, backward, clipping, optimizer step, Lightning's logging)."""
+
+    def __init__(self) -> None:
+        self.times: dict[int, list[float]] = {}
+        self._start = 0.0
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, idx: int) -> None:
+        _sync(pl_module.device)
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        _sync(pl_module.device)
+        self.times.setdefault(trainer.current_epoch, []).append(time.perf_counter() - self._start)
+
+
+def f2tune_recipe(mode: str, batch_size: int, precision: str, cache: str) -> Any:
+    """The recipe f2tune would run for this mode; the model is built here, not from `model`."""
+    adaptation: dict = {"method": "lora"} if mode == "lora" else {}
+    if mode == "frozen":
+        adaptation["freeze"] = {"vision_tower": True, "projector": True}
+    return validate_recipe(
+        {
+            "model": {"name_or_path": TINY_MODEL},
+            "adaptation": adaptation,
+            "data": {"train": [{"format": "shapes"}], "batch_size": batch_size},
+            "optim": {"lr": 1e-5},
+            "trainer": {"max_epochs": 2, "precision": precision, "cache_image_features": cache, "loggers": []},
+            "eval": {"metric": "none"},
+        }
+    )
+
+
+def _identity(batch: dict) -> dict:
+    return batch
+
+
+def run_f2tune(
+    size: str, mode: str, processor, batches: list[dict], device: torch.device, precision: str, cache: str
+) -> Timing:
+    """The real `Florence2Module` (its training_step, configure_optimizers) under a Lightning Trainer
+    with the recipe's precision and gradient clipping; no checkpoints, loggers or validation."""
+    reset_peak_memory(device)
+    recipe = f2tune_recipe(mode, len(batches[0]["labels"]), precision, cache)
+    model = apply_adaptation(build_model(size, processor), recipe.adaptation, recipe.lora)
+    module = Florence2Module(model, processor, recipe)
+    timer = StepTimer()
+    trainer = pl.Trainer(
+        accelerator=device.type,
+        devices=1,
+        precision=precision,
+        max_epochs=2,
+        gradient_clip_val=recipe.optim.grad_clip,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        callbacks=[timer],
+    )
+    loader = DataLoader(batches, batch_size=None, shuffle=False, collate_fn=_identity)
+    trainer.fit(module, train_dataloaders=loader)
+    return _result(timer.times[1], sum(len(b["labels"]) for b in batches), device)

@@ -1,0 +1,119 @@
+"""`f2tune bench` / `python benchmarks/train_step.py`: the comparison table of `benchmarks/README.md`.
+
+Each measurement runs in a forked child process, so that one loop's allocations (and the peak
+memory they leave behind) do not count against the next.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import multiprocessing
+import platform
+import traceback
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from f2tune.bench.loops import Timing, run_f2tune, run_reference
+from f2tune.bench.options import add_arguments
+from f2tune.bench.setups import batch_orders, f2tune_batches, mixed_samples, padding_share, reference_batches
+from f2tune.testing.tiny import build_tiny_processor
+
+HEADER = "| size | image | mode | loop | label padding | step ms (median) | samples/s | peak MiB | speed vs reference |"
+
+
+def run(args: argparse.Namespace) -> int:
+    warnings.filterwarnings("ignore")
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    logging.getLogger("f2tune").setLevel(logging.WARNING)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(args.device)
+    print(f"machine: {describe_machine(device)}; torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
+    print(f"batch size {args.batch_size}, {args.steps} steps per pass, f2tune precision {args.precision}\n")
+    print(HEADER)
+    print("|---|---|---|---|---:|---:|---:|---:|---:|")
+    for size in args.sizes.split(","):
+        image_size = args.tiny_image_size if size == "tiny" else args.base_image_size
+        for mode in args.modes.split(","):
+            for row in measure(size, mode, image_size, args, device):
+                print(row, flush=True)
+    return 0
+
+
+def measure(size: str, mode: str, image_size: int, args: argparse.Namespace, device: torch.device) -> list[str]:
+    processor = build_tiny_processor(image_size)
+    samples = mixed_samples(args.steps * args.batch_size, image_size)
+    orders = batch_orders(samples, processor, args.batch_size)
+    reference = reference_batches(samples, processor, orders["random"])
+    plain = f2tune_batches(samples, processor, orders["random"])
+    grouped = f2tune_batches(samples, processor, orders["grouped"])
+    pad = processor.tokenizer.pad_token_id
+    cached = mode == "frozen"
+    variants: list[tuple[str, list[dict], Callable[[], Timing]]] = [
+        ("reference", reference, lambda: run_reference(size, mode, processor, reference, device)),
+        ("f2tune", plain, lambda: run_f2tune(size, mode, processor, plain, device, args.precision, "off")),
+    ]
+    if cached:
+        variants.append(
+            ("f2tune +cache", plain, lambda: run_f2tune(size, mode, processor, plain, device, args.precision, "auto"))
+        )
+    variants.append(
+        (
+            "f2tune +grouped" + (" +cache" if cached else ""),
+            grouped,
+            lambda: run_f2tune(size, mode, processor, grouped, device, args.precision, "auto"),
+        )
+    )
+    rows, base_rate = [], None
+    for name, batches, measure_fn in variants:
+        timing = in_child(measure_fn)
+        prefix = f"| {size} | {image_size} | {mode} | {name} | {padding_share(batches, pad):.0%} |"
+        if isinstance(timing, str):
+            rows.append(f"{prefix} failed: {timing} | | | |")
+            continue
+        base_rate = base_rate or timing.samples_per_s
+        rows.append(
+            f"{prefix} {timing.step_s * 1000:.0f} | {timing.samples_per_s:.2f} | {timing.peak_mib:.0f} |"
+            f" {timing.samples_per_s / base_rate:.2f}x |"
+        )
+    return rows
+
+
+def in_child(work: Callable[[], Timing]) -> Timing | str:
+    """Run `work` in a forked process; its result, or the last line of its error."""
+    context = multiprocessing.get_context("fork")
+    receive, send = context.Pipe(duplex=False)
+
+    def child() -> None:
+        try:
+            send.send(work())
+        except Exception:  # reported in the table instead of stopping the other rows
+            send.send(traceback.format_exc().strip().splitlines()[-1])
+
+    process = context.Process(target=child)
+    process.start()
+    result: Any = receive.recv() if receive.poll(None) else "no result"
+    process.join()
+    return result
+
+
+def describe_machine(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = next(
+        (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+        platform.processor() or platform.machine(),
+    )
+    return f"CPU {model}, {multiprocessing.cpu_count()} cores"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))

@@ -1,0 +1,21 @@
+"""Command-line options of the benchmark, apart from its heavy imports (the CLI builds every
+command's parser at start)."""
+
+from __future__ import annotations
+
+import argparse
+
+MODES = ("full", "lora", "frozen")
+"""full: every weight; lora: r=16 on the language model; frozen: vision tower + projector frozen."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sizes", default="tiny,base", help="comma-separated: tiny, base (Florence-2-base sizes)")
+    parser.add_argument("--modes", default=",".join(MODES), help="comma-separated: full, lora, frozen")
+    parser.add_argument("--steps", type=int, default=4, help="batches per pass (two passes; the second is timed)")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--tiny-image-size", type=int, default=96)
+    parser.add_argument("--base-image-size", type=int, default=192, help="768 is the real size (577 image tokens)")
+    parser.add_argument("--precision", default="32-true", help="f2tune's trainer.precision (the reference is fp32)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch's default)")

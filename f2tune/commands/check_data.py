@@ -1,0 +1,29 @@
+"""`f2tune check-data RECIPE [key.path=value ...]`: every problem of the recipe's data at once."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "check-data",
+        help="read every record and image of data.train/val/test; report all problems and target lengths",
+        description="Read every record of every split once, open every image, report every problem "
+        "(file:line, kind, counts by kind) and target token lengths; exit 1 if anything is wrong.",
+    )
+    parser.add_argument("recipe", help="recipe YAML file")
+    parser.add_argument("overrides", nargs="*", metavar="key.path=value")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from f2tune.recipe import load_recipe
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    from f2tune.data.check import check_data
+    from f2tune.model.loading import load_processor
+
+    report = check_data(recipe.data, load_processor(recipe.model).tokenizer)
+    print(report.render())
+    return 1 if report.problems else 0

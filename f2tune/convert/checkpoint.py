@@ -1,0 +1,137 @@
+"""`f2tune convert`: a remote-code Florence-2 model or a LoRA adapter trained on one -> native layout.
+
+The native model's config and processor come from a native checkpoint of the same size (`--base`,
+by default the `florence-community` twin of the source's `microsoft` base): the weights are
+converted by the rule table and must fill that model exactly, so a wrong size or an unknown key
+stops the conversion instead of producing a model that loads with random parts.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from f2tune.convert.rules import ConvertError, convert_state_dict, match_rule, unknown_keys_message
+from f2tune.export.atomic import atomic_folder
+from f2tune.log import say
+
+_PEFT_PREFIX = "base_model.model."
+_LORA_KEY = re.compile(r"(?P<module>.+?)\.(?P<part>lora_\w+(?:\.weight)?)")
+_REMOTE_BASE = re.compile(r"microsoft/(Florence-2-(?:base|large)(?:-ft)?)")
+
+
+def convert(source: Path, out: Path, base: str | None = None) -> Path:
+    """Convert `source` (model folder or weights file, or a peft adapter folder) into `out`."""
+    source = Path(source)
+    if not source.exists():
+        raise ConvertError(f"convert: no such file or folder: {source}")
+    if (source / "adapter_config.json").is_file():
+        return convert_adapter(source, out, base)
+    return convert_model(source, out, base)
+
+
+def convert_model(source: Path, out: Path, base: str | None = None) -> Path:
+    """Native model + processor folder; the converted weights must fill `base`'s architecture."""
+    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+
+    base = base or _default_base(source / "config.json", "_name_or_path")
+    state = convert_state_dict(_read_weights(source), str(source))
+    model = AutoModelForImageTextToText.from_config(AutoConfig.from_pretrained(base))
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # shape mismatches: torch lists them one per line after a header
+        details = [line.strip() for line in str(err).splitlines()[1:3]]
+        raise ConvertError(f"{source}: the weights do not fit {base} (another size?): {' '.join(details)}") from None
+    native = model.state_dict()
+    loaded = {native[k].data_ptr() for k in state if k in native}
+    missing = [k for k in missing if native[k].data_ptr() not in loaded]  # tied copies are filled
+    if missing or unexpected:
+        raise ConvertError(
+            f"{source}: after conversion {len(missing)} weight(s) of {base} are missing and {len(unexpected)} are "
+            f"unknown: {', '.join((missing + unexpected)[:8])}; is --base the same model size?"
+        )
+    with atomic_folder(out) as staging:
+        model.save_pretrained(staging)
+        AutoProcessor.from_pretrained(base).save_pretrained(staging)
+    say(f"convert: {source} -> {out} (native model, config and processor of {base})")
+    return out
+
+
+def convert_adapter(source: Path, out: Path, base: str | None = None) -> Path:
+    """A peft adapter whose keys and `target_modules` name the native model's modules."""
+    config = json.loads((source / "adapter_config.json").read_text())
+    base = base or _default_base(source / "adapter_config.json", "base_model_name_or_path")
+    for field in ("rank_pattern", "alpha_pattern"):
+        if config.get(field):
+            raise ConvertError(
+                f"{source}: adapter_config.json has a {field} (per-module settings by remote-code module names); "
+                "converting it is not supported: remove it or convert by hand"
+            )
+    weights, targets = convert_adapter_state(_read_weights(source), str(source))
+    config.update(base_model_name_or_path=base, target_modules=sorted(targets))
+    with atomic_folder(out) as staging:
+        save_file(weights, str(staging / "adapter_model.safetensors"), metadata={"format": "pt"})
+        (staging / "adapter_config.json").write_text(json.dumps(config, indent=2))
+    say(f"convert: {source} -> {out} (peft adapter on {base}, {len(targets)} target modules)")
+    return out
+
+
+def convert_adapter_state(state: dict[str, torch.Tensor], where: str) -> tuple[dict[str, torch.Tensor], set[str]]:
+    """Rename adapter keys module by module; returns the weights and the native LoRA module names.
+
+    LoRA keys are `base_model.model.<module>.lora_A.weight`: `<module>.weight` goes through the
+    same rules as a model weight. Other keys (`modules_to_save`) are whole weights.
+    """
+    native: dict[str, torch.Tensor] = {}
+    targets: set[str] = set()
+    unknown: list[str] = []
+    for key, tensor in state.items():
+        inner = key.removeprefix(_PEFT_PREFIX)
+        lora = _LORA_KEY.fullmatch(inner)
+        probe = f"{lora['module']}.weight" if lora else inner
+        found = match_rule(probe) if key.startswith(_PEFT_PREFIX) else None
+        if found is None or found[1] is None or found[0].transpose:
+            unknown.append(key)
+            continue
+        target = found[1]
+        if lora:
+            module = target.removesuffix(".weight")
+            targets.add(module)
+            target = f"{module}.{lora['part']}"
+        native[_PEFT_PREFIX + target] = tensor.contiguous()
+    if unknown:
+        raise ConvertError(unknown_keys_message(unknown, where))
+    return native, targets
+
+
+def _read_weights(source: Path) -> dict[str, torch.Tensor]:
+    """All tensors of a weights file, or of every (shard) file in a folder."""
+    if source.is_file():
+        files = [source]
+    else:
+        files = sorted(source.glob("*.safetensors")) or sorted(source.glob("*.bin"))
+    if not files:
+        raise ConvertError(f"{source}: no .safetensors or .bin weights found")
+    state: dict[str, torch.Tensor] = {}
+    for path in files:
+        if path.suffix == ".safetensors":
+            state.update(load_file(str(path)))
+        else:
+            state.update(torch.load(path, map_location="cpu", weights_only=True))
+    return state
+
+
+def _default_base(config_file: Path, field: str) -> str:
+    """florence-community/Florence-2-X for a source whose config names microsoft/Florence-2-X."""
+    named = json.loads(config_file.read_text()).get(field, "") if config_file.is_file() else ""
+    match = _REMOTE_BASE.search(named or "")
+    if not match:
+        raise ConvertError(
+            f"cannot tell which native model to convert into ({config_file} names {named or 'nothing'!r}); "
+            "pass --base florence-community/Florence-2-base (or -large, or a local native folder of the same size)"
+        )
+    return f"florence-community/{match.group(1)}"

@@ -1,0 +1,144 @@
+"""`f2tune check-data`: every record of every split read once, every image opened, every problem
+reported at once, and target lengths measured against `data.max_target_tokens`.
+
+Fit reads records up front but opens images lazily and stops at the first bad one (or skips it);
+on a large dataset that means finding problems one GPU-hour at a time. This pass uses the `skip`
+semantics of `data.on_bad_record` to collect them all, and builds each sample's target text as
+training would, so the token counts are those the collator will cut.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+from f2tune.config import DataConfig
+from f2tune.data.formats import read_source, source_name
+from f2tune.data.images import load_image
+from f2tune.data.problems import RecordProblems
+from f2tune.data.sample import Sample
+from f2tune.errors import DataError
+from f2tune.tasks import build_prompt, format_target
+
+KINDS = (
+    ("invalid JSON", r"not valid JSON|expected a JSON|expected an object"),
+    ("missing image", r"image not found"),
+    ("unreadable image", r"cannot read image"),
+    ("empty source", r"the dataset is empty"),
+    ("missing file", r"file not found"),
+    ("missing field", r"missing (field|key|top-level key)|no answer"),
+    ("unknown field", r"unknown field"),
+    ("dangling reference", r"is not (listed )?in|differs from its annotation"),
+    ("coordinates out of range", r"outside|x2 > x1|width and height must be positive"),
+    ("bad task or prompt", r"task token|task '|prompt"),
+    ("wrong type or value", r"must |expected|need"),
+)
+"""(kind, pattern over the message) in order; the first match names a problem's kind."""
+
+
+@dataclass
+class SplitStats:
+    """What one split holds: usable samples and their target lengths in tokens."""
+
+    samples: int = 0
+    target_tokens: list[int] = field(default_factory=list)
+
+    def describe(self, limit: int) -> str:
+        if not self.target_tokens:
+            return f"{self.samples} usable samples"
+        ordered = sorted(self.target_tokens)
+        cut = sum(length > limit for length in ordered)
+        return (
+            f"{self.samples} usable samples; target tokens p50 {_percentile(ordered, 50)}, "
+            f"p95 {_percentile(ordered, 95)}, max {ordered[-1]}; "
+            f"{cut} ({100 * cut / len(ordered):.1f}%) longer than data.max_target_tokens={limit} would be cut"
+        )
+
+
+@dataclass
+class DataReport:
+    """All problems found (messages name file:line or the record) and per-split statistics."""
+
+    max_target_tokens: int
+    problems: list[str] = field(default_factory=list)
+    splits: dict[str, SplitStats] = field(default_factory=dict)
+
+    def counts_by_kind(self) -> Counter[str]:
+        return Counter(kind_of(message) for message in self.problems)
+
+    def render(self) -> str:
+        lines = [f"{len(self.problems)} problem(s)" + (":" if self.problems else "")]
+        lines += [f"  - [{kind_of(m)}] {m}" for m in self.problems]
+        if self.problems:
+            lines.append("by kind: " + ", ".join(f"{k} {n}" for k, n in self.counts_by_kind().most_common()))
+        lines += [f"{split}: {stats.describe(self.max_target_tokens)}" for split, stats in self.splits.items()]
+        return "\n".join(lines)
+
+
+def kind_of(message: str) -> str:
+    """The kind of a problem, from its message (`other` when no pattern of `KINDS` matches)."""
+    return next((kind for kind, pattern in KINDS if re.search(pattern, message)), "other")
+
+
+def check_data(config: DataConfig, tokenizer) -> DataReport:
+    """Read every source of train/val/test, open every image, tokenize every target."""
+    report = DataReport(config.max_target_tokens)
+    for split in ("train", "val", "test"):
+        stats = report.splits[split] = SplitStats()
+        for source in getattr(config, split):
+            problems = RecordProblems("skip")
+            try:
+                samples = read_source(source, problems)
+            except DataError as err:  # a whole file is unusable (missing, not JSON, empty)
+                samples = []
+                problems.found.append(f"{split} source '{source_name(source)}': {err}")
+            report.problems += problems.found
+            targets = _targets(samples, report.problems)
+            stats.samples += len(targets)
+            if targets:
+                stats.target_tokens += [len(ids) for ids in tokenizer(targets, add_special_tokens=True)["input_ids"]]
+    return report
+
+
+def _targets(samples: list[Sample], problems: list[str]) -> list[str]:
+    """The target text of every usable sample, as the dataset builds it; bad ones go to `problems`.
+    Each image file is opened once, however many samples point at it."""
+    sizes: dict[Path, tuple[int, int] | DataError] = {}
+    targets = []
+    for sample in samples:
+        try:
+            size = _image_size(sample, sizes)
+            if sample.reference is None:
+                targets.append(sample.target)
+                continue
+            build_prompt(sample.task, sample.reference, size)
+            targets.append(format_target(sample.task, sample.reference, size))
+        except DataError as err:
+            message = str(err)
+            problems.append(message if message.startswith(sample.origin) else f"{sample.origin}: {message}")
+    return targets
+
+
+def _image_size(sample: Sample, sizes: dict[Path, tuple[int, int] | DataError]) -> tuple[int, int]:
+    if not isinstance(sample.image, Path):
+        return load_image(sample.image, sample.origin).size
+    if sample.image not in sizes:
+        try:
+            image: Image.Image = load_image(sample.image, sample.origin)
+            sizes[sample.image] = image.size
+        except DataError as err:
+            sizes[sample.image] = err
+    found = sizes[sample.image]
+    if isinstance(found, DataError):
+        raise DataError(f"{sample.origin}: {str(found).split(': ', 1)[-1]}")
+    return found
+
+
+def _percentile(ordered: list[int], percent: float) -> int:
+    """Nearest-rank percentile of a sorted list."""
+    return ordered[max(0, math.ceil(percent / 100 * len(ordered)) - 1)]

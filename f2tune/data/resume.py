@@ -1,0 +1,97 @@
+"""A training loader that resumes mid-epoch with the same data order.
+
+Lightning 2.6 saves a loader's position only if the loader has `state_dict`/`load_state_dict`
+(`_Stateful`), and on resume it does not skip anything itself: it expects the loader to yield the
+rest of the epoch. A plain `DataLoader` with `shuffle=True` would restart the epoch with a new
+random order, so a resumed run would see some samples twice and others never, and its loss would
+not follow the uninterrupted run's.
+
+Every training sampler draws its epoch's order from `seed + epoch` alone (`DistributedSampler`,
+`WeightedEpochSampler`, `LengthGroupedSampler`; no global RNG), so the order can be recomputed after
+a restart; `ResumableSampler` wraps it and skips the samples that were already trained on.
+`ResumableLoader` stores how many batches of the epoch the training loop has consumed (not how
+many the loader has produced: Lightning prefetches one batch, worker processes several).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, DistributedSampler
+
+
+class WeightedEpochSampler(DistributedSampler):
+    """Indices drawn with replacement by per-sample weight (source mixtures), from `seed + epoch`.
+
+    Replaces `WeightedRandomSampler`, whose draws depend on the generator's state and so cannot be
+    redrawn after a restart. Every rank draws the same indices and takes every `num_replicas`-th.
+    """
+
+    def __init__(self, weights: torch.Tensor, seed: int = 0, num_replicas: int = 1, rank: int = 0) -> None:
+        super().__init__(weights, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
+        self.weights = weights
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        drawn = torch.multinomial(self.weights, self.total_size, replacement=True, generator=generator)
+        return iter(drawn[self.rank : self.total_size : self.num_replicas].tolist())
+
+
+class ResumableSampler(DistributedSampler):
+    """Wraps a sampler whose order depends only on its epoch; after `resume` it skips the samples
+    of that epoch that were already trained on, once.
+
+    A `DistributedSampler` itself so that Lightning keeps it under DDP (instead of wrapping it and
+    losing the skip) and calls its `set_epoch`, which it passes on.
+    """
+
+    def __init__(self, inner: DistributedSampler) -> None:
+        self.inner = inner
+        self._skip = 0
+        self._skip_epoch = -1
+
+    def __getattr__(self, name: str) -> Any:  # epoch, num_replicas, rank, ...: those of the wrapped sampler
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.inner.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def __iter__(self) -> Iterator[int]:
+        skip = self._skip if self.inner.epoch == self._skip_epoch else 0
+        self._skip, self._skip_epoch = 0, -1  # once: a later pass over this epoch is a full one
+        return itertools.islice(iter(self.inner), skip, None)
+
+    def resume(self, epoch: int, consumed: int) -> None:
+        """Continue epoch `epoch` after its first `consumed` samples (of this rank)."""
+        if consumed >= len(self.inner):  # the epoch was finished: the next one starts from its beginning
+            epoch, consumed = epoch + 1, 0
+        self.inner.set_epoch(epoch)
+        self._skip, self._skip_epoch = consumed, epoch
+
+
+class ResumableLoader(DataLoader):
+    """A `DataLoader` over a `ResumableSampler` whose position travels in Lightning checkpoints.
+
+    `consumed_batches` returns how many batches of the current epoch the training loop has used
+    (the datamodule reads it from the trainer's progress counters).
+    """
+
+    def __init__(self, *args: Any, consumed_batches: Callable[[], int] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        assert isinstance(self.sampler, ResumableSampler), "ResumableLoader needs a ResumableSampler"
+        self.consumed_batches = consumed_batches
+
+    def state_dict(self) -> dict[str, int]:
+        batches = self.consumed_batches() if self.consumed_batches is not None else 0
+        return {"epoch": self.sampler.epoch, "samples": batches * (self.batch_size or 1)}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.sampler.resume(state["epoch"], state["samples"])

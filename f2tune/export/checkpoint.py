@@ -1,0 +1,126 @@
+"""`f2tune export`: any checkpoint of a run (best, last, or a .ckpt file) -> adapter or model folder.
+
+The end-of-fit export only covers the final weights; runs are often best at an earlier step, or
+are stopped before their end. A checkpoint carries its recipe (`hyper_parameters["recipe"]`), so
+the model is rebuilt exactly as it was trained and the checkpoint's weights are loaded into it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import yaml
+from torch import nn
+
+from f2tune.config import Recipe
+from f2tune.errors import RunError
+from f2tune.export.facts import gather_facts
+from f2tune.export.writer import ExportError, export_kind, export_model
+from f2tune.log import say
+from f2tune.model.loading import load_processor
+from f2tune.recipe import validate_recipe
+from f2tune.train.setup import build_trainable_model
+
+Kind = Literal["adapter", "merged"]
+
+
+@dataclass
+class Checkpoint:
+    """A checkpoint file, the run it belongs to, and what it holds."""
+
+    path: Path
+    run_dir: Path
+    recipe: Recipe
+    step: int | None
+    state_dict: dict[str, torch.Tensor]
+
+
+def export_checkpoint(source: str | Path, out: Path, kind: Kind | None = None, which: str = "best") -> Path:
+    """Export `source` (a run folder -> its `which` checkpoint, or a .ckpt file) into `out`."""
+    checkpoint = read_checkpoint(source, which)
+    recipe = checkpoint.recipe
+    natural = "adapter" if export_kind(recipe) == "adapter" else "merged"
+    kind = kind or natural
+    if kind == "adapter" and recipe.adaptation.method != "lora":
+        raise ExportError(
+            f"{checkpoint.path}: --kind adapter needs a LoRA checkpoint, but this run trained every weight "
+            "(adaptation.method: full); export it with --kind merged"
+        )
+    model = model_from_checkpoint(checkpoint)
+    facts = gather_facts(
+        recipe,
+        checkpoint.run_dir,
+        "adapter" if kind == "adapter" else "model",
+        step=checkpoint.step,
+        checkpoint=f"step {checkpoint.step} ({checkpoint.path.name})",
+    )
+    export_model(model, load_processor(recipe.model), recipe, Path(out), facts)
+    say(f"export: {checkpoint.path} -> {out} ({kind})")
+    return Path(out)
+
+
+def read_checkpoint(source: str | Path, which: str = "best") -> Checkpoint:
+    path = Path(source)
+    if path.is_dir():
+        run_dir, path = path, _run_checkpoint(path, which)
+    elif path.is_file() and path.suffix == ".ckpt":
+        run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    else:
+        raise RunError(f"export: {source} is neither a run folder nor a .ckpt file")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    raw = state.get("hyper_parameters", {}).get("recipe") or _config_yaml(run_dir, path)
+    recipe = validate_recipe(raw, source=f"recipe of {path}")
+    return Checkpoint(path, run_dir, recipe, state.get("global_step"), state["state_dict"])
+
+
+def model_from_checkpoint(checkpoint: Checkpoint) -> nn.Module:
+    """The recipe's model (peft-wrapped for LoRA runs) with the checkpoint's weights loaded.
+
+    LoRA checkpoints hold only the trainable weights, so only those must match; full checkpoints
+    must cover every weight. Keys the model does not have mean a different recipe: an error.
+    """
+    model = build_trainable_model(checkpoint.recipe)
+    weights = {k.removeprefix("model."): v for k, v in checkpoint.state_dict.items() if k.startswith("model.")}
+    lora = checkpoint.recipe.adaptation.method == "lora"
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if lora:
+        missing = [k for k in missing if k in {n for n, p in model.named_parameters() if p.requires_grad}]
+    if missing or unexpected:
+        listed = ", ".join((missing + unexpected)[:5])
+        raise ExportError(
+            f"{checkpoint.path}: its weights do not fit the model its recipe builds ({len(missing)} missing, "
+            f"{len(unexpected)} unexpected: {listed}); was the recipe or config.yaml changed after training?"
+        )
+    return model.eval()
+
+
+def _run_checkpoint(run_dir: Path, which: str) -> Path:
+    """`best` (kept by val/loss; falls back to last when the run kept none) or `last`."""
+    folder = run_dir / "checkpoints"
+    last = folder / "last.ckpt"
+    if which not in ("best", "last"):
+        raise RunError(f"--checkpoint: expected best or last for a run folder, got {which!r}")
+    if not last.is_file():
+        raise RunError(f"export: no checkpoint in {folder}; train first (f2tune fit) or pass a .ckpt path")
+    if which == "best":
+        best = _best_name(torch.load(last, map_location="cpu", mmap=True, weights_only=False))
+        if best and (folder / best).is_file():  # by name: the run folder may have moved since
+            return folder / best
+    return last
+
+
+def _best_name(state: dict[str, Any]) -> str | None:
+    for key, value in state.get("callbacks", {}).items():
+        if "ModelCheckpoint" in key and value.get("best_model_path"):
+            return Path(value["best_model_path"]).name
+    return None
+
+
+def _config_yaml(run_dir: Path, path: Path) -> dict:
+    config = run_dir / "config.yaml"
+    if not config.is_file():
+        raise RunError(f"{path}: the checkpoint holds no recipe and {config} does not exist; cannot rebuild the model")
+    return yaml.safe_load(config.read_text())

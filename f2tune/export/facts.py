@@ -1,0 +1,83 @@
+"""What a model card states, gathered from a run: its base, its data, its measured metrics.
+
+Shared by the export at the end of fit and by `f2tune export` on any checkpoint later, so both
+write the same card. Metrics come from the files the run wrote (`predictions/*/metrics.json`),
+not from memory, so a later export reports what was measured rather than nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from f2tune.config import TINY_MODEL, Recipe
+from f2tune.data.datamodule import Florence2DataModule
+from f2tune.data.formats import source_name
+from f2tune.errors import DataError
+from f2tune.export.model_card import CardFacts
+from f2tune.log import warn
+from f2tune.model.loading import TINY_SEED, base_model_name
+from f2tune.testing.tiny import save_tiny
+
+_STEP = re.compile(r"-step(\d+)$")
+
+
+def loadable_base(recipe: Recipe, run_dir: Path) -> str:
+    """The base model an adapter names: the recipe's, or for the tiny model a saved copy beside
+    the run (an adapter must name something `from_pretrained` can load)."""
+    base = base_model_name(recipe.model)
+    if base == TINY_MODEL:
+        folder = run_dir / "base_model"
+        if not (folder / "config.json").is_file():
+            save_tiny(folder, seed=TINY_SEED)
+        base = str(folder.resolve())
+    return base
+
+
+def gather_facts(
+    recipe: Recipe,
+    run_dir: Path,
+    kind: str,
+    datamodule: Florence2DataModule | None = None,
+    step: int | None = None,
+    checkpoint: str | None = None,
+) -> CardFacts:
+    """Card facts for an export of `recipe`'s run; reads the training data if `datamodule` is None.
+
+    `step`: prefer metrics measured at that step (the exported checkpoint's); else the latest.
+    """
+    facts = CardFacts(base_model=loadable_base(recipe, run_dir), kind=kind, train_samples=None, checkpoint=checkpoint)
+    names = [source_name(s) for s in recipe.data.train]
+    try:
+        if datamodule is None:
+            datamodule = Florence2DataModule(recipe.data, seed=recipe.trainer.seed)
+            datamodule.setup("fit")
+    except DataError as err:
+        warn(f"model card: training data not readable now, sizes left out ({str(err).splitlines()[0]})")
+        facts.datasets = dict.fromkeys(names)
+    else:
+        samples = [s for part in datamodule.train_parts for s in part.samples]
+        facts.train_samples = len(samples)
+        facts.datasets = {name: len(part) for name, part in zip(names, datamodule.train_parts)}
+        facts.prompts = sorted({s.prompt for s in samples})[:10]
+        facts.tasks = sorted({s.task for s in samples if s.task})
+    found = measured_metrics(run_dir, step)
+    if found is not None:
+        facts.metrics_source, facts.metrics = found
+    return facts
+
+
+def measured_metrics(run_dir: Path, step: int | None = None) -> tuple[str, dict[str, float]] | None:
+    """(folder relative to the run, metrics) of the run's metrics.json at `step`, else the latest."""
+    files = [p for p in (run_dir / "predictions").glob("*/metrics.json") if _STEP.search(p.parent.name)]
+    if not files:
+        return None
+
+    def order(path: Path) -> tuple[bool, int, float]:
+        at = int(_STEP.search(path.parent.name).group(1))
+        return (at == step, at, path.stat().st_mtime)
+
+    chosen = max(files, key=order)
+    metrics = {k: float(v) for k, v in json.loads(chosen.read_text()).items()}
+    return f"predictions/{chosen.parent.name}", metrics

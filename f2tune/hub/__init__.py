@@ -1,0 +1,1 @@
+"""Sharing exports on the Hugging Face Hub."""

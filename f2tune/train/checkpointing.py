@@ -1,0 +1,85 @@
+"""Checkpoints that survive a crash and resume exactly.
+
+Lightning 2.6's `TorchCheckpointIO` serialises the whole checkpoint into memory, then writes it
+inside an fsspec transaction. For local paths that transaction writes to a file made by
+`tempfile.mkstemp()` in the system temp folder and commits with `shutil.move`: when that folder is
+on another file system (a tmpfs `/tmp`, a node-local disk beside a shared run folder) the move is a
+copy, and a kill during the copy leaves a truncated `last.ckpt` — the one file `--resume` needs.
+`AtomicCheckpointIO` writes beside the target, syncs, then renames, which is atomic on POSIX.
+
+Lightning does not restore the random number generators either, so dropout after a resume would
+differ from an uninterrupted run; `RandomState` carries them in the checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """`torch.save` into `.NAME.tmp-*` in the target folder, fsync, `os.replace`: a crash at any
+    moment leaves the previous checkpoint whole (and at worst a dot-named temporary file)."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        if storage_options is not None or "://" in str(path):  # remote storage: Lightning's own transaction
+            super().save_checkpoint(checkpoint, path, storage_options)
+            return
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle, staging = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
+        try:
+            with os.fdopen(handle, "wb") as file:
+                torch.save(checkpoint, file)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(staging, target)
+        except BaseException:
+            Path(staging).unlink(missing_ok=True)
+            raise
+
+
+class RandomState(pl.Callback):
+    """Saves the torch (CPU and CUDA), numpy and Python generators with each checkpoint and puts
+    them back when training resumes, so dropout draws the masks the uninterrupted run would have.
+
+    Restored in `on_train_start`, after Lightning has built the data iterator (which draws a seed
+    from the torch generator in every run, resumed or not). Under DDP every rank starts from the
+    same seed and draws alike, so rank 0's state is every rank's.
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[str, Any] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        name, keys, position, has_gauss, gauss = np.random.get_state()
+        state = {
+            "torch": torch.get_rng_state(),
+            "numpy": (name, keys.tolist(), position, has_gauss, gauss),  # plain types: Lightning loads weights_only
+            "python": random.getstate(),
+        }
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._pending = state_dict
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._pending is None:
+            return
+        state, self._pending = self._pending, None
+        torch.set_rng_state(state["torch"])
+        name, keys, position, has_gauss, gauss = state["numpy"]
+        np.random.set_state((name, np.asarray(keys, dtype=np.uint32), position, has_gauss, gauss))
+        random.setstate(state["python"])
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])

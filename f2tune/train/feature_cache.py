@@ -1,0 +1,152 @@
+"""Reuse image features across epochs while the vision tower and projector are frozen.
+
+In Florence-2-base the DaViT is 84% of the forward FLOPs (DESIGN.md section 2): with a frozen encoder
+and no augmentation the same image gives the same features every epoch, so computing them once and
+feeding the language model `inputs_embeds` (text embeddings with the image features merged, exactly as
+`Florence2Model.forward` merges them) removes most of the work from the second epoch on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import torch
+from torch import nn
+
+from f2tune.config import Recipe
+from f2tune.log import say, warn
+
+FROZEN_PARTS = ("vision_tower", "multi_modal_projector")
+"""Submodules of `Florence2Model` whose output is cached: they must not train."""
+
+
+def florence2(model: nn.Module) -> nn.Module:
+    """The `Florence2ForConditionalGeneration` inside a peft wrapper (or the model itself)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def why_not_cacheable(model: nn.Module, recipe: Recipe) -> str | None:
+    """Why cached features would change training (None when they would not)."""
+    if recipe.trainer.cache_image_features == "off":
+        return "trainer.cache_image_features is off"
+    if recipe.data.augment.enabled:
+        return "data.augment is enabled (an image gives different pixels every epoch)"
+    if recipe.trainer.strategy == "fsdp":
+        return "trainer.strategy is fsdp (the vision tower is sharded and cannot run outside the model's forward)"
+    inner = florence2(model).model
+    trainable = [
+        f"{part}.{name}"
+        for part in FROZEN_PARTS
+        for name, param in getattr(inner, part).named_parameters()
+        if param.requires_grad
+    ]
+    if trainable:
+        return f"the vision tower or projector trains ({len(trainable)} trainable tensors, e.g. {trainable[0]})"
+    return None
+
+
+def build_feature_cache(model: nn.Module, recipe: Recipe) -> ImageFeatureCache | None:
+    """The cache when `trainer.cache_image_features: auto` allows it; the log says which and why."""
+    reason = why_not_cacheable(model, recipe)
+    if reason is not None:
+        say(f"image feature cache off: {reason}")
+        return None
+    say(
+        "image feature cache on: the vision tower and projector are frozen, so each image's features are "
+        "computed once (frozen tower in eval mode, no drop-path) and reused"
+    )
+    return ImageFeatureCache(int(recipe.trainer.image_feature_cache_gb * 2**30))
+
+
+class ImageFeatureCache:
+    """Projected image features per (sample id, pixel digest, frozen-weight fingerprint), in CPU memory.
+
+    The fingerprint uses each frozen tensor's storage address and in-place version counter: hashing
+    90M weights every step would cost more than it saves, while any change to them (an optimizer
+    step, `load_state_dict`, `.to()`) bumps a version or moves the storage. When it changes, every
+    entry is stale and the cache is emptied. When `max_bytes` is reached, new images are not stored
+    (no eviction: epochs visit images in a new order each time, so LRU would only churn).
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.store: dict[tuple[str, str, str], torch.Tensor] = {}
+        self.fingerprint = ""
+        self.bytes = 0
+        self.hits = 0
+        self.misses = 0
+        self._full_warned = False
+
+    def inputs_embeds(self, model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
+        """Text embeddings with image features at the image tokens, as `Florence2Model.forward` builds them."""
+        base = florence2(model)
+        embeds = base.get_input_embeddings()(batch["input_ids"])
+        features = self.features(base, batch["ids"], batch["pixel_values"]).to(embeds.device, embeds.dtype)
+        mask = base.model.get_placeholder_mask(batch["input_ids"], inputs_embeds=embeds, image_features=features)
+        return embeds.masked_scatter(mask, features)
+
+    def features(self, base: nn.Module, ids: list[str], pixel_values: torch.Tensor) -> torch.Tensor:
+        """(batch, image tokens, width) features; only the images not cached yet go through the tower."""
+        self._check_fingerprint(base.model)
+        keys = [(sample_id, pixel_digest(pixels), self.fingerprint) for sample_id, pixels in zip(ids, pixel_values)]
+        missing = [row for row, key in enumerate(keys) if key not in self.store]
+        self.hits += len(keys) - len(missing)
+        self.misses += len(missing)
+        computed = dict(zip(missing, self._compute(base, pixel_values[missing]))) if missing else {}
+        for row, features in computed.items():
+            self._put(keys[row], features)
+        rows = [computed[row] if row in computed else self.store[key] for row, key in enumerate(keys)]
+        return torch.stack([row.to(pixel_values.device, non_blocking=True) for row in rows])
+
+    @torch.no_grad()
+    def _compute(self, base: nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
+        # Eval mode: drop-path in a frozen tower only adds noise, and cached features must be reproducible.
+        parts = [getattr(base.model, part) for part in FROZEN_PARTS]
+        modes = [part.training for part in parts]
+        for part in parts:
+            part.eval()
+        try:
+            return base.model.get_image_features(pixel_values).pooler_output
+        finally:
+            for part, mode in zip(parts, modes):
+                part.train(mode)
+
+    def _put(self, key: tuple[str, str, str], features: torch.Tensor) -> None:
+        size = features.numel() * features.element_size()
+        if self.bytes + size > self.max_bytes:
+            if not self._full_warned:
+                warn(f"image feature cache full at {self.bytes / 2**30:.2f} GiB: further images are recomputed")
+                self._full_warned = True
+            return
+        self.store[key] = features.detach().to("cpu", copy=True)
+        self.bytes += size
+
+    def _check_fingerprint(self, inner: nn.Module) -> None:
+        fingerprint = weights_fingerprint(inner)
+        if fingerprint != self.fingerprint:
+            self.store.clear()
+            self.bytes = 0
+            self.fingerprint = fingerprint
+
+
+def weights_fingerprint(inner: nn.Module) -> str:
+    """Identity of the current frozen weights (see `ImageFeatureCache`): cheap enough for every step.
+
+    Besides addresses and version counters it sums a strided sample of each tensor, because writes
+    through `param.data` (some EMA and loading code) do not bump the parameter's version counter.
+    """
+    tensors = [
+        (name, t.detach())
+        for part in FROZEN_PARTS
+        for name, t in (*getattr(inner, part).named_parameters(), *getattr(inner, part).named_buffers())
+    ]
+    probes = torch.stack([t.flatten()[:: max(1, t.numel() // 64)].double().sum() for _, t in tensors])
+    state = [(name, t.data_ptr(), t._version, t.dtype, str(t.device)) for name, t in tensors]
+    return hashlib.blake2b(repr((state, probes.tolist())).encode(), digest_size=16).hexdigest()
+
+
+def pixel_digest(pixels: torch.Tensor) -> str:
+    """Digest of one image's pixel tensor: the same sample id with other pixels is another entry."""
+    raw = pixels.detach().to("cpu").contiguous().view(-1).view(torch.uint8).numpy()
+    return hashlib.blake2b(raw.tobytes(), digest_size=16).hexdigest()

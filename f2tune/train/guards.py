@@ -1,0 +1,128 @@
+"""Guards that stop a run from silently wasting GPU hours: non-finite losses and gradients, and
+out-of-memory errors turned into advice.
+
+Non-finite handling by precision:
+- `16-mixed` / `16-true` with a GradScaler: an overflowing gradient is normal while the scaler
+  calibrates; the scaler already skips that step and lowers its scale. The guard leaves gradients
+  to it and only counts non-finite *losses* (which no scale can fix: the forward pass overflowed).
+- `32-true`, `bf16-mixed`, `bf16-true` (no scaler): a non-finite loss or gradient would write NaN
+  into the weights and the optimizer state for good, so the guard drops that step's gradients
+  (AdamW skips parameters without a gradient: weights and moments stay as they were) and counts it.
+The learning-rate schedule still advances over a skipped step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+
+from f2tune.errors import F2TuneError
+from f2tune.log import warn
+
+
+class TrainingStopped(F2TuneError):
+    """Training cannot go on as configured; the message says why and what to change."""
+
+
+class NonFiniteGuard(pl.Callback):
+    """Skips optimizer steps whose loss or gradients are NaN/inf, logs their total as
+    `train/nonfinite_steps`, and stops the run after `max_in_a_row` such steps in a row.
+
+    The decision is taken once per optimizer step (after all accumulated batches) and, under DDP,
+    agreed by all processes, so every rank skips or stops together. Weights never take a
+    non-finite update, so every checkpoint written meanwhile holds good weights.
+    """
+
+    def __init__(self, max_in_a_row: int) -> None:
+        self.max_in_a_row = max_in_a_row
+        self.skipped = 0
+        self.in_a_row = 0
+        self._bad_loss = False
+        self._ids: list[str] = []
+
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        self._ids += list(batch.get("ids", ()))
+
+    def on_before_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor) -> None:
+        if not bool(torch.isfinite(loss.detach()).all()):
+            self._bad_loss = True
+
+    def on_before_optimizer_step(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
+    ) -> None:
+        scaled = getattr(trainer.precision_plugin, "scaler", None) is not None
+        bad_grads = not scaled and not _gradients_finite(optimizer)
+        bad = self._bad_loss or bad_grads
+        if trainer.world_size > 1:
+            bad = trainer.strategy.reduce_boolean_decision(bad, all=False)
+        what = "loss" if self._bad_loss else "gradients"
+        ids, self._ids, self._bad_loss = self._ids, [], False
+        if not bad:
+            self.in_a_row = 0
+            return
+        if not scaled:
+            optimizer.zero_grad(set_to_none=True)
+        self.skipped += 1
+        self.in_a_row += 1
+        step = trainer.global_step + 1
+        shown = ", ".join(ids[:8]) + (f" (+{len(ids) - 8} more)" if len(ids) > 8 else "")
+        if self.in_a_row >= self.max_in_a_row:
+            raise TrainingStopped(
+                f"training stopped at step {step}: {self.in_a_row} optimizer steps in a row had a non-finite "
+                f"{what} (trainer.max_nonfinite_steps={self.max_in_a_row}); samples of the last batch: {shown}. "
+                f"No skipped step changed the weights, so the last checkpoint ({_last_checkpoint(trainer)}) is "
+                "good: check these samples, lower optim.lr or set optim.grad_clip, or use bf16-mixed instead of "
+                "16-mixed, then continue with --resume."
+            )
+        warn(f"step {step}: non-finite {what}, step skipped ({self.skipped} so far); samples: {shown}")
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        pl_module.log("train/nonfinite_steps", float(self.skipped), on_step=True, on_epoch=False, batch_size=1)
+
+    def state_dict(self) -> dict[str, int]:
+        return {"skipped": self.skipped, "in_a_row": self.in_a_row}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        self.skipped = state_dict["skipped"]
+        self.in_a_row = state_dict["in_a_row"]
+
+
+def _gradients_finite(optimizer: torch.optim.Optimizer) -> bool:
+    """One device sync: the norm of all gradient norms is finite iff every gradient is."""
+    grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    if not grads:
+        return True
+    norms = torch.stack([torch.linalg.vector_norm(g.detach(), dtype=torch.float32) for g in grads])
+    return bool(torch.isfinite(norms).all())
+
+
+def _last_checkpoint(trainer: pl.Trainer) -> str:
+    paths = [getattr(c, "last_model_path", "") for c in trainer.checkpoint_callbacks]
+    return next((p for p in paths if p), "none written yet")
+
+
+OOM_ADVICE = (
+    "out of GPU memory{where}. Ways to fit, roughly by how much they save: a smaller data.batch_size "
+    "with a larger optim.accumulate (same effective batch), trainer.gradient_checkpointing: true, "
+    "adaptation.method: lora, adaptation.freeze.vision_stages: [0, 1] (or freeze.vision_tower: true), "
+    "trainer.precision: bf16-mixed, a smaller data.max_target_tokens."
+)
+
+
+@contextmanager
+def oom_advice() -> Iterator[None]:
+    """Turn `torch.cuda.OutOfMemoryError` into a `TrainingStopped` naming recipe changes that help."""
+    try:
+        yield
+    except torch.cuda.OutOfMemoryError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        where = f" ({first})" if first else ""
+        raise TrainingStopped(OOM_ADVICE.format(where=where)) from err

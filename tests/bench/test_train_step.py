@@ -1,0 +1,51 @@
+"""The benchmark measures what it claims: real base sizes, the reference's unmasked padding, and a
+complete table on the tiny model (speed itself is never asserted)."""
+
+from __future__ import annotations
+
+import torch
+
+from f2tune.bench.main import main
+from f2tune.bench.setups import (
+    batch_orders,
+    build_model,
+    f2tune_batches,
+    mixed_samples,
+    padding_share,
+    reference_batches,
+)
+
+
+def test_base_config_has_florence2_base_sizes(processor):
+    with torch.device("meta"):
+        model = build_model("base", processor)
+    count = sum(p.numel() for p in model.parameters()) / 1e6
+    assert 229 < count < 233  # DESIGN.md: 231.4M
+    assert model.config.text_config.vocab_size > max(processor.tokenizer.get_vocab().values())
+
+
+def test_reference_batches_train_on_padding_and_f2tune_batches_do_not(processor):
+    samples = mixed_samples(12, image_size=96)
+    assert {s.task for s in samples} == {"<CAPTION>", "<OD>"}
+    orders = batch_orders(samples, processor, batch_size=4)
+    assert sorted(sum(orders["grouped"], [])) == sorted(sum(orders["random"], [])) == list(range(12))
+    reference = reference_batches(samples, processor, orders["random"])
+    ours = f2tune_batches(samples, processor, orders["random"])
+    pad = processor.tokenizer.pad_token_id
+    assert any((b["labels"] == pad).any() for b in reference)
+    assert not any((b["labels"] == pad).any() for b in ours)
+    assert padding_share(reference, pad) == padding_share(ours, pad) > 0
+    assert padding_share(f2tune_batches(samples, processor, orders["grouped"]), pad) < padding_share(ours, pad)
+
+
+def test_benchmark_prints_a_row_per_loop(capsys):
+    assert main(["--sizes", "tiny", "--modes", "lora,frozen", "--steps", "2", "--batch-size", "2"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| tiny")]
+    loops = [row.split("|")[4].strip() for row in rows]
+    assert loops == ["reference", "f2tune", "f2tune +grouped"] + [
+        "reference",
+        "f2tune",
+        "f2tune +cache",
+        "f2tune +grouped +cache",
+    ]
+    assert not any("failed" in row for row in rows)

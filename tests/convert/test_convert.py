@@ -1,0 +1,168 @@
+"""`f2tune convert`: a tiny native model written in the remote-code naming converts back exactly.
+
+The remote-code checkpoint is made here from the tiny native model by the inverse of the rules
+(written out separately below, so a wrong rule cannot cancel itself out), plus the keys the native
+model has no place for (`final_logits_bias`, DaViT's `norms`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+from safetensors.torch import load_file, save_file
+from transformers import AutoModelForImageTextToText, AutoProcessor
+
+from f2tune.cli import main
+from f2tune.convert.checkpoint import convert, convert_adapter_state
+from f2tune.convert.rules import RULES, ConvertError, convert_state_dict, match_rule
+from f2tune.data.collate import Florence2Collator
+from f2tune.eval.generate import MODEL_INPUTS
+from f2tune.model.adapt import LORA_PRESETS
+from f2tune.testing.shapes import shape_samples
+
+BLOCK = r"model\.vision_tower\.blocks\.(\d+)\.(\d+)\.(spatial_block|channel_block)\."
+NATIVE_TO_REMOTE = [
+    (r"model\.language_model\.(.+)", r"language_model.model.\1"),
+    (r"lm_head\.weight", "language_model.lm_head.weight"),
+    (r"model\.vision_tower\.convs\.(\d+)\.conv\.(.+)", r"vision_tower.convs.\1.proj.\2"),
+    (r"model\.vision_tower\.convs\.(\d+)\.norm\.(.+)", r"vision_tower.convs.\1.norm.\2"),
+    (BLOCK + r"conv([12])\.(.+)", r"vision_tower.blocks.\1.\2.\3.conv\4.fn.dw.\5"),
+    (BLOCK + r"norm1\.(.+)", None),  # spatial blocks norm window_attn, channel blocks channel_attn: below
+    (BLOCK + r"(window_attn|channel_attn)\.(.+)", r"vision_tower.blocks.\1.\2.\3.\4.fn.\5"),
+    (BLOCK + r"norm2\.(.+)", r"vision_tower.blocks.\1.\2.\3.ffn.norm.\4"),
+    (BLOCK + r"ffn\.(.+)", r"vision_tower.blocks.\1.\2.\3.ffn.fn.net.\4"),
+    (r"model\.multi_modal_projector\.image_projection\.weight", "image_projection"),
+    (r"model\.multi_modal_projector\.image_proj_norm\.(.+)", r"image_proj_norm.\1"),
+    (r"model\.multi_modal_projector\.image_position_embed\.(.+)", r"image_pos_embed.\1"),
+    (r"model\.multi_modal_projector\.visual_temporal_embed\.(.+)", r"visual_temporal_embed.\1"),
+]
+
+
+def to_remote(key: str) -> str:
+    for pattern, replacement in NATIVE_TO_REMOTE:
+        match = re.fullmatch(pattern, key)
+        if match and replacement is None:
+            attn = "window_attn" if match[3] == "spatial_block" else "channel_attn"
+            return f"vision_tower.blocks.{match[1]}.{match[2]}.{match[3]}.{attn}.norm.{match[4]}"
+        if match:
+            return re.sub(pattern, replacement, key)
+    raise AssertionError(f"test table misses {key}")
+
+
+def remote_state(native: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    state = {to_remote(k): (v.t() if k.endswith("image_projection.weight") else v).clone() for k, v in native.items()}
+    state["language_model.final_logits_bias"] = torch.zeros(1, native["lm_head.weight"].shape[0])
+    last_stage = native["model.vision_tower.convs.3.conv.weight"].shape[0]
+    state["vision_tower.norms.weight"] = torch.ones(last_stage)
+    state["vision_tower.norms.bias"] = torch.zeros(last_stage)
+    return state
+
+
+@pytest.fixture
+def remote_folder(tiny_dir, tmp_path):
+    native = AutoModelForImageTextToText.from_pretrained(tiny_dir).state_dict()
+    folder = tmp_path / "remote"
+    folder.mkdir()
+    state = {k: v.contiguous() for k, v in remote_state(native).items()}
+    state.pop("language_model.model.encoder.embed_tokens.weight")  # tied copies may be absent from a checkpoint
+    save_file(state, str(folder / "model.safetensors"))
+    (folder / "config.json").write_text(json.dumps({"_name_or_path": "microsoft/Florence-2-base"}))
+    return folder, native
+
+
+def logits(model, processor) -> torch.Tensor:
+    items = [{"id": s.id, "image": s.image.render(), "prompt": s.prompt, "target": s.target} for s in shape_samples(2)]
+    batch = Florence2Collator(processor, 16)(items)
+    with torch.no_grad():
+        return model.eval()(**{k: batch[k] for k in MODEL_INPUTS}, labels=batch["labels"]).logits
+
+
+def test_remote_model_converts_to_identical_native_tensors_and_loads(remote_folder, tiny_dir, tmp_path):
+    folder, native = remote_folder
+    assert main(["convert", str(folder), "--out", str(tmp_path / "native"), "--base", str(tiny_dir)]) == 0
+    loaded = AutoModelForImageTextToText.from_pretrained(tmp_path / "native").state_dict()
+    assert loaded.keys() == native.keys()
+    assert all(torch.equal(loaded[k], native[k]) for k in native)
+    AutoProcessor.from_pretrained(tmp_path / "native")
+
+
+def test_every_rule_is_exercised_and_every_key_matches_one_rule(remote_folder):
+    _, native = remote_folder
+    keys = list(remote_state(native))
+    used = {match_rule(k)[0] for k in keys}
+    assert used == set(RULES)
+    for key in keys:  # no key is claimed by two rules (order must not matter)
+        assert sum(bool(re.fullmatch(rule.pattern, key)) for rule in RULES) == 1, key
+
+
+def test_unknown_keys_are_an_error_listing_them(remote_folder, tmp_path, capsys):
+    folder, _ = remote_folder
+    state = load_file(str(folder / "model.safetensors"))
+    state["vision_tower.head.weight"] = torch.zeros(2, 2)
+    save_file(state, str(folder / "model.safetensors"))
+    assert main(["convert", str(folder), "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "1 key(s) match no conversion rule: vision_tower.head.weight" in err and not (tmp_path / "x").exists()
+
+
+def test_a_nonzero_dropped_tensor_is_refused():
+    with pytest.raises(ConvertError, match="final_logits_bias is not all zeros"):
+        convert_state_dict({"language_model.final_logits_bias": torch.ones(1, 3)}, "src")
+
+
+def test_a_different_size_is_refused(remote_folder, tiny_dir, tmp_path):
+    folder, _ = remote_folder
+    state = load_file(str(folder / "model.safetensors"))
+    state["image_proj_norm.weight"] = torch.ones(7)
+    save_file(state, str(folder / "model.safetensors"))
+    with pytest.raises(ConvertError, match="do not fit"):
+        convert(folder, tmp_path / "x", base=str(tiny_dir))
+
+
+def test_lora_adapter_trained_on_the_remote_layout_converts_and_loads_with_peft(tiny_dir, tmp_path):
+    base = AutoModelForImageTextToText.from_pretrained(tiny_dir)
+    targets = f"{LORA_PRESETS['language']}|{LORA_PRESETS['vision']}"  # the remote projector is no nn.Linear
+    peft_model = get_peft_model(base, LoraConfig(r=2, target_modules=targets, init_lora_weights=False))
+    peft_model.save_pretrained(tmp_path / "native_adapter")
+    native = load_file(str(tmp_path / "native_adapter" / "adapter_model.safetensors"))
+    remote = tmp_path / "remote_adapter"
+    remote.mkdir()
+    prefix = "base_model.model."
+    renamed = {}
+    for key, tensor in native.items():
+        module, part = re.fullmatch(r"base_model\.model\.(.+?)\.(lora_\w+\.weight)", key).groups()
+        renamed[prefix + to_remote(f"{module}.weight").removesuffix(".weight") + "." + part] = tensor
+    assert any(".fn.net.fc1." in k for k in renamed) and any("language_model.model.encoder" in k for k in renamed)
+    save_file(renamed, str(remote / "adapter_model.safetensors"))
+    config = json.loads((tmp_path / "native_adapter" / "adapter_config.json").read_text())
+    config.update(base_model_name_or_path="microsoft/Florence-2-large", target_modules=["qkv", "fc1", "q_proj"])
+    (remote / "adapter_config.json").write_text(json.dumps(config))
+
+    assert main(["convert", str(remote), "--out", str(tmp_path / "converted")]) == 0
+    written = json.loads((tmp_path / "converted" / "adapter_config.json").read_text())
+    assert written["base_model_name_or_path"] == "florence-community/Florence-2-large"  # the native twin
+    converted = load_file(str(tmp_path / "converted" / "adapter_model.safetensors"))
+    assert converted.keys() == native.keys() and all(torch.equal(converted[k], native[k]) for k in native)
+
+    written["base_model_name_or_path"] = str(tiny_dir)  # offline: load onto the tiny native base
+    (tmp_path / "converted" / "adapter_config.json").write_text(json.dumps(written))
+    loaded = PeftModel.from_pretrained(AutoModelForImageTextToText.from_pretrained(tiny_dir), tmp_path / "converted")
+    processor = AutoProcessor.from_pretrained(tiny_dir)
+    assert torch.allclose(logits(loaded, processor), logits(peft_model, processor), atol=1e-5)
+
+
+def test_adapter_keys_outside_the_rules_are_errors():
+    with pytest.raises(ConvertError, match="base_model.model.vision_tower.head.lora_A.weight"):
+        convert_adapter_state({"base_model.model.vision_tower.head.lora_A.weight": torch.zeros(1)}, "src")
+
+
+def test_base_is_required_when_the_source_does_not_name_one(tmp_path, capsys):
+    folder = tmp_path / "m"
+    folder.mkdir()
+    save_file({"image_proj_norm.weight": torch.ones(2)}, str(folder / "model.safetensors"))
+    assert main(["convert", str(folder), "--out", str(tmp_path / "x")]) == 2
+    assert "pass --base florence-community/Florence-2-base" in capsys.readouterr().err

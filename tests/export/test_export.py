@@ -1,0 +1,167 @@
+"""`f2tune export` on any checkpoint of a run: plain peft / transformers load it with its outputs."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import lightning.pytorch as pl
+import pytest
+import torch
+import yaml
+from helpers import tiny_recipe
+from peft import PeftModel
+from transformers import AutoModelForImageTextToText, AutoProcessor
+
+import f2tune
+from f2tune.cli import main
+from f2tune.data.collate import Florence2Collator
+from f2tune.eval.generate import MODEL_INPUTS
+from f2tune.export.checkpoint import export_checkpoint
+from f2tune.export.facts import measured_metrics
+from f2tune.recipe import validate_recipe
+from f2tune.testing.shapes import shape_samples
+from f2tune.train.run import fit
+
+
+class Snapshots(pl.Callback):
+    """The model's weights after each validation, i.e. what the checkpoint of that step holds."""
+
+    def __init__(self) -> None:
+        self.by_step: dict[int, dict[str, torch.Tensor]] = {}
+
+    def on_validation_end(self, trainer, pl_module):
+        self.by_step[trainer.global_step] = {k: v.clone() for k, v in pl_module.model.state_dict().items()}
+        self.model = pl_module.model
+
+
+def logits(model, processor) -> torch.Tensor:
+    items = [
+        {"id": s.id, "image": s.image.render(), "prompt": s.prompt, "target": s.target}
+        for s in shape_samples(3, seed=9)
+    ]
+    batch = Florence2Collator(processor, 16)(items)
+    model.eval()
+    with torch.no_grad():
+        return model(**{k: batch[k] for k in MODEL_INPUTS}, labels=batch["labels"]).logits
+
+
+def trained_at(snapshots: Snapshots, step: int):
+    model = copy.deepcopy(snapshots.model)
+    model.load_state_dict(snapshots.by_step[step])
+    return model
+
+
+@pytest.fixture(scope="module")
+def lora_run(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("lora")
+    recipe = tiny_recipe(tmp_path, adaptation={"method": "lora"}, lora={"r": 4, "target": "all"})
+    recipe["trainer"].update(max_steps=6, save_top_k=3)  # keeps best-step=2, 4 and 6: any of them can be exported
+    snapshots = Snapshots()
+    result = fit(validate_recipe(recipe), extra_callbacks=[snapshots])
+    return result, snapshots
+
+
+@pytest.mark.parametrize(
+    "source, which, step",
+    [("run", "best", None), ("run", "last", 6), ("checkpoints/best-step=2.ckpt", "best", 2)],
+    ids=["run-best", "run-last", "intermediate-ckpt-path"],
+)
+def test_adapter_and_merged_exports_of_any_checkpoint_give_its_outputs(lora_run, tmp_path, source, which, step):
+    result, snapshots = lora_run
+    source = result.run_dir if source == "run" else result.run_dir / source
+    ckpt = result.best_checkpoint if step is None else str(result.run_dir / "checkpoints" / f"best-step={step}.ckpt")
+    step = torch.load(ckpt, map_location="cpu", weights_only=False)["global_step"]
+    processor = AutoProcessor.from_pretrained(result.run_dir / "base_model")
+    expected = logits(trained_at(snapshots, step), processor)
+
+    adapter = export_checkpoint(source, tmp_path / "adapter", kind="adapter", which=which)
+    assert {p.name for p in adapter.iterdir()} == {"README.md", "adapter_config.json", "adapter_model.safetensors"}
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    base = AutoModelForImageTextToText.from_pretrained(config["base_model_name_or_path"])
+    assert torch.allclose(logits(PeftModel.from_pretrained(base, adapter), processor), expected, atol=1e-5)
+
+    assert main(["export", str(ckpt), "--kind", "merged", "--out", str(tmp_path / "merged")]) == 0
+    merged = AutoModelForImageTextToText.from_pretrained(tmp_path / "merged")
+    merged_processor = AutoProcessor.from_pretrained(tmp_path / "merged")
+    assert torch.allclose(logits(merged, merged_processor), expected, atol=1e-5)
+    assert f"step {step} (" in (adapter / "README.md").read_text()
+
+
+def test_best_and_last_are_told_apart(lora_run, tmp_path):
+    result, _ = lora_run
+    best = torch.load(result.best_checkpoint, map_location="cpu", weights_only=False)["global_step"]
+    card = export_checkpoint(result.run_dir, tmp_path / "a", which="best") / "README.md"
+    assert f"step {best} (best-step={best}.ckpt)" in card.read_text()
+    card = export_checkpoint(result.run_dir, tmp_path / "b", which="last") / "README.md"
+    assert "step 6 (last.ckpt)" in card.read_text()
+
+
+def test_model_card_states_metadata_task_recipe_data_metrics_usage_and_version(lora_run, tmp_path):
+    result, _ = lora_run
+    card = (export_checkpoint(result.last_checkpoint, tmp_path / "x") / "README.md").read_text()
+    _, front, body = card.split("---\n", 2)
+    meta = yaml.safe_load(front)
+    assert meta["base_model"] == str((result.run_dir / "base_model").resolve())
+    assert meta["library_name"] == "peft" and meta["pipeline_tag"] == "image-text-to-text"
+    assert {"florence-2", "f2tune"} <= set(meta["tags"]) and meta["datasets"] == ["shapes"]
+    assert meta["license"] == "mit"
+    assert "## Tasks and prompt format" in body and "`<CAPTION>`" in body
+    assert "| shapes | 16 |" in body and "on 16 samples" in body
+    recipe_yaml = body.split("```yaml\n")[1].split("```")[0]
+    assert yaml.safe_load(recipe_yaml) == validate_recipe(yaml.safe_load(recipe_yaml)).model_dump(mode="json")
+    assert yaml.safe_load(recipe_yaml)["lora"]["r"] == 4
+    source, metrics = measured_metrics(result.run_dir, 6)
+    assert source == "predictions/val-step000006" and f"`{source}/metrics.json`" in body
+    assert all(f"| {k} | {v:.4f} |" in body for k, v in metrics.items())
+    assert "PeftModel.from_pretrained(base" in body and "AutoProcessor.from_pretrained" in body
+    assert f"f2tune {f2tune.__version__}" in body
+
+
+def test_metrics_prefer_the_exported_step_then_the_latest(tmp_path):
+    for name, value in [("val-step000002", 0.2), ("val-step000004", 0.4), ("test-step000003", 0.3)]:
+        (tmp_path / "predictions" / name).mkdir(parents=True)
+        (tmp_path / "predictions" / name / "metrics.json").write_text(json.dumps({"m": value}))
+    assert measured_metrics(tmp_path, 2) == ("predictions/val-step000002", {"m": 0.2})
+    assert measured_metrics(tmp_path, 7) == ("predictions/val-step000004", {"m": 0.4})
+    assert measured_metrics(tmp_path / "none") is None
+
+
+def test_full_run_exports_a_model_and_refuses_an_adapter(tmp_path, capsys):
+    recipe = tiny_recipe(tmp_path, eval={"before_fit": False, "metric": "none"})
+    snapshots = Snapshots()
+    result = fit(validate_recipe(recipe), extra_callbacks=[snapshots])
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("previous export")
+    capsys.readouterr()
+    assert main(["export", str(result.run_dir), "--kind", "adapter", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("f2tune: error: ") and "--kind adapter needs a LoRA checkpoint" in err
+    assert "--kind merged" in err and [p.name for p in out.iterdir()] == ["keep.txt"]
+
+    assert main(["export", str(result.run_dir), "--checkpoint", "last", "--out", str(out)]) == 0
+    assert not (out / "keep.txt").exists()
+    loaded = AutoModelForImageTextToText.from_pretrained(out)
+    processor = AutoProcessor.from_pretrained(out)
+    assert torch.allclose(logits(loaded, processor), logits(trained_at(snapshots, 4), processor), atol=1e-5)
+    assert "library_name: transformers" in (out / "README.md").read_text()
+
+
+def test_a_checkpoint_without_recipe_uses_the_runs_config_yaml(lora_run, tmp_path):
+    result, _ = lora_run
+    state = torch.load(result.last_checkpoint, map_location="cpu", weights_only=False)
+    del state["hyper_parameters"]
+    bare = result.run_dir / "checkpoints" / "bare.ckpt"
+    torch.save(state, bare)
+    try:
+        assert (export_checkpoint(bare, tmp_path / "x") / "adapter_config.json").is_file()
+    finally:
+        bare.unlink()
+
+
+def test_not_a_run_is_one_clear_error(tmp_path, capsys):
+    assert main(["export", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")]) == 2
+    assert "neither a run folder nor a .ckpt file" in capsys.readouterr().err
+    assert main(["export", str(tmp_path), "--out", str(tmp_path / "x")]) == 2
+    assert "no checkpoint in" in capsys.readouterr().err

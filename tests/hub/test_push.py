@@ -1,0 +1,120 @@
+"""`f2tune push` and `export.push_to` against a local fake Hub: what arrives, and one-line errors.
+
+The pushes run in subprocesses: huggingface_hub reads HF_ENDPOINT and HF_HUB_OFFLINE (which the
+test suite sets) at import time, and the CLI's exit code and printed output are what is tested.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from fake_hub import FakeHub, HubState
+from helpers import tiny_recipe
+
+TOKEN = "hf_f2tuneTestSecretToken123456"
+
+
+@pytest.fixture
+def hub():
+    server = FakeHub(HubState(token=TOKEN))
+    server.thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def export_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA"}))
+    (folder / "adapter_model.safetensors").write_bytes(bytes(range(256)) * 40)
+    (folder / "README.md").write_text("---\nlibrary_name: peft\n---\n# card\n")
+    return folder
+
+
+def f2tune(args: list[str], endpoint: str, tmp_path: Path, token: str = TOKEN) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    env.update(HF_ENDPOINT=endpoint, HF_TOKEN=token, HF_HOME=str(tmp_path / "hf_home"), OMP_NUM_THREADS="1")
+    command = [sys.executable, "-m", "f2tune.cli", *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+
+def digest(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+def test_push_creates_the_repo_and_uploads_every_file(hub, export_dir, tmp_path):
+    done = f2tune(["push", str(export_dir), "--repo", "alice/tiny-lora", "--private"], hub.url, tmp_path)
+    assert done.returncode == 0, done.stderr
+    repo = hub.state.repos["alice/tiny-lora"]
+    assert repo["private"] is True
+    assert repo["branches"]["main"] == {p.name: p.read_bytes() for p in export_dir.iterdir()}
+    assert hub.state.unexpected == []
+    assert ("POST", "/api/repos/create") in hub.state.calls
+    assert ("POST", "/api/models/alice/tiny-lora/commit/main") in hub.state.calls
+    assert set(hub.state.authorizations) == {f"Bearer {TOKEN}"} and hub.state.card_metadata == [
+        {"library_name": "peft"}
+    ]
+    assert TOKEN not in done.stdout + done.stderr
+
+
+def test_push_to_a_branch_of_an_existing_repo(hub, export_dir, tmp_path):
+    assert f2tune(["push", str(export_dir), "--repo", "alice/m"], hub.url, tmp_path).returncode == 0
+    (export_dir / "README.md").write_text("# v2\n")
+    done = f2tune(["push", str(export_dir), "--repo", "alice/m", "--revision", "v2"], hub.url, tmp_path)
+    assert done.returncode == 0, done.stderr
+    branches = hub.state.repos["alice/m"]["branches"]
+    assert branches["v2"]["README.md"] == b"# v2\n" and branches["main"]["README.md"] != b"# v2\n"
+    assert hub.state.repos["alice/m"]["private"] is False and hub.state.unexpected == []
+
+
+def test_refused_token_is_one_line_without_the_token(hub, export_dir, tmp_path):
+    hub.state.refuse = True
+    before = digest(export_dir)
+    done = f2tune(["push", str(export_dir), "--repo", "alice/m"], hub.url, tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.startswith("f2tune: error: ") and done.stderr.count("\n") == 1
+    assert "refused the token" in done.stderr and "HF_TOKEN" in done.stderr and "unchanged" in done.stderr
+    assert TOKEN not in done.stdout + done.stderr
+    assert digest(export_dir) == before and hub.state.repos == {}
+
+
+def test_no_network_is_one_line_and_leaves_the_export(export_dir, tmp_path):
+    with socket.socket() as probe:  # a port that nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    before = digest(export_dir)
+    done = f2tune(["push", str(export_dir), "--repo", "alice/m"], f"http://127.0.0.1:{port}", tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.startswith("f2tune: error: cannot reach the Hub") and done.stderr.count("\n") == 1
+    assert TOKEN not in done.stdout + done.stderr and digest(export_dir) == before
+
+
+def test_bad_arguments_are_named(export_dir, tmp_path):
+    done = f2tune(["push", str(tmp_path), "--repo", "alice/m"], "http://127.0.0.1:9", tmp_path)
+    assert done.returncode == 2 and "is not an export folder" in done.stderr
+    done = f2tune(["push", str(export_dir), "--repo", "no-owner"], "http://127.0.0.1:9", tmp_path)
+    assert done.returncode == 2 and "user/name" in done.stderr
+    done = f2tune(["push", str(export_dir), "--repo", "alice/m"], "http://127.0.0.1:9", tmp_path, token="")
+    assert done.returncode == 2 and "no Hugging Face token" in done.stderr
+
+
+def test_recipe_push_to_uploads_the_export_at_the_end_of_fit(hub, tmp_path):
+    raw = tiny_recipe(tmp_path, trainer={"max_steps": 2}, eval={"before_fit": False, "metric": "none"})
+    raw["adaptation"] = {"method": "lora"}
+    raw["export"] = {"push_to": "alice/from-fit"}
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(raw))
+    done = f2tune(["fit", str(tmp_path / "r.yaml")], hub.url, tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    export = tmp_path / "runs" / "t" / "export"
+    assert hub.state.repos["alice/from-fit"]["branches"]["main"] == {p.name: p.read_bytes() for p in export.iterdir()}
+    assert TOKEN not in done.stdout + done.stderr

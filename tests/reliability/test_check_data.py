@@ -1,0 +1,79 @@
+"""`f2tune check-data`: all problems of all splits at once, by kind, and target token lengths."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+from helpers import shape_records, tiny_recipe
+
+from f2tune.cli import main
+from f2tune.config import DataConfig
+from f2tune.data.check import check_data, kind_of
+
+
+def write_recipe(tmp_path, data: dict) -> str:
+    raw = tiny_recipe(tmp_path)
+    raw["data"].update(data)
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return str(path)
+
+
+def test_every_problem_of_every_split_is_reported_with_counts_by_kind(tmp_path, write_jsonl, capsys):
+    good = shape_records(3)
+    train = write_jsonl(
+        [*good, "{not json", {"image": good[0]["image"]}, {**good[0], "image": "images/nope.png"}, good[1]],
+        name="train.jsonl",
+    )
+    (train.parent / "images" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    val = write_jsonl([*good, {**good[0], "image": "images/broken.png"}], name="val.jsonl")
+    coco = {
+        "images": [{"id": 1, "file_name": good[0]["image"], "width": 96, "height": 96}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [90, 90, 40, 40], "iscrowd": 0}],
+        "categories": [{"id": 1, "name": "circle"}],
+    }
+    (train.parent / "coco.json").write_text(json.dumps(coco))
+    recipe = write_recipe(
+        tmp_path,
+        {
+            "train": [
+                {"format": "jsonl", "path": str(train)},
+                {"format": "coco_detection", "path": str(train.parent / "coco.json"), "image_root": str(train.parent)},
+            ],
+            "val": [{"format": "jsonl", "path": str(val)}],
+            "test": [{"format": "jsonl", "path": str(tmp_path / "missing.jsonl")}],
+        },
+    )
+    assert main(["check-data", recipe]) == 1
+    out = capsys.readouterr().out
+    assert "7 problem(s)" in out and "by kind: " in out
+    assert "train.jsonl:4" in out and "[invalid JSON]" in out
+    assert "train.jsonl:5" in out and "[missing field]" in out
+    assert "train.jsonl:6" in out and "[missing image]" in out
+    assert "val.jsonl:4" in out and "[unreadable image]" in out
+    assert "coco.json:annotation 1" in out and "[coordinates out of range]" in out
+    assert "train source 'coco'" in out and "[empty source]" in out
+    assert "missing.jsonl" in out and "[missing file]" in out
+    assert "train: 4 usable samples" in out and "val: 3 usable samples" in out
+
+
+def test_target_lengths_are_measured_against_max_target_tokens(tmp_path, write_jsonl, processor):
+    records = shape_records(4)
+    records[0]["target"] = " ".join(["word"] * 40)
+    config = DataConfig(train=[{"format": "jsonl", "path": str(write_jsonl(records))}], max_target_tokens=16)
+    report = check_data(config, processor.tokenizer)
+    assert not report.problems
+    train = report.splits["train"]
+    assert train.samples == 4 and max(train.target_tokens) > 40
+    assert "1 (25.0%) longer than data.max_target_tokens=16 would be cut" in train.describe(16)
+
+
+def test_clean_data_exits_zero(tmp_path, capsys):
+    assert main(["check-data", write_recipe(tmp_path, {})]) == 0
+    assert "0 problem(s)" in capsys.readouterr().out
+
+
+def test_kinds_come_from_the_messages():
+    assert kind_of("a.jsonl:3: not valid JSON (Expecting value at column 1)") == "invalid JSON"
+    assert kind_of("a.jsonl:3: something new") == "other"

@@ -1,0 +1,97 @@
+"""The image feature cache changes speed, never training: equal losses, hits from the second epoch,
+off (with the reason logged) whenever cached features could differ from fresh ones."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from helpers import tiny_recipe
+
+from f2tune.data.collate import Florence2Collator
+from f2tune.data.dataset import SampleDataset
+from f2tune.eval.generate import MODEL_INPUTS
+from f2tune.model.adapt import apply_adaptation
+from f2tune.recipe import validate_recipe
+from f2tune.testing.shapes import shape_samples
+from f2tune.testing.tiny import build_tiny_model
+from f2tune.train import feature_cache
+from f2tune.train.module import Florence2Module
+from f2tune.train.optim import build_optimizer
+
+FROZEN = {"freeze": {"vision_tower": True, "projector": True}}
+
+
+def _module(processor, tmp_path, adaptation=FROZEN, **trainer) -> Florence2Module:
+    recipe = validate_recipe(tiny_recipe(tmp_path, adaptation=adaptation, trainer=trainer, eval={"metric": "none"}))
+    model = apply_adaptation(build_tiny_model(processor), recipe.adaptation, recipe.lora)
+    return Florence2Module(model, processor, recipe)
+
+
+def _batches(processor, count: int = 3) -> list[dict]:
+    dataset = SampleDataset(shape_samples(4 * count, seed=3))
+    collate = Florence2Collator(processor, 16)
+    return [collate([dataset[i] for i in range(4 * b, 4 * b + 4)]) for b in range(count)]
+
+
+def test_cached_training_has_the_same_losses_and_hits_from_the_second_epoch(processor, tmp_path):
+    cached, plain = _module(processor, tmp_path), _module(processor, tmp_path, cache_image_features="off")
+    assert cached.feature_cache is not None and plain.feature_cache is None
+    optimizers = [build_optimizer(m.model, m.recipe.optim) for m in (cached, plain)]
+    batches = _batches(processor)
+    for epoch in range(2):
+        for step, batch in enumerate(batches):
+            losses = []
+            for module, optimizer in zip((cached, plain), optimizers):
+                torch.manual_seed(10 * epoch + step)  # the same dropout masks in both
+                loss = module(batch)
+                loss.backward()
+                optimizer.step()
+                optimizer.zero_grad()
+                losses.append(loss.item())
+            assert losses[0] == pytest.approx(losses[1], rel=1e-5, abs=1e-6)
+        if epoch == 0:
+            assert (cached.feature_cache.hits, cached.feature_cache.misses) == (0, 12)
+    assert (cached.feature_cache.hits, cached.feature_cache.misses) == (12, 12)
+
+
+def test_changed_frozen_weights_or_pixels_are_not_served_from_the_cache(processor, tmp_path):
+    module = _module(processor, tmp_path)
+    cache, batch = module.feature_cache, _batches(processor, 1)[0]
+    module(batch)
+    with torch.no_grad():  # as load_state_dict writes
+        next(module.model.model.vision_tower.parameters()).add_(0.5)
+    module(batch)
+    assert cache.misses == 8 and len(cache.store) == 4
+    next(module.model.model.vision_tower.parameters()).data.mul_(2.0)  # .data bumps no version counter
+    module(batch)
+    assert cache.misses == 12
+    module({**batch, "pixel_values": batch["pixel_values"].flip(-1)})
+    assert cache.misses == 16 and cache.hits == 0
+
+
+@pytest.mark.parametrize(
+    ("sections", "reason"),
+    [
+        ({"adaptation": FROZEN, "data": {"augment": {"enabled": True, "hflip": 0.5}}}, "data.augment is enabled"),
+        ({}, "vision tower or projector trains"),
+        ({"adaptation": {"method": "lora"}, "lora": {"target": "vision"}}, "vision tower or projector trains"),
+        ({"adaptation": FROZEN, "trainer": {"cache_image_features": "off"}}, "cache_image_features is off"),
+    ],
+)
+def test_cache_is_off_with_the_reason_in_the_log(processor, tmp_path, monkeypatch, sections, reason):
+    said: list[str] = []
+    monkeypatch.setattr(feature_cache, "say", said.append)
+    recipe = validate_recipe(tiny_recipe(tmp_path, eval={"metric": "none"}, **sections))
+    model = apply_adaptation(build_tiny_model(processor), recipe.adaptation, recipe.lora)
+    assert Florence2Module(model, processor, recipe).feature_cache is None
+    assert len(said) == 1 and said[0].startswith("image feature cache off") and reason in said[0]
+
+
+def test_lora_on_the_language_model_only_keeps_the_cache(processor, tmp_path):
+    module = _module(processor, tmp_path, adaptation={"method": "lora"})
+    assert module.feature_cache is not None
+    batch = _batches(processor, 1)[0]
+    torch.manual_seed(0)
+    expected = module.model(**{k: batch[k] for k in MODEL_INPUTS}, labels=batch["labels"]).loss
+    torch.manual_seed(0)
+    assert module(batch).item() == pytest.approx(expected.item(), rel=1e-5)
