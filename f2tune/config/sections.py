@@ -34,6 +34,9 @@ class ModelConfig(Section):
     trust_remote_code: bool = Field(
         False, description="Run model code from the Hub repo; only for old remote-code checkpoints."
     )
+    allow_pickle: bool = Field(
+        False, description="Also load .bin (pickle) weights; pickles can run code, so only from sources you trust."
+    )
 
     @model_validator(mode="after")
     def _has_a_model(self) -> ModelConfig:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 import yaml
@@ -22,6 +22,7 @@ from f2tune.export.writer import ExportError, export_kind, export_model
 from f2tune.log import say
 from f2tune.model.loading import load_processor
 from f2tune.recipe import validate_recipe
+from f2tune.train.locate import run_checkpoint
 from f2tune.train.setup import build_trainable_model
 
 Kind = Literal["adapter", "merged"]
@@ -65,12 +66,12 @@ def export_checkpoint(source: str | Path, out: Path, kind: Kind | None = None, w
 def read_checkpoint(source: str | Path, which: str = "best") -> Checkpoint:
     path = Path(source)
     if path.is_dir():
-        run_dir, path = path, _run_checkpoint(path, which)
+        run_dir, path = path, run_checkpoint(path, which)
     elif path.is_file() and path.suffix == ".ckpt":
         run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
     else:
         raise RunError(f"export: {source} is neither a run folder nor a .ckpt file")
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = torch.load(path, map_location="cpu", weights_only=True)
     raw = state.get("hyper_parameters", {}).get("recipe") or _config_yaml(run_dir, path)
     recipe = validate_recipe(raw, source=f"recipe of {path}")
     return Checkpoint(path, run_dir, recipe, state.get("global_step"), state["state_dict"])
@@ -95,28 +96,6 @@ def model_from_checkpoint(checkpoint: Checkpoint) -> nn.Module:
             f"{len(unexpected)} unexpected: {listed}); was the recipe or config.yaml changed after training?"
         )
     return model.eval()
-
-
-def _run_checkpoint(run_dir: Path, which: str) -> Path:
-    """`best` (kept by val/loss; falls back to last when the run kept none) or `last`."""
-    folder = run_dir / "checkpoints"
-    last = folder / "last.ckpt"
-    if which not in ("best", "last"):
-        raise RunError(f"--checkpoint: expected best or last for a run folder, got {which!r}")
-    if not last.is_file():
-        raise RunError(f"export: no checkpoint in {folder}; train first (f2tune fit) or pass a .ckpt path")
-    if which == "best":
-        best = _best_name(torch.load(last, map_location="cpu", mmap=True, weights_only=False))
-        if best and (folder / best).is_file():  # by name: the run folder may have moved since
-            return folder / best
-    return last
-
-
-def _best_name(state: dict[str, Any]) -> str | None:
-    for key, value in state.get("callbacks", {}).items():
-        if "ModelCheckpoint" in key and value.get("best_model_path"):
-            return Path(value["best_model_path"]).name
-    return None
 
 
 def _config_yaml(run_dir: Path, path: Path) -> dict:

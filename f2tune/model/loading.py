@@ -14,6 +14,7 @@ from transformers import AutoModelForImageTextToText, AutoProcessor, Florence2Pr
 
 from f2tune.config import TINY_MODEL, ModelConfig
 from f2tune.errors import ModelLoadError
+from f2tune.log import warn
 from f2tune.testing.tiny import build_tiny_model, build_tiny_processor
 
 TINY_SEED = 0
@@ -59,10 +60,16 @@ def load_model(config: ModelConfig) -> PreTrainedModel:
     if name == TINY_MODEL:
         model = build_tiny_model(build_tiny_processor(), seed=TINY_SEED).to(dtype)
     else:
+        if config.allow_pickle:
+            warn(f"model.allow_pickle is set: pickle (.bin) weights of {name} may be loaded; they can run code")
         model = _from_hub_or_folder(
             config,
             lambda: AutoModelForImageTextToText.from_pretrained(
-                name, dtype=dtype, attn_implementation=config.attn_implementation, **_common(config)
+                name,
+                dtype=dtype,
+                attn_implementation=config.attn_implementation,
+                use_safetensors=None if config.allow_pickle else True,
+                **_common(config),
             ),
         )
     model.train()

@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Literal
 
 import lightning.pytorch as pl
-import torch
 
 from f2tune.config import Recipe
 from f2tune.errors import RecipeError, RunError
 from f2tune.log import say
-from f2tune.train.setup import assemble, last_checkpoint, run_dir_of
+from f2tune.train.locate import run_checkpoint
+from f2tune.train.setup import assemble, run_dir_of
 
 Stage = Literal["validate", "test"]
 
@@ -33,22 +33,11 @@ def evaluate(recipe: Recipe, stage: Stage, checkpoint: str = "best") -> dict[str
 
 
 def resolve_checkpoint(run_dir: Path, checkpoint: str) -> str | None:
-    """The checkpoint file to evaluate; `best` falls back to `last` when the run kept no best."""
+    """The checkpoint file to evaluate: `none` (untrained weights), `best`/`last` of the run, or a path."""
     if checkpoint == "none":
         return None
-    last = last_checkpoint(run_dir)
     if checkpoint in ("best", "last"):
-        if not last.is_file():
-            raise RunError(f"no checkpoint in {last.parent}: train first, or pass --checkpoint none or a path")
-        if checkpoint == "best":
-            state = torch.load(last, map_location="cpu", mmap=True, weights_only=False)
-            best = next(
-                (v.get("best_model_path") for k, v in state.get("callbacks", {}).items() if "ModelCheckpoint" in k),
-                None,
-            )
-            if best and Path(best).is_file():
-                return best
-        return str(last)
+        return str(run_checkpoint(run_dir, checkpoint))
     if not Path(checkpoint).is_file():
         raise RunError(f"--checkpoint: no such file: {checkpoint}")
     return checkpoint

@@ -23,9 +23,10 @@ from f2tune.export.writer import export_kind, export_model
 from f2tune.log import say
 from f2tune.recipe import dump_recipe
 from f2tune.train.guards import oom_advice
+from f2tune.train.locate import last_checkpoint
 from f2tune.train.module import Florence2Module
 from f2tune.train.plots import plot_loss_curves
-from f2tune.train.setup import assemble, build_trainable_model, last_checkpoint, run_dir_of
+from f2tune.train.setup import assemble, build_trainable_model, run_dir_of
 from f2tune.train.summary import print_summary
 
 

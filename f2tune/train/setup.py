@@ -23,10 +23,6 @@ def run_dir_of(recipe: Recipe) -> Path:
     return Path(recipe.trainer.output_dir) / str(recipe.trainer.run_name)
 
 
-def last_checkpoint(run_dir: Path) -> Path:
-    return run_dir / "checkpoints" / "last.ckpt"
-
-
 def assemble(
     recipe: Recipe, run_dir: Path, extra_callbacks: list[pl.Callback] | None = None
 ) -> tuple[pl.Trainer, Florence2Module, Florence2DataModule]:

@@ -81,3 +81,22 @@ def test_a_reference_the_task_cannot_use_names_its_record(tmp_path):
     with pytest.raises(DataError, match="coco.json:image 3: "):
         SampleDataset([bad])[0]
     assert SampleDataset([bad], on_bad_record="skip")[0] is None
+
+
+def test_truncated_and_empty_image_files_are_named(tmp_path):
+    full = tmp_path / "full.png"
+    Image.new("RGB", (64, 64), (200, 10, 10)).save(full)
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes(full.read_bytes()[:-200])
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    for path in (truncated, empty):
+        with pytest.raises(DataError, match=f"train.jsonl:7: cannot read image {path}"):
+            SampleDataset([sample_for(path)])[0]
+
+
+def test_a_zero_size_image_is_reported(tmp_path):
+    path = tmp_path / "zero.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + b"\x00" * 8 + b"\x08\x02\x00\x00\x00" + b"\x00" * 4)
+    with pytest.raises(DataError, match="cannot read image"):
+        SampleDataset([sample_for(path)])[0]

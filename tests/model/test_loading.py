@@ -44,3 +44,18 @@ def test_unreachable_hub_id_is_one_message_with_advice(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ModelLoadError, match="(?s)cannot load model.name_or_path='nobody/no-such-model'.*local folder"):
         load_processor(ModelConfig(name_or_path="nobody/no-such-model"))
+
+
+def test_pickle_weights_load_only_when_allowed(tiny_dir, tmp_path):
+    from transformers import AutoModelForImageTextToText
+
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    state = AutoModelForImageTextToText.from_pretrained(tiny_dir).state_dict()
+    torch.save(state, pickled / "pytorch_model.bin")  # transformers 5 itself writes safetensors only
+    for name in ("config.json", "processor_config.json", "tokenizer.json", "tokenizer_config.json"):
+        (pickled / name).write_bytes((tiny_dir / name).read_bytes())
+    assert (pickled / "pytorch_model.bin").is_file() and not (pickled / "model.safetensors").exists()
+    with pytest.raises(ModelLoadError, match="cannot load model.name_or_path="):
+        load_model(ModelConfig(name_or_path=str(pickled)))
+    assert load_model(ModelConfig(name_or_path=str(pickled), allow_pickle=True)).training
