@@ -8,14 +8,14 @@ from dataclasses import replace
 from typing import Any
 
 import torch
-from transformers import BartConfig, Florence2Config, Florence2ForConditionalGeneration, Florence2Processor
+from transformers import Florence2ForConditionalGeneration, Florence2Processor
 
 from f2tune.data.collate import Florence2Collator
 from f2tune.data.dataset import SampleDataset
 from f2tune.data.sample import Sample
 from f2tune.data.sampler import LengthGroupedSampler, target_lengths
 from f2tune.testing.shapes import COLOURS, SHAPES, shape_samples
-from f2tune.testing.tiny import build_tiny_model
+from f2tune.testing.tiny import build_tiny_model, random_florence2
 
 BASE_VISION = {
     "embed_dim": [128, 256, 512, 1024],
@@ -39,29 +39,18 @@ def build_model(size: str, processor: Florence2Processor, seed: int = 0) -> Flor
     """`tiny` (0.33M parameters) or `base` (Florence-2-base sizes, 231M), random weights."""
     if size == "tiny":
         return build_tiny_model(processor, seed)
-    tokenizer = processor.tokenizer
-    text = BartConfig(
-        vocab_size=BASE_VOCAB,
-        d_model=768,
-        encoder_layers=6,
-        decoder_layers=6,
-        encoder_attention_heads=12,
-        decoder_attention_heads=12,
-        encoder_ffn_dim=3072,
-        decoder_ffn_dim=3072,
-        max_position_embeddings=1024,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        decoder_start_token_id=tokenizer.eos_token_id,
-        forced_eos_token_id=tokenizer.eos_token_id,
-    )
-    config = Florence2Config(
-        text_config=text.to_dict(), vision_config=BASE_VISION, image_token_id=tokenizer.image_token_id
-    )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return Florence2ForConditionalGeneration(config)
+    text = {
+        "vocab_size": BASE_VOCAB,
+        "d_model": 768,
+        "encoder_layers": 6,
+        "decoder_layers": 6,
+        "encoder_attention_heads": 12,
+        "decoder_attention_heads": 12,
+        "encoder_ffn_dim": 3072,
+        "decoder_ffn_dim": 3072,
+        "max_position_embeddings": 1024,
+    }
+    return random_florence2(processor, text, BASE_VISION, seed)
 
 
 def mixed_samples(count: int, image_size: int, seed: int = 0) -> list[Sample]:

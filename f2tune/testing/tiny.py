@@ -82,27 +82,21 @@ def build_tiny_processor(image_size: int = 96) -> Florence2Processor:
 
 def build_tiny_model(processor: Florence2Processor, seed: int = 0) -> Florence2ForConditionalGeneration:
     """Random tiny Florence-2 matching `processor`'s vocabulary; the same seed gives the same weights."""
-    tokenizer = processor.tokenizer
-    text_config = BartConfig(
-        vocab_size=len(tokenizer),
-        d_model=32,
-        encoder_layers=1,
-        decoder_layers=1,
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
-        encoder_ffn_dim=64,
-        decoder_ffn_dim=64,
-        max_position_embeddings=256,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        decoder_start_token_id=tokenizer.eos_token_id,
-        forced_eos_token_id=tokenizer.eos_token_id,
+    text = {
+        "vocab_size": len(processor.tokenizer),
+        "d_model": 32,
+        "encoder_layers": 1,
+        "decoder_layers": 1,
+        "encoder_attention_heads": 2,
+        "decoder_attention_heads": 2,
+        "encoder_ffn_dim": 64,
+        "decoder_ffn_dim": 64,
+        "max_position_embeddings": 256,
         # BART's 0.02 init leaves a 32-wide model's cross-attention near uniform for hundreds of
         # steps; 0.1 lets the demo learn to read the image within a minute on a CPU.
-        init_std=0.1,
-    )
-    vision_config = {
+        "init_std": 0.1,
+    }
+    vision = {
         "embed_dim": [16, 32, 48, 64],
         "depths": [1, 1, 1, 1],
         "num_heads": [1, 2, 3, 4],
@@ -112,15 +106,28 @@ def build_tiny_model(processor: Florence2Processor, seed: int = 0) -> Florence2F
         "drop_path_rate": 0.0,
         "initializer_range": 0.1,
     }
+    return random_florence2(processor, text, vision, seed)
+
+
+def random_florence2(
+    processor: Florence2Processor, text: dict, vision: dict, seed: int = 0
+) -> Florence2ForConditionalGeneration:
+    """A Florence-2 of any size with random weights (seeded), its special tokens from `processor`."""
+    tokenizer = processor.tokenizer
+    text_config = BartConfig(
+        **text,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.eos_token_id,
+        forced_eos_token_id=tokenizer.eos_token_id,
+    )
     config = Florence2Config(
-        text_config=text_config.to_dict(),
-        vision_config=vision_config,
-        image_token_id=tokenizer.image_token_id,
+        text_config=text_config.to_dict(), vision_config=vision, image_token_id=tokenizer.image_token_id
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = Florence2ForConditionalGeneration(config)
-    return model
+        return Florence2ForConditionalGeneration(config)
 
 
 def save_tiny(folder: str | Path, image_size: int = 96, seed: int = 0) -> Path:

@@ -10,13 +10,13 @@ reports the metric over all of them, also when processes saw different numbers o
 torchvision and pycocotools, which the mmseg environment does not have, and `f2tune.train.module`
 imports this package in every environment.
 
-`normalize`, `exact_match` and `SCORERS` are the per-sample scorers the training module averages.
+`normalize` and `exact_match` are the per-sample text comparison the text metrics share.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -36,7 +36,6 @@ def exact_match(prediction: str, reference: str) -> float:
     return float(normalize(prediction) == normalize(reference))
 
 
-SCORERS: dict[str, Callable[[str, str], float]] = {"exact_match": exact_match}
 """Metric name (as in `eval.metric`) -> per-sample scorer."""
 
 
