@@ -133,3 +133,31 @@ def test_coco_readers_report_or_read_any_file(coco, refs):
 )  # fmt: skip
 def test_output_parsers_take_any_text_and_any_image_size(task, text, size):
     parse_output(task, text, size)
+
+
+cells = st.one_of(st.none(), st.text(max_size=12), st.sampled_from(["<OD>", "<CAPTON>", "<OCR> x", "", "a cat"]))
+
+
+@FUZZ
+@given(rows=st.lists(st.tuples(cells, cells, st.one_of(st.binary(max_size=16), st.none())), min_size=1, max_size=4))
+def test_hf_dataset_reader_reports_or_reads_any_rows(rows):
+    datasets = pytest.importorskip("datasets")
+    from f2tune.config import HfDatasetSource
+
+    with folder() as root:
+        table = {
+            "prompt": [p for p, _, _ in rows],
+            "target": [t for _, t, _ in rows],
+            "image": [b for _, _, b in rows],
+        }
+        datasets.Dataset.from_dict(table).save_to_disk(str(root / "ds"))
+        source = HfDatasetSource(format="hf_dataset", path=str(root / "ds"))
+        try:
+            samples = read_source(source, RecordProblems("skip"))
+        except F2TuneError:
+            return
+        for sample in samples:  # undecodable image bytes surface as DataError when opened
+            try:
+                sample.image.render()
+            except F2TuneError:
+                pass
