@@ -152,7 +152,12 @@ def test_lora_adapter_trained_on_the_remote_layout_converts_and_loads_with_peft(
     (tmp_path / "converted" / "adapter_config.json").write_text(json.dumps(written))
     loaded = PeftModel.from_pretrained(AutoModelForImageTextToText.from_pretrained(tiny_dir), tmp_path / "converted")
     processor = AutoProcessor.from_pretrained(tiny_dir)
-    assert torch.allclose(logits(loaded, processor), logits(peft_model, processor), atol=1e-5)
+    # Compared with the native adapter loaded the same way: a model built in memory and one loaded
+    # from disk run their matmuls on differently laid-out tensors (float differences up to ~1e-4).
+    reference = PeftModel.from_pretrained(
+        AutoModelForImageTextToText.from_pretrained(tiny_dir), tmp_path / "native_adapter"
+    )
+    assert torch.allclose(logits(loaded, processor), logits(reference, processor), atol=1e-6)
 
 
 def test_adapter_keys_outside_the_rules_are_errors():
