@@ -10,6 +10,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from strategies import box, points
 
 from f2tune.errors import DataError
 from f2tune.locs import (
@@ -23,23 +24,6 @@ from f2tune.locs import (
 
 SIZES = st.tuples(st.integers(1, 4000), st.integers(1, 4000))
 LABELS = st.text(string.ascii_letters + string.digits + " ", min_size=1, max_size=12).filter(str.strip)
-
-
-def coordinate(limit: int) -> st.SearchStrategy[float]:
-    """Pixel values in [0, limit], with the edges and whole pixels drawn often."""
-    return st.one_of(st.sampled_from([0.0, float(limit)]), st.integers(0, limit).map(float), st.floats(0, limit))
-
-
-@st.composite
-def box(draw: st.DrawFn, size: tuple[int, int]) -> list[float]:
-    x1, x2 = sorted(draw(coordinate(size[0])) for _ in range(2))
-    y1, y2 = sorted(draw(coordinate(size[1])) for _ in range(2))
-    return [x1, y1, x2, y2]
-
-
-@st.composite
-def points(draw: st.DrawFn, size: tuple[int, int], count: int) -> list[float]:
-    return [draw(coordinate(size[i % 2])) for i in range(2 * count)]
 
 
 def assert_processor_pixels(ours: list[float], theirs: list[int]) -> None:

@@ -10,6 +10,7 @@ import string
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from strategies import box, points
 
 from f2tune.errors import DataError
 from f2tune.locs import NUM_BINS
@@ -47,21 +48,6 @@ EVERY_FIELD = {
 """Enough for every task's prompt and target (each reads only its own fields)."""
 SIZES = st.tuples(st.integers(1, 2000), st.integers(1, 2000))
 WORDS = st.text(string.ascii_letters + string.digits + " ,.'-", min_size=1, max_size=20).filter(str.strip)
-
-
-def coordinate(limit: int) -> st.SearchStrategy[float]:
-    return st.one_of(st.sampled_from([0.0, float(limit)]), st.integers(0, limit).map(float), st.floats(0, limit))
-
-
-@st.composite
-def box(draw: st.DrawFn, size: tuple[int, int]) -> list[float]:
-    x1, x2 = sorted(draw(coordinate(size[0])) for _ in range(2))
-    y1, y2 = sorted(draw(coordinate(size[1])) for _ in range(2))
-    return [x1, y1, x2, y2]
-
-
-def points(size: tuple[int, int], count: int) -> st.SearchStrategy[list[float]]:
-    return st.tuples(*(coordinate(size[i % 2]) for i in range(2 * count))).map(list)
 
 
 @st.composite
