@@ -9,28 +9,31 @@ from pydantic import Field
 from f2tune.config.base import Section
 
 
-class JsonlSource(Section):
+class Source(Section):
+    """What every data source has besides its format's own keys."""
+
+    weight: float = Field(1.0, gt=0, description="Relative sampling weight in a training mixture.")
+    name: str | None = Field(None, description="Label used in logs and sample ids; defaults to the file name.")
+
+
+class JsonlSource(Source):
     """A JSONL file: one `{"image", "prompt"|"prefix", "target"|"suffix"}` object per line."""
 
     format: Literal["jsonl"]
     path: str = Field(description="JSONL file; image paths inside are relative to it.")
     prompt: str | None = Field(None, description="Prompt for records that carry none (e.g. <CAPTION>).")
-    weight: float = Field(1.0, gt=0, description="Relative sampling weight in a training mixture.")
-    name: str | None = Field(None, description="Label used in logs; defaults to the file name.")
 
 
-class ShapesSource(Section):
+class ShapesSource(Source):
     """Coloured shapes drawn in code: offline data for the demo, tests and benchmarks."""
 
     format: Literal["shapes"]
     num_samples: int = Field(256, gt=0)
     seed: int = 0
     image_size: int = Field(96, ge=32)
-    weight: float = Field(1.0, gt=0)
-    name: str | None = None
 
 
-class CocoDetectionSource(Section):
+class CocoDetectionSource(Source):
     """COCO instances JSON + image folder: one detection sample per image (or per object)."""
 
     format: Literal["coco_detection"]
@@ -39,11 +42,9 @@ class CocoDetectionSource(Section):
     task: Literal["<OD>", "<DENSE_REGION_CAPTION>", "<REGION_TO_CATEGORY>"] = Field(
         "<OD>", description="<REGION_TO_CATEGORY> gives one sample per object (its box -> category)."
     )
-    weight: float = Field(1.0, gt=0)
-    name: str | None = None
 
 
-class RefCocoSource(Section):
+class RefCocoSource(Source):
     """RefCOCO/+/g: COCO instances JSON + a refs JSON (converted once from refs(*).p)."""
 
     format: Literal["refcoco"]
@@ -54,22 +55,18 @@ class RefCocoSource(Section):
     task: Literal[
         "<OPEN_VOCABULARY_DETECTION>", "<CAPTION_TO_PHRASE_GROUNDING>", "<REFERRING_EXPRESSION_SEGMENTATION>"
     ] = "<OPEN_VOCABULARY_DETECTION>"
-    weight: float = Field(1.0, gt=0)
-    name: str | None = None
 
 
-class OcrSource(Section):
+class OcrSource(Source):
     """JSONL: `{"image", "lines": [{"text", "quad": [8 numbers]}]}` per line."""
 
     format: Literal["ocr"]
     path: str = Field(description="JSONL file; image paths inside are relative to it.")
     task: Literal["<OCR_WITH_REGION>", "<OCR>"] = "<OCR_WITH_REGION>"
     line_separator: str = Field("", description="<OCR> only: joins the lines; pretrained Florence-2 uses none.")
-    weight: float = Field(1.0, gt=0)
-    name: str | None = None
 
 
-class CocoCaptionsSource(Section):
+class CocoCaptionsSource(Source):
     """COCO captions JSON (images, annotations with `caption`) + image folder."""
 
     format: Literal["coco_captions"]
@@ -79,29 +76,23 @@ class CocoCaptionsSource(Section):
     one_per_image: bool = Field(
         False, description="One sample per image with every caption in reference.answers (validation)."
     )
-    weight: float = Field(1.0, gt=0)
-    name: str | None = None
 
 
-class VqaSource(Section):
+class VqaSource(Source):
     """JSONL: `{"image", "question", "answers": [...]}` per line (DocVQA, VQAv2 converted)."""
 
     format: Literal["vqa"]
     path: str = Field(description="JSONL file; image paths inside are relative to it.")
-    weight: float = Field(1.0, gt=0)
-    name: str | None = None
 
 
-class StructuredJsonlSource(Section):
+class StructuredJsonlSource(Source):
     """JSONL of structured answers in pixels: `{"image", "task", "boxes", "labels", ...}` per line."""
 
     format: Literal["structured_jsonl"]
     path: str = Field(description="JSONL file; image paths inside are relative to it.")
-    weight: float = Field(1.0, gt=0)
-    name: str | None = None
 
 
-class HfDatasetSource(Section):
+class HfDatasetSource(Source):
     """A Hugging Face `datasets` dataset saved with `save_to_disk` (needs the `datasets` extra)."""
 
     format: Literal["hf_dataset"]
@@ -111,8 +102,6 @@ class HfDatasetSource(Section):
     prompt_column: str | None = Field("prompt", description="null: every row uses `prompt`.")
     prompt: str | None = Field(None, description="Prompt for rows without one (or when prompt_column is null).")
     target_column: str = "target"
-    weight: float = Field(1.0, gt=0)
-    name: str | None = None
 
 
 DataSource = Annotated[
