@@ -1,0 +1,1 @@
+"""The pretrained DaViT encoder of Florence-2 as a multi-scale backbone for dense tasks."""

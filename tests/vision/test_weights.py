@@ -1,0 +1,77 @@
+"""Encoder weights from native folders, sharded folders, LoRA exports; errors that list differences."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+from safetensors.torch import save_file
+from transformers import AutoModelForImageTextToText
+
+from f2tune.errors import ModelLoadError
+from f2tune.vision.extractor import DaViTFeatureExtractor
+from f2tune.vision.weights import load_davit_weights, read_vision_tower
+
+
+@pytest.fixture(scope="module")
+def saved(tiny_dir: Path):
+    return AutoModelForImageTextToText.from_pretrained(tiny_dir)
+
+
+def _assert_same_tower(extractor: DaViTFeatureExtractor, model) -> None:
+    for key, value in model.model.vision_tower.state_dict().items():
+        torch.testing.assert_close(extractor.davit.state_dict()[key], value)
+
+
+def test_native_folder(tiny_dir: Path, saved) -> None:
+    extractor = DaViTFeatureExtractor(saved.config)
+    load_davit_weights(extractor, tiny_dir)
+    _assert_same_tower(extractor, saved)
+
+
+def test_sharded_export(tmp_path: Path, saved) -> None:
+    saved.save_pretrained(tmp_path, max_shard_size="200KB")
+    assert (tmp_path / "model.safetensors.index.json").is_file()
+    assert len(read_vision_tower(tmp_path)) == len(saved.model.vision_tower.state_dict())
+
+
+def test_lora_export_is_merged(tmp_path: Path, tiny_dir: Path, saved) -> None:
+    base = AutoModelForImageTextToText.from_pretrained(tiny_dir)
+    lora = LoraConfig(r=2, target_modules=r".*vision_tower.*\.qkv", init_lora_weights=False)
+    peft_model = get_peft_model(base, lora)
+    peft_model.save_pretrained(tmp_path / "adapter")
+    merged = peft_model.merge_and_unload()
+    extractor = DaViTFeatureExtractor(saved.config)
+    load_davit_weights(extractor, tmp_path / "adapter")
+    _assert_same_tower(extractor, merged)
+    key = "blocks.0.0.spatial_block.window_attn.qkv.weight"
+    assert not torch.equal(extractor.davit.state_dict()[key], saved.model.vision_tower.state_dict()[key])
+
+
+def test_size_mismatch_lists_differences(tiny_dir: Path, saved) -> None:
+    vision = saved.config.vision_config.to_dict() | {"embed_dim": [32, 32, 48, 64], "num_heads": [2, 2, 3, 4]}
+    extractor = DaViTFeatureExtractor(type(saved.config.vision_config)(**vision))
+    with pytest.raises(ModelLoadError, match=r"first stage width: checkpoint 16, extractor 32(.|\n)*shape differs"):
+        load_davit_weights(extractor, tiny_dir)
+
+
+def test_missing_keys_are_listed(tmp_path: Path, saved) -> None:
+    tower = {f"model.vision_tower.{k}": v for k, v in saved.model.vision_tower.state_dict().items()}
+    tower.pop("model.vision_tower.convs.3.conv.weight")
+    tower["model.vision_tower.extra.weight"] = torch.zeros(1)
+    save_file(tower, str(tmp_path / "model.safetensors"))
+    with pytest.raises(ModelLoadError, match=r"missing(.|\n)*convs\.3\.conv\.weight(.|\n)*unexpected(.|\n)*extra"):
+        load_davit_weights(DaViTFeatureExtractor(saved.config), tmp_path)
+
+
+def test_no_vision_tower_or_no_weights(tmp_path: Path) -> None:
+    save_file({"lm_head.weight": torch.zeros(2, 2)}, str(tmp_path / "model.safetensors"))
+    with pytest.raises(ModelLoadError, match="no 'model.vision_tower"):
+        read_vision_tower(tmp_path)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelLoadError, match="no model.safetensors"):
+        read_vision_tower(tmp_path / "empty")
+    with pytest.raises(ModelLoadError, match="no such folder"):
+        read_vision_tower("./does/not/exist")
