@@ -16,17 +16,7 @@ from f2tune.data.sample import Sample
 from f2tune.data.sampler import LengthGroupedSampler, target_lengths
 from f2tune.testing.shapes import COLOURS, SHAPES, shape_samples
 from f2tune.testing.tiny import build_tiny_model, random_florence2
-
-BASE_VISION = {
-    "embed_dim": [128, 256, 512, 1024],
-    "depths": [1, 1, 9, 1],
-    "num_heads": [4, 8, 16, 32],
-    "num_groups": [4, 8, 16, 32],
-    "window_size": 12,
-    "projection_dim": 768,
-    "drop_path_rate": 0.1,
-}
-"""Florence-2-base's DaViT (as in `florence-community/Florence-2-base`'s config.json)."""
+from f2tune.vision.extractor import davit_config
 
 BASE_VOCAB = 51289
 """Florence-2's vocabulary (BART's 50265 + 1000 `<loc_N>` + task/structure tokens): the embedding
@@ -50,7 +40,7 @@ def build_model(size: str, processor: Florence2Processor, seed: int = 0) -> Flor
         "decoder_ffn_dim": 3072,
         "max_position_embeddings": 1024,
     }
-    return random_florence2(processor, text, BASE_VISION, seed)
+    return random_florence2(processor, text, davit_config("base").to_dict(), seed)
 
 
 def mixed_samples(count: int, image_size: int, seed: int = 0) -> list[Sample]:

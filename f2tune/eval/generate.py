@@ -58,13 +58,6 @@ def generate(
     return results
 
 
-def generate_text(
-    model: nn.Module, processor: Florence2Processor, batch: dict[str, Any], decoding: Decoding
-) -> list[str]:
-    """Only the decoded texts."""
-    return [g.text for g in generate(model, processor, batch, decoding)]
-
-
 def _longest_output(model: nn.Module) -> int:
     """Tokens the decoder can position (learned positions end there; past it generation crashes)."""
     text_config = model.config.text_config

@@ -25,8 +25,18 @@ SIZE_DIVISOR = 32
 """Inputs are padded (right, bottom) to a multiple of the last stage's stride, then outputs cropped."""
 
 _SIZES: dict[str, dict] = {
-    "base": {"embed_dim": [128, 256, 512, 1024], "num_heads": [4, 8, 16, 32], "num_groups": [4, 8, 16, 32]},
-    "large": {"embed_dim": [256, 512, 1024, 2048], "num_heads": [8, 16, 32, 64], "num_groups": [8, 16, 32, 64]},
+    "base": {
+        "embed_dim": [128, 256, 512, 1024],
+        "num_heads": [4, 8, 16, 32],
+        "num_groups": [4, 8, 16, 32],
+        "projection_dim": 768,
+    },
+    "large": {
+        "embed_dim": [256, 512, 1024, 2048],
+        "num_heads": [8, 16, 32, 64],
+        "num_groups": [8, 16, 32, 64],
+        "projection_dim": 1024,
+    },
 }
 
 
@@ -39,7 +49,8 @@ class FeatureInfo:
 
 
 def davit_config(size: Literal["base", "large"]) -> Florence2VisionConfig:
-    """The vision config of `florence-community/Florence-2-{size}` (depths 1,1,9,1, window 12)."""
+    """The vision config of `florence-community/Florence-2-{size}` (depths 1,1,9,1, window 12,
+    drop path 0.1, projection to the language model's width)."""
     if size not in _SIZES:
         raise ValueError(f"unknown DaViT size {size!r}; expected one of {sorted(_SIZES)}")
     return Florence2VisionConfig(depths=[1, 1, 9, 1], window_size=12, **_SIZES[size])

@@ -98,31 +98,31 @@ class ANLS(PerSampleMean):
         return anls(text_of(prediction), texts_of(reference), self.threshold)
 
 
-class CER(CharErrorRate):
+class _TranscriptionRate:
+    """Shared by CER and WER: one reference text per prediction, fed to the torchmetrics rate."""
+
+    key: str
+
+    def update(self, predictions: Sequence[Prediction], references: Sequence[str | Annotation]) -> None:
+        """Add one batch; `references[i]` is the text `predictions[i]` transcribes."""
+        if len(predictions) != len(references):
+            raise ValueError(f"{len(predictions)} predictions for {len(references)} references")
+        super().update([text_of(p) for p in predictions], [text_of(r) for r in references])
+
+    def compute(self) -> dict[str, float]:
+        """The rate over every sample seen."""
+        return {self.key: float(super().compute())}
+
+
+class CER(_TranscriptionRate, CharErrorRate):
     """Character error rate (torchmetrics: total edits / total reference characters; lower is better)
     of transcriptions against one reference text each. Case and spacing count: they are OCR errors."""
 
-    def update(self, predictions: Sequence[Prediction], references: Sequence[str | Annotation]) -> None:
-        """Add one batch; `references[i]` is the text `predictions[i]` transcribes."""
-        if len(predictions) != len(references):
-            raise ValueError(f"{len(predictions)} predictions for {len(references)} references")
-        super().update([text_of(p) for p in predictions], [text_of(r) for r in references])
-
-    def compute(self) -> dict[str, float]:
-        """`cer` over every sample seen."""
-        return {"cer": float(super().compute())}
+    key = "cer"
 
 
-class WER(WordErrorRate):
+class WER(_TranscriptionRate, WordErrorRate):
     """Word error rate (torchmetrics: total word edits / total reference words, words split at
     whitespace; lower is better) of transcriptions against one reference text each."""
 
-    def update(self, predictions: Sequence[Prediction], references: Sequence[str | Annotation]) -> None:
-        """Add one batch; `references[i]` is the text `predictions[i]` transcribes."""
-        if len(predictions) != len(references):
-            raise ValueError(f"{len(predictions)} predictions for {len(references)} references")
-        super().update([text_of(p) for p in predictions], [text_of(r) for r in references])
-
-    def compute(self) -> dict[str, float]:
-        """`wer` over every sample seen."""
-        return {"wer": float(super().compute())}
+    key = "wer"
