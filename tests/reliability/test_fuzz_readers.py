@@ -4,6 +4,7 @@ record is reported, never a raw KeyError / IndexError / TypeError / ZeroDivision
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -47,7 +48,12 @@ values = st.recursive(
 )
 records = st.dictionaries(st.sampled_from(KEYS), values, max_size=8)
 lines = st.lists(st.one_of(records.map(json.dumps), values.map(json.dumps), st.text(max_size=20)), max_size=4)
-FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# F2TUNE_FUZZ_EXAMPLES=2000 for a long hunt before touching a reader; 40 keeps the default run fast.
+FUZZ = settings(
+    max_examples=int(os.environ.get("F2TUNE_FUZZ_EXAMPLES", "40")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 
 @contextmanager
@@ -76,15 +82,20 @@ def test_line_readers_report_or_read_any_line(kind, content):
         read_quietly(kind(format=kind.model_fields["format"].annotation.__args__[0], path=str(root / "data.jsonl")))
 
 
+def ids(largest: int) -> st.SearchStrategy:
+    """Mostly ids that match other records, sometimes anything (a list id must not break dict lookups)."""
+    return st.one_of(st.integers(0, largest), st.integers(0, largest), values)
+
+
 coco_images = st.lists(
-    st.one_of(st.fixed_dictionaries({"id": st.integers(0, 3), "file_name": st.just(IMAGE), "width": values,
+    st.one_of(st.fixed_dictionaries({"id": ids(3), "file_name": st.just(IMAGE), "width": values,
                                      "height": values}), values),
     max_size=3,
 )  # fmt: skip
 coco_annotations = st.lists(
     st.one_of(
         st.fixed_dictionaries(
-            {"id": st.integers(0, 5), "image_id": st.integers(0, 3), "category_id": st.integers(0, 3),
+            {"id": ids(5), "image_id": ids(3), "category_id": ids(3),
              "bbox": values, "iscrowd": values, "caption": values, "segmentation": values}
         ),
         values,
@@ -94,7 +105,7 @@ coco_annotations = st.lists(
 coco_files = st.one_of(
     st.fixed_dictionaries(
         {"images": coco_images, "annotations": coco_annotations,
-         "categories": st.lists(st.one_of(st.fixed_dictionaries({"id": st.integers(0, 3), "name": values}), values),
+         "categories": st.lists(st.one_of(st.fixed_dictionaries({"id": ids(3), "name": values}), values),
                                 max_size=3)}
     ),
     values,
@@ -102,7 +113,7 @@ coco_files = st.one_of(
 refs_files = st.one_of(
     st.lists(
         st.one_of(
-            st.fixed_dictionaries({"ref_id": values, "ann_id": st.integers(0, 5), "image_id": st.integers(0, 3),
+            st.fixed_dictionaries({"ref_id": values, "ann_id": ids(5), "image_id": ids(3),
                                    "split": st.sampled_from(["train", "val"]), "sentences": values}),
             values,
         ),

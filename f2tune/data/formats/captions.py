@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from f2tune.config import CocoCaptionsSource
-from f2tune.data.formats.coco import annotation_where, existing_image, index_images, read_coco_json, report_all
+from f2tune.data.formats.coco import (
+    annotation_where,
+    existing_image,
+    index_images,
+    read_coco_json,
+    report_all,
+    require_int,
+)
 from f2tune.data.problems import RecordProblems
 from f2tune.data.sample import Sample
 from f2tune.errors import DataError
@@ -58,7 +65,7 @@ def _caption(ann: Any, images: dict, where: str) -> tuple[int, str]:
     missing = [key for key in ("image_id", "caption") if key not in ann]
     if missing:
         raise DataError(f"{where}: missing key(s) {', '.join(missing)}")
-    if ann["image_id"] not in images:
+    if require_int(ann, "image_id", where) not in images:
         raise DataError(f"{where}: image_id {ann['image_id']!r} is not listed in 'images'")
     caption = ann["caption"]
     if not isinstance(caption, str) or not caption.strip():

@@ -127,6 +127,8 @@ def instance_box(ann: Any, images: dict[int, CocoImage], categories: dict[int, s
     ]
     if missing:
         raise DataError(f"{where}: missing key(s) {', '.join(missing)}")
+    for key in ("id", "image_id") + (("category_id",) if categories is not None else ()):
+        require_int(ann, key, where)
     image = images.get(ann["image_id"])
     if image is None:
         raise DataError(f"{where}: image_id {ann['image_id']!r} is not listed in 'images'")
@@ -166,7 +168,7 @@ def read_coco_detection(source: CocoDetectionSource, problems: RecordProblems) -
             box = instance_box(ann, images, categories, where)
         except DataError as err:
             messages.append(str(err))
-            if isinstance(ann, dict) and ann.get("image_id") in images:
+            if isinstance(ann, dict) and is_int(ann.get("image_id")) and ann["image_id"] in images:
                 broken.add(ann["image_id"])
             continue
         if not ann.get("iscrowd"):
@@ -201,6 +203,14 @@ def _sample(sample_id: str, image: Path, origin: str, task: str, reference: Anno
 
 def is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def require_int(record: dict[str, Any], key: str, where: str) -> int:
+    """`record[key]` when it is an integer id; otherwise DataError (a list id would break dict lookups)."""
+    value = record[key]
+    if not is_int(value):
+        raise DataError(f"{where}: {key!r} must be an integer, got {value!r}")
+    return value
 
 
 def is_number(value: Any) -> bool:

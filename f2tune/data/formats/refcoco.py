@@ -35,9 +35,11 @@ from f2tune.data.formats.coco import (
     existing_image,
     index_images,
     instance_box,
+    is_int,
     is_number,
     read_coco_json,
     report_all,
+    require_int,
 )
 from f2tune.data.problems import RecordProblems
 from f2tune.data.sample import Sample
@@ -55,7 +57,7 @@ def read_refcoco(source: RefCocoSource, problems: RecordProblems) -> list[Sample
     refs = _read_refs(refs_path)
     messages: list[str] = []
     images = index_images(data, path, Path(source.image_root), messages)
-    annotations = {ann["id"]: ann for ann in data["annotations"] if isinstance(ann, dict) and "id" in ann}
+    annotations = {ann["id"]: ann for ann in data["annotations"] if isinstance(ann, dict) and is_int(ann.get("id"))}
     samples: list[Sample] = []
     for position, ref in enumerate(refs):
         if not isinstance(ref, dict) or (source.split is not None and ref.get("split") != source.split):
@@ -93,7 +95,7 @@ def _ref_samples(
     missing = [key for key in REF_KEYS if key not in ref]
     if missing:
         raise DataError(f"{where}: missing key(s) {', '.join(missing)}")
-    ann = annotations.get(ref["ann_id"])
+    ann = annotations.get(require_int(ref, "ann_id", where))
     if ann is None:
         raise DataError(f"{where}: ann_id {ref['ann_id']!r} is not in {path}")
     if ann.get("image_id") != ref["image_id"]:
