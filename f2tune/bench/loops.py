@@ -7,10 +7,7 @@ batch is collated beforehand, so both sides measure forward + backward + optimiz
 
 from __future__ import annotations
 
-import statistics
 import time
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
@@ -18,49 +15,13 @@ import torch
 from peft import LoraConfig, get_peft_model
 from torch.utils.data import DataLoader
 
+from f2tune.bench.measure import Timing, reset_peak_memory, sync, timing_of
 from f2tune.bench.setups import build_model
 from f2tune.config import TINY_MODEL
 from f2tune.model.adapt import LORA_PRESETS, apply_adaptation
 from f2tune.recipe import validate_recipe
 from f2tune.train.feature_cache import FROZEN_PARTS
 from f2tune.train.module import Florence2Module
-
-
-@dataclass
-class Timing:
-    step_s: float
-    samples_per_s: float
-    peak_mib: float
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _result(times: list[float], samples: int, device: torch.device) -> Timing:
-    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else peak_rss_mib()
-    return Timing(statistics.median(times), samples / sum(times), peak)
-
-
-def reset_peak_memory(device: torch.device) -> None:
-    """Start the high-water mark here (Linux: writing 5 to clear_refs resets VmHWM)."""
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        return
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass  # then VmHWM counts from process start, which includes the batches built before
-
-
-def peak_rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run_reference(size: str, mode: str, processor, batches: list[dict], device: torch.device) -> Timing:
@@ -81,15 +42,15 @@ def run_reference(size: str, mode: str, processor, batches: list[dict], device: 
         times = []
         for batch in batches:
             batch = {k: v.to(device) for k, v in batch.items()}
-            _sync(device)
+            sync(device)
             start = time.perf_counter()
             loss = model(**batch).loss
             loss.backward()
             optimizer.step()
             optimizer.zero_grad()
-            _sync(device)
+            sync(device)
             times.append(time.perf_counter() - start)
-    return _result(times, sum(len(b["labels"]) for b in batches), device)
+    return timing_of(times, sum(len(b["labels"]) for b in batches), device)
 
 
 class StepTimer(pl.Callback):
@@ -100,11 +61,11 @@ class StepTimer(pl.Callback):
         self._start = 0.0
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, idx: int) -> None:
-        _sync(pl_module.device)
+        sync(pl_module.device)
         self._start = time.perf_counter()
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
-        _sync(pl_module.device)
+        sync(pl_module.device)
         self.times.setdefault(trainer.current_epoch, []).append(time.perf_counter() - self._start)
 
 
@@ -155,4 +116,4 @@ def run_f2tune(
     )
     loader = DataLoader(batches, batch_size=None, shuffle=False, collate_fn=_identity)
     trainer.fit(module, train_dataloaders=loader)
-    return _result(timer.times[1], sum(len(b["labels"]) for b in batches), device)
+    return timing_of(timer.times[1], sum(len(b["labels"]) for b in batches), device)

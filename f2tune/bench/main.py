@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import multiprocessing
-import platform
-import traceback
 import warnings
 from collections.abc import Callable
-from typing import Any
 
 import torch
 
-from f2tune.bench.loops import Timing, run_f2tune, run_reference
+from f2tune.bench.loops import run_f2tune, run_reference
+from f2tune.bench.measure import Timing, describe_machine, in_child
 from f2tune.bench.options import add_arguments
 from f2tune.bench.setups import batch_orders, f2tune_batches, mixed_samples, padding_share, reference_batches
 from f2tune.testing.tiny import build_tiny_processor
@@ -83,34 +80,6 @@ def measure(size: str, mode: str, image_size: int, args: argparse.Namespace, dev
             f" {timing.samples_per_s / base_rate:.2f}x |"
         )
     return rows
-
-
-def in_child(work: Callable[[], Timing]) -> Timing | str:
-    """Run `work` in a forked process; its result, or the last line of its error."""
-    context = multiprocessing.get_context("fork")
-    receive, send = context.Pipe(duplex=False)
-
-    def child() -> None:
-        try:
-            send.send(work())
-        except Exception:  # reported in the table instead of stopping the other rows
-            send.send(traceback.format_exc().strip().splitlines()[-1])
-
-    process = context.Process(target=child)
-    process.start()
-    result: Any = receive.recv() if receive.poll(None) else "no result"
-    process.join()
-    return result
-
-
-def describe_machine(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    model = next(
-        (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-        platform.processor() or platform.machine(),
-    )
-    return f"CPU {model}, {multiprocessing.cpu_count()} cores"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,8 +34,16 @@ class ShapeImage:
 
     def render(self) -> Image.Image:
         image = Image.new("RGB", (self.size, self.size), self.background)
-        draw = ImageDraw.Draw(image)
-        fill = COLOURS[self.colour]
+        self._draw(ImageDraw.Draw(image), COLOURS[self.colour])
+        return image
+
+    def mask(self) -> Image.Image:
+        """The shape's pixels as 1 on 0 (mode L), drawn exactly as `render` draws them."""
+        mask = Image.new("L", (self.size, self.size), 0)
+        self._draw(ImageDraw.Draw(mask), 1)
+        return mask
+
+    def _draw(self, draw: ImageDraw.ImageDraw, fill: int | tuple[int, int, int]) -> None:
         x1, y1, x2, y2 = self.box
         if self.shape == "circle":
             draw.ellipse(self.box, fill=fill)
@@ -43,7 +51,6 @@ class ShapeImage:
             draw.rectangle(self.box, fill=fill)
         else:
             draw.polygon([((x1 + x2) // 2, y1), (x2, y2), (x1, y2)], fill=fill)
-        return image
 
 
 def shape_samples(num_samples: int, seed: int = 0, image_size: int = 96, name: str = "shapes") -> list[Sample]:

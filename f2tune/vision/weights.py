@@ -16,10 +16,10 @@ from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 from peft import PeftConfig, PeftModel
 from safetensors.torch import load_file
-from transformers import AutoModelForImageTextToText
+from transformers import AutoModelForImageTextToText, Florence2VisionConfig
 
 from f2tune.errors import ModelLoadError
-from f2tune.vision.extractor import DaViTFeatureExtractor
+from f2tune.vision.extractor import DaViTFeatureExtractor, davit_config
 
 PREFIX = "model.vision_tower."
 _LISTED = 5  # keys quoted per kind of mismatch; the count says how many more
@@ -55,6 +55,26 @@ def read_vision_tower(source: str | Path, revision: str | None = None) -> dict[s
             "(microsoft/Florence-2-* use the older remote-code key names; use florence-community/Florence-2-*)"
         )
     return tower
+
+
+def vision_config_from(spec: str | Path, revision: str | None = None) -> Florence2VisionConfig:
+    """`base` / `large`, or the vision config of a checkpoint (folder, Hub id, f2tune full or LoRA
+    export): framework configs then name only the weights, and the extractor always fits them."""
+    if str(spec) in ("base", "large"):
+        return davit_config(str(spec))  # type: ignore[arg-type]
+    adapter = _find(spec, "adapter_config.json", revision)
+    if adapter is not None:
+        base = json.loads(adapter.read_text()).get("base_model_name_or_path")
+        if not base:
+            raise ModelLoadError(f"{spec}: its adapter_config.json names no base_model_name_or_path")
+        return vision_config_from(base)
+    config = _find(spec, "config.json", revision)
+    if config is None:
+        raise ModelLoadError(f"{spec}: no config.json; give 'base', 'large' or a Florence-2 checkpoint")
+    vision = json.loads(config.read_text()).get("vision_config")
+    if not isinstance(vision, dict):
+        raise ModelLoadError(f"{spec}: config.json has no vision_config (not a Florence-2 checkpoint)")
+    return Florence2VisionConfig.from_dict(vision)
 
 
 def load_davit_weights(extractor: DaViTFeatureExtractor, source: str | Path, revision: str | None = None) -> None:

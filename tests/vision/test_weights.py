@@ -12,7 +12,7 @@ from transformers import AutoModelForImageTextToText
 
 from f2tune.errors import ModelLoadError
 from f2tune.vision.extractor import DaViTFeatureExtractor
-from f2tune.vision.weights import load_davit_weights, read_vision_tower
+from f2tune.vision.weights import load_davit_weights, read_vision_tower, vision_config_from
 
 
 @pytest.fixture(scope="module")
@@ -75,3 +75,23 @@ def test_no_vision_tower_or_no_weights(tmp_path: Path) -> None:
         read_vision_tower(tmp_path / "empty")
     with pytest.raises(ModelLoadError, match="no such folder"):
         read_vision_tower("./does/not/exist")
+
+
+def test_config_from_names_folders_and_lora_exports(tmp_path: Path, tiny_dir: Path, saved) -> None:
+    assert vision_config_from("large").embed_dim == [256, 512, 1024, 2048]
+    read = vision_config_from(tiny_dir)
+    for key in ("embed_dim", "depths", "num_heads", "num_groups", "window_size", "patch_stride", "projection_dim"):
+        assert getattr(read, key) == getattr(saved.config.vision_config, key)
+    peft_model = get_peft_model(
+        AutoModelForImageTextToText.from_pretrained(tiny_dir), LoraConfig(r=2, target_modules=r".*qkv")
+    )
+    peft_model.save_pretrained(tmp_path / "adapter")
+    assert vision_config_from(tmp_path / "adapter").embed_dim == saved.config.vision_config.embed_dim
+
+
+def test_config_from_a_folder_without_one(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="no config.json"):
+        vision_config_from(tmp_path)
+    (tmp_path / "config.json").write_text('{"model_type": "bart"}')
+    with pytest.raises(ModelLoadError, match="no vision_config"):
+        vision_config_from(tmp_path)

@@ -1,0 +1,82 @@
+"""Measuring a training step fairly: one process per measurement, peak memory from a reset
+high-water mark, CUDA work synchronized before reading a clock. Shared by every benchmark."""
+
+from __future__ import annotations
+
+import multiprocessing
+import platform
+import statistics
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+
+T = TypeVar("T")
+
+
+@dataclass
+class Timing:
+    step_s: float
+    samples_per_s: float
+    peak_mib: float
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timing_of(times: list[float], samples: int, device: torch.device) -> Timing:
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else peak_rss_mib()
+    return Timing(statistics.median(times), samples / sum(times), peak)
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    """Start the high-water mark here (Linux: writing 5 to clear_refs resets VmHWM)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass  # then VmHWM counts from process start, which includes the batches built before
+
+
+def peak_rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def in_child(work: Callable[[], T]) -> T | str:
+    """Run `work` in a forked process; its result, or the last line of its error."""
+    context = multiprocessing.get_context("fork")
+    receive, send = context.Pipe(duplex=False)
+
+    def child() -> None:
+        try:
+            send.send(work())
+        except Exception:  # reported in the table instead of stopping the other rows
+            send.send(traceback.format_exc().strip().splitlines()[-1])
+
+    process = context.Process(target=child)
+    process.start()
+    result: Any = receive.recv() if receive.poll(None) else "no result"
+    process.join()
+    return result
+
+
+def describe_machine(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = next(
+        (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+        platform.processor() or platform.machine(),
+    )
+    return f"CPU {model}, {multiprocessing.cpu_count()} cores"
