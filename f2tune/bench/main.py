@@ -51,7 +51,7 @@ def measure(size: str, mode: str, image_size: int, args: argparse.Namespace, dev
     plain = f2tune_batches(samples, processor, orders["random"])
     grouped = f2tune_batches(samples, processor, orders["grouped"])
     pad = processor.tokenizer.pad_token_id
-    cached = mode == "frozen"
+    cached = mode != "full"  # LoRA (peft freezes the base) and frozen leave the vision tower frozen
     variants: list[tuple[str, list[dict], Callable[[], Timing]]] = [
         ("reference", reference, lambda: run_reference(size, mode, processor, reference, device)),
         ("f2tune", plain, lambda: run_f2tune(size, mode, processor, plain, device, args.precision, "off")),
@@ -64,7 +64,7 @@ def measure(size: str, mode: str, image_size: int, args: argparse.Namespace, dev
         (
             "f2tune +grouped" + (" +cache" if cached else ""),
             grouped,
-            lambda: run_f2tune(size, mode, processor, grouped, device, args.precision, "auto"),
+            lambda: run_f2tune(size, mode, processor, grouped, device, args.precision, "auto" if cached else "off"),
         )
     )
     rows, base_rate = [], None
