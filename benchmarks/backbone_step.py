@@ -28,7 +28,8 @@ BACKBONES = Path(__file__).resolve().parents[1] / "backbones"
 DEFAULTS = {"detectron2": (1, 800, 1333), "mmseg": (2, 512, 512)}  # batch, height, width of each protocol
 
 
-def detectron2_models(device: str) -> dict[str, Callable[[], torch.nn.Module]]:
+def detectron2_models(device: str, height: int, width: int) -> dict[str, Callable[[], torch.nn.Module]]:
+    """Both Mask R-CNNs; the image size comes with each batch (detectron2 pads to 32 itself)."""
     from detectron2 import model_zoo
     from detectron2.config import get_cfg
     from detectron2.modeling import build_model
@@ -77,7 +78,7 @@ def detectron2_loss(model: torch.nn.Module, batch: list[dict]) -> torch.Tensor:
         return sum(model(batch).values())
 
 
-def mmseg_models(device: str) -> dict[str, Callable[[], torch.nn.Module]]:
+def mmseg_models(device: str, height: int, width: int) -> dict[str, Callable[[], torch.nn.Module]]:
     import f2tune_mmseg  # noqa: F401  (registers Florence2DaViT)
     from mmengine.config import Config
     from mmseg.registry import MODELS
@@ -87,6 +88,7 @@ def mmseg_models(device: str) -> dict[str, Callable[[], torch.nn.Module]]:
     bn = dict(type="BN", requires_grad=True)  # one process: SyncBN would be BN anyway
 
     def build(cfg: Config) -> torch.nn.Module:
+        cfg.model.data_preprocessor.size = (height, width)
         for head in ("decode_head", "auxiliary_head"):
             cfg.model[head].update(num_classes=150, norm_cfg=bn)
         return MODELS.build(cfg.model).to(device)
@@ -138,7 +140,7 @@ def measure(framework: str, name: str, args: argparse.Namespace, device: torch.d
     """Median forward ms and the step `Timing` (forward + backward + AdamW) of one model."""
     _, models, make_batch, loss_of = FRAMEWORKS[framework]
     torch.manual_seed(0)
-    model = models(device.type)[name]().train()
+    model = models(device.type, args.height, args.width)[name]().train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     batch = make_batch(args.batch_size, args.height, args.width, device.type)
     autocast = torch.autocast("cuda", torch.bfloat16) if args.amp else contextlib.nullcontext()

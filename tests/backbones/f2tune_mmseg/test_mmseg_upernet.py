@@ -49,7 +49,7 @@ def test_upernet_builds_and_trains_a_step(tiny_dir: Path) -> None:
     cfg = small_config(tiny_dir)
     model = MODELS.build(cfg.model)
     model.init_weights()
-    optim = build_optim_wrapper(model, Config(dict(type="OptimWrapper", optimizer=cfg.optim_wrapper.optimizer)))
+    optim = build_optim_wrapper(model, dict(type="OptimWrapper", optimizer=cfg.optim_wrapper.optimizer))
     before = {k: v.detach().clone() for k, v in model.named_parameters()}
     losses = model.train_step(_batch(), optim)
     assert {"decode.loss_ce", "aux.loss_ce"} <= losses.keys()
