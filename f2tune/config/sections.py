@@ -159,12 +159,19 @@ class TrainerConfig(Section):
     image_feature_cache_gb: float = Field(
         8.0, gt=0, description="Memory (CPU RAM, per process) the image feature cache may fill; later images miss."
     )
+    compile: bool = Field(
+        False,
+        description="torch.compile each DaViT block and BART layer in place (compiles once per shape on the "
+        "first steps; not with fsdp).",
+    )
     seed: int = 42
 
     @model_validator(mode="after")
     def _has_length(self) -> TrainerConfig:
         if self.max_steps == -1 and self.max_epochs is None:
             raise ValueError("set trainer.max_steps or trainer.max_epochs")
+        if self.compile and self.strategy == "fsdp":
+            raise ValueError("trainer.compile does not work with trainer.strategy: fsdp (FSDP wraps the same blocks)")
         return self
 
 

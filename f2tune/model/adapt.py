@@ -103,3 +103,8 @@ def freeze_parts(model: nn.Module, freeze: FreezeConfig) -> int:
             param.requires_grad_(False)
             frozen += param.numel()
     return frozen
+
+
+def florence2(model: nn.Module) -> nn.Module:
+    """The `Florence2ForConditionalGeneration` inside a peft wrapper (or the model itself)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model

@@ -16,14 +16,10 @@ from torch import nn
 
 from f2tune.config import Recipe
 from f2tune.log import say, warn
+from f2tune.model.adapt import florence2
 
 FROZEN_PARTS = ("vision_tower", "multi_modal_projector")
 """Submodules of `Florence2Model` whose output is cached: they must not train."""
-
-
-def florence2(model: nn.Module) -> nn.Module:
-    """The `Florence2ForConditionalGeneration` inside a peft wrapper (or the model itself)."""
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 def why_not_cacheable(model: nn.Module, recipe: Recipe) -> str | None:

@@ -13,6 +13,7 @@ from f2tune.data.datamodule import Florence2DataModule
 from f2tune.errors import RecipeError
 from f2tune.log import say, warn
 from f2tune.model.adapt import apply_adaptation, freeze_parts
+from f2tune.model.compile import compile_blocks
 from f2tune.model.loading import attach_adapter, load_model, load_processor
 from f2tune.model.report import parameter_report
 from f2tune.train.module import Florence2Module
@@ -61,4 +62,6 @@ def build_trainable_model(recipe: Recipe) -> nn.Module:
     say(report.describe())
     if report.trainable == 0:
         raise RecipeError("no parameter is trainable: adaptation.freeze and lora.target leave nothing to train")
+    if recipe.trainer.compile:  # after LoRA, so its layers are compiled with the blocks they sit in
+        say(f"torch.compile: {compile_blocks(model)} blocks compiled in place; the first steps compile each shape")
     return model
