@@ -20,7 +20,13 @@ def _script():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("framework", "reason"), [("detectron2", "detectron2"), ("mmseg", "mmsegmentation")])
+@pytest.mark.parametrize(
+    ("framework", "reason"),
+    [
+        pytest.param("detectron2", "detectron2", marks=pytest.mark.detectron2),
+        pytest.param("mmseg", "mmsegmentation", marks=pytest.mark.mmseg),
+    ],
+)
 def test_table_has_both_backbones(framework: str, reason: str, capsys: pytest.CaptureFixture) -> None:
     pytest.importorskip(framework, reason=f"{reason} is not installed (backbones/README.md)")
     assert _script().main([framework, "--height", "64", "--width", "64", "--batch-size", "2", "--steps", "1"]) == 0

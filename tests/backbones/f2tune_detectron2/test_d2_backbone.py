@@ -10,6 +10,8 @@ import torch
 
 pytest.importorskip("detectron2", reason="detectron2 is not installed (build it from source: backbones/README.md)")
 
+pytestmark = pytest.mark.detectron2
+
 from d2_setup import small_cfg  # noqa: E402
 from detectron2.layers import ShapeSpec  # noqa: E402
 from detectron2.modeling import BACKBONE_REGISTRY, build_backbone  # noqa: E402

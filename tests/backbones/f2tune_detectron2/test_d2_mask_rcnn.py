@@ -9,6 +9,8 @@ import torch
 
 pytest.importorskip("detectron2", reason="detectron2 is not installed (build it from source: backbones/README.md)")
 
+pytestmark = pytest.mark.detectron2
+
 from d2_setup import LAZY_CONFIG, small_cfg  # noqa: E402
 from detectron2.config import LazyConfig, instantiate  # noqa: E402
 from detectron2.data import DatasetCatalog, DatasetMapper  # noqa: E402

@@ -9,6 +9,8 @@ import torch
 
 pytest.importorskip("detectron2", reason="detectron2 is not installed (build it from source: backbones/README.md)")
 
+pytestmark = pytest.mark.detectron2
+
 from d2_setup import small_cfg  # noqa: E402
 from detectron2.modeling import build_model  # noqa: E402
 from f2tune_detectron2 import build_davit_optimizer, davit_lr_factor  # noqa: E402

@@ -17,7 +17,7 @@ from d2_setup import LAZY_CONFIG, TRAIN_NET, YACS_CONFIG, small_overrides  # noq
 
 from f2tune.testing.dense import write_coco_instances  # noqa: E402
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.detectron2, pytest.mark.slow]
 
 
 def _run(args: list[str], cwd: Path) -> str:

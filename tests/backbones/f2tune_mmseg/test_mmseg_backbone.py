@@ -10,6 +10,8 @@ import torch
 
 pytest.importorskip("mmseg", reason="mmsegmentation is not installed (backbones/mmseg/install_env.sh)")
 
+pytestmark = pytest.mark.mmseg
+
 import f2tune_mmseg  # noqa: E402,F401  (registers Florence2DaViT)
 from mmseg.registry import MODELS  # noqa: E402
 from transformers import AutoModelForImageTextToText  # noqa: E402

@@ -15,7 +15,7 @@ from mmseg_setup import small_config  # noqa: E402
 
 from f2tune.testing.dense import write_ade20k  # noqa: E402
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.mmseg, pytest.mark.slow]
 
 
 def test_runner_trains_and_reports_miou(tiny_dir: Path, tmp_path: Path) -> None:

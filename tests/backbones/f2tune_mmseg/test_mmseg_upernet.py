@@ -10,6 +10,8 @@ import torch
 
 pytest.importorskip("mmseg", reason="mmsegmentation is not installed (backbones/mmseg/install_env.sh)")
 
+pytestmark = pytest.mark.mmseg
+
 from mmengine.config import Config  # noqa: E402
 from mmengine.optim import build_optim_wrapper  # noqa: E402
 from mmengine.structures import PixelData  # noqa: E402
