@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import torch
 
+from f2tune.bench.generation import run_f2tune_generation, run_reference_generation
 from f2tune.bench.loops import run_f2tune, run_reference
 from f2tune.bench.measure import Timing, describe_machine, in_child
 from f2tune.bench.options import add_arguments
@@ -52,21 +53,27 @@ def measure(size: str, mode: str, image_size: int, args: argparse.Namespace, dev
     grouped = f2tune_batches(samples, processor, orders["grouped"])
     pad = processor.tokenizer.pad_token_id
     cached = mode != "full"  # LoRA (peft freezes the base) and frozen leave the vision tower frozen
+
+    def ours(batches: list[dict], cache: str) -> Callable[[], Timing]:
+        return lambda: run_f2tune(size, mode, processor, batches, device, args.precision, cache)
+
     variants: list[tuple[str, list[dict], Callable[[], Timing]]] = [
         ("reference", reference, lambda: run_reference(size, mode, processor, reference, device)),
-        ("f2tune", plain, lambda: run_f2tune(size, mode, processor, plain, device, args.precision, "off")),
+        ("f2tune", plain, ours(plain, "off")),
     ]
-    if cached:
-        variants.append(
-            ("f2tune +cache", plain, lambda: run_f2tune(size, mode, processor, plain, device, args.precision, "auto"))
-        )
-    variants.append(
-        (
-            "f2tune +grouped" + (" +cache" if cached else ""),
-            grouped,
-            lambda: run_f2tune(size, mode, processor, grouped, device, args.precision, "auto" if cached else "off"),
-        )
-    )
+    if mode == "generate":  # the validation loop: ms per batch, samples generated, parsed (and scored) per s
+        chosen = [[samples[i] for i in rows] for rows in orders["random"]]
+        variants = [
+            ("reference", reference, lambda: run_reference_generation(size, processor, reference, chosen, device)),
+            ("f2tune evaluator", plain, lambda: run_f2tune_generation(size, processor, plain, device)),
+        ]
+    elif cached:
+        variants += [
+            ("f2tune +cache", plain, ours(plain, "auto")),
+            ("f2tune +grouped +cache", grouped, ours(grouped, "auto")),
+        ]
+    else:
+        variants.append(("f2tune +grouped", grouped, ours(grouped, "off")))
     rows, base_rate = [], None
     for name, batches, measure_fn in variants:
         timing = in_child(measure_fn)

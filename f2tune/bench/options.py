@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import argparse
 
-MODES = ("full", "lora", "frozen")
-"""full: every weight; lora: r=16 on the language model; frozen: vision tower + projector frozen."""
+MODES = ("full", "lora", "frozen", "generate")
+"""full: every weight; lora: r=16 on the language model; frozen: vision tower + projector frozen;
+generate: the validation loop's generation (f2tune's evaluator against the reference's generate)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -50,3 +50,10 @@ def test_benchmark_prints_a_row_per_loop(capsys):
         "f2tune +grouped +cache",
     ]
     assert not any("failed" in row for row in rows)
+
+
+def test_generation_rows_time_the_evaluator_against_the_reference(capsys):
+    assert main(["--sizes", "tiny", "--modes", "generate", "--steps", "1", "--batch-size", "2"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| tiny")]
+    assert [row.split("|")[4].strip() for row in rows] == ["reference", "f2tune evaluator"]
+    assert not any("failed" in row for row in rows)
