@@ -32,4 +32,4 @@ def test_table_has_both_backbones(framework: str, reason: str, capsys: pytest.Ca
     assert _script().main([framework, "--height", "64", "--width", "64", "--batch-size", "2", "--steps", "1"]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith(("| ResNet-50", "| DaViT-B"))]
     assert len(rows) == 2 and not any("failed" in row for row in rows)
-    assert all(len(row.split("|")) == 8 for row in rows)
+    assert all(len(row.split("|")) == 9 for row in rows)
