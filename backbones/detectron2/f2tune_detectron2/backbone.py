@@ -35,8 +35,7 @@ class DaViT(Backbone):
         gradient_checkpointing: bool = False,
     ) -> None:
         super().__init__()
-        unknown = sorted(set(out_features) - set(STAGE_NAMES))
-        if unknown or not out_features:
+        if not out_features or not set(out_features) <= set(STAGE_NAMES):
             raise ValueError(
                 f"DaViT out_features must be a non-empty subset of {STAGE_NAMES}, got {list(out_features)}"
             )
