@@ -57,23 +57,25 @@ def measure(size: str, mode: str, image_size: int, args: argparse.Namespace, dev
     def ours(batches: list[dict], cache: str) -> Callable[[], Timing]:
         return lambda: run_f2tune(size, mode, processor, batches, device, args.precision, cache)
 
-    variants: list[tuple[str, list[dict], Callable[[], Timing]]] = [
-        ("reference", reference, lambda: run_reference(size, mode, processor, reference, device)),
-        ("f2tune", plain, ours(plain, "off")),
-    ]
+    variants: list[tuple[str, list[dict], Callable[[], Timing]]]
     if mode == "generate":  # the validation loop: ms per batch, samples generated, parsed (and scored) per s
         chosen = [[samples[i] for i in rows] for rows in orders["random"]]
         variants = [
             ("reference", reference, lambda: run_reference_generation(size, processor, reference, chosen, device)),
             ("f2tune evaluator", plain, lambda: run_f2tune_generation(size, processor, plain, device)),
         ]
-    elif cached:
-        variants += [
-            ("f2tune +cache", plain, ours(plain, "auto")),
-            ("f2tune +grouped +cache", grouped, ours(grouped, "auto")),
-        ]
     else:
-        variants.append(("f2tune +grouped", grouped, ours(grouped, "off")))
+        variants = [
+            ("reference", reference, lambda: run_reference(size, mode, processor, reference, device)),
+            ("f2tune", plain, ours(plain, "off")),
+        ]
+        if cached:
+            variants += [
+                ("f2tune +cache", plain, ours(plain, "auto")),
+                ("f2tune +grouped +cache", grouped, ours(grouped, "auto")),
+            ]
+        else:
+            variants.append(("f2tune +grouped", grouped, ours(grouped, "off")))
     rows, base_rate = [], None
     for name, batches, measure_fn in variants:
         timing = in_child(measure_fn)

@@ -170,6 +170,10 @@ class TrainerConfig(Section):
     def _has_length(self) -> TrainerConfig:
         if self.max_steps == -1 and self.max_epochs is None:
             raise ValueError("set trainer.max_steps or trainer.max_epochs")
+        return self
+
+    @model_validator(mode="after")
+    def _compile_fits_strategy(self) -> TrainerConfig:
         if self.compile and self.strategy == "fsdp":
             raise ValueError("trainer.compile does not work with trainer.strategy: fsdp (FSDP wraps the same blocks)")
         return self

@@ -1,9 +1,9 @@
 """Regional `torch.compile`: each repeated block (DaViT blocks, BART encoder and decoder layers) is
 compiled in place, not the whole model.
 
-Whole-model compilation recompiles for every new target length and breaks at generation's Python
-control flow; a block sees few distinct shapes, its compiled code is shared by every copy of it, and
-in-place `nn.Module.compile` keeps parameter names, so checkpoints, exports and peft are unchanged.
+Compiling the whole model takes long, recompiles as target lengths change and stops at generation's
+Python control flow; a block sees few distinct shapes, blocks of one class reuse one compiled graph,
+and in-place `nn.Module.compile` keeps parameter names, so checkpoints, exports and peft are unchanged.
 """
 
 from __future__ import annotations
