@@ -31,9 +31,14 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     ]
 
 
+FUSED_DEVICES = ("cuda", "cpu")
+"""Where torch has a fused AdamW kernel. On a CPU it is 4-5x faster than the default per-tensor loop
+(Florence-2-base: 157 vs 617 ms per step, 1 thread; benchmarks/README.md)."""
+
+
 def build_optimizer(model: nn.Module, config: OptimConfig) -> torch.optim.Optimizer:
     groups = [g for g in parameter_groups(model, config.weight_decay) if g["params"]]
-    fused = all(p.is_cuda for g in groups for p in g["params"])
+    fused = all(p.device.type in FUSED_DEVICES for g in groups for p in g["params"])
     return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, eps=config.eps, fused=fused or None)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from f2tune.config import OptimConfig
 from f2tune.train.optim import build_optimizer, build_scheduler, parameter_groups
@@ -24,6 +25,25 @@ def test_frozen_parameters_are_not_given_to_the_optimizer(tiny_model):
     optimizer = build_optimizer(tiny_model, OptimConfig())
     given = {id(p) for g in optimizer.param_groups for p in g["params"]}
     assert not given & {id(p) for p in tiny_model.model.vision_tower.parameters()}
+
+
+def test_fused_adamw_on_cpu_matches_the_per_tensor_loop(tiny_model):
+    optimizer = build_optimizer(tiny_model, OptimConfig(lr=1e-2))
+    assert optimizer.defaults["fused"]
+    reference = torch.optim.AdamW(
+        [{k: v for k, v in g.items() if k != "fused"} | {"params": [p.detach().clone() for p in g["params"]]}
+         for g in optimizer.param_groups], fused=False,
+    )  # fmt: skip
+    for group, twin in zip(optimizer.param_groups, reference.param_groups):
+        for param, copy in zip(group["params"], twin["params"]):
+            param.grad = torch.full_like(param, 0.5)
+            copy.grad = param.grad.clone()
+    for _ in range(3):
+        optimizer.step()
+        reference.step()
+    for group, twin in zip(optimizer.param_groups, reference.param_groups):
+        for param, copy in zip(group["params"], twin["params"]):
+            torch.testing.assert_close(param.detach(), copy, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("schedule", ["cosine", "linear"])
