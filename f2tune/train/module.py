@@ -19,6 +19,9 @@ from f2tune.eval.generate import MODEL_INPUTS
 from f2tune.train.feature_cache import build_feature_cache
 from f2tune.train.optim import build_optimizer, build_scheduler
 
+DATA_COUNTS = ("skipped_records", "truncated_targets", "dropped_annotations")
+"""What the collator counts per batch, logged per epoch as `data/<name>`."""
+
 
 class Florence2Module(pl.LightningModule):
     """Wraps a (possibly peft-wrapped) Florence-2 for Lightning.
@@ -46,6 +49,7 @@ class Florence2Module(pl.LightningModule):
         self.evaluations = 0
         self.generating = False
         self.records: list[dict[str, Any]] = []
+        self.data_counts = dict.fromkeys(DATA_COUNTS, 0)
         self.model.train()
         self.feature_cache = build_feature_cache(model, recipe)
 
@@ -61,26 +65,22 @@ class Florence2Module(pl.LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
         size = len(batch.get("ids", []))
-        self._log_count("data/skipped_records", batch["skipped_records"], size)
+        for name in DATA_COUNTS:
+            self.data_counts[name] += batch[name]
         if not size:
             return None
         loss = self(batch)
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=size)
-        self._log_count("data/truncated_targets", batch["truncated_targets"], size)
-        self._log_count("data/dropped_annotations", batch["dropped_annotations"], size)
         return loss
 
-    def _log_count(self, name: str, count: int, batch_size: int) -> None:
-        """A per-epoch total over all processes (e.g. truncated targets), in the logs."""
-        self.log(
-            name,
-            float(count),
-            reduce_fx="sum",
-            on_step=False,
-            on_epoch=True,
-            sync_dist=True,
-            batch_size=max(batch_size, 1),
-        )
+    def on_train_epoch_start(self) -> None:
+        self.data_counts = dict.fromkeys(DATA_COUNTS, 0)
+
+    def on_train_epoch_end(self) -> None:
+        """Each count's epoch total over all processes, logged once (per-step logging of three
+        numbers cost ~4 ms a step, a tenth of a small model's step)."""
+        for name, count in self.data_counts.items():
+            self.log(f"data/{name}", float(count), reduce_fx="sum", on_epoch=True, sync_dist=True)
 
     def on_validation_epoch_start(self) -> None:
         self._start_evaluation()
