@@ -36,9 +36,12 @@ FUSED_DEVICES = ("cuda", "cpu")
 (Florence-2-base: 157 vs 617 ms per step, 1 thread; benchmarks/README.md)."""
 
 
-def build_optimizer(model: nn.Module, config: OptimConfig) -> torch.optim.Optimizer:
+def build_optimizer(model: nn.Module, config: OptimConfig, precision: str) -> torch.optim.Optimizer:
+    """AdamW, fused where torch has the kernel, except under `16-mixed`: a fused step unscales fp16
+    gradients itself, after Lightning would have clipped them still scaled, so that case gets the
+    per-tensor loop and Lightning's unscale-then-clip."""
     groups = [g for g in parameter_groups(model, config.weight_decay) if g["params"]]
-    fused = all(p.device.type in FUSED_DEVICES for g in groups for p in g["params"])
+    fused = precision != "16-mixed" and all(p.device.type in FUSED_DEVICES for g in groups for p in g["params"])
     return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, eps=config.eps, fused=fused or None)
 
 

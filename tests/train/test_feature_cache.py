@@ -36,7 +36,7 @@ def _batches(processor, count: int = 3) -> list[dict]:
 def test_cached_training_has_the_same_losses_and_hits_from_the_second_epoch(processor, tmp_path):
     cached, plain = _module(processor, tmp_path), _module(processor, tmp_path, cache_image_features="off")
     assert cached.feature_cache is not None and plain.feature_cache is None
-    optimizers = [build_optimizer(m.model, m.recipe.optim) for m in (cached, plain)]
+    optimizers = [build_optimizer(m.model, m.recipe.optim, "32-true") for m in (cached, plain)]
     batches = _batches(processor)
     for epoch in range(2):
         for step, batch in enumerate(batches):

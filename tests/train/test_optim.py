@@ -22,13 +22,19 @@ def test_biases_and_norm_weights_get_no_weight_decay(tiny_model):
 def test_frozen_parameters_are_not_given_to_the_optimizer(tiny_model):
     for p in tiny_model.model.vision_tower.parameters():
         p.requires_grad_(False)
-    optimizer = build_optimizer(tiny_model, OptimConfig())
+    optimizer = build_optimizer(tiny_model, OptimConfig(), "32-true")
     given = {id(p) for g in optimizer.param_groups for p in g["params"]}
     assert not given & {id(p) for p in tiny_model.model.vision_tower.parameters()}
 
 
+@pytest.mark.parametrize(("precision", "fused"), [("32-true", True), ("bf16-mixed", True), ("16-mixed", False)])
+def test_fused_unless_fp16_loss_scaling(tiny_model, precision, fused):
+    """A fused step unscales fp16 gradients itself, too late for clipping: 16-mixed keeps the loop."""
+    assert bool(build_optimizer(tiny_model, OptimConfig(), precision).defaults["fused"]) is fused
+
+
 def test_fused_adamw_on_cpu_matches_the_per_tensor_loop(tiny_model):
-    optimizer = build_optimizer(tiny_model, OptimConfig(lr=1e-2))
+    optimizer = build_optimizer(tiny_model, OptimConfig(lr=1e-2), "32-true")
     assert optimizer.defaults["fused"]
     reference = torch.optim.AdamW(
         [{k: v for k, v in g.items() if k != "fused"} | {"params": [p.detach().clone() for p in g["params"]]}
@@ -49,7 +55,7 @@ def test_fused_adamw_on_cpu_matches_the_per_tensor_loop(tiny_model):
 @pytest.mark.parametrize("schedule", ["cosine", "linear"])
 def test_warmup_then_decay(tiny_model, schedule):
     config = OptimConfig(lr=1.0, warmup_steps=10, schedule=schedule)
-    optimizer = build_optimizer(tiny_model, config)
+    optimizer = build_optimizer(tiny_model, config, "32-true")
     scheduler = build_scheduler(optimizer, config, total_steps=100)
     lrs = []
     for _ in range(100):
@@ -62,7 +68,7 @@ def test_warmup_then_decay(tiny_model, schedule):
 
 def test_warmup_ratio_and_constant(tiny_model):
     config = OptimConfig(lr=1.0, warmup_ratio=0.1, schedule="constant")
-    optimizer = build_optimizer(tiny_model, config)
+    optimizer = build_optimizer(tiny_model, config, "32-true")
     scheduler = build_scheduler(optimizer, config, total_steps=50)
     for _ in range(5):
         optimizer.step()
