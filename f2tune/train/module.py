@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-from lightning.pytorch.plugins.precision import MixedPrecision
 import torch
+from lightning.pytorch.plugins.precision import MixedPrecision
+from lightning.pytorch.strategies import FSDPStrategy
 from torch import nn
 from transformers import Florence2Processor
 
@@ -143,9 +144,15 @@ class Florence2Module(pl.LightningModule):
         gradient_clip_val: float | None = None,
         gradient_clip_algorithm: str | None = None,
     ) -> None:
-        """Lightning refuses to clip for a fused optimizer under any mixed precision, although with
-        bf16-mixed there is no loss scaling and the gradients are already true values: clip those here."""
-        plugin = self.trainer.precision_plugin
+        """Two cases Lightning refuses, clipped here: a fused optimizer under bf16-mixed (Lightning
+        refuses fused optimizers under any mixed precision, though bf16 has no loss scaling and the
+        gradients are true values), and norm clipping under FSDP, which only the root FSDP module can
+        do (each rank holds a shard: `torch.nn.utils.clip_grad_norm_` would see a local norm)."""
+        strategy, plugin = self.trainer.strategy, self.trainer.precision_plugin
+        norm = gradient_clip_algorithm in (None, "norm")
+        if gradient_clip_val and norm and isinstance(strategy, FSDPStrategy):
+            strategy.model.clip_grad_norm_(gradient_clip_val)
+            return
         if gradient_clip_val and isinstance(plugin, MixedPrecision) and plugin.scaler is None:
             params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
             if gradient_clip_algorithm == "value":
