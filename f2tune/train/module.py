@@ -19,6 +19,7 @@ from f2tune.config import Recipe
 from f2tune.eval.evaluator import Evaluator
 from f2tune.eval.generate import MODEL_INPUTS
 from f2tune.train.feature_cache import build_feature_cache
+from f2tune.train.loss import target_loss
 from f2tune.train.optim import build_optimizer, build_scheduler
 
 DATA_COUNTS = ("skipped_records", "truncated_targets", "dropped_annotations")
@@ -58,8 +59,8 @@ class Florence2Module(pl.LightningModule):
     def forward(self, batch: dict[str, Any]) -> torch.Tensor:
         if self.feature_cache is not None:
             embeds = self.feature_cache.inputs_embeds(self.model, batch)
-            return self.model(inputs_embeds=embeds, attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
-        return self.model(**{k: batch[k] for k in MODEL_INPUTS}, labels=batch["labels"]).loss
+            return target_loss(self.model, batch["labels"], inputs_embeds=embeds, attention_mask=batch["attention_mask"])
+        return target_loss(self.model, batch["labels"], **{k: batch[k] for k in MODEL_INPUTS})
 
     def on_train_start(self) -> None:
         # from_pretrained returns eval mode (dropout off); make sure training really trains.

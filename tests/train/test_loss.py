@@ -1,0 +1,64 @@
+"""The target-only loss is transformers' loss, computed without projecting padding onto the vocabulary."""
+
+from __future__ import annotations
+
+import torch
+from peft import LoraConfig, get_peft_model
+
+from f2tune.bench.setups import mixed_samples
+from f2tune.data.collate import IGNORE_INDEX, Florence2Collator
+from f2tune.data.dataset import SampleDataset
+from f2tune.eval.generate import MODEL_INPUTS
+from f2tune.model.adapt import LORA_PRESETS
+from f2tune.train.loss import target_loss
+
+
+def _padded_batch(processor) -> dict:
+    """Captions and `<OD>` answers in one batch: a quarter of the label positions are padding."""
+    dataset = SampleDataset(mixed_samples(6, 96, seed=1))
+    batch = Florence2Collator(processor, 256)([dataset[i] for i in range(6)])
+    assert (batch["labels"] == IGNORE_INDEX).float().mean() > 0.2
+    return batch
+
+
+def _grads(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    return grads
+
+
+def test_loss_and_gradients_equal_transformers(tiny_model, processor):
+    tiny_model.eval()  # no dropout: both passes see the same network
+    batch = _padded_batch(processor)
+    inputs = {k: batch[k] for k in MODEL_INPUTS}
+    expected = tiny_model(**inputs, labels=batch["labels"]).loss
+    expected.backward()
+    expected_grads = _grads(tiny_model)
+    loss = target_loss(tiny_model, batch["labels"], **inputs)
+    loss.backward()
+    grads = _grads(tiny_model)
+    torch.testing.assert_close(loss, expected)
+    assert grads.keys() == expected_grads.keys()
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, expected_grads[name], msg=name)
+
+
+def test_lora_and_inputs_embeds(tiny_model, processor):
+    """The peft-wrapped model trains its LoRA weights through this path, and the feature cache's
+    `inputs_embeds` input gives the loss of the pixels it was built from."""
+    tiny_model.eval()
+    batch = _padded_batch(processor)
+    model = get_peft_model(tiny_model, LoraConfig(r=4, target_modules=LORA_PRESETS["language"]))
+    inputs = {k: batch[k] for k in MODEL_INPUTS}
+    loss = target_loss(model, batch["labels"], **inputs)
+    loss.backward()
+    lora_grads = [p.grad for name, p in model.named_parameters() if "lora_B" in name]
+    assert lora_grads and all(g is not None and g.abs().sum() > 0 for g in lora_grads)
+    core = model.get_base_model()
+    embeds = core.get_input_embeddings()(batch["input_ids"])
+    features = core.model.get_image_features(batch["pixel_values"]).pooler_output
+    mask = core.model.get_placeholder_mask(batch["input_ids"], inputs_embeds=embeds, image_features=features)
+    embeds = embeds.masked_scatter(mask, features)
+    with torch.no_grad():
+        from_embeds = target_loss(model, batch["labels"], inputs_embeds=embeds, attention_mask=batch["attention_mask"])
+    torch.testing.assert_close(from_embeds, loss.detach())
