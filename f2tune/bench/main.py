@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import torch
 
+from f2tune.bench.flops import ModelFlops, count_training_flops, peak_tflops, utilization
 from f2tune.bench.generation import run_f2tune_generation, run_reference_generation
 from f2tune.bench.loops import run_f2tune, run_reference
 from f2tune.bench.measure import Timing, describe_machine, in_child
@@ -20,7 +21,10 @@ from f2tune.bench.options import add_arguments
 from f2tune.bench.setups import batch_orders, f2tune_batches, mixed_samples, padding_share, reference_batches
 from f2tune.testing.tiny import build_tiny_processor
 
-HEADER = "| size | image | mode | loop | label padding | step ms (median) | samples/s | peak MiB | speed vs reference |"
+HEADER = (
+    "| size | image | mode | loop | label padding | step ms (median) | samples/s | peak MiB | speed vs reference"
+    " | TFLOP/s | MFU |"
+)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,9 +37,13 @@ def run(args: argparse.Namespace) -> int:
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(args.device)
     print(f"machine: {describe_machine(device)}; torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
-    print(f"batch size {args.batch_size}, {args.steps} steps per pass, f2tune precision {args.precision}\n")
+    print(
+        f"batch size {args.batch_size}, {args.steps} steps per pass, f2tune precision {args.precision},"
+        f" reference precision {args.reference_precision}, bf16 peak {peak_tflops(device, args.peak_tflops) or '?'}"
+        " TFLOP/s\n"
+    )
     print(HEADER)
-    print("|---|---|---|---|---:|---:|---:|---:|---:|")
+    print("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for size in args.sizes.split(","):
         image_size = args.tiny_image_size if size == "tiny" else args.base_image_size
         for mode in args.modes.split(","):
@@ -66,7 +74,11 @@ def measure(size: str, mode: str, image_size: int, args: argparse.Namespace, dev
         ]
     else:
         variants = [
-            ("reference", reference, lambda: run_reference(size, mode, processor, reference, device)),
+            (
+                "reference",
+                reference,
+                lambda: run_reference(size, mode, processor, reference, device, args.reference_precision),
+            ),
             ("f2tune", plain, ours(plain, "off")),
         ]
         if cached:
@@ -76,19 +88,30 @@ def measure(size: str, mode: str, image_size: int, args: argparse.Namespace, dev
             ]
         else:
             variants.append(("f2tune +grouped", grouped, ours(grouped, "off")))
+    flops = None if mode == "generate" else in_child(lambda: count_training_flops(size, processor, plain))
+    peak = peak_tflops(device, args.peak_tflops)
     rows, base_rate = [], None
     for name, batches, measure_fn in variants:
         timing = in_child(measure_fn)
         prefix = f"| {size} | {image_size} | {mode} | {name} | {padding_share(batches, pad):.0%} |"
         if isinstance(timing, str):
-            rows.append(f"{prefix} failed: {timing} | | | |")
+            rows.append(f"{prefix} failed: {timing} | | | | | |")
             continue
         base_rate = base_rate or timing.samples_per_s
         rows.append(
             f"{prefix} {timing.step_s * 1000:.0f} | {timing.samples_per_s:.2f} | {timing.peak_mib:.0f} |"
-            f" {timing.samples_per_s / base_rate:.2f}x |"
+            f" {timing.samples_per_s / base_rate:.2f}x | {utilization_cells(flops, name, timing, peak)} |"
         )
     return rows
+
+
+def utilization_cells(flops: ModelFlops | str | None, loop: str, timing: Timing, peak: float | None) -> str:
+    """The TFLOP/s and MFU cells of a row ("-" where nothing was counted or no peak is known)."""
+    if not isinstance(flops, ModelFlops):
+        return "- | -"
+    per_sample = flops.language if "+cache" in loop else flops.full
+    achieved, mfu = utilization(per_sample, timing.samples_per_s, peak)
+    return f"{achieved:.3g} | " + (f"{mfu:.1%}" if mfu is not None else "-")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,6 +17,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--tiny-image-size", type=int, default=96)
     parser.add_argument("--base-image-size", type=int, default=192, help="768 is the real size (577 image tokens)")
-    parser.add_argument("--precision", default="32-true", help="f2tune's trainer.precision (the reference is fp32)")
+    parser.add_argument("--precision", default="32-true", help="f2tune's trainer.precision")
+    parser.add_argument(
+        "--reference-precision",
+        default="32-true",
+        choices=["32-true", "bf16-mixed"],
+        help="the reference loop's: fp32 (the public scripts) or bf16 autocast around its forward",
+    )
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument(
+        "--peak-tflops",
+        type=float,
+        default=None,
+        help="the device's bf16 peak for the MFU column (known NVIDIA GPUs are looked up)",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch's default)")

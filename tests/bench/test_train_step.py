@@ -3,8 +3,10 @@ complete table on the tiny model (speed itself is never asserted)."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
+from f2tune.bench.flops import count_training_flops, peak_tflops, utilization
 from f2tune.bench.main import main
 from f2tune.bench.setups import (
     batch_orders,
@@ -14,6 +16,7 @@ from f2tune.bench.setups import (
     padding_share,
     reference_batches,
 )
+from f2tune.testing.tiny import build_tiny_processor
 
 
 def test_base_config_has_florence2_base_sizes(processor):
@@ -57,3 +60,22 @@ def test_generation_rows_time_the_evaluator_against_the_reference(capsys):
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| tiny")]
     assert [row.split("|")[4].strip() for row in rows] == ["reference", "f2tune evaluator"]
     assert not any("failed" in row for row in rows)
+
+
+def test_flops_are_counted_per_sample_and_the_cache_leaves_the_vision_tower_out():
+    """Florence-2-base at 768x768: the DaViT's forward is 380.7 GFLOPs per image (DESIGN.md), and a
+    training step counts 3 forwards."""
+    processor = build_tiny_processor(768)
+    samples = mixed_samples(4, image_size=768)
+    batches = f2tune_batches(samples, processor, [[0, 1], [2, 3]])
+    flops = count_training_flops("base", processor, batches)
+    assert (flops.full - flops.language) / 3 == pytest.approx(380.7e9, rel=1e-3)
+    assert flops.language > 0.1 * flops.full
+
+
+def test_mfu_uses_the_known_peak_or_the_given_one():
+    achieved, mfu = utilization(1e12, 2.0, 8.0)
+    assert (achieved, mfu) == (2.0, 0.25)
+    assert utilization(1e12, 2.0, None) == (2.0, None)
+    assert peak_tflops(torch.device("cpu"), None) is None
+    assert peak_tflops(torch.device("cpu"), 100.0) == 100.0
