@@ -8,6 +8,10 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 from transformers import Florence2Processor
+from transformers.modeling_outputs import BaseModelOutput
+
+from f2tune.model.adapt import florence2
+from f2tune.model.inputs import merge_image_features
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "pixel_values")
 
@@ -34,28 +38,59 @@ class Generation:
 def generate(
     model: nn.Module, processor: Florence2Processor, batch: dict[str, Any], decoding: Decoding
 ) -> list[Generation]:
-    output = model.generate(
-        **{k: batch[k] for k in MODEL_INPUTS},
+    """Encode the images and prompts once, generate from that encoding, then score the chosen tokens.
+
+    The probabilities come from one teacher-forced decoder pass over the finished sequences, not from
+    `output_scores=True`: that keeps a vocabulary-wide score row per step and beam (51289 x beams x
+    512 floats for an `<OD>` batch of Florence-2-base, over half a GiB) to read one number from each.
+    The pass gives each token's probability under the model given its prefix, which is what beam
+    search ranked it by.
+    """
+    core = florence2(model)
+    attention_mask = batch["attention_mask"]
+    features = core.model.get_image_features(batch["pixel_values"]).pooler_output
+    embeds = merge_image_features(core, batch["input_ids"], features)
+    encoded = core.model.get_encoder()(inputs_embeds=embeds, attention_mask=attention_mask).last_hidden_state
+    sequences = model.generate(
+        # A fresh output object: beam search expands the one it gets in place, beam by beam.
+        encoder_outputs=BaseModelOutput(last_hidden_state=encoded),
+        attention_mask=attention_mask,
         max_new_tokens=min(decoding.max_new_tokens, _longest_output(model)),
         num_beams=decoding.num_beams,
         no_repeat_ngram_size=decoding.no_repeat_ngram_size,
         do_sample=False,
-        return_dict_in_generate=True,
-        output_scores=True,
     )
-    beams = getattr(output, "beam_indices", None)
-    log_probs = model.compute_transition_scores(output.sequences, output.scores, beams, normalize_logits=beams is None)
-    generated = output.sequences[:, -log_probs.shape[1] :]
+    probabilities = token_probabilities(core, encoded, attention_mask, sequences)
     tokenizer = processor.tokenizer
     markers = (tokenizer.bos_token, tokenizer.eos_token, tokenizer.pad_token)
     results = []
-    for ids, scores in zip(generated.tolist(), log_probs.exp().tolist()):
+    for ids, scores in zip(sequences[:, 1:].tolist(), probabilities.tolist()):
         text = processor.decode(ids, skip_special_tokens=False)
         for marker in markers:
             text = text.replace(marker, "")
         kept = [(i, p) for i, p in zip(ids, scores) if i != tokenizer.pad_token_id]
         results.append(Generation(text.strip(), [i for i, _ in kept], [p for _, p in kept]))
     return results
+
+
+def token_probabilities(
+    core: nn.Module, encoded: torch.Tensor, attention_mask: torch.Tensor, sequences: torch.Tensor, chunk: int = 64
+) -> torch.Tensor:
+    """(batch, length - 1): the probability of each token of `sequences` after the decoder start
+    token. The vocabulary projection runs `chunk` positions at a time, so at most a (batch, chunk,
+    vocabulary) block of logits exists at once."""
+    hidden = core.model(
+        encoder_outputs=BaseModelOutput(last_hidden_state=encoded),
+        attention_mask=attention_mask,
+        decoder_input_ids=sequences[:, :-1],
+    ).last_hidden_state
+    targets = sequences[:, 1:]
+    parts = []
+    for start in range(0, targets.shape[1], chunk):
+        logits = core.lm_head(hidden[:, start : start + chunk]).float()
+        chosen = targets[:, start : start + chunk, None]
+        parts.append(logits.log_softmax(-1).gather(-1, chosen).squeeze(-1))
+    return torch.cat(parts, dim=1).exp()
 
 
 def _longest_output(model: nn.Module) -> int:

@@ -17,6 +17,7 @@ from torch import nn
 from f2tune.config import Recipe
 from f2tune.log import say, warn
 from f2tune.model.adapt import florence2
+from f2tune.model.inputs import merge_image_features
 
 FROZEN_PARTS = ("vision_tower", "multi_modal_projector")
 """Submodules of `Florence2Model` whose output is cached: they must not train."""
@@ -77,10 +78,7 @@ class ImageFeatureCache:
     def inputs_embeds(self, model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
         """Text embeddings with image features at the image tokens, as `Florence2Model.forward` builds them."""
         base = florence2(model)
-        embeds = base.get_input_embeddings()(batch["input_ids"])
-        features = self.features(base, batch["ids"], batch["pixel_values"]).to(embeds.device, embeds.dtype)
-        mask = base.model.get_placeholder_mask(batch["input_ids"], inputs_embeds=embeds, image_features=features)
-        return embeds.masked_scatter(mask, features)
+        return merge_image_features(base, batch["input_ids"], self.features(base, batch["ids"], batch["pixel_values"]))
 
     def features(self, base: nn.Module, ids: list[str], pixel_values: torch.Tensor) -> torch.Tensor:
         """(batch, image tokens, width) features; only the images not cached yet go through the tower."""

@@ -59,7 +59,9 @@ class Florence2Module(pl.LightningModule):
     def forward(self, batch: dict[str, Any]) -> torch.Tensor:
         if self.feature_cache is not None:
             embeds = self.feature_cache.inputs_embeds(self.model, batch)
-            return target_loss(self.model, batch["labels"], inputs_embeds=embeds, attention_mask=batch["attention_mask"])
+            return target_loss(
+                self.model, batch["labels"], inputs_embeds=embeds, attention_mask=batch["attention_mask"]
+            )
         return target_loss(self.model, batch["labels"], **{k: batch[k] for k in MODEL_INPUTS})
 
     def on_train_start(self) -> None:
