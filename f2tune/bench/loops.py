@@ -19,6 +19,7 @@ from f2tune.bench.measure import Timing, reset_peak_memory, sync, timing_of
 from f2tune.bench.setups import build_model
 from f2tune.config import TINY_MODEL
 from f2tune.model.adapt import LORA_PRESETS, apply_adaptation
+from f2tune.model.compile import compile_blocks
 from f2tune.recipe import validate_recipe
 from f2tune.train.feature_cache import FROZEN_PARTS
 from f2tune.train.module import Florence2Module
@@ -95,13 +96,23 @@ def _identity(batch: dict) -> dict:
 
 
 def run_f2tune(
-    size: str, mode: str, processor, batches: list[dict], device: torch.device, precision: str, cache: str
+    size: str,
+    mode: str,
+    processor,
+    batches: list[dict],
+    device: torch.device,
+    precision: str,
+    cache: str,
+    compiled: bool = False,
 ) -> Timing:
     """The real `Florence2Module` (its training_step, configure_optimizers) under a Lightning Trainer
-    with the recipe's precision and gradient clipping; no checkpoints, loggers or validation."""
+    with the recipe's precision and gradient clipping; no checkpoints, loggers or validation. With
+    `compiled`, the blocks are compiled as `trainer.compile` does; the warm-up pass pays for it."""
     reset_peak_memory(device)
     recipe = f2tune_recipe(mode, len(batches[0]["labels"]), precision, cache)
     model = apply_adaptation(build_model(size, processor), recipe.adaptation, recipe.lora)
+    if compiled:
+        compile_blocks(model)
     module = Florence2Module(model, processor, recipe)
     timer = StepTimer()
     trainer = pl.Trainer(
@@ -120,4 +131,6 @@ def run_f2tune(
     )
     loader = DataLoader(batches, batch_size=None, shuffle=False, collate_fn=_identity)
     trainer.fit(module, train_dataloaders=loader)
-    return timing_of(timer.times[1], sum(len(b["labels"]) for b in batches), device)
+    timing = timing_of(timer.times[1], sum(len(b["labels"]) for b in batches), device)
+    timing.warmup_s = sum(timer.times[0])
+    return timing

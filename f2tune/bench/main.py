@@ -31,12 +31,11 @@ def run(args: argparse.Namespace) -> int:
     warnings.filterwarnings("ignore")
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     logging.getLogger("f2tune").setLevel(logging.WARNING)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(args.device)
-    print(f"machine: {describe_machine(device)}; torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
+    threads = args.threads or torch.get_num_threads()
+    print(f"machine: {describe_machine(device)}; torch {torch.__version__}, {threads} thread(s)")
     print(
         f"batch size {args.batch_size}, {args.steps} steps per pass, f2tune precision {args.precision},"
         f" reference precision {args.reference_precision}, bf16 peak {peak_tflops(device, args.peak_tflops) or '?'}"
@@ -62,8 +61,8 @@ def measure(size: str, mode: str, image_size: int, args: argparse.Namespace, dev
     pad = processor.tokenizer.pad_token_id
     cached = mode != "full"  # LoRA (peft freezes the base) and frozen leave the vision tower frozen
 
-    def ours(batches: list[dict], cache: str) -> Callable[[], Timing]:
-        return lambda: run_f2tune(size, mode, processor, batches, device, args.precision, cache)
+    def ours(batches: list[dict], cache: str, compiled: bool = False) -> Callable[[], Timing]:
+        return lambda: run_f2tune(size, mode, processor, batches, device, args.precision, cache, compiled)
 
     variants: list[tuple[str, list[dict], Callable[[], Timing]]]
     if mode == "generate":  # the validation loop: ms per batch, samples generated, parsed (and scored) per s
@@ -88,16 +87,23 @@ def measure(size: str, mode: str, image_size: int, args: argparse.Namespace, dev
             ]
         else:
             variants.append(("f2tune +grouped", grouped, ours(grouped, "off")))
-    flops = None if mode == "generate" else in_child(lambda: count_training_flops(size, processor, plain))
+        if args.compile:
+            cache = "auto" if cached else "off"
+            variants.append(
+                ("f2tune +grouped" + (" +cache" if cached else "") + " +compile", grouped, ours(grouped, cache, True))
+            )
+    flops = None if mode == "generate" else in_child(lambda: count_training_flops(size, processor, plain), args.threads)
     peak = peak_tflops(device, args.peak_tflops)
     rows, base_rate = [], None
     for name, batches, measure_fn in variants:
-        timing = in_child(measure_fn)
+        timing = in_child(measure_fn, args.threads)
         prefix = f"| {size} | {image_size} | {mode} | {name} | {padding_share(batches, pad):.0%} |"
         if isinstance(timing, str):
             rows.append(f"{prefix} failed: {timing} | | | | | |")
             continue
         base_rate = base_rate or timing.samples_per_s
+        if name.endswith("+compile"):
+            prefix = prefix.replace("+compile", f"+compile (warm-up pass {timing.warmup_s:.0f} s)")
         rows.append(
             f"{prefix} {timing.step_s * 1000:.0f} | {timing.samples_per_s:.2f} | {timing.peak_mib:.0f} |"
             f" {timing.samples_per_s / base_rate:.2f}x | {utilization_cells(flops, name, timing, peak)} |"

@@ -22,6 +22,8 @@ class Timing:
     step_s: float
     samples_per_s: float
     peak_mib: float
+    warmup_s: float = 0.0
+    """The untimed first pass (where compilation and the feature cache's filling happen)."""
 
 
 def sync(device: torch.device) -> None:
@@ -54,20 +56,32 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def in_child(work: Callable[[], T]) -> T | str:
-    """Run `work` in a forked process; its result, or the last line of its error."""
+def in_child(work: Callable[[], T], threads: int = 0) -> T | str:
+    """Run `work` in a forked process; its result, or the last line of its error.
+
+    `threads` (0: torch's default) is set in the child, never in the parent: once a process has set
+    it, torch's thread pool is invalid in its forked children, and any new thread there that sets
+    it again (compiled backward passes start such threads) aborts the child.
+    """
     context = multiprocessing.get_context("fork")
     receive, send = context.Pipe(duplex=False)
 
     def child() -> None:
         try:
+            if threads:
+                torch.set_num_threads(threads)
             send.send(work())
         except Exception:  # reported in the table instead of stopping the other rows
             send.send(traceback.format_exc().strip().splitlines()[-1])
 
     process = context.Process(target=child)
     process.start()
-    result: Any = receive.recv() if receive.poll(None) else "no result"
+    send.close()  # the child's copy stays open: if the child dies, recv() sees the end instead of waiting
+    try:
+        result: Any = receive.recv()
+    except EOFError:
+        process.join()
+        return f"the measuring process died (exit code {process.exitcode})"
     process.join()
     return result
 

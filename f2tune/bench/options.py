@@ -26,6 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="add an `f2tune +compile` row (trainer.compile: regional torch.compile; the warm-up pass compiles)",
+    )
+    parser.add_argument(
         "--peak-tflops",
         type=float,
         default=None,

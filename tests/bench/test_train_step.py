@@ -3,11 +3,16 @@ complete table on the tiny model (speed itself is never asserted)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
 from f2tune.bench.flops import count_training_flops, peak_tflops, utilization
 from f2tune.bench.main import main
+from f2tune.bench.measure import in_child
 from f2tune.bench.setups import (
     batch_orders,
     build_model,
@@ -68,7 +73,7 @@ def test_flops_are_counted_per_sample_and_the_cache_leaves_the_vision_tower_out(
     processor = build_tiny_processor(768)
     samples = mixed_samples(4, image_size=768)
     batches = f2tune_batches(samples, processor, [[0, 1], [2, 3]])
-    flops = count_training_flops("base", processor, batches)
+    flops = in_child(lambda: count_training_flops("base", processor, batches))  # as the benchmark runs it
     assert (flops.full - flops.language) / 3 == pytest.approx(380.7e9, rel=1e-3)
     assert flops.language > 0.1 * flops.full
 
@@ -79,3 +84,28 @@ def test_mfu_uses_the_known_peak_or_the_given_one():
     assert utilization(1e12, 2.0, None) == (2.0, None)
     assert peak_tflops(torch.device("cpu"), None) is None
     assert peak_tflops(torch.device("cpu"), 100.0) == 100.0
+
+
+COMPILE_RUN = """
+from f2tune.bench import loops
+from f2tune.bench.main import main
+from f2tune.model.compile import compile_blocks
+
+loops.compile_blocks = lambda model: compile_blocks(model, backend="aot_eager")
+main(["--sizes", "tiny", "--modes", "lora", "--steps", "1", "--batch-size", "2", "--compile"])
+"""
+
+
+def test_compile_row_reports_its_warm_up():
+    """`--compile` adds a row compiled as `trainer.compile` does (aot_eager here: inductor's C++ build
+    takes minutes on this CPU) and says how long the untimed compiling pass took. In a fresh process,
+    as the command runs: compiling in a child forked from this test process fails, because other
+    tests have started torch's thread pool, which a forked child cannot use."""
+    result = subprocess.run([sys.executable, "-c", COMPILE_RUN], capture_output=True, text=True, timeout=600)
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| tiny")]
+    assert rows and rows[-1].split("|")[4].strip().startswith("f2tune +grouped +cache +compile (warm-up pass ")
+    assert not any("failed" in row for row in rows), result.stdout
+
+
+def test_a_measurement_that_dies_is_reported_not_waited_for():
+    assert in_child(lambda: os._exit(3)) == "the measuring process died (exit code 3)"
