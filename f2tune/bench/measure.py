@@ -61,7 +61,7 @@ def in_child(work: Callable[[], T], threads: int = 0) -> T | str:
 
     `threads` (0: torch's default) is set in the child, never in the parent: once a process has set
     it, torch's thread pool is invalid in its forked children, and any new thread there that sets
-    it again (compiled backward passes start such threads) aborts the child.
+    it again (a compiled training step does) aborts the child.
     """
     context = multiprocessing.get_context("fork")
     receive, send = context.Pipe(duplex=False)
