@@ -5,9 +5,8 @@ vocabulary, padding included, and only then drops the padding in the loss. In a 
 (short captions padded to a long `<OD>` answer) that is a large share of the positions (22-58% in
 the benchmark's batches): the projection, the softmax over the vocabulary and their backward run on
 rows the loss throws away, and the (batch, length, vocabulary) logits are the largest activation of
-the language model. Here the
-decoder's hidden states are gathered at the target positions first, so the projection sees only
-real tokens. The value is the same mean over target tokens.
+the language model. Here the decoder's hidden states are gathered at the target positions first, so
+the projection sees only real tokens. The value is the same mean over target tokens.
 """
 
 from __future__ import annotations
