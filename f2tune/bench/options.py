@@ -12,7 +12,7 @@ generate: the validation loop's generation (f2tune's evaluator against the refer
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sizes", default="tiny,base", help="comma-separated: tiny, base (Florence-2-base sizes)")
-    parser.add_argument("--modes", default=",".join(MODES), help="comma-separated: full, lora, frozen")
+    parser.add_argument("--modes", default=",".join(MODES), help="comma-separated: full, lora, frozen, generate")
     parser.add_argument("--steps", type=int, default=4, help="batches per pass (two passes; the second is timed)")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--tiny-image-size", type=int, default=96)
