@@ -3,9 +3,9 @@
 FLOPs per sample are counted, not estimated from parameter counts: `torch.utils.flop_counter` traces
 one forward of every benchmark batch (as f2tune pads it, unsorted) and counts its matrix products,
 convolutions and attention; a training step is taken as 3x the forward (backward about twice the
-forward), the usual convention. The image feature cache's rows skip the vision tower
-from the second pass on, so their count leaves the tower's share out: MFU says how busy the
-device is, the speed column says how much sooner training ends.
+forward), the usual convention. The image feature cache's rows skip the vision tower from the
+second pass on, so their count leaves the tower's share out: MFU says how busy the device is, the
+speed column says how much sooner training ends.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from f2tune.data.collate import IGNORE_INDEX, Florence2Collator
 from f2tune.data.dataset import SampleDataset
 from f2tune.eval.generate import MODEL_INPUTS
 from f2tune.model.adapt import LORA_PRESETS
+from f2tune.model.inputs import merge_image_features
 from f2tune.train.loss import target_loss
 
 
@@ -55,10 +56,8 @@ def test_lora_and_inputs_embeds(tiny_model, processor):
     lora_grads = [p.grad for name, p in model.named_parameters() if "lora_B" in name]
     assert lora_grads and all(g is not None and g.abs().sum() > 0 for g in lora_grads)
     core = model.get_base_model()
-    embeds = core.get_input_embeddings()(batch["input_ids"])
     features = core.model.get_image_features(batch["pixel_values"]).pooler_output
-    mask = core.model.get_placeholder_mask(batch["input_ids"], inputs_embeds=embeds, image_features=features)
-    embeds = embeds.masked_scatter(mask, features)
+    embeds = merge_image_features(core, batch["input_ids"], features)
     with torch.no_grad():
         from_embeds = target_loss(model, batch["labels"], inputs_embeds=embeds, attention_mask=batch["attention_mask"])
     torch.testing.assert_close(from_embeds, loss.detach())
