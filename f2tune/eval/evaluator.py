@@ -88,11 +88,14 @@ class Evaluator(nn.Module):
             self.seen[task] = self.seen.get(task, 0) + len(rows)
             spec = TASKS[task]
             sub = {k: batch[k][rows] for k in MODEL_INPUTS}
-            generations = generate(model, self.processor, sub, Decoding.of(spec, self.config))
+            decoding = Decoding.of(spec, self.config)
+            generations = generate(model, self.processor, sub, decoding, spec.answers_with_boxes)
             predictions, references = [], []
             for row, generation in zip(rows.tolist(), generations):
                 size = batch["image_sizes"][row]
-                prediction = with_box_scores(parse_output(spec, generation.text, size), generation, self._ids)
+                prediction = parse_output(spec, generation.text, size)
+                if spec.answers_with_boxes:
+                    prediction = with_box_scores(prediction, generation, self._ids)
                 reference = batch["references"][row] or parse_output(spec, batch["targets"][row], size)
                 predictions.append(prediction)
                 references.append(reference)

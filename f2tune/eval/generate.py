@@ -27,18 +27,23 @@ class Decoding(Protocol):
 @dataclass
 class Generation:
     """One sample's output: text as `post_process_generation` expects it (`<loc_N>` kept, no
-    `<s>`/`</s>`/padding), the generated token ids and their probabilities."""
+    `<s>`/`</s>`/padding), the generated token ids and their probabilities (None when not asked for)."""
 
     text: str
     token_ids: list[int]
-    probabilities: list[float]
+    probabilities: list[float] | None
 
 
 @torch.no_grad()
 def generate(
-    model: nn.Module, processor: Florence2Processor, batch: dict[str, Any], decoding: Decoding
+    model: nn.Module,
+    processor: Florence2Processor,
+    batch: dict[str, Any],
+    decoding: Decoding,
+    with_probabilities: bool = True,
 ) -> list[Generation]:
-    """Encode the images and prompts once, generate from that encoding, then score the chosen tokens.
+    """Encode the images and prompts once, generate from that encoding, then (`with_probabilities`)
+    score the chosen tokens.
 
     The probabilities come from one teacher-forced decoder pass over the finished sequences, not from
     `output_scores=True`: that keeps a vocabulary-wide score row per step and beam (51289 x beams x
@@ -60,16 +65,20 @@ def generate(
         no_repeat_ngram_size=decoding.no_repeat_ngram_size,
         do_sample=False,
     )
-    probabilities = token_probabilities(core, encoded, attention_mask, sequences)
+    rows = sequences[:, 1:].tolist()
+    probabilities = (
+        token_probabilities(core, encoded, attention_mask, sequences).tolist() if with_probabilities else None
+    )
     tokenizer = processor.tokenizer
     markers = (tokenizer.bos_token, tokenizer.eos_token, tokenizer.pad_token)
     results = []
-    for ids, scores in zip(sequences[:, 1:].tolist(), probabilities.tolist()):
+    for n, ids in enumerate(rows):
         text = processor.decode(ids, skip_special_tokens=False)
         for marker in markers:
             text = text.replace(marker, "")
-        kept = [(i, p) for i, p in zip(ids, scores) if i != tokenizer.pad_token_id]
-        results.append(Generation(text.strip(), [i for i, _ in kept], [p for _, p in kept]))
+        kept = [k for k, i in enumerate(ids) if i != tokenizer.pad_token_id]
+        scores = None if probabilities is None else [probabilities[n][k] for k in kept]
+        results.append(Generation(text.strip(), [ids[k] for k in kept], scores))
     return results
 
 

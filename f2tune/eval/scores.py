@@ -60,6 +60,8 @@ def with_box_scores(annotation: Annotation, generation: Generation, ids: tuple[s
     boxes = annotation.get("boxes")
     if not boxes:
         return annotation
+    if generation.probabilities is None:
+        raise ValueError("box scores need the tokens' probabilities: generate(..., with_probabilities=True)")
     scores = box_scores(generation.token_ids, generation.probabilities, *ids)
     if len(scores) != len(boxes):
         mean = sum(generation.probabilities) / max(len(generation.probabilities), 1)

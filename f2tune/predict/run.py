@@ -64,9 +64,11 @@ def predict(
             inputs = processor(text=prompts, images=pictures, return_tensors="pt", padding="longest")
             inputs = {k: v.to(model.device) for k, v in inputs.items()}
             for path, picture, prompt, generation in zip(
-                paths, pictures, prompts, generate(model, processor, inputs, spec)
+                paths, pictures, prompts, generate(model, processor, inputs, spec, spec.answers_with_boxes)
             ):
-                result = with_box_scores(parse_output(spec, generation.text, picture.size), generation, ids)
+                result = parse_output(spec, generation.text, picture.size)
+                if spec.answers_with_boxes:
+                    result = with_box_scores(result, generation, ids)
                 record = {
                     "image": str(path),
                     "task": spec.token,

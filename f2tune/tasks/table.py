@@ -21,6 +21,11 @@ from f2tune.tasks import parsers, targets
 from f2tune.tasks.schema import Annotation
 from f2tune.tasks.tokens import check_prompt
 
+BOX_ANSWERS = frozenset(
+    {"description_with_bboxes", "bboxes", "phrase_grounding", "description_with_bboxes_or_polygons"}
+)
+"""The processor's parse types whose answers are boxes (the tasks whose boxes get confidence scores)."""
+
 InputKind = Literal["none", "query", "region"]
 """What follows the task token: nothing, the annotation's `query` text, or its `region` box."""
 
@@ -50,6 +55,12 @@ class TaskSpec:
     def name(self) -> str:
         """The token, or a readable name for free-text prompts (used in error messages)."""
         return self.token or "free-text prompt"
+
+    @property
+    def answers_with_boxes(self) -> bool:
+        """Whether parsed answers hold `boxes`: only these need the generated tokens' probabilities
+        (box scores), so the others skip the decoder pass that computes them."""
+        return self.post_processing in BOX_ANSWERS
 
     def generation_kwargs(self) -> dict[str, int]:
         """Keyword arguments for `model.generate` on this task."""

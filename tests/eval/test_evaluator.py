@@ -34,10 +34,10 @@ def test_perfect_answers_score_perfectly_and_records_are_complete(tmp_path, proc
     batch = mixed_batch(tmp_path, processor)
     calls = []
 
-    def answer_with_targets(model, proc, sub, decoding):
+    def answer_with_targets(model, proc, sub, decoding, with_probabilities):
         rows = [i for i, task in enumerate(batch["tasks"]) if Decoding.of(TASKS[task], EvalConfig()) == decoding]
-        calls.append(decoding)
-        return [Generation(batch["targets"][r], [], []) for r in rows]
+        calls.append((decoding, with_probabilities))
+        return [Generation(batch["targets"][r], [], [] if with_probabilities else None) for r in rows]
 
     monkeypatch.setattr(evaluator_module, "generate", answer_with_targets)
     evaluator = Evaluator({"<OD>", "<CAPTION>"}, EvalConfig(metric="auto"), processor)
@@ -48,7 +48,8 @@ def test_perfect_answers_score_perfectly_and_records_are_complete(tmp_path, proc
     assert {r["id"] for r in records} == {"od-1", "od-2", "cap-1", "cap-2"}
     od = next(r for r in records if r["id"] == "od-1")
     assert od["prediction"]["labels"] == ["cat", "dog"] and len(od["prediction"]["scores"]) == 2
-    assert [c.no_repeat_ngram_size for c in calls] == [0, 3] or [c.no_repeat_ngram_size for c in calls] == [3, 0]
+    # boxes (OD) get token probabilities for their scores; captions skip that decoder pass
+    assert sorted((c.no_repeat_ngram_size, scored) for c, scored in calls) == [(0, True), (3, False)]
 
 
 def test_each_task_is_capped_at_max_samples(tmp_path, processor, tiny_model):

@@ -23,6 +23,17 @@ def test_generation_texts_tokens_and_probabilities(processor, tiny_model):
             assert "<s>" not in out.text and "</s>" not in out.text and "<pad>" not in out.text
 
 
+def test_without_probabilities_the_same_tokens(processor, tiny_model):
+    samples = shape_samples(2, seed=5)
+    items = [{"id": s.id, "image": s.image.render(), "prompt": s.prompt, "target": s.target} for s in samples]
+    batch = Florence2Collator(processor, 16)(items)
+    decoding = EvalConfig(max_new_tokens=8, num_beams=2)
+    scored = generate(tiny_model.eval(), processor, batch, decoding)
+    plain = generate(tiny_model, processor, batch, decoding, with_probabilities=False)
+    assert [(g.text, g.token_ids) for g in plain] == [(g.text, g.token_ids) for g in scored]
+    assert all(g.probabilities is None for g in plain)
+
+
 def test_same_tokens_as_generate_and_the_probabilities_beam_search_ranked_them_by(processor, tiny_model):
     """Encoding once and scoring afterwards changes nothing: the tokens are `generate`'s from the
     raw inputs, and each probability is the one `output_scores` would have kept for it (except

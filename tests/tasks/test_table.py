@@ -123,6 +123,14 @@ def test_no_repeat_ngrams_only_where_the_answer_has_no_locations(token):
     assert 0 < spec.max_new_tokens <= 1024
 
 
+@pytest.mark.parametrize("token", list(TASKS))
+def test_tasks_with_boxes_are_those_whose_answers_parse_to_boxes(token):
+    """The evaluator computes token probabilities only for these tasks, so a task whose parser
+    yields boxes without the flag would lose its box scores (and its mAP ranking)."""
+    target = format_target(token, EVERY_FIELD, SIZE)
+    assert TASKS[token].answers_with_boxes == bool(parse_output(token, target, SIZE).get("boxes"))
+
+
 def test_task_of():
     assert task_of("<OD>") is TASKS["<OD>"]
     assert task_of(" <CAPTION_TO_PHRASE_GROUNDING>a dog and a cat") is TASKS["<CAPTION_TO_PHRASE_GROUNDING>"]
