@@ -48,10 +48,15 @@ def test_frozen_stages_do_not_change(tiny_model) -> None:
     assert not torch.equal(extractor.davit.convs[3].conv.weight, tiny_model.model.vision_tower.convs[3].conv.weight)
 
 
-@pytest.mark.parametrize(("size", "channels"), [("base", [128, 256, 512, 1024]), ("large", [256, 512, 1024, 2048])])
-def test_release_sizes(size: str, channels: list[int]) -> None:
+@pytest.mark.parametrize(
+    ("size", "channels", "heads", "projection"),
+    [("base", [128, 256, 512, 1024], [4, 8, 16, 32], 768), ("large", [256, 512, 1024, 2048], [8, 16, 32, 64], 1024)],
+)
+def test_release_sizes(size: str, channels: list[int], heads: list[int], projection: int) -> None:
+    """The vision configs published with Florence-2-base and -large (their config.json files)."""
     config = davit_config(size)
-    assert config.embed_dim == channels and config.depths == [1, 1, 9, 1]
+    assert config.embed_dim == channels and config.depths == [1, 1, 9, 1] and config.window_size == 12
+    assert config.num_heads == heads and config.num_groups == heads and config.projection_dim == projection
 
 
 def test_bad_arguments(tiny_model) -> None:
