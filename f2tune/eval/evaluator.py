@@ -1,4 +1,4 @@
-"""Evaluation from generated text: generate per task, parse, score, and keep per-sample records.
+"""Evaluation from generated text: generate with each task's decoding, parse, score, keep records.
 
 One `Evaluator` serves validation during fit and `f2tune validate|test`. Each task of the data gets
 its metric from the task table (or the recipe's `eval.metric`) and its own decoding settings, so a
@@ -16,7 +16,7 @@ from torch import nn
 from transformers import Florence2Processor
 
 from f2tune.config import EvalConfig
-from f2tune.eval.generate import MODEL_INPUTS, generate
+from f2tune.eval.generate import MODEL_INPUTS, Generation, generate
 from f2tune.eval.metrics import build_metric
 from f2tune.eval.scores import special_ids, with_box_scores
 from f2tune.tasks import TASKS, TaskSpec, parse_output
@@ -79,23 +79,17 @@ class Evaluator(nn.Module):
     def update(self, model: nn.Module, batch: dict[str, Any]) -> list[dict[str, Any]]:
         """Generate for the samples of `batch` within each task's `max_samples` quota, update the
         metrics, and return one record per evaluated sample."""
+        chosen = self._within_quotas(batch["tasks"])
+        generations = self._generate(model, batch, chosen)
         records: list[dict[str, Any]] = []
-        for task, rows in _rows_by_task(batch["tasks"]).items():
-            quota = self.config.max_samples - self.seen.get(task, 0)
-            if not self.metric_names.get(task) or quota <= 0:
-                continue
-            rows = rows[:quota]
-            self.seen[task] = self.seen.get(task, 0) + len(rows)
+        for task, rows in chosen.items():
             spec = TASKS[task]
-            sub = {k: batch[k][rows] for k in MODEL_INPUTS}
-            decoding = Decoding.of(spec, self.config)
-            generations = generate(model, self.processor, sub, decoding, spec.answers_with_boxes)
             predictions, references = [], []
-            for row, generation in zip(rows.tolist(), generations):
+            for row in rows:
                 size = batch["image_sizes"][row]
-                prediction = parse_output(spec, generation.text, size)
+                prediction = parse_output(spec, generations[row].text, size)
                 if spec.answers_with_boxes:
-                    prediction = with_box_scores(prediction, generation, self._ids)
+                    prediction = with_box_scores(prediction, generations[row], self._ids)
                 reference = batch["references"][row] or parse_output(spec, batch["targets"][row], size)
                 predictions.append(prediction)
                 references.append(reference)
@@ -105,13 +99,40 @@ class Evaluator(nn.Module):
                         "task": task,
                         "prompt": batch["prompts"][row],
                         "target": batch["targets"][row],
-                        "generated": generation.text,
+                        "generated": generations[row].text,
                         "prediction": prediction,
                         "reference": reference,
                     }
                 )
-            self._update_metric(task, predictions, references, [batch["image_sizes"][r] for r in rows.tolist()])
+            self._update_metric(task, predictions, references, [batch["image_sizes"][r] for r in rows])
         return records
+
+    def _within_quotas(self, tasks: list[str]) -> dict[str, list[int]]:
+        """Rows to evaluate per task: those with metrics, up to each task's remaining quota."""
+        chosen = {}
+        for task, rows in _rows_by_task(tasks).items():
+            quota = self.config.max_samples - self.seen.get(task, 0)
+            if not self.metric_names.get(task) or quota <= 0:
+                continue
+            chosen[task] = rows[:quota]
+            self.seen[task] = self.seen.get(task, 0) + len(chosen[task])
+        return chosen
+
+    def _generate(self, model: nn.Module, batch: dict[str, Any], chosen: dict[str, list[int]]) -> dict[int, Generation]:
+        """One `generate` call per distinct decoding setting, not per task: `<OD>`, `<OCR>` and
+        `<REGION_PROPOSAL>` rows (512 tokens, 3 beams, no n-gram block) decode together. Token
+        probabilities are computed for a call when any of its tasks answers with boxes."""
+        calls: dict[Decoding, list[str]] = {}
+        for task in chosen:
+            calls.setdefault(Decoding.of(TASKS[task], self.config), []).append(task)
+        generations: dict[int, Generation] = {}
+        for decoding, tasks in calls.items():
+            rows = [row for task in tasks for row in chosen[task]]
+            index = torch.tensor(rows)
+            sub = {k: batch[k][index] for k in MODEL_INPUTS}
+            scored = any(TASKS[task].answers_with_boxes for task in tasks)
+            generations.update(zip(rows, generate(model, self.processor, sub, decoding, scored)))
+        return generations
 
     def _update_metric(
         self, task: str, predictions: list[Annotation], references: list[Annotation], sizes: list[tuple[int, int]]
@@ -148,11 +169,11 @@ def _key(task: str, metric: str) -> str:
     return f"{task_label(task)}-{metric}"
 
 
-def _rows_by_task(tasks: list[str]) -> dict[str, torch.Tensor]:
+def _rows_by_task(tasks: list[str]) -> dict[str, list[int]]:
     groups: dict[str, list[int]] = {}
     for row, task in enumerate(tasks):
         groups.setdefault(task, []).append(row)
-    return {task: torch.tensor(rows) for task, rows in groups.items()}
+    return groups
 
 
 def _as_text(annotation: Annotation) -> Annotation:

@@ -52,6 +52,25 @@ def test_perfect_answers_score_perfectly_and_records_are_complete(tmp_path, proc
     assert sorted((c.no_repeat_ngram_size, scored) for c, scored in calls) == [(0, True), (3, False)]
 
 
+def test_tasks_with_the_same_decoding_share_one_generate_call(tmp_path, processor, tiny_model, monkeypatch):
+    """`<OD>` and `<OCR>` both decode with 512 tokens, 3 beams and no n-gram block: one call for
+    their rows, with token probabilities (OD's boxes need them); captions get their own call."""
+    batch = mixed_batch(tmp_path, processor)
+    batch["tasks"][1] = "<OCR>"  # cap-1
+    calls = []
+
+    def record(model, proc, sub, decoding, with_probabilities):
+        calls.append((len(sub["input_ids"]), decoding.no_repeat_ngram_size, with_probabilities))
+        return [Generation("text", [], [] if with_probabilities else None) for _ in range(len(sub["input_ids"]))]
+
+    monkeypatch.setattr(evaluator_module, "generate", record)
+    evaluator = Evaluator({"<OD>", "<OCR>", "<CAPTION>"}, EvalConfig(), processor)
+    records = evaluator.update(tiny_model, batch)
+    assert sorted(calls) == [(1, 3, False), (3, 0, True)]
+    assert sorted(r["task"] for r in records) == ["<CAPTION>", "<OCR>", "<OD>", "<OD>"]
+    assert next(r for r in records if r["id"] == "cap-1")["prediction"] == {"text": "text"}
+
+
 def test_each_task_is_capped_at_max_samples(tmp_path, processor, tiny_model):
     batch = mixed_batch(tmp_path, processor)
     evaluator = Evaluator({"<OD>", "<CAPTION>"}, EvalConfig(max_samples=1, max_new_tokens=4), processor)
