@@ -81,12 +81,10 @@ def measure(size: str, mode: str, image_size: int, args: argparse.Namespace, dev
             ("f2tune", plain, ours(plain, "off")),
         ]
         if cached:
-            variants += [
-                ("f2tune +cache", plain, ours(plain, "auto")),
-                ("f2tune +grouped +cache", grouped, ours(grouped, "auto")),
-            ]
-        else:
-            variants.append(("f2tune +grouped", grouped, ours(grouped, "off")))
+            variants.append(("f2tune +cache", plain, ours(plain, "auto")))
+        variants.append(("f2tune +grouped", grouped, ours(grouped, "off")))
+        if cached:  # next to its uncached twin: the cache's own gain at either batch order
+            variants.append(("f2tune +grouped +cache", grouped, ours(grouped, "auto")))
         if args.compile:
             cache = "auto" if cached else "off"
             variants.append(

@@ -162,7 +162,7 @@ class TrainerConfig(Section):
     compile: bool = Field(
         False,
         description="torch.compile each DaViT block and BART layer in place (compiles once per shape on the "
-        "first steps; not with fsdp).",
+        "first steps; not with fsdp). On a CPU it measured no faster (benchmarks/README.md).",
     )
     seed: int = 42
 

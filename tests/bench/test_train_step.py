@@ -55,6 +55,7 @@ def test_benchmark_prints_a_row_per_loop(capsys):
         "reference",
         "f2tune",
         "f2tune +cache",
+        "f2tune +grouped",
         "f2tune +grouped +cache",
     ]
     assert not any("failed" in row for row in rows)
