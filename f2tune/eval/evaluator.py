@@ -18,7 +18,7 @@ from transformers import Florence2Processor
 from f2tune.config import EvalConfig
 from f2tune.eval.generate import MODEL_INPUTS, Generation, generate
 from f2tune.eval.metrics import build_metric
-from f2tune.eval.scores import special_ids, with_box_scores
+from f2tune.eval.scores import parse_generation, special_ids
 from f2tune.tasks import TASKS, TaskSpec, parse_output
 from f2tune.tasks.schema import Annotation
 
@@ -87,9 +87,7 @@ class Evaluator(nn.Module):
             predictions, references = [], []
             for row in rows:
                 size = batch["image_sizes"][row]
-                prediction = parse_output(spec, generations[row].text, size)
-                if spec.answers_with_boxes:
-                    prediction = with_box_scores(prediction, generations[row], self._ids)
+                prediction = parse_generation(spec, generations[row], size, self._ids)
                 reference = batch["references"][row] or parse_output(spec, batch["targets"][row], size)
                 predictions.append(prediction)
                 references.append(reference)

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from transformers import PreTrainedTokenizerBase
 
 from f2tune.eval.generate import Generation
-from f2tune.locs import NUM_BINS
+from f2tune.locs import NUM_BINS, ImageSize
+from f2tune.tasks import TaskSpec, parse_output
 from f2tune.tasks.schema import Annotation
 
 BOX_TOKENS = 4
@@ -67,3 +68,12 @@ def with_box_scores(annotation: Annotation, generation: Generation, ids: tuple[s
         mean = sum(generation.probabilities) / max(len(generation.probabilities), 1)
         scores = [mean] * len(boxes)
     return {**annotation, "scores": scores}
+
+
+def parse_generation(
+    spec: TaskSpec, generation: Generation, image_size: ImageSize, ids: tuple[set[int], set[int]]
+) -> Annotation:
+    """The structured answer in `generation`, with box scores where the task answers with boxes
+    (only those tasks generate with token probabilities)."""
+    annotation = parse_output(spec, generation.text, image_size)
+    return with_box_scores(annotation, generation, ids) if spec.answers_with_boxes else annotation

@@ -9,12 +9,12 @@ from pathlib import Path
 from f2tune.data.images import load_image
 from f2tune.errors import DataError
 from f2tune.eval.generate import generate
-from f2tune.eval.scores import special_ids, with_box_scores
+from f2tune.eval.scores import parse_generation, special_ids
 from f2tune.export.atomic import atomic_folder
 from f2tune.log import say
 from f2tune.predict.draw import draw_annotation
 from f2tune.predict.load import load_for_inference
-from f2tune.tasks import CUSTOM, TASKS, TaskSpec, build_prompt, parse_output
+from f2tune.tasks import CUSTOM, TASKS, TaskSpec, build_prompt
 from f2tune.tasks.schema import Annotation
 
 
@@ -66,9 +66,7 @@ def predict(
             for path, picture, prompt, generation in zip(
                 paths, pictures, prompts, generate(model, processor, inputs, spec, spec.answers_with_boxes)
             ):
-                result = parse_output(spec, generation.text, picture.size)
-                if spec.answers_with_boxes:
-                    result = with_box_scores(result, generation, ids)
+                result = parse_generation(spec, generation, picture.size, ids)
                 record = {
                     "image": str(path),
                     "task": spec.token,

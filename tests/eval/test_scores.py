@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from f2tune.eval.scores import box_scores
+from f2tune.eval.generate import Generation
+from f2tune.eval.scores import box_scores, parse_generation
+from f2tune.tasks import TASKS
 
 LOC = {100, 101, 102, 103}
 SKIP = {0, 2}
@@ -27,3 +29,13 @@ def test_truncated_boxes_get_no_score():
     probs = [0.1, 0.9, 0.9, 0.4, 0.8, 0.8, 0.8, 0.8, 0.5, 0.5]
     assert box_scores(tokens, probs, LOC, SKIP) == pytest.approx([(0.4 + 3.2) / 5])
     assert box_scores([], [], LOC, SKIP) == []
+
+
+def test_parse_generation_scores_boxes_and_needs_no_probabilities_elsewhere():
+    box = Generation("cat<loc_0><loc_0><loc_999><loc_999>", [5, 100, 101, 102, 103], [0.5, 1.0, 1.0, 1.0, 1.0])
+    detected = parse_generation(TASKS["<OD>"], box, (100, 100), (LOC, SKIP))
+    assert detected["labels"] == ["cat"] and detected["scores"] == pytest.approx([0.9])
+    caption = parse_generation(TASKS["<CAPTION>"], Generation("a cat", [5, 6], None), (100, 100), (LOC, SKIP))
+    assert caption == {"text": "a cat"}
+    with pytest.raises(ValueError, match="with_probabilities"):
+        parse_generation(TASKS["<OD>"], Generation(box.text, box.token_ids, None), (100, 100), (LOC, SKIP))
