@@ -10,6 +10,8 @@ import argparse
 import logging
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 
 import torch
 
@@ -20,6 +22,18 @@ from f2tune.bench.measure import Timing, describe_machine, in_child
 from f2tune.bench.options import add_arguments
 from f2tune.bench.setups import batch_orders, f2tune_batches, mixed_samples, padding_share, reference_batches
 from f2tune.testing.tiny import build_tiny_processor
+
+
+@dataclass
+class Variant:
+    """One row of the table: its label, the batches it trains on, the measurement, whether the
+    image feature cache is on."""
+
+    label: str
+    batches: list[dict]
+    run: Callable[[], Timing]
+    cached: bool = False
+
 
 HEADER = (
     "| size | image | mode | loop | label padding | step ms (median) | samples/s | peak MiB | speed vs reference"
@@ -59,61 +73,57 @@ def measure(size: str, mode: str, image_size: int, args: argparse.Namespace, dev
     plain = f2tune_batches(samples, processor, orders["random"])
     grouped = f2tune_batches(samples, processor, orders["grouped"])
     pad = processor.tokenizer.pad_token_id
-    cached = mode != "full"  # LoRA (peft freezes the base) and frozen leave the vision tower frozen
+    cacheable = mode != "full"  # LoRA (peft freezes the base) and frozen leave the vision tower frozen
 
-    def ours(batches: list[dict], cache: str, compiled: bool = False) -> Callable[[], Timing]:
-        return lambda: run_f2tune(size, mode, processor, batches, device, args.precision, cache, compiled)
+    def ours(label: str, batches: list[dict], cached: bool = False, compiled: bool = False) -> Variant:
+        cache = "auto" if cached else "off"
+        run = partial(run_f2tune, size, mode, processor, batches, device, args.precision, cache, compiled)
+        return Variant(label + (" +cache" if cached else "") + (" +compile" if compiled else ""), batches, run, cached)
 
-    variants: list[tuple[str, list[dict], Callable[[], Timing]]]
     if mode == "generate":  # the validation loop: ms per batch, samples generated, parsed (and scored) per s
         chosen = [[samples[i] for i in rows] for rows in orders["random"]]
         variants = [
-            ("reference", reference, lambda: run_reference_generation(size, processor, reference, chosen, device)),
-            ("f2tune evaluator", plain, lambda: run_f2tune_generation(size, processor, plain, device)),
+            Variant(
+                "reference", reference, partial(run_reference_generation, size, processor, reference, chosen, device)
+            ),
+            Variant("f2tune evaluator", plain, partial(run_f2tune_generation, size, processor, plain, device)),
         ]
     else:
-        variants = [
-            (
-                "reference",
-                reference,
-                lambda: run_reference(size, mode, processor, reference, device, args.reference_precision),
-            ),
-            ("f2tune", plain, ours(plain, "off")),
-        ]
-        if cached:
-            variants.append(("f2tune +cache", plain, ours(plain, "auto")))
-        variants.append(("f2tune +grouped", grouped, ours(grouped, "off")))
-        if cached:  # next to its uncached twin: the cache's own gain at either batch order
-            variants.append(("f2tune +grouped +cache", grouped, ours(grouped, "auto")))
+        reference_run = partial(run_reference, size, mode, processor, reference, device, args.reference_precision)
+        variants = [Variant("reference", reference, reference_run), ours("f2tune", plain)]
+        if cacheable:
+            variants.append(ours("f2tune", plain, cached=True))
+        variants.append(ours("f2tune +grouped", grouped))
+        if cacheable:  # next to its uncached twin: the cache's own gain at either batch order
+            variants.append(ours("f2tune +grouped", grouped, cached=True))
         if args.compile:
-            cache = "auto" if cached else "off"
-            variants.append(
-                ("f2tune +grouped" + (" +cache" if cached else "") + " +compile", grouped, ours(grouped, cache, True))
-            )
+            variants.append(ours("f2tune +grouped", grouped, cached=cacheable, compiled=True))
     flops = None if mode == "generate" else in_child(lambda: count_training_flops(size, processor, plain), args.threads)
     peak = peak_tflops(device, args.peak_tflops)
     rows, base_rate = [], None
-    for name, batches, measure_fn in variants:
-        timing = in_child(measure_fn, args.threads)
-        prefix = f"| {size} | {image_size} | {mode} | {name} | {padding_share(batches, pad):.0%} |"
+    for variant in variants:
+        timing = in_child(variant.run, args.threads)
+        label = variant.label
+        if variant.label.endswith("+compile") and not isinstance(timing, str):
+            label += f" (warm-up pass {timing.warmup_s:.0f} s)"
+        prefix = f"| {size} | {image_size} | {mode} | {label} | {padding_share(variant.batches, pad):.0%} |"
         if isinstance(timing, str):
             rows.append(f"{prefix} failed: {timing} | | | | | |")
             continue
         base_rate = base_rate or timing.samples_per_s
-        if name.endswith("+compile"):
-            prefix = prefix.replace("+compile", f"+compile (warm-up pass {timing.warmup_s:.0f} s)")
         rows.append(
             f"{prefix} {timing.step_s * 1000:.0f} | {timing.samples_per_s:.2f} | {timing.peak_mib:.0f} |"
-            f" {timing.samples_per_s / base_rate:.2f}x | {utilization_cells(flops, name, timing, peak)} |"
+            f" {timing.samples_per_s / base_rate:.2f}x | {utilization_cells(flops, variant.cached, timing, peak)} |"
         )
     return rows
 
 
-def utilization_cells(flops: ModelFlops | str | None, loop: str, timing: Timing, peak: float | None) -> str:
-    """The TFLOP/s and MFU cells of a row ("-" where nothing was counted or no peak is known)."""
+def utilization_cells(flops: ModelFlops | str | None, cached: bool, timing: Timing, peak: float | None) -> str:
+    """The TFLOP/s and MFU cells of a row ("-" where nothing was counted or no peak is known); a
+    cached run does not run the vision tower after its first pass, so its FLOPs leave it out."""
     if not isinstance(flops, ModelFlops):
         return "- | -"
-    per_sample = flops.language if "+cache" in loop else flops.full
+    per_sample = flops.language if cached else flops.full
     achieved, mfu = utilization(per_sample, timing.samples_per_s, peak)
     return f"{achieved:.3g} | " + (f"{mfu:.1%}" if mfu is not None else "-")
 

@@ -165,6 +165,17 @@ class Florence2Module(pl.LightningModule):
             return
         super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
+    def optimizer_step(
+        self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Any | None = None
+    ) -> None:
+        """Steps, then frees the gradients at once. Lightning zeroes them inside the next step's
+        closure, after its forward: every gradient of the previous step (a full model's worth, 0.9 GB
+        for Florence-2-base in fp32) would stay allocated beside that forward's activations. Freeing
+        them here lowers the peak and changes nothing else: the next accumulation window starts
+        from no gradient either way."""
+        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        optimizer.zero_grad(set_to_none=True)
+
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = build_optimizer(self.model, self.recipe.optim, self.recipe.trainer.precision)
         scheduler = build_scheduler(optimizer, self.recipe.optim, int(self.trainer.estimated_stepping_batches))

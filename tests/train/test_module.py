@@ -1,0 +1,54 @@
+"""Florence2Module under a real Lightning loop: gradients are freed right after each optimizer step,
+so none outlive it into the next forward, and accumulation still sums over its window."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from helpers import tiny_recipe
+from torch.utils.data import DataLoader
+
+from f2tune.data.collate import Florence2Collator
+from f2tune.data.dataset import SampleDataset
+from f2tune.recipe import validate_recipe
+from f2tune.testing.shapes import shape_samples
+from f2tune.train.module import Florence2Module
+
+
+class GradientsAtBatchStart(pl.Callback):
+    """Records, before each training batch's forward, whether any trainable weight holds a gradient."""
+
+    def __init__(self) -> None:
+        self.held: list[bool] = []
+
+    def on_train_batch_start(self, trainer: pl.Trainer, module: pl.LightningModule, *args: Any) -> None:
+        self.held.append(any(p.grad is not None for p in module.parameters() if p.requires_grad))
+
+
+def test_gradients_are_freed_after_each_step_and_kept_within_an_accumulation_window(
+    tiny_model, processor, tmp_path
+) -> None:
+    recipe = validate_recipe(tiny_recipe(tmp_path, eval={"metric": "none"}))
+    module = Florence2Module(tiny_model, processor, recipe)
+    collate = Florence2Collator(processor, 16)
+    dataset = SampleDataset(shape_samples(8, seed=3))
+    loader = DataLoader(dataset, batch_size=2, collate_fn=collate)
+    probe = GradientsAtBatchStart()
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_steps=2,
+        accumulate_grad_batches=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        callbacks=[probe],
+    )
+    before = [p.detach().clone() for p in tiny_model.parameters()]
+    trainer.fit(module, train_dataloaders=loader)
+    assert probe.held == [False, True, False, True]
+    assert all(p.grad is None for p in tiny_model.parameters())
+    assert any(not torch.equal(old, new) for old, new in zip(before, tiny_model.parameters(), strict=True))
