@@ -165,9 +165,7 @@ class Florence2Module(pl.LightningModule):
             return
         super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
-    def optimizer_step(
-        self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Any | None = None
-    ) -> None:
+    def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Any | None = None) -> None:
         """Steps, then frees the gradients at once. Lightning zeroes them inside the next step's
         closure, after its forward: every gradient of the previous step (a full model's worth, 0.9 GB
         for Florence-2-base in fp32) would stay allocated beside that forward's activations. Freeing
