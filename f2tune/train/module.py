@@ -57,12 +57,13 @@ class Florence2Module(pl.LightningModule):
         self.feature_cache = build_feature_cache(model, recipe)
 
     def forward(self, batch: dict[str, Any]) -> torch.Tensor:
+        split = self.recipe.trainer.strategy != "fsdp"
         if self.feature_cache is not None:
             embeds = self.feature_cache.inputs_embeds(self.model, batch)
-            return target_loss(
-                self.model, batch["labels"], inputs_embeds=embeds, attention_mask=batch["attention_mask"]
-            )
-        return target_loss(self.model, batch["labels"], **{k: batch[k] for k in MODEL_INPUTS})
+            inputs = {"inputs_embeds": embeds, "attention_mask": batch["attention_mask"]}
+        else:
+            inputs = {k: batch[k] for k in MODEL_INPUTS}
+        return target_loss(self.model, batch["labels"], split_by_length=split, **inputs)
 
     def on_train_start(self) -> None:
         # from_pretrained returns eval mode (dropout off); make sure training really trains.

@@ -1,7 +1,9 @@
-"""The target-only loss is transformers' loss, computed without projecting padding onto the vocabulary."""
+"""The target-only loss is transformers' loss, computed without projecting padding onto the vocabulary
+and, for batches of far-apart target lengths, in two parts split by length."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from peft import LoraConfig, get_peft_model
 
@@ -11,7 +13,7 @@ from f2tune.data.dataset import SampleDataset
 from f2tune.eval.generate import MODEL_INPUTS
 from f2tune.model.adapt import LORA_PRESETS
 from f2tune.model.inputs import merge_image_features
-from f2tune.train.loss import target_loss
+from f2tune.train.loss import length_parts, target_loss
 
 
 def _padded_batch(processor) -> dict:
@@ -22,15 +24,27 @@ def _padded_batch(processor) -> dict:
     return batch
 
 
+def _split_batch(processor) -> dict:
+    """Three captions and three long `<OD>` answers: split in two parts by target length."""
+    dataset = SampleDataset(mixed_samples(12, 96, seed=1))
+    batch = Florence2Collator(processor, 256)([dataset[i] for i in (0, 1, 7, 2, 9, 4)])
+    assert len(length_parts(batch["labels"])) == 2
+    return batch
+
+
+BATCHES = {"whole": _padded_batch, "split": _split_batch}
+
+
 def _grads(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
     model.zero_grad()
     return grads
 
 
-def test_loss_and_gradients_equal_transformers(tiny_model, processor):
+@pytest.mark.parametrize("kind", BATCHES)
+def test_loss_and_gradients_equal_transformers(tiny_model, processor, kind):
     tiny_model.eval()  # no dropout: both passes see the same network
-    batch = _padded_batch(processor)
+    batch = BATCHES[kind](processor)
     inputs = {k: batch[k] for k in MODEL_INPUTS}
     expected = tiny_model(**inputs, labels=batch["labels"]).loss
     expected.backward()
@@ -44,11 +58,12 @@ def test_loss_and_gradients_equal_transformers(tiny_model, processor):
         torch.testing.assert_close(grad, expected_grads[name], msg=name)
 
 
-def test_lora_and_inputs_embeds(tiny_model, processor):
+@pytest.mark.parametrize("kind", BATCHES)
+def test_lora_and_inputs_embeds(tiny_model, processor, kind):
     """The peft-wrapped model trains its LoRA weights through this path, and the feature cache's
     `inputs_embeds` input gives the loss of the pixels it was built from."""
     tiny_model.eval()
-    batch = _padded_batch(processor)
+    batch = BATCHES[kind](processor)
     model = get_peft_model(tiny_model, LoraConfig(r=4, target_modules=LORA_PRESETS["language"]))
     inputs = {k: batch[k] for k in MODEL_INPUTS}
     loss = target_loss(model, batch["labels"], **inputs)
@@ -61,3 +76,33 @@ def test_lora_and_inputs_embeds(tiny_model, processor):
     with torch.no_grad():
         from_embeds = target_loss(model, batch["labels"], inputs_embeds=embeds, attention_mask=batch["attention_mask"])
     torch.testing.assert_close(from_embeds, loss.detach())
+
+
+def _labels(lengths: list[int], width: int) -> torch.Tensor:
+    labels = torch.full((len(lengths), width), IGNORE_INDEX)
+    for row, length in enumerate(lengths):
+        labels[row, :length] = 7
+    return labels
+
+
+def test_far_apart_lengths_split_into_short_and_long_rows():
+    (short, short_length), (long, long_length) = length_parts(_labels([180, 12, 150, 20, 9], 180))
+    assert sorted(short.tolist()) == [1, 3, 4] and short_length == 20
+    assert sorted(long.tolist()) == [0, 2] and long_length == 180
+
+
+def test_close_lengths_or_a_small_saving_stay_whole():
+    assert length_parts(_labels([40, 35, 38, 40], 40)) == [(slice(None), 40)]
+    assert length_parts(_labels([100, 100, 100, 70], 100)) == [(slice(None), 100)]  # saves 7.5%
+    assert length_parts(_labels([30], 30)) == [(slice(None), 30)]
+
+
+@pytest.mark.parametrize(("split", "passes"), [(True, 2), (False, 1)])
+def test_split_batch_runs_the_model_once_per_part_unless_told_not_to(tiny_model, processor, split, passes):
+    batch = _split_batch(processor)
+    calls = []
+    tiny_model.model.register_forward_hook(lambda *args: calls.append(1))
+    inputs = {k: batch[k] for k in MODEL_INPUTS}
+    with torch.no_grad():
+        target_loss(tiny_model, batch["labels"], split_by_length=split, **inputs)
+    assert len(calls) == passes
