@@ -11,7 +11,7 @@ from transformers import Florence2Processor
 from transformers.modeling_outputs import BaseModelOutput
 
 from f2tune.model.adapt import florence2
-from f2tune.model.inputs import merge_image_features
+from f2tune.model.inputs import encode
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "pixel_values")
 
@@ -53,9 +53,7 @@ def generate(
     """
     core = florence2(model)
     attention_mask = batch["attention_mask"]
-    features = core.model.get_image_features(batch["pixel_values"]).pooler_output
-    embeds = merge_image_features(core, batch["input_ids"], features)
-    encoded = core.model.get_encoder()(inputs_embeds=embeds, attention_mask=attention_mask).last_hidden_state
+    encoded = encode(core, attention_mask, batch["input_ids"], batch["pixel_values"])
     sequences = model.generate(
         # A fresh output object: beam search expands the one it gets in place, beam by beam.
         encoder_outputs=BaseModelOutput(last_hidden_state=encoded),

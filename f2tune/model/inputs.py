@@ -2,7 +2,8 @@
 `<image>` placeholder tokens, exactly as `Florence2Model.forward` merges them.
 
 Built outside the model wherever the image features are computed (or cached) separately from the
-language model: the training feature cache and evaluation's encode-once generation.
+language model, or the encoder's output is shared by several decoder passes: the training feature
+cache, evaluation's encode-once generation, and the loss of a batch split by target length.
 """
 
 from __future__ import annotations
@@ -18,3 +19,18 @@ def merge_image_features(core: nn.Module, input_ids: torch.Tensor, features: tor
     features = features.to(embeds.device, embeds.dtype)
     mask = core.model.get_placeholder_mask(input_ids, inputs_embeds=embeds, image_features=features)
     return embeds.masked_scatter(mask, features)
+
+
+def encode(
+    core: nn.Module,
+    attention_mask: torch.Tensor,
+    input_ids: torch.Tensor | None = None,
+    pixel_values: torch.Tensor | None = None,
+    inputs_embeds: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The language encoder's last hidden state for images + prompts (or for `inputs_embeds` already
+    merged): what every decoder pass over the same batch can share."""
+    if inputs_embeds is None:
+        features = core.model.get_image_features(pixel_values).pooler_output
+        inputs_embeds = merge_image_features(core, input_ids, features)
+    return core.model.get_encoder()(inputs_embeds=inputs_embeds, attention_mask=attention_mask).last_hidden_state

@@ -9,10 +9,11 @@ the language model. Here the decoder's hidden states are gathered at the target 
 the projection sees only real tokens.
 
 The decoder layers themselves still run on the padding of a batch. Where the targets' lengths are
-far apart, the batch is split in two by length, each part padded only to its own longest target, and
-the parts' summed losses are divided by the batch's target count: the same value and gradient as the
-whole batch in one pass, with the same samples in the batch (unlike `data.group_by_length`, which
-changes which samples share a batch).
+far apart, the images and prompts are encoded once for the whole batch, the decoder runs twice (the
+shorter targets, padded only to their own longest, then the longer ones), and the parts' summed
+losses are divided by the batch's target count: the same value and gradient as the whole batch in
+one pass, with the same samples in the batch (unlike `data.group_by_length`, which changes which
+samples share a batch).
 """
 
 from __future__ import annotations
@@ -20,14 +21,16 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers.modeling_outputs import BaseModelOutput
 from transformers.models.florence2.modeling_florence2 import shift_tokens_right
 
 from f2tune.data.collate import IGNORE_INDEX
 from f2tune.model.adapt import florence2
+from f2tune.model.inputs import encode
 
 MIN_SPLIT_SAVING = 0.25
-"""Split a batch only where that removes at least this share of its decoder positions: each part is
-one more pass through every kernel of the model, which a small saving would not pay for."""
+"""Split a batch only where that removes at least this share of its decoder positions: the second
+part is one more pass through every kernel of the decoder, which a small saving would not pay for."""
 
 
 def target_loss(
@@ -41,12 +44,19 @@ def target_loss(
     every batch in one pass (FSDP: its sharded modules are not run twice in one forward here).
     """
     core = florence2(model)
+    count = (labels != IGNORE_INDEX).sum()
+    parts = length_parts(labels) if split_by_length else []
+    if len(parts) < 2:
+        return _summed_loss(core, labels, inputs) / count
+    encoded = encode(core, **inputs)
     total = torch.zeros((), device=labels.device)
-    parts = length_parts(labels) if split_by_length else [(slice(None), labels.shape[1])]
     for rows, length in parts:
-        part = {name: value[rows] for name, value in inputs.items()}
+        part = {
+            "encoder_outputs": BaseModelOutput(last_hidden_state=encoded[rows]),
+            "attention_mask": inputs["attention_mask"][rows],
+        }
         total = total + _summed_loss(core, labels[rows, :length], part)
-    return total / (labels != IGNORE_INDEX).sum()
+    return total / count
 
 
 def length_parts(labels: torch.Tensor) -> list[tuple[torch.Tensor | slice, int]]:

@@ -97,12 +97,18 @@ def test_close_lengths_or_a_small_saving_stay_whole():
     assert length_parts(_labels([30], 30)) == [(slice(None), 30)]
 
 
-@pytest.mark.parametrize(("split", "passes"), [(True, 2), (False, 1)])
-def test_split_batch_runs_the_model_once_per_part_unless_told_not_to(tiny_model, processor, split, passes):
+@pytest.mark.parametrize(("split", "decoder_passes"), [(True, 2), (False, 1)])
+def test_split_batch_encodes_once_and_decodes_once_per_part(tiny_model, processor, split, decoder_passes):
     batch = _split_batch(processor)
-    calls = []
-    tiny_model.model.register_forward_hook(lambda *args: calls.append(1))
+    language = tiny_model.model.language_model
+    calls = {"encoder": 0, "decoder": 0, "vision": 0}
+    for name, module in (
+        ("encoder", language.encoder),
+        ("decoder", language.decoder),
+        ("vision", tiny_model.model.vision_tower),
+    ):
+        module.register_forward_hook(lambda *args, name=name: calls.__setitem__(name, calls[name] + 1))
     inputs = {k: batch[k] for k in MODEL_INPUTS}
     with torch.no_grad():
         target_loss(tiny_model, batch["labels"], split_by_length=split, **inputs)
-    assert len(calls) == passes
+    assert calls == {"encoder": 1, "decoder": decoder_passes, "vision": 1}
