@@ -12,10 +12,14 @@ import torch
 from torch import nn
 
 
-def merge_image_features(core: nn.Module, input_ids: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+def merge_image_features(
+    core: nn.Module, input_ids: torch.Tensor, features: torch.Tensor, embeds: torch.Tensor | None = None
+) -> torch.Tensor:
     """`core` is the `Florence2ForConditionalGeneration` (not a peft wrapper); `features` are the
-    projected image features, (batch, image tokens, width)."""
-    embeds = core.get_input_embeddings()(input_ids)
+    projected image features, (batch, image tokens, width); `embeds` the prompt's token embeddings
+    where the caller has looked them up already."""
+    if embeds is None:
+        embeds = core.get_input_embeddings()(input_ids)
     features = features.to(embeds.device, embeds.dtype)
     mask = core.model.get_placeholder_mask(input_ids, inputs_embeds=embeds, image_features=features)
     return embeds.masked_scatter(mask, features)

@@ -9,7 +9,6 @@ feeding the language model `inputs_embeds` (text embeddings with the image featu
 from __future__ import annotations
 
 import hashlib
-from typing import Any
 
 import torch
 from torch import nn
@@ -17,7 +16,6 @@ from torch import nn
 from f2tune.config import Recipe
 from f2tune.log import say, warn
 from f2tune.model.adapt import florence2
-from f2tune.model.inputs import merge_image_features
 
 FROZEN_PARTS = ("vision_tower", "multi_modal_projector")
 """Submodules of `Florence2Model` whose output is cached: they must not train."""
@@ -74,11 +72,6 @@ class ImageFeatureCache:
         self.hits = 0
         self.misses = 0
         self._full_warned = False
-
-    def inputs_embeds(self, model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
-        """Text embeddings with image features at the image tokens, as `Florence2Model.forward` builds them."""
-        base = florence2(model)
-        return merge_image_features(base, batch["input_ids"], self.features(base, batch["ids"], batch["pixel_values"]))
 
     def features(self, base: nn.Module, ids: list[str], pixel_values: torch.Tensor) -> torch.Tensor:
         """(batch, image tokens, width) features; only the images not cached yet go through the tower."""

@@ -14,6 +14,11 @@ shorter targets, padded only to their own longest, then the longer ones), and th
 losses are divided by the batch's target count: the same value and gradient as the whole batch in
 one pass, with the same samples in the batch (unlike `data.group_by_length`, which changes which
 samples share a batch).
+
+The token embedding table (51289 x 768, tied to the vocabulary projection) is looked up once for the
+prompts and every decoder part together, and the projection runs once over all parts' targets: each
+extra use of a tied table adds a dense gradient of the whole table to allocate, zero and sum (on a
+CPU, 0.2-0.4 s per extra use at Florence-2-base size, mostly page faults of the fresh 157 MB buffer).
 """
 
 from __future__ import annotations
@@ -21,12 +26,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers.modeling_outputs import BaseModelOutput
 from transformers.models.florence2.modeling_florence2 import shift_tokens_right
 
 from f2tune.data.collate import IGNORE_INDEX
 from f2tune.model.adapt import florence2
-from f2tune.model.inputs import encode
+from f2tune.model.inputs import encode, merge_image_features
 
 MIN_SPLIT_SAVING = 0.25
 """Split a batch only where that removes at least this share of its decoder positions: the second
@@ -34,29 +38,65 @@ part is one more pass through every kernel of the decoder, which a small saving 
 
 
 def target_loss(
-    model: nn.Module, labels: torch.Tensor, split_by_length: bool = True, **inputs: torch.Tensor
+    model: nn.Module,
+    labels: torch.Tensor,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    pixel_values: torch.Tensor | None = None,
+    image_features: torch.Tensor | None = None,
+    split_by_length: bool = True,
 ) -> torch.Tensor:
     """Mean cross-entropy over the positions of `labels` that are not `IGNORE_INDEX`.
 
-    `inputs` are what `Florence2Model.forward` takes for the encoder side (`input_ids` +
-    `pixel_values`, or `inputs_embeds`, and `attention_mask`), batch first. `model` may be
-    peft-wrapped: its LoRA layers sit inside the modules called here. `split_by_length=False` keeps
-    every batch in one pass (FSDP: its sharded modules are not run twice in one forward here).
+    The images come as `pixel_values` or, from the feature cache, as their projected
+    `image_features`. `model` may be peft-wrapped: its LoRA layers sit inside the modules called
+    here. `split_by_length=False` keeps every batch in one pass (FSDP: its sharded modules are not
+    run twice in one forward here).
     """
     core = florence2(model)
-    count = (labels != IGNORE_INDEX).sum()
-    parts = length_parts(labels) if split_by_length else []
-    if len(parts) < 2:
-        return _summed_loss(core, labels, inputs) / count
-    encoded = encode(core, **inputs)
-    total = torch.zeros((), device=labels.device)
+    if image_features is None:
+        image_features = core.model.get_image_features(pixel_values).pooler_output
+    text = core.config.text_config
+    decoder_ids = shift_tokens_right(labels, text.pad_token_id, text.decoder_start_token_id)
+    prompt_embeds, decoder_embeds = token_embeddings(core, input_ids, decoder_ids)
+    encoder_embeds = merge_image_features(core, input_ids, image_features, prompt_embeds)
+    encoded = encode(core, attention_mask, inputs_embeds=encoder_embeds)
+    decoder = core.model.language_model.get_decoder()
+    parts = length_parts(labels) if split_by_length else [(slice(None), labels.shape[1])]
+    hidden, targets = [], []
     for rows, length in parts:
-        part = {
-            "encoder_outputs": BaseModelOutput(last_hidden_state=encoded[rows]),
-            "attention_mask": inputs["attention_mask"][rows],
-        }
-        total = total + _summed_loss(core, labels[rows, :length], part)
-    return total / count
+        part_labels = labels[rows, :length]
+        states = decoder(
+            inputs_embeds=decoder_embeds[rows, :length],
+            encoder_hidden_states=encoded[rows],
+            encoder_attention_mask=attention_mask[rows],
+            use_cache=False,
+        ).last_hidden_state
+        kept = part_labels != IGNORE_INDEX
+        hidden.append(states[kept])
+        targets.append(part_labels[kept])
+    logits = core.lm_head(torch.cat(hidden))  # target positions only: padding is never projected
+    return F.cross_entropy(logits.float(), torch.cat(targets))
+
+
+def token_embeddings(
+    core: nn.Module, input_ids: torch.Tensor, decoder_ids: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(prompt, decoder input) token embeddings, from one lookup where the encoder's and the
+    decoder's tables are the same weight with the same scale (Florence-2 ties them); otherwise
+    (an adapter on one of them) each through its own module, as the model's forward does."""
+    table = core.get_input_embeddings()
+    decoder_table = core.model.language_model.get_decoder().embed_tokens
+    same = (
+        type(table) is type(decoder_table)
+        and table.weight is decoder_table.weight
+        and getattr(table, "embed_scale", 1.0) == getattr(decoder_table, "embed_scale", 1.0)
+    )
+    if not same:
+        return table(input_ids), decoder_table(decoder_ids)
+    both = table(torch.cat([input_ids.flatten(), decoder_ids.flatten()]))
+    prompt, decoder = both.split([input_ids.numel(), decoder_ids.numel()])
+    return prompt.view(*input_ids.shape, -1), decoder.view(*decoder_ids.shape, -1)
 
 
 def length_parts(labels: torch.Tensor) -> list[tuple[torch.Tensor | slice, int]]:
@@ -80,13 +120,3 @@ def length_parts(labels: torch.Tensor) -> list[tuple[torch.Tensor | slice, int]]
         (torch.tensor(order[:cut], device=device), lengths[order[cut - 1]]),
         (torch.tensor(order[cut:], device=device), longest),
     ]
-
-
-def _summed_loss(core: nn.Module, labels: torch.Tensor, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Summed cross-entropy of one part; the vocabulary projection sees its target positions only."""
-    text = core.config.text_config
-    decoder_input_ids = shift_tokens_right(labels, text.pad_token_id, text.decoder_start_token_id)
-    hidden = core.model(**inputs, decoder_input_ids=decoder_input_ids, use_cache=False).last_hidden_state
-    targets = labels != IGNORE_INDEX
-    logits = core.lm_head(hidden[targets])
-    return F.cross_entropy(logits.float(), labels[targets], reduction="sum")

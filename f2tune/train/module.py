@@ -17,7 +17,7 @@ from transformers import Florence2Processor
 
 from f2tune.config import Recipe
 from f2tune.eval.evaluator import Evaluator
-from f2tune.eval.generate import MODEL_INPUTS
+from f2tune.model.adapt import florence2
 from f2tune.train.feature_cache import build_feature_cache
 from f2tune.train.loss import target_loss
 from f2tune.train.optim import build_optimizer, build_scheduler
@@ -57,13 +57,15 @@ class Florence2Module(pl.LightningModule):
         self.feature_cache = build_feature_cache(model, recipe)
 
     def forward(self, batch: dict[str, Any]) -> torch.Tensor:
-        split = self.recipe.trainer.strategy != "fsdp"
+        pixels = batch["pixel_values"]
         if self.feature_cache is not None:
-            embeds = self.feature_cache.inputs_embeds(self.model, batch)
-            inputs = {"inputs_embeds": embeds, "attention_mask": batch["attention_mask"]}
+            images = {"image_features": self.feature_cache.features(florence2(self.model), batch["ids"], pixels)}
         else:
-            inputs = {k: batch[k] for k in MODEL_INPUTS}
-        return target_loss(self.model, batch["labels"], split_by_length=split, **inputs)
+            images = {"pixel_values": pixels}
+        split = self.recipe.trainer.strategy != "fsdp"
+        return target_loss(
+            self.model, batch["labels"], batch["input_ids"], batch["attention_mask"], **images, split_by_length=split
+        )
 
     def on_train_start(self) -> None:
         # from_pretrained returns eval mode (dropout off); make sure training really trains.

@@ -1,7 +1,10 @@
-"""The target-only loss is transformers' loss, computed without projecting padding onto the vocabulary
-and, for batches of far-apart target lengths, in two parts split by length."""
+"""The target-only loss is transformers' loss, computed without projecting padding onto the vocabulary,
+for batches of far-apart target lengths in two parts split by length, with one lookup of the tied
+token embedding table."""
 
 from __future__ import annotations
+
+import copy
 
 import pytest
 import torch
@@ -12,7 +15,6 @@ from f2tune.data.collate import IGNORE_INDEX, Florence2Collator
 from f2tune.data.dataset import SampleDataset
 from f2tune.eval.generate import MODEL_INPUTS
 from f2tune.model.adapt import LORA_PRESETS
-from f2tune.model.inputs import merge_image_features
 from f2tune.train.loss import length_parts, target_loss
 
 
@@ -59,9 +61,25 @@ def test_loss_and_gradients_equal_transformers(tiny_model, processor, kind):
 
 
 @pytest.mark.parametrize("kind", BATCHES)
-def test_lora_and_inputs_embeds(tiny_model, processor, kind):
+def test_untied_decoder_table_gives_transformers_loss(tiny_model, processor, kind):
+    """Where the decoder has a table of its own (an adapter on it, or untied weights), each side
+    looks up its own, as the model's forward does."""
+    tiny_model.eval()
+    language = tiny_model.model.language_model
+    language.decoder.embed_tokens = copy.deepcopy(language.decoder.embed_tokens)
+    with torch.no_grad():
+        language.decoder.embed_tokens.weight.mul_(-2)
+    batch = BATCHES[kind](processor)
+    inputs = {k: batch[k] for k in MODEL_INPUTS}
+    with torch.no_grad():
+        expected = tiny_model(**inputs, labels=batch["labels"]).loss
+        torch.testing.assert_close(target_loss(tiny_model, batch["labels"], **inputs), expected)
+
+
+@pytest.mark.parametrize("kind", BATCHES)
+def test_lora_and_cached_image_features(tiny_model, processor, kind):
     """The peft-wrapped model trains its LoRA weights through this path, and the feature cache's
-    `inputs_embeds` input gives the loss of the pixels it was built from."""
+    `image_features` give the loss of the pixels they were computed from."""
     tiny_model.eval()
     batch = BATCHES[kind](processor)
     model = get_peft_model(tiny_model, LoraConfig(r=4, target_modules=LORA_PRESETS["language"]))
@@ -71,11 +89,12 @@ def test_lora_and_inputs_embeds(tiny_model, processor, kind):
     lora_grads = [p.grad for name, p in model.named_parameters() if "lora_B" in name]
     assert lora_grads and all(g is not None and g.abs().sum() > 0 for g in lora_grads)
     core = model.get_base_model()
-    features = core.model.get_image_features(batch["pixel_values"]).pooler_output
-    embeds = merge_image_features(core, batch["input_ids"], features)
     with torch.no_grad():
-        from_embeds = target_loss(model, batch["labels"], inputs_embeds=embeds, attention_mask=batch["attention_mask"])
-    torch.testing.assert_close(from_embeds, loss.detach())
+        features = core.model.get_image_features(batch["pixel_values"]).pooler_output
+        cached = target_loss(
+            model, batch["labels"], batch["input_ids"], batch["attention_mask"], image_features=features
+        )
+    torch.testing.assert_close(cached, loss.detach())
 
 
 def _labels(lengths: list[int], width: int) -> torch.Tensor:
@@ -112,3 +131,21 @@ def test_split_batch_encodes_once_and_decodes_once_per_part(tiny_model, processo
     with torch.no_grad():
         target_loss(tiny_model, batch["labels"], split_by_length=split, **inputs)
     assert calls == {"encoder": 1, "decoder": decoder_passes, "vision": 1}
+
+
+def test_tied_table_is_looked_up_and_projected_onto_once(tiny_model, processor):
+    """Each use of the tied table adds a dense gradient of the whole table: prompts and both decoder
+    parts share one lookup, and both parts' targets one projection."""
+    batch = _split_batch(processor)
+    language = tiny_model.model.language_model
+    calls = {"table": 0, "encoder table": 0, "decoder table": 0, "lm_head": 0}
+    for name, module in (
+        ("table", language.shared),
+        ("encoder table", language.encoder.embed_tokens),
+        ("decoder table", language.decoder.embed_tokens),
+        ("lm_head", tiny_model.lm_head),
+    ):
+        module.register_forward_hook(lambda *args, name=name: calls.__setitem__(name, calls[name] + 1))
+    target_loss(tiny_model, **{k: batch[k] for k in (*MODEL_INPUTS, "labels")}).backward()
+    assert calls == {"table": 1, "encoder table": 0, "decoder table": 0, "lm_head": 1}
+    assert tiny_model.lm_head.weight.grad is not None
