@@ -22,6 +22,7 @@ from f2tune.model.adapt import LORA_PRESETS, apply_adaptation
 from f2tune.model.compile import compile_blocks
 from f2tune.recipe import validate_recipe
 from f2tune.train.feature_cache import FROZEN_PARTS
+from f2tune.train.guards import NonFiniteGuard
 from f2tune.train.module import Florence2Module
 
 
@@ -106,7 +107,8 @@ def run_f2tune(
     compiled: bool = False,
 ) -> Timing:
     """The real `Florence2Module` (its training_step, configure_optimizers) under a Lightning Trainer
-    with the recipe's precision and gradient clipping; no checkpoints, loggers or validation. With
+    with the recipe's precision, gradient clipping and non-finite guard (one gradient check per
+    step, which every run pays); no checkpoints, loggers or validation. With
     `compiled`, the blocks are compiled as `trainer.compile` does; the warm-up pass pays for it."""
     reset_peak_memory(device)
     recipe = f2tune_recipe(mode, len(batches[0]["labels"]), precision, cache)
@@ -127,7 +129,7 @@ def run_f2tune(
         enable_model_summary=False,
         limit_val_batches=0,
         num_sanity_val_steps=0,
-        callbacks=[timer],
+        callbacks=[timer, NonFiniteGuard(recipe.trainer.max_nonfinite_steps)],
     )
     loader = DataLoader(batches, batch_size=None, shuffle=False, collate_fn=_identity)
     trainer.fit(module, train_dataloaders=loader)

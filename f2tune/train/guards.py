@@ -34,14 +34,16 @@ class NonFiniteGuard(pl.Callback):
 
     The decision is taken once per optimizer step (after all accumulated batches) and, under DDP,
     agreed by all processes, so every rank skips or stops together. Weights never take a
-    non-finite update, so every checkpoint written meanwhile holds good weights.
+    non-finite update, so every checkpoint written meanwhile holds good weights. The losses' and
+    gradients' checks stay on the device until then and are read in one transfer: a read per batch
+    would stall a GPU between every forward and its backward.
     """
 
     def __init__(self, max_in_a_row: int) -> None:
         self.max_in_a_row = max_in_a_row
         self.skipped = 0
         self.in_a_row = 0
-        self._bad_loss = False
+        self._losses_finite: torch.Tensor | None = None
         self._ids: list[str] = []
 
     def on_train_batch_start(
@@ -50,19 +52,22 @@ class NonFiniteGuard(pl.Callback):
         self._ids += list(batch.get("ids", ()))
 
     def on_before_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor) -> None:
-        if not bool(torch.isfinite(loss.detach()).all()):
-            self._bad_loss = True
+        finite = torch.isfinite(loss.detach()).all()
+        self._losses_finite = finite if self._losses_finite is None else self._losses_finite & finite
 
     def on_before_optimizer_step(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
     ) -> None:
         scaled = getattr(trainer.precision_plugin, "scaler", None) is not None
-        bad_grads = not scaled and not _gradients_finite(optimizer)
-        bad = self._bad_loss or bad_grads
+        passed = torch.ones((), dtype=torch.bool, device=pl_module.device)
+        losses = passed if self._losses_finite is None else self._losses_finite.to(passed.device)
+        grads = passed if scaled else _gradients_finite(optimizer, passed)
+        losses_ok, grads_ok = torch.stack([losses, grads]).tolist()  # the one read per optimizer step
+        bad = not (losses_ok and grads_ok)
         if trainer.world_size > 1:
             bad = trainer.strategy.reduce_boolean_decision(bad, all=False)
-        what = "loss" if self._bad_loss else "gradients"
-        ids, self._ids, self._bad_loss = self._ids, [], False
+        what = "gradients" if losses_ok else "loss"
+        ids, self._ids, self._losses_finite = self._ids, [], None
         if not bad:
             self.in_a_row = 0
             return
@@ -95,13 +100,14 @@ class NonFiniteGuard(pl.Callback):
         self.in_a_row = state_dict["in_a_row"]
 
 
-def _gradients_finite(optimizer: torch.optim.Optimizer) -> bool:
-    """One device sync: the norm of all gradient norms is finite iff every gradient is."""
+def _gradients_finite(optimizer: torch.optim.Optimizer, passed: torch.Tensor) -> torch.Tensor:
+    """Whether every gradient is finite, as a tensor on `passed`'s device, not read yet (`passed`
+    itself without gradients): the norm of all gradient norms is finite iff every gradient is."""
     grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
     if not grads:
-        return True
+        return passed
     norms = torch.stack([torch.linalg.vector_norm(g.detach(), dtype=torch.float32) for g in grads])
-    return bool(torch.isfinite(norms).all())
+    return torch.isfinite(norms).all().to(passed.device)
 
 
 def _last_checkpoint(trainer: pl.Trainer) -> str:

@@ -10,7 +10,7 @@ import torch
 from helpers import tiny_recipe
 
 from f2tune.recipe import validate_recipe
-from f2tune.train.guards import TrainingStopped
+from f2tune.train.guards import NonFiniteGuard, TrainingStopped
 from f2tune.train.run import fit
 
 
@@ -67,3 +67,12 @@ def test_too_many_nonfinite_steps_in_a_row_stop_with_step_and_samples(tmp_path):
     last = torch.load(tmp_path / "runs" / "t" / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["global_step"] == 3
     assert all(torch.isfinite(v).all() for v in last["state_dict"].values() if v.is_floating_point())
+
+
+def test_the_loss_check_waits_for_the_optimizer_step():
+    """The check of each batch's loss is not read before its backward (a read there would stall a
+    GPU between forward and backward): a loss on the meta device, which cannot be read, passes.
+    (The tests above show that a NaN loss is still caught at the optimizer step.)"""
+    guard = NonFiniteGuard(max_in_a_row=3)
+    for _ in range(2):  # two accumulated batches
+        guard.on_before_backward(None, None, torch.tensor(float("nan"), device="meta"))
