@@ -27,12 +27,13 @@ from f2tune.testing.tiny import build_tiny_processor
 @dataclass
 class Variant:
     """One row of the table: its label, the batches it trains on, the measurement, whether the
-    image feature cache is on."""
+    image feature cache is on and whether the blocks are compiled."""
 
     label: str
     batches: list[dict]
     run: Callable[[], Timing]
     cached: bool = False
+    compiled: bool = False
 
 
 HEADER = (
@@ -78,7 +79,8 @@ def measure(size: str, mode: str, image_size: int, args: argparse.Namespace, dev
     def ours(label: str, batches: list[dict], cached: bool = False, compiled: bool = False) -> Variant:
         cache = "auto" if cached else "off"
         run = partial(run_f2tune, size, mode, processor, batches, device, args.precision, cache, compiled)
-        return Variant(label + (" +cache" if cached else "") + (" +compile" if compiled else ""), batches, run, cached)
+        label += (" +cache" if cached else "") + (" +compile" if compiled else "")
+        return Variant(label, batches, run, cached, compiled)
 
     if mode == "generate":  # the validation loop: ms per batch, samples generated, parsed (and scored) per s
         chosen = [[samples[i] for i in rows] for rows in orders["random"]]
@@ -104,7 +106,7 @@ def measure(size: str, mode: str, image_size: int, args: argparse.Namespace, dev
     for variant in variants:
         timing = in_child(variant.run, args.threads)
         label = variant.label
-        if variant.label.endswith("+compile") and not isinstance(timing, str):
+        if variant.compiled and not isinstance(timing, str):
             label += f" (warm-up pass {timing.warmup_s:.0f} s)"
         prefix = f"| {size} | {image_size} | {mode} | {label} | {padding_share(variant.batches, pad):.0%} |"
         if isinstance(timing, str):
