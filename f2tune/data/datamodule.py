@@ -23,7 +23,8 @@ class Florence2DataModule(pl.LightningDataModule):
     images are opened lazily by the loader workers.
 
     The processor may be attached after `setup`, so that bad records are reported before anything
-    is downloaded or loaded.
+    is downloaded or loaded; `digest_pixels` is set once the model shows whether its image features
+    are cached (the loader workers then hash each image for the cache).
     """
 
     def __init__(self, config: DataConfig, processor: Florence2Processor | None = None, seed: int = 0) -> None:
@@ -31,6 +32,7 @@ class Florence2DataModule(pl.LightningDataModule):
         self.config = config
         self.processor = processor
         self.seed = seed
+        self.digest_pixels = False
         self.train_parts: list[SampleDataset] = []
         self.val_parts: list[SampleDataset] = []
         self.test_parts: list[SampleDataset] = []
@@ -112,7 +114,7 @@ class Florence2DataModule(pl.LightningDataModule):
             shuffle=shuffle,
             sampler=sampler,
             num_workers=workers,
-            collate_fn=Florence2Collator(self.processor, self.config.max_target_tokens),
+            collate_fn=Florence2Collator(self.processor, self.config.max_target_tokens, self.digest_pixels),
             pin_memory=torch.cuda.is_available(),
             persistent_workers=workers > 0,
         )

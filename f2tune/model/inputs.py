@@ -21,8 +21,15 @@ def merge_image_features(
     if embeds is None:
         embeds = core.get_input_embeddings()(input_ids)
     features = features.to(embeds.device, embeds.dtype)
-    mask = core.model.get_placeholder_mask(input_ids, inputs_embeds=embeds, image_features=features)
-    return embeds.masked_scatter(mask, features)
+    mask = input_ids == core.config.image_token_id
+    # Checked where the tensors are, not read back (as transformers' `get_placeholder_mask` does):
+    # a read here would stall a GPU after every pass through the vision tower.
+    torch._assert_async(
+        mask.sum() == features.shape[0] * features.shape[1],
+        f"the prompts' <image> tokens are not one per image feature ({features.shape[0]} images x "
+        f"{features.shape[1]} features): the processor and the model come from checkpoints of different image sizes",
+    )
+    return embeds.masked_scatter(mask.unsqueeze(-1), features)
 
 
 def encode(

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from f2tune.config import Recipe
+from f2tune.data.collate import pixel_digest
 from f2tune.log import say, warn
 from f2tune.model.adapt import florence2
 
@@ -73,10 +74,17 @@ class ImageFeatureCache:
         self.misses = 0
         self._full_warned = False
 
-    def features(self, base: nn.Module, ids: list[str], pixel_values: torch.Tensor) -> torch.Tensor:
-        """(batch, image tokens, width) features; only the images not cached yet go through the tower."""
+    def features(
+        self, base: nn.Module, ids: list[str], pixel_values: torch.Tensor, digests: list[str] | None = None
+    ) -> torch.Tensor:
+        """(batch, image tokens, width) features; only the images not cached yet go through the tower.
+
+        `digests` are the collator's `pixel_digests`; without them the pixels are read back and hashed
+        here, on the training step's path."""
         self._check_fingerprint(base.model)
-        keys = [(sample_id, pixel_digest(pixels), self.fingerprint) for sample_id, pixels in zip(ids, pixel_values)]
+        if digests is None:
+            digests = [pixel_digest(pixels) for pixels in pixel_values]
+        keys = [(sample_id, digest, self.fingerprint) for sample_id, digest in zip(ids, digests)]
         missing = [row for row, key in enumerate(keys) if key not in self.store]
         self.hits += len(keys) - len(missing)
         self.misses += len(missing)
@@ -135,9 +143,3 @@ def weights_fingerprint(inner: nn.Module) -> str:
     digest = hashlib.blake2b(repr(state).encode(), digest_size=16)
     digest.update(probes.numpy().tobytes())
     return digest.hexdigest()
-
-
-def pixel_digest(pixels: torch.Tensor) -> str:
-    """Digest of one image's pixel tensor: the same sample id with other pixels is another entry."""
-    raw = pixels.detach().to("cpu").contiguous().view(-1).view(torch.uint8).numpy()
-    return hashlib.blake2b(raw.tobytes(), digest_size=16).hexdigest()

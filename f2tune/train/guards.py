@@ -102,12 +102,13 @@ class NonFiniteGuard(pl.Callback):
 
 def _gradients_finite(optimizer: torch.optim.Optimizer, passed: torch.Tensor) -> torch.Tensor:
     """Whether every gradient is finite, as a tensor on `passed`'s device, not read yet (`passed`
-    itself without gradients): the norm of all gradient norms is finite iff every gradient is."""
+    itself without gradients). Their total norm is finite iff every gradient is (or a norm beyond
+    float32's ~1e19 range, which no useful step has); `get_total_norm` takes it with foreach
+    kernels, a few launches for all of the model's gradients instead of one per tensor."""
     grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
     if not grads:
         return passed
-    norms = torch.stack([torch.linalg.vector_norm(g.detach(), dtype=torch.float32) for g in grads])
-    return torch.isfinite(norms).all().to(passed.device)
+    return torch.isfinite(torch.nn.utils.get_total_norm(grads)).to(passed.device)
 
 
 def _last_checkpoint(trainer: pl.Trainer) -> str:

@@ -23,6 +23,8 @@ CPU, 0.2-0.4 s per extra use at Florence-2-base size, mostly page faults of the 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -44,14 +46,17 @@ def target_loss(
     attention_mask: torch.Tensor,
     pixel_values: torch.Tensor | None = None,
     image_features: torch.Tensor | None = None,
+    target_lengths: Sequence[int] | None = None,
     split_by_length: bool = True,
 ) -> torch.Tensor:
     """Mean cross-entropy over the positions of `labels` that are not `IGNORE_INDEX`.
 
     The images come as `pixel_values` or, from the feature cache, as their projected
-    `image_features`. `model` may be peft-wrapped: its LoRA layers sit inside the modules called
-    here. `split_by_length=False` keeps every batch in one pass (FSDP: its sharded modules are not
-    run twice in one forward here).
+    `image_features`. `target_lengths` (the collator's) are each row's target token count, known on
+    the host: with them the split and the gathering of target positions need nothing read back from
+    the device; without them they are read from `labels` once. `model` may be peft-wrapped: its
+    LoRA layers sit inside the modules called here. `split_by_length=False` keeps every batch in
+    one pass (FSDP: its sharded modules are not run twice in one forward here).
     """
     core = florence2(model)
     if image_features is None:
@@ -62,21 +67,23 @@ def target_loss(
     encoder_embeds = merge_image_features(core, input_ids, image_features, prompt_embeds)
     encoded = encode(core, attention_mask, inputs_embeds=encoder_embeds)
     decoder = core.model.language_model.get_decoder()
-    parts = length_parts(labels) if split_by_length else [(slice(None), labels.shape[1])]
+    lengths = list(target_lengths) if target_lengths is not None else label_lengths(labels)
+    width = labels.shape[1]
+    parts = length_parts(lengths, width) if split_by_length else [(list(range(len(lengths))), width)]
     hidden, targets = [], []
     for rows, length in parts:
-        part_labels = labels[rows, :length]
+        picked = slice(None) if len(rows) == len(lengths) else _on(torch.tensor(rows), labels.device)
         states = decoder(
-            inputs_embeds=decoder_embeds[rows, :length],
-            encoder_hidden_states=encoded[rows],
-            encoder_attention_mask=attention_mask[rows],
+            inputs_embeds=decoder_embeds[picked, :length],
+            encoder_hidden_states=encoded[picked],
+            encoder_attention_mask=attention_mask[picked],
             use_cache=False,
         ).last_hidden_state
-        kept = part_labels != IGNORE_INDEX
-        hidden.append(states[kept])
-        targets.append(part_labels[kept])
+        positions = _on(prefix_positions([lengths[row] for row in rows], length), labels.device)
+        hidden.append(states.flatten(0, 1).index_select(0, positions))
+        targets.append(labels[picked, :length].flatten().index_select(0, positions))
     logits = core.lm_head(torch.cat(hidden))  # target positions only: padding is never projected
-    return F.cross_entropy(logits.float(), torch.cat(targets))
+    return F.cross_entropy(logits.float(), torch.cat(targets), ignore_index=IGNORE_INDEX)
 
 
 def token_embeddings(
@@ -99,13 +106,18 @@ def token_embeddings(
     return prompt.view(*input_ids.shape, -1), decoder.view(*decoder_ids.shape, -1)
 
 
-def length_parts(labels: torch.Tensor) -> list[tuple[torch.Tensor | slice, int]]:
-    """(rows, decoder length) of each part of the batch: all rows at the batch's length, or the
-    shorter and longer targets apart where that saves `MIN_SPLIT_SAVING` of the decoder positions."""
-    count, width = labels.shape
-    real = labels != IGNORE_INDEX
-    positions = torch.arange(1, width + 1, device=labels.device)
-    lengths = (real * positions).amax(dim=1).clamp(min=1).tolist()  # last target position + 1 per row
+def label_lengths(labels: torch.Tensor) -> list[int]:
+    """Last target position + 1 of each row of `labels` (one read from the device)."""
+    positions = torch.arange(1, labels.shape[1] + 1, device=labels.device)
+    return ((labels != IGNORE_INDEX) * positions).amax(dim=1).tolist()
+
+
+def length_parts(lengths: list[int], width: int) -> list[tuple[list[int], int]]:
+    """(rows, decoder length) of each part of a batch whose targets have `lengths` (padded to
+    `width`): all rows at `width`, or the shorter and longer targets apart where that saves
+    `MIN_SPLIT_SAVING` of the decoder positions."""
+    count = len(lengths)
+    lengths = [max(length, 1) for length in lengths]
     order = sorted(range(count), key=lengths.__getitem__)
     longest = lengths[order[-1]] if count else width
     best, cut = count * width, 0
@@ -114,9 +126,15 @@ def length_parts(labels: torch.Tensor) -> list[tuple[torch.Tensor | slice, int]]
         if cost < best:
             best, cut = cost, k
     if not cut or best > (1 - MIN_SPLIT_SAVING) * count * width:
-        return [(slice(None), width)]
-    device = labels.device
-    return [
-        (torch.tensor(order[:cut], device=device), lengths[order[cut - 1]]),
-        (torch.tensor(order[cut:], device=device), longest),
-    ]
+        return [(list(range(count)), width)]
+    return [(order[:cut], lengths[order[cut - 1]]), (order[cut:], longest)]
+
+
+def prefix_positions(lengths: list[int], width: int) -> torch.Tensor:
+    """Flat indices, in a (len(lengths), width) grid, of the first `lengths[i]` positions of each row."""
+    return (torch.arange(width) < torch.tensor(lengths)[:, None]).flatten().nonzero().squeeze(1)
+
+
+def _on(index: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """`index` (built on the host) on `device` without waiting for the device's queued work."""
+    return index.to(device, non_blocking=True)

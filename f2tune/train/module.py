@@ -59,12 +59,18 @@ class Florence2Module(pl.LightningModule):
     def forward(self, batch: dict[str, Any]) -> torch.Tensor:
         pixels = batch["pixel_values"]
         if self.feature_cache is not None:
-            images = {"image_features": self.feature_cache.features(florence2(self.model), batch["ids"], pixels)}
+            cache, digests = self.feature_cache, batch.get("pixel_digests")
+            images = {"image_features": cache.features(florence2(self.model), batch["ids"], pixels, digests)}
         else:
             images = {"pixel_values": pixels}
-        split = self.recipe.trainer.strategy != "fsdp"
         return target_loss(
-            self.model, batch["labels"], batch["input_ids"], batch["attention_mask"], **images, split_by_length=split
+            self.model,
+            batch["labels"],
+            batch["input_ids"],
+            batch["attention_mask"],
+            **images,
+            target_lengths=batch.get("target_lengths"),
+            split_by_length=self.recipe.trainer.strategy != "fsdp",
         )
 
     def on_train_start(self) -> None:

@@ -56,3 +56,17 @@ def test_items_dropped_by_the_dataset_are_counted(processor):
     batch = Florence2Collator(processor, 16)(items(["a red circle"]) + [None])
     assert batch["skipped_records"] == 1 and batch["ids"] == ["shapes-7-0"]
     assert Florence2Collator(processor, 16)([None, None]) == {"skipped_records": 2}
+
+
+def test_target_lengths_are_the_label_counts_known_without_the_device(processor):
+    targets = ["a red circle", "a blue square next to a green triangle"]
+    batch = Florence2Collator(processor, 6)(items(targets))
+    assert batch["target_lengths"] == [len(processor.tokenizer("a red circle")["input_ids"]), 6]
+    assert batch["target_lengths"] == (batch["labels"] != IGNORE_INDEX).sum(1).tolist()
+
+
+def test_pixel_digests_only_when_asked_and_they_tell_images_apart(processor):
+    twice = items(["a red circle"]) * 2 + items(["a red circle", "a blue square"])[1:]
+    assert "pixel_digests" not in Florence2Collator(processor, 16)(twice)
+    digests = Florence2Collator(processor, 16, digest_pixels=True)(twice)["pixel_digests"]
+    assert digests[0] == digests[1] != digests[2]

@@ -17,6 +17,7 @@ from f2tune.testing.tiny import build_tiny_model
 from f2tune.train import feature_cache
 from f2tune.train.module import Florence2Module
 from f2tune.train.optim import build_optimizer
+from f2tune.train.setup import assemble
 
 FROZEN = {"freeze": {"vision_tower": True, "projector": True}}
 
@@ -27,9 +28,9 @@ def _module(processor, tmp_path, adaptation=FROZEN, **trainer) -> Florence2Modul
     return Florence2Module(model, processor, recipe)
 
 
-def _batches(processor, count: int = 3) -> list[dict]:
+def _batches(processor, count: int = 3, digest_pixels: bool = False) -> list[dict]:
     dataset = SampleDataset(shape_samples(4 * count, seed=3))
-    collate = Florence2Collator(processor, 16)
+    collate = Florence2Collator(processor, 16, digest_pixels)
     return [collate([dataset[i] for i in range(4 * b, 4 * b + 4)]) for b in range(count)]
 
 
@@ -95,3 +96,24 @@ def test_lora_on_the_language_model_only_keeps_the_cache(processor, tmp_path):
     expected = module.model(**{k: batch[k] for k in MODEL_INPUTS}, labels=batch["labels"]).loss
     torch.manual_seed(0)
     assert module(batch).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_the_collators_pixel_digests_key_the_cache(processor, tmp_path, monkeypatch):
+    """The loader workers hash the images: the training step reads no pixels back to hash them."""
+    module = _module(processor, tmp_path)
+    batch = _batches(processor, 1, digest_pixels=True)[0]
+    module(batch)
+
+    def no_hashing(pixels):
+        raise AssertionError("pixels hashed in the training step")
+
+    monkeypatch.setattr(feature_cache, "pixel_digest", no_hashing)
+    module(batch)
+    assert (module.feature_cache.hits, module.feature_cache.misses) == (4, 4)
+
+
+def test_a_run_with_the_cache_has_its_loader_workers_hash_the_images(processor, tmp_path):
+    recipe = validate_recipe(tiny_recipe(tmp_path, adaptation=FROZEN, eval={"metric": "none"}))
+    _, module, datamodule = assemble(recipe, tmp_path / "run")
+    assert module.feature_cache is not None and datamodule.digest_pixels
+    assert len(next(iter(datamodule.train_dataloader()))["pixel_digests"]) == 4

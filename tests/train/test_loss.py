@@ -1,6 +1,6 @@
 """The target-only loss is transformers' loss, computed without projecting padding onto the vocabulary,
 for batches of far-apart target lengths in two parts split by length, with one lookup of the tied
-token embedding table."""
+token embedding table, and with nothing of its own read back from the device."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import copy
 
 import pytest
 import torch
+import transformers.masking_utils
 from peft import LoraConfig, get_peft_model
 
 from f2tune.bench.setups import mixed_samples
@@ -15,7 +16,7 @@ from f2tune.data.collate import IGNORE_INDEX, Florence2Collator
 from f2tune.data.dataset import SampleDataset
 from f2tune.eval.generate import MODEL_INPUTS
 from f2tune.model.adapt import LORA_PRESETS
-from f2tune.train.loss import length_parts, target_loss
+from f2tune.train.loss import label_lengths, length_parts, target_loss
 
 
 def _padded_batch(processor) -> dict:
@@ -30,7 +31,7 @@ def _split_batch(processor) -> dict:
     """Three captions and three long `<OD>` answers: split in two parts by target length."""
     dataset = SampleDataset(mixed_samples(12, 96, seed=1))
     batch = Florence2Collator(processor, 256)([dataset[i] for i in (0, 1, 7, 2, 9, 4)])
-    assert len(length_parts(batch["labels"])) == 2
+    assert len(length_parts(batch["target_lengths"], batch["labels"].shape[1])) == 2
     return batch
 
 
@@ -43,15 +44,17 @@ def _grads(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return grads
 
 
+@pytest.mark.parametrize("lengths", ["collator", "labels"])
 @pytest.mark.parametrize("kind", BATCHES)
-def test_loss_and_gradients_equal_transformers(tiny_model, processor, kind):
+def test_loss_and_gradients_equal_transformers(tiny_model, processor, kind, lengths):
     tiny_model.eval()  # no dropout: both passes see the same network
     batch = BATCHES[kind](processor)
     inputs = {k: batch[k] for k in MODEL_INPUTS}
     expected = tiny_model(**inputs, labels=batch["labels"]).loss
     expected.backward()
     expected_grads = _grads(tiny_model)
-    loss = target_loss(tiny_model, batch["labels"], **inputs)
+    target_lengths = batch["target_lengths"] if lengths == "collator" else None
+    loss = target_loss(tiny_model, batch["labels"], **inputs, target_lengths=target_lengths)
     loss.backward()
     grads = _grads(tiny_model)
     torch.testing.assert_close(loss, expected)
@@ -97,23 +100,36 @@ def test_lora_and_cached_image_features(tiny_model, processor, kind):
     torch.testing.assert_close(cached, loss.detach())
 
 
-def _labels(lengths: list[int], width: int) -> torch.Tensor:
-    labels = torch.full((len(lengths), width), IGNORE_INDEX)
-    for row, length in enumerate(lengths):
-        labels[row, :length] = 7
-    return labels
-
-
 def test_far_apart_lengths_split_into_short_and_long_rows():
-    (short, short_length), (long, long_length) = length_parts(_labels([180, 12, 150, 20, 9], 180))
-    assert sorted(short.tolist()) == [1, 3, 4] and short_length == 20
-    assert sorted(long.tolist()) == [0, 2] and long_length == 180
+    (short, short_length), (long, long_length) = length_parts([180, 12, 150, 20, 9], 180)
+    assert sorted(short) == [1, 3, 4] and short_length == 20
+    assert sorted(long) == [0, 2] and long_length == 180
 
 
 def test_close_lengths_or_a_small_saving_stay_whole():
-    assert length_parts(_labels([40, 35, 38, 40], 40)) == [(slice(None), 40)]
-    assert length_parts(_labels([100, 100, 100, 70], 100)) == [(slice(None), 100)]  # saves 7.5%
-    assert length_parts(_labels([30], 30)) == [(slice(None), 30)]
+    assert length_parts([40, 35, 38, 40], 40) == [([0, 1, 2, 3], 40)]
+    assert length_parts([100, 100, 100, 70], 100) == [([0, 1, 2, 3], 100)]  # saves 7.5%
+    assert length_parts([30], 30) == [([0], 30)]
+
+
+def test_lengths_read_from_labels_are_the_collators(processor):
+    batch = _split_batch(processor)
+    assert label_lengths(batch["labels"]) == batch["target_lengths"]
+
+
+def test_nothing_is_read_back_from_the_device(tiny_model, processor, monkeypatch):
+    """With the collator's target lengths, forward and backward run on the meta device, where any
+    read of a value (`.item()`, `.tolist()`, a boolean mask's index) raises: on a GPU the step
+    queues its work without waiting for it. transformers' attention-mask builders read the mask to
+    see whether SDPA may skip it; that shortcut is turned off here, as it is not this loss's read."""
+    monkeypatch.setattr(transformers.masking_utils, "_ignore_bidirectional_mask_sdpa", lambda *a, **k: False)
+    monkeypatch.setattr(transformers.masking_utils, "_ignore_causal_mask_sdpa", lambda *a, **k: False)
+    batch = _split_batch(processor)
+    meta = tiny_model.to("meta")
+    inputs = {k: batch[k].to("meta") for k in (*MODEL_INPUTS, "labels")}
+    loss = target_loss(meta, **inputs, target_lengths=batch["target_lengths"])
+    loss.backward()
+    assert loss.device.type == "meta" and meta.lm_head.weight.grad is not None
 
 
 @pytest.mark.parametrize(("split", "decoder_passes"), [(True, 2), (False, 1)])
