@@ -80,8 +80,11 @@ def build_tiny_processor(image_size: int = 96) -> Florence2Processor:
     )
 
 
-def build_tiny_model(processor: Florence2Processor, seed: int = 0) -> Florence2ForConditionalGeneration:
-    """Random tiny Florence-2 matching `processor`'s vocabulary; the same seed gives the same weights."""
+def build_tiny_model(
+    processor: Florence2Processor, seed: int = 0, drop_path_rate: float = 0.0
+) -> Florence2ForConditionalGeneration:
+    """Random tiny Florence-2 matching `processor`'s vocabulary; the same seed gives the same weights.
+    Its DaViT has no drop-path unless `drop_path_rate` (Florence-2-base's is 0.1)."""
     text = {
         "vocab_size": len(processor.tokenizer),
         "d_model": 32,
@@ -103,7 +106,7 @@ def build_tiny_model(processor: Florence2Processor, seed: int = 0) -> Florence2F
         "num_groups": [1, 2, 3, 4],
         "window_size": 4,
         "projection_dim": 32,
-        "drop_path_rate": 0.0,
+        "drop_path_rate": drop_path_rate,
         "initializer_range": 0.1,
     }
     return random_florence2(processor, text, vision, seed)

@@ -42,6 +42,13 @@ def why_not_cacheable(model: nn.Module, recipe: Recipe) -> str | None:
     return None
 
 
+def frozen_image_parts(model: nn.Module) -> list[nn.Module]:
+    """The vision tower and projector, each where none of its weights trains."""
+    inner = florence2(model).model
+    parts = [getattr(inner, part) for part in FROZEN_PARTS]
+    return [part for part in parts if not any(p.requires_grad for p in part.parameters())]
+
+
 def build_feature_cache(model: nn.Module, recipe: Recipe) -> ImageFeatureCache | None:
     """The cache when `trainer.cache_image_features: auto` allows it; the log says which and why."""
     reason = why_not_cacheable(model, recipe)

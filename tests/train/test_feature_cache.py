@@ -22,9 +22,9 @@ from f2tune.train.setup import assemble
 FROZEN = {"freeze": {"vision_tower": True, "projector": True}}
 
 
-def _module(processor, tmp_path, adaptation=FROZEN, **trainer) -> Florence2Module:
+def _module(processor, tmp_path, adaptation=FROZEN, drop_path_rate: float = 0.0, **trainer) -> Florence2Module:
     recipe = validate_recipe(tiny_recipe(tmp_path, adaptation=adaptation, trainer=trainer, eval={"metric": "none"}))
-    model = apply_adaptation(build_tiny_model(processor), recipe.adaptation, recipe.lora)
+    model = apply_adaptation(build_tiny_model(processor, drop_path_rate=drop_path_rate), recipe.adaptation, recipe.lora)
     return Florence2Module(model, processor, recipe)
 
 
@@ -35,7 +35,9 @@ def _batches(processor, count: int = 3, digest_pixels: bool = False) -> list[dic
 
 
 def test_cached_training_has_the_same_losses_and_hits_from_the_second_epoch(processor, tmp_path):
-    cached, plain = _module(processor, tmp_path), _module(processor, tmp_path, cache_image_features="off")
+    """With drop-path in the DaViT, as Florence-2 has: the frozen tower runs without it either way."""
+    cached = _module(processor, tmp_path, drop_path_rate=0.5)
+    plain = _module(processor, tmp_path, drop_path_rate=0.5, cache_image_features="off")
     assert cached.feature_cache is not None and plain.feature_cache is None
     optimizers = [build_optimizer(m.model, m.recipe.optim, "32-true") for m in (cached, plain)]
     batches = _batches(processor)
@@ -117,3 +119,13 @@ def test_a_run_with_the_cache_has_its_loader_workers_hash_the_images(processor, 
     _, module, datamodule = assemble(recipe, tmp_path / "run")
     assert module.feature_cache is not None and datamodule.digest_pixels
     assert len(next(iter(datamodule.train_dataloader()))["pixel_digests"]) == 4
+
+
+@pytest.mark.parametrize(("adaptation", "tower_trains"), [(FROZEN, False), ({}, True)])
+def test_only_a_frozen_tower_stays_in_eval_mode_when_the_module_trains(processor, tmp_path, adaptation, tower_trains):
+    module = _module(processor, tmp_path, adaptation=adaptation, drop_path_rate=0.5)
+    module.eval()
+    module.train()
+    inner = module.model.model
+    assert inner.language_model.training and inner.vision_tower.training is tower_trains
+    assert inner.multi_modal_projector.training is tower_trains

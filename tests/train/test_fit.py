@@ -16,6 +16,7 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 from f2tune.data.collate import Florence2Collator
 from f2tune.errors import RunError
 from f2tune.eval.generate import MODEL_INPUTS
+from f2tune.model.adapt import florence2
 from f2tune.recipe import validate_recipe
 from f2tune.testing.shapes import shape_samples
 from f2tune.train.run import fit
@@ -52,11 +53,15 @@ class KeepModule(pl.Callback):
 
 
 class RecordTrainMode(pl.Callback):
+    """Train mode of the model and of its vision tower at every training batch."""
+
     def __init__(self) -> None:
         self.modes: list[bool] = []
+        self.tower_modes: list[bool] = []
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         self.modes.append(pl_module.model.training)
+        self.tower_modes.append(florence2(pl_module.model).model.vision_tower.training)
 
 
 def test_full_fit_writes_run_folder_and_a_loadable_model(tmp_path):
@@ -67,7 +72,8 @@ def test_full_fit_writes_run_folder_and_a_loadable_model(tmp_path):
     run = result.run_dir
     assert yaml.safe_load((run / "config.yaml").read_text()) == recipe.model_dump(mode="json")
     assert (run / "checkpoints" / "last.ckpt").is_file() and result.best_checkpoint
-    assert (run / "logs" / "csv" / "version_0" / "metrics.csv").is_file()
+    rows = list(csv.DictReader((run / "logs" / "csv" / "version_0" / "metrics.csv").open()))
+    assert [float(r["train/samples_per_s"]) > 0 for r in rows if r.get("train/samples_per_s")] == [True] * 3
     assert list((run / "logs" / "tensorboard" / "version_0").glob("events.out.tfevents.*"))
     assert result.loss_curve == run / "loss_curve.png" and result.loss_curve.is_file()
     assert {"val/loss", "val/CAPTION/exact_match"} <= set(result.metrics_before) and set(result.metrics_after) >= {
@@ -102,8 +108,10 @@ def test_lora_adapter_export_loads_with_plain_peft_and_gives_the_trained_outputs
 
 def test_lora_merge_exports_a_plain_model_with_the_trained_outputs(tmp_path):
     recipe = validate_recipe(tiny_recipe(tmp_path, adaptation={"method": "lora"}, lora={"r": 4, "merge": True}))
-    keep = KeepModule()
-    result = fit(recipe, extra_callbacks=[keep])
+    keep, modes = KeepModule(), RecordTrainMode()
+    result = fit(recipe, extra_callbacks=[keep, modes])
+    assert len(modes.modes) == 4 and all(modes.modes), "the language model trains in train mode"
+    assert not any(modes.tower_modes), "the frozen vision tower stays in eval mode, after validation too"
     export = result.run_dir / "export"
     assert {p.name for p in export.iterdir()} == FULL_EXPORT_FILES
     loaded = AutoModelForImageTextToText.from_pretrained(export)
