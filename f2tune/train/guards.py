@@ -30,9 +30,9 @@ class TrainingStopped(F2TuneError):
 
 class NonFiniteGuard(pl.Callback):
     """Skips optimizer steps whose loss or gradients are NaN/inf, logs the running total as
-    `train/nonfinite_steps` at each one (a `log` call costs ~1 ms, a twentieth of a small model's
-    step, so steps that went well log nothing), and stops the run after `max_in_a_row` such steps
-    in a row.
+    `train/nonfinite_steps` at each one (steps that went well log nothing: a `log` call is ~0.3 ms
+    of Lightning bookkeeping, and a column of zeros tells nobody anything), and stops the run after
+    `max_in_a_row` such steps in a row.
 
     The decision is taken once per optimizer step (after all accumulated batches) and, under DDP,
     agreed by all processes, so every rank skips or stops together. Weights never take a
