@@ -9,6 +9,8 @@ feeding the language model `inputs_embeds` (text embeddings with the image featu
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -47,6 +49,25 @@ def frozen_image_parts(model: nn.Module) -> list[nn.Module]:
     inner = florence2(model).model
     parts = [getattr(inner, part) for part in FROZEN_PARTS]
     return [part for part in parts if not any(p.requires_grad for p in part.parameters())]
+
+
+@contextmanager
+def in_eval_mode(parts: list[nn.Module]) -> Iterator[None]:
+    """`parts` in eval mode inside the block, each back in its own mode after it.
+
+    Frozen image parts run so: drop-path (0.1 in Florence-2's DaViT) in a tower that does not learn
+    only perturbs the features the language model learns from, and cached features must be
+    reproducible; with the uncached forward run the same way, a run trains the same model with the
+    cache on or off. Switched per forward rather than left in eval mode, since Lightning warns about
+    modules in eval mode when training starts."""
+    modes = [part.training for part in parts]
+    for part in parts:
+        part.eval()
+    try:
+        yield
+    finally:
+        for part, mode in zip(parts, modes):
+            part.train(mode)
 
 
 def build_feature_cache(model: nn.Module, recipe: Recipe) -> ImageFeatureCache | None:
@@ -103,16 +124,8 @@ class ImageFeatureCache:
 
     @torch.no_grad()
     def _compute(self, base: nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
-        # Eval mode: drop-path in a frozen tower only adds noise, and cached features must be reproducible.
-        parts = [getattr(base.model, part) for part in FROZEN_PARTS]
-        modes = [part.training for part in parts]
-        for part in parts:
-            part.eval()
-        try:
+        with in_eval_mode([getattr(base.model, part) for part in FROZEN_PARTS]):
             return base.model.get_image_features(pixel_values).pooler_output
-        finally:
-            for part, mode in zip(parts, modes):
-                part.train(mode)
 
     def _put(self, key: tuple[str, str, str], features: torch.Tensor) -> None:
         size = features.numel() * features.element_size()

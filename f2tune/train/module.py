@@ -18,7 +18,7 @@ from transformers import Florence2Processor
 from f2tune.config import Recipe
 from f2tune.eval.evaluator import Evaluator
 from f2tune.model.adapt import florence2
-from f2tune.train.feature_cache import build_feature_cache, frozen_image_parts
+from f2tune.train.feature_cache import build_feature_cache, frozen_image_parts, in_eval_mode
 from f2tune.train.loss import target_loss
 from f2tune.train.optim import build_optimizer, build_scheduler
 
@@ -53,42 +53,31 @@ class Florence2Module(pl.LightningModule):
         self.generating = False
         self.records: list[dict[str, Any]] = []
         self.data_counts = dict.fromkeys(DATA_COUNTS, 0)
-        self.train()
+        self.model.train()
         self.feature_cache = build_feature_cache(model, recipe)
 
     def forward(self, batch: dict[str, Any]) -> torch.Tensor:
+        """The batch's loss; a frozen vision tower or projector runs in eval mode (`in_eval_mode`)."""
         pixels = batch["pixel_values"]
         if self.feature_cache is not None:
             cache, digests = self.feature_cache, batch.get("pixel_digests")
             images = {"image_features": cache.features(florence2(self.model), batch["ids"], pixels, digests)}
         else:
             images = {"pixel_values": pixels}
-        return target_loss(
-            self.model,
-            batch["labels"],
-            batch["input_ids"],
-            batch["attention_mask"],
-            **images,
-            target_lengths=batch.get("target_lengths"),
-            split_by_length=self.recipe.trainer.strategy != "fsdp",
-        )
+        with in_eval_mode(frozen_image_parts(self.model)):
+            return target_loss(
+                self.model,
+                batch["labels"],
+                batch["input_ids"],
+                batch["attention_mask"],
+                **images,
+                target_lengths=batch.get("target_lengths"),
+                split_by_length=self.recipe.trainer.strategy != "fsdp",
+            )
 
     def on_train_start(self) -> None:
         # from_pretrained returns eval mode (dropout off); make sure training really trains.
-        self.train()
-
-    def train(self, mode: bool = True) -> Florence2Module:
-        """Train mode, except for a frozen vision tower or projector, which stays in eval mode.
-
-        Drop-path (0.1 in Florence-2's DaViT) in a tower that does not learn only perturbs the
-        features the language model learns from, and the image feature cache computes them without
-        it: so a run trains the same model with the cache on or off (with augmentation, which turns
-        the cache off, too), and skips the drop-path masks besides."""
-        super().train(mode)
-        if mode:
-            for part in frozen_image_parts(self.model):
-                part.eval()
-        return self
+        self.model.train()
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
         size = len(batch.get("ids", []))
