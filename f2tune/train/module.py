@@ -55,6 +55,8 @@ class Florence2Module(pl.LightningModule):
         self.data_counts = dict.fromkeys(DATA_COUNTS, 0)
         self.model.train()
         self.feature_cache = build_feature_cache(model, recipe)
+        # Found once, as the cache is decided once: the search walks every vision weight (0.5 ms at base size).
+        self.frozen_image_parts = frozen_image_parts(model)
 
     def forward(self, batch: dict[str, Any]) -> torch.Tensor:
         """The batch's loss; a frozen vision tower or projector runs in eval mode (`in_eval_mode`)."""
@@ -64,7 +66,7 @@ class Florence2Module(pl.LightningModule):
             images = {"image_features": cache.features(florence2(self.model), batch["ids"], pixels, digests)}
         else:
             images = {"pixel_values": pixels}
-        with in_eval_mode(frozen_image_parts(self.model)):
+        with in_eval_mode(self.frozen_image_parts):
             return target_loss(
                 self.model,
                 batch["labels"],
