@@ -19,6 +19,7 @@ from f2tune.config import Recipe
 from f2tune.eval.evaluator import Evaluator
 from f2tune.model.adapt import florence2
 from f2tune.train.feature_cache import build_feature_cache, frozen_image_parts, in_eval_mode
+from f2tune.train.guards import NonFiniteGuard
 from f2tune.train.loss import target_loss
 from f2tune.train.optim import build_optimizer, build_scheduler
 
@@ -160,17 +161,23 @@ class Florence2Module(pl.LightningModule):
         gradient_clip_val: float | None = None,
         gradient_clip_algorithm: str | None = None,
     ) -> None:
-        """Two cases Lightning refuses, clipped here: a fused optimizer under bf16-mixed (Lightning
-        refuses fused optimizers under any mixed precision, though bf16 has no loss scaling and the
-        gradients are true values), and norm clipping under FSDP, which only the root FSDP module can
-        do (each rank holds a shard: `torch.nn.utils.clip_grad_norm_` would see a local norm)."""
+        """Norm clipping with the norm `NonFiniteGuard` has just taken of the same gradients (one
+        pass over them, not two), and two cases Lightning refuses: a fused optimizer under bf16-mixed
+        (Lightning refuses fused optimizers under any mixed precision, though bf16 has no loss
+        scaling and the gradients are true values), and norm clipping under FSDP, which only the root
+        FSDP module can do (each rank holds a shard: `torch.nn.utils.clip_grad_norm_` would see a
+        local norm)."""
         strategy, plugin = self.trainer.strategy, self.trainer.precision_plugin
         norm = gradient_clip_algorithm in (None, "norm")
         if gradient_clip_val and norm and isinstance(strategy, FSDPStrategy):
             strategy.model.clip_grad_norm_(gradient_clip_val)
             return
+        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        measured = next((c.gradient_norm for c in self.trainer.callbacks if isinstance(c, NonFiniteGuard)), None)
+        if gradient_clip_val and norm and measured is not None:
+            torch.nn.utils.clip_grads_with_norm_(params, gradient_clip_val, measured)
+            return
         if gradient_clip_val and isinstance(plugin, MixedPrecision) and plugin.scaler is None:
-            params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
             if gradient_clip_algorithm == "value":
                 torch.nn.utils.clip_grad_value_(params, gradient_clip_val)
             else:

@@ -1,8 +1,10 @@
-"""Gradient clipping where Lightning refuses to: the fused AdamW under bf16-mixed (a fit runs, norms
-are clipped) and norm clipping under FSDP (handed to the root FSDP module; FSDP itself needs CUDA)."""
+"""Gradient clipping: with the norm the non-finite guard has taken (one norm per step, also logged),
+and where Lightning refuses to: the fused AdamW under bf16-mixed (a fit runs, norms are clipped) and
+norm clipping under FSDP (handed to the root FSDP module; FSDP itself needs CUDA)."""
 
 from __future__ import annotations
 
+import csv
 import math
 from types import SimpleNamespace
 
@@ -12,6 +14,7 @@ from lightning.pytorch.plugins.precision import MixedPrecision
 from lightning.pytorch.strategies import FSDPStrategy
 
 from f2tune.recipe import validate_recipe
+from f2tune.train.guards import NonFiniteGuard
 from f2tune.testing.tiny import build_tiny_processor
 from f2tune.train.module import Florence2Module
 from f2tune.train.optim import build_optimizer
@@ -29,7 +32,9 @@ def test_bf16_mixed_fit_with_clipping_and_fused_adamw(tmp_path) -> None:
 def test_bf16_mixed_clips_to_the_norm(tiny_model, tmp_path) -> None:
     recipe = validate_recipe(tiny_recipe(tmp_path, trainer={"precision": "bf16-mixed"}, eval={"metric": "none"}))
     module = Florence2Module(tiny_model, build_tiny_processor(), recipe)
-    module._trainer = SimpleNamespace(strategy=None, precision_plugin=MixedPrecision("bf16-mixed", "cpu"))
+    module._trainer = SimpleNamespace(
+        strategy=None, precision_plugin=MixedPrecision("bf16-mixed", "cpu"), callbacks=[NonFiniteGuard(3)]
+    )
     optimizer = build_optimizer(tiny_model, recipe.optim, "bf16-mixed")
     params = [p for group in optimizer.param_groups for p in group["params"]]
     for param in params:
@@ -37,6 +42,37 @@ def test_bf16_mixed_clips_to_the_norm(tiny_model, tmp_path) -> None:
     module.configure_gradient_clipping(optimizer, gradient_clip_val=0.5, gradient_clip_algorithm="norm")
     norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in params]))
     torch.testing.assert_close(norm, torch.tensor(0.5), rtol=1e-4, atol=1e-6)
+
+
+def test_norm_clipping_takes_the_guards_norm(tiny_model, tmp_path, monkeypatch) -> None:
+    """The gradients are scaled by the norm the guard measured, without measuring them again."""
+    recipe = validate_recipe(tiny_recipe(tmp_path, eval={"metric": "none"}))
+    module = Florence2Module(tiny_model, build_tiny_processor(), recipe)
+    guard = NonFiniteGuard(3)
+    module._trainer = SimpleNamespace(strategy=None, precision_plugin=None, callbacks=[guard])
+    optimizer = build_optimizer(tiny_model, recipe.optim, "32-true")
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    for param in params:
+        param.grad = torch.full_like(param, 3.0)
+    guard.gradient_norm = torch.tensor(6.0)  # twice the clip value: every gradient halves
+    monkeypatch.setattr(torch, "_foreach_norm", None)  # a second norm would fail here
+    module.configure_gradient_clipping(optimizer, gradient_clip_val=3.0, gradient_clip_algorithm="norm")
+    assert all(torch.allclose(p.grad, torch.full_like(p, 1.5)) for p in params)
+
+
+def test_one_gradient_norm_a_step_checks_clips_and_is_logged(tmp_path, monkeypatch) -> None:
+    """A fit takes the gradients' norm once per optimizer step (the guard's check, clipping and
+    `train/grad_norm` share it), and logs it at the steps the loggers write."""
+    norms = []
+    foreach_norm = torch._foreach_norm
+    monkeypatch.setattr(torch, "_foreach_norm", lambda *a, **k: norms.append(1) or foreach_norm(*a, **k))
+    raw = tiny_recipe(tmp_path, trainer={"log_every_n_steps": 2, "loggers": ["csv"]}, eval={"metric": "none"})
+    raw["data"]["val"] = []
+    result = fit(validate_recipe(raw))
+    assert len(norms) == 4  # max_steps, one foreach pass each (all gradients share device and dtype)
+    rows = list(csv.DictReader((result.run_dir / "logs" / "csv" / "version_0" / "metrics.csv").open()))
+    logged = {int(r["step"]): float(r["train/grad_norm"]) for r in rows if r.get("train/grad_norm")}
+    assert sorted(logged) == [1, 3] and all(math.isfinite(v) and v > 0 for v in logged.values())
 
 
 class RootModule:
@@ -54,7 +90,7 @@ def test_fsdp_norm_clipping_goes_to_the_root_module(tiny_model, tmp_path) -> Non
     module = Florence2Module(tiny_model, build_tiny_processor(), recipe)
     strategy = FSDPStrategy()
     strategy.model = root = RootModule()
-    module._trainer = SimpleNamespace(strategy=strategy, precision_plugin=None)
+    module._trainer = SimpleNamespace(strategy=strategy, precision_plugin=None, callbacks=[])
     optimizer = build_optimizer(tiny_model, recipe.optim, "32-true")
     module.configure_gradient_clipping(optimizer, gradient_clip_val=0.7, gradient_clip_algorithm="norm")
     assert root.clipped_to == 0.7
