@@ -32,23 +32,25 @@ def why_not_cacheable(model: nn.Module, recipe: Recipe) -> str | None:
         return "data.augment is enabled (an image gives different pixels every epoch)"
     if recipe.trainer.strategy == "fsdp":
         return "trainer.strategy is fsdp (the vision tower is sharded and cannot run outside the model's forward)"
-    inner = florence2(model).model
-    trainable = [
-        f"{part}.{name}"
-        for part in FROZEN_PARTS
-        for name, param in getattr(inner, part).named_parameters()
-        if param.requires_grad
-    ]
+    trainable = [f"{part}.{name}" for part, names in trainable_image_weights(model).items() for name in names]
     if trainable:
         return f"the vision tower or projector trains ({len(trainable)} trainable tensors, e.g. {trainable[0]})"
     return None
 
 
+def trainable_image_weights(model: nn.Module) -> dict[str, list[str]]:
+    """Names of the weights that train in each of `FROZEN_PARTS`."""
+    inner = florence2(model).model
+    return {
+        part: [name for name, param in getattr(inner, part).named_parameters() if param.requires_grad]
+        for part in FROZEN_PARTS
+    }
+
+
 def frozen_image_parts(model: nn.Module) -> list[nn.Module]:
     """The vision tower and projector, each where none of its weights trains."""
     inner = florence2(model).model
-    parts = [getattr(inner, part) for part in FROZEN_PARTS]
-    return [part for part in parts if not any(p.requires_grad for p in part.parameters())]
+    return [getattr(inner, part) for part, names in trainable_image_weights(model).items() if not names]
 
 
 @contextmanager
