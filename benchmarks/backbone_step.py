@@ -18,6 +18,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -185,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| backbone | forward ms | backward + AdamW ms | step ms | images/s | peak MiB | step time vs ResNet-50 |")
     print("|---|---|---|---|---|---|---|")
     results = {
-        name: in_child(lambda name=name: measure(args.framework, name, args, device))
+        name: in_child(partial(measure, args.framework, name, args, device), device=device)
         for name in ("ResNet-50", "DaViT-B")
     }
     reference = results["ResNet-50"]

@@ -1,7 +1,7 @@
 """`f2tune bench` / `python benchmarks/train_step.py`: the comparison table of `benchmarks/README.md`.
 
-Each measurement runs in a forked child process, so that one loop's allocations (and the peak
-memory they leave behind) do not count against the next.
+Each measurement runs in a child process (forked on a CPU, spawned for CUDA: `in_child`), so that
+one loop's allocations (and the peak memory they leave behind) do not count against the next.
 """
 
 from __future__ import annotations
@@ -100,11 +100,12 @@ def measure(size: str, mode: str, image_size: int, args: argparse.Namespace, dev
             variants.append(ours("f2tune +grouped", grouped, cached=True))
         if args.compile:
             variants.append(ours("f2tune +grouped", grouped, cached=cacheable, compiled=True))
-    flops = None if mode == "generate" else in_child(lambda: count_training_flops(size, processor, plain), args.threads)
+    counting = partial(count_training_flops, size, processor, plain)
+    flops = None if mode == "generate" else in_child(counting, args.threads, device)
     peak = peak_tflops(device, args.peak_tflops)
     rows, base_rate = [], None
     for variant in variants:
-        timing = in_child(variant.run, args.threads)
+        timing = in_child(variant.run, args.threads, device)
         label = variant.label
         if variant.compiled and not isinstance(timing, str):
             label += f" (warm-up pass {timing.warmup_s:.0f} s)"

@@ -9,6 +9,7 @@ import statistics
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -56,25 +57,22 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def in_child(work: Callable[[], T], threads: int = 0) -> T | str:
-    """Run `work` in a forked process; its result, or the last line of its error.
+def in_child(work: Callable[[], T], threads: int = 0, device: torch.device | None = None) -> T | str:
+    """Run `work` in a child process; its result, or the last line of its error.
+
+    On a CPU the child is forked: nothing to pickle, and it starts at once. For CUDA it is started
+    fresh ("spawn"), since torch refuses CUDA in a child forked from a process that has initialized
+    it ("Cannot re-initialize CUDA in forked subprocess"), as the parent has once it has asked for
+    the device's name; `work` must then pickle (a `functools.partial` of module-level functions,
+    not a lambda), and so must its result.
 
     `threads` (0: torch's default) is set in the child, never in the parent: once a process has set
     it, torch's thread pool is invalid in its forked children, and any new thread there that sets
     it again (a compiled training step does) aborts the child.
     """
-    context = multiprocessing.get_context("fork")
+    context = multiprocessing.get_context("spawn" if device is not None and device.type == "cuda" else "fork")
     receive, send = context.Pipe(duplex=False)
-
-    def child() -> None:
-        try:
-            if threads:
-                torch.set_num_threads(threads)
-            send.send(work())
-        except Exception:  # reported in the table instead of stopping the other rows
-            send.send(traceback.format_exc().strip().splitlines()[-1])
-
-    process = context.Process(target=child)
+    process = context.Process(target=_run_and_send, args=(work, threads, send))
     process.start()
     send.close()  # the child's copy stays open: if the child dies, recv() sees the end instead of waiting
     try:
@@ -84,6 +82,16 @@ def in_child(work: Callable[[], T], threads: int = 0) -> T | str:
         return f"the measuring process died (exit code {process.exitcode})"
     process.join()
     return result
+
+
+def _run_and_send(work: Callable[[], Any], threads: int, send: Connection) -> None:
+    """The child's side of `in_child` (module level, so that a spawned child can find it)."""
+    try:
+        if threads:
+            torch.set_num_threads(threads)
+        send.send(work())
+    except Exception:  # reported in the table instead of stopping the other rows
+        send.send(traceback.format_exc().strip().splitlines()[-1])
 
 
 def describe_machine(device: torch.device) -> str:

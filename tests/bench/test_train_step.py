@@ -6,13 +6,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from functools import partial
 
 import pytest
 import torch
 
 from f2tune.bench.flops import count_training_flops, peak_tflops, utilization
+from f2tune.bench.loops import run_reference
 from f2tune.bench.main import main
-from f2tune.bench.measure import in_child
+from f2tune.bench.measure import Timing, in_child
 from f2tune.bench.setups import (
     batch_orders,
     build_model,
@@ -22,6 +24,8 @@ from f2tune.bench.setups import (
     reference_batches,
 )
 from f2tune.testing.tiny import build_tiny_processor
+
+CPU = torch.device("cpu")
 
 
 def test_base_config_has_florence2_base_sizes(processor):
@@ -110,3 +114,15 @@ def test_compile_row_reports_its_warm_up():
 
 def test_a_measurement_that_dies_is_reported_not_waited_for():
     assert in_child(lambda: os._exit(3)) == "the measuring process died (exit code 3)"
+
+
+def test_cuda_rows_run_in_fresh_processes_on_pickled_work(processor):
+    """For a CUDA device the rows run in spawned children (torch refuses CUDA in a child forked from
+    a process that has initialized it, as the table's header does): the real work items pickle and
+    run there. The work here runs on the CPU; only the start method follows the CUDA device."""
+    samples = mixed_samples(4, image_size=96)
+    order = batch_orders(samples, processor, batch_size=2)["random"]
+    work = partial(run_reference, "tiny", "lora", processor, reference_batches(samples, processor, order), CPU)
+    timing = in_child(work, threads=1, device=torch.device("cuda"))
+    assert isinstance(timing, Timing) and timing.samples_per_s > 0
+    assert in_child(partial(os.getpid), device=torch.device("cuda")) != os.getpid()

@@ -14,8 +14,8 @@ from lightning.pytorch.plugins.precision import MixedPrecision
 from lightning.pytorch.strategies import FSDPStrategy
 
 from f2tune.recipe import validate_recipe
-from f2tune.train.guards import NonFiniteGuard
 from f2tune.testing.tiny import build_tiny_processor
+from f2tune.train.guards import NonFiniteGuard
 from f2tune.train.module import Florence2Module
 from f2tune.train.optim import build_optimizer
 from f2tune.train.run import fit

@@ -1,0 +1,100 @@
+"""What only a GPU runs: bf16 autocast on CUDA with LoRA and the image feature cache, fp16 with
+Lightning's loss scaler, FSDP, a training step that queues its work without waiting for it, and the
+benchmark's MFU column. Marked `gpu`: skipped without a CUDA device (`python -m pytest -m gpu`)."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import lightning.pytorch as pl
+import pytest
+import torch
+import transformers.masking_utils
+from helpers import tiny_recipe
+from peft import LoraConfig, get_peft_model
+from transformers import AutoModelForImageTextToText
+
+from f2tune.bench.main import main as bench
+from f2tune.bench.setups import mixed_samples
+from f2tune.data.collate import Florence2Collator
+from f2tune.data.dataset import SampleDataset
+from f2tune.eval.generate import MODEL_INPUTS
+from f2tune.model.adapt import LORA_PRESETS
+from f2tune.recipe import validate_recipe
+from f2tune.train.loss import target_loss
+from f2tune.train.run import FitResult, fit
+
+pytestmark = pytest.mark.gpu
+
+
+class KeepModule(pl.Callback):
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.module = pl_module
+
+
+def cuda_fit(tmp_path, callbacks: list[pl.Callback] = (), **sections) -> FitResult:
+    """The tiny recipe on one GPU, 8 optimizer steps (two epochs of 16 samples), CSV logs."""
+    trainer = {"accelerator": "gpu", "devices": 1, "max_steps": 8, "log_every_n_steps": 2, "loggers": ["csv"]}
+    raw = tiny_recipe(tmp_path, trainer=trainer | sections.pop("trainer", {}), eval={"metric": "none"}, **sections)
+    return fit(validate_recipe(raw), extra_callbacks=list(callbacks))
+
+
+def logged(result: FitResult, name: str) -> list[float]:
+    rows = csv.DictReader((result.run_dir / "logs" / "csv" / "version_0" / "metrics.csv").open())
+    return [float(row[name]) for row in rows if row.get(name)]
+
+
+def test_bf16_lora_fit_reuses_cached_features_and_exports_an_adapter(tmp_path) -> None:
+    keep = KeepModule()
+    result = cuda_fit(tmp_path, [keep], adaptation={"method": "lora"}, trainer={"precision": "bf16-mixed"})
+    assert math.isfinite(result.metrics_after["val/loss"])
+    cache = keep.module.feature_cache
+    assert cache is not None and cache.hits >= 16, "the second epoch's images come from the cache"
+    assert (result.export_dir / "adapter_model.safetensors").is_file()
+    assert all(math.isfinite(v) for v in logged(result, "train/grad_norm"))
+
+
+def test_fp16_fit_with_the_loss_scaler_clips_and_trains(tmp_path) -> None:
+    """16-mixed: Lightning unscales before clipping (the optimizer is not fused there), so the
+    guard's norm, which clipping reuses, is the true one."""
+    result = cuda_fit(tmp_path, trainer={"precision": "16-mixed"})
+    assert math.isfinite(result.metrics_after["val/loss"])
+    losses = logged(result, "train/loss")
+    assert len(losses) == 4 and all(math.isfinite(v) for v in losses)
+    assert logged(result, "train/grad_norm")
+
+
+def test_fsdp_fit_exports_a_model_transformers_loads(tmp_path) -> None:
+    result = cuda_fit(tmp_path, trainer={"strategy": "fsdp", "precision": "bf16-mixed"})
+    assert math.isfinite(result.metrics_after["val/loss"])
+    model = AutoModelForImageTextToText.from_pretrained(result.export_dir)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_a_lora_step_never_waits_for_the_gpu(tiny_model, processor, monkeypatch) -> None:
+    """Forward and backward of the loss with the collator's target lengths under CUDA's sync debug
+    mode, which raises at any operation that waits for the device. LoRA: the token table is frozen,
+    so torch's embedding backward (which synchronizes on CUDA) is not this loss's. transformers'
+    attention-mask builders read the mask to let SDPA skip it; that shortcut is turned off here."""
+    monkeypatch.setattr(transformers.masking_utils, "_ignore_bidirectional_mask_sdpa", lambda *a, **k: False)
+    monkeypatch.setattr(transformers.masking_utils, "_ignore_causal_mask_sdpa", lambda *a, **k: False)
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=LORA_PRESETS["language"])
+    model = get_peft_model(tiny_model, lora).to("cuda")
+    dataset = SampleDataset(mixed_samples(6, 96, seed=1))
+    batch = Florence2Collator(processor, 256)([dataset[i] for i in range(6)])
+    inputs = {k: batch[k].to("cuda") for k in (*MODEL_INPUTS, "labels")}
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        loss = target_loss(model, **inputs, target_lengths=batch["target_lengths"])
+        loss.backward()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert math.isfinite(loss.item())
+
+
+def test_benchmark_on_cuda_fills_the_utilization_column(capsys) -> None:
+    assert bench(["--sizes", "tiny", "--modes", "lora", "--steps", "2", "--batch-size", "2", "--device", "cuda"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| tiny")]
+    assert rows and all(row.split("|")[-2].strip().endswith("%") for row in rows)
