@@ -12,6 +12,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import TypeVar
 
 import torch
 
@@ -36,6 +37,8 @@ class Variant:
     compiled: bool = False
 
 
+T = TypeVar("T")
+
 HEADER = (
     "| size | image | mode | loop | label padding | step ms (median) | samples/s | peak MiB | speed vs reference"
     " | TFLOP/s | MFU |"
@@ -43,9 +46,7 @@ HEADER = (
 
 
 def run(args: argparse.Namespace) -> int:
-    warnings.filterwarnings("ignore")
-    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-    logging.getLogger("f2tune").setLevel(logging.WARNING)
+    quiet()
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(args.device)
@@ -64,6 +65,19 @@ def run(args: argparse.Namespace) -> int:
             for row in measure(size, mode, image_size, args, device):
                 print(row, flush=True)
     return 0
+
+
+def quiet() -> None:
+    """Nothing but the table on stdout: warnings and Lightning's and f2tune's info lines off."""
+    warnings.filterwarnings("ignore")
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    logging.getLogger("f2tune").setLevel(logging.WARNING)
+
+
+def quietly(work: Callable[[], T]) -> T:
+    """`work` in a measuring process, quiet as the table's: a spawned one (CUDA) inherits none of it."""
+    quiet()
+    return work()
 
 
 def measure(size: str, mode: str, image_size: int, args: argparse.Namespace, device: torch.device) -> list[str]:
@@ -101,11 +115,11 @@ def measure(size: str, mode: str, image_size: int, args: argparse.Namespace, dev
         if args.compile:
             variants.append(ours("f2tune +grouped", grouped, cached=cacheable, compiled=True))
     counting = partial(count_training_flops, size, processor, plain)
-    flops = None if mode == "generate" else in_child(counting, args.threads, device)
+    flops = None if mode == "generate" else in_child(partial(quietly, counting), args.threads, device)
     peak = peak_tflops(device, args.peak_tflops)
     rows, base_rate = [], None
     for variant in variants:
-        timing = in_child(variant.run, args.threads, device)
+        timing = in_child(partial(quietly, variant.run), args.threads, device)
         label = variant.label
         if variant.compiled and not isinstance(timing, str):
             label += f" (warm-up pass {timing.warmup_s:.0f} s)"
