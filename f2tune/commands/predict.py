@@ -18,6 +18,15 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--prompt", help="a free-text prompt instead of a task token")
     parser.add_argument("--out", type=Path, default=Path("predictions"), help="output folder (replaced)")
     parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument(
+        "--device", default="auto", help="auto (a GPU when torch sees one, else the CPU), cpu, cuda or cuda:N"
+    )
+    parser.add_argument(
+        "--dtype",
+        default="float32",
+        choices=("float32", "bfloat16", "float16"),
+        help="weights' type (bfloat16 halves the memory on a GPU)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -25,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from f2tune.predict.run import PredictRequest, predict
 
     request = PredictRequest(task=args.task, text=args.text, region=_region(args.region), prompt=args.prompt)
-    predict(args.model, args.images, request, args.out, batch_size=args.batch_size)
+    predict(args.model, args.images, request, args.out, args.batch_size, args.dtype, args.device)
     return 0
 
 

@@ -13,7 +13,7 @@ from f2tune.eval.scores import parse_generation, special_ids
 from f2tune.export.atomic import atomic_folder
 from f2tune.log import say
 from f2tune.predict.draw import draw_annotation
-from f2tune.predict.load import load_for_inference
+from f2tune.predict.load import inference_device, load_for_inference
 from f2tune.tasks import CUSTOM, TASKS, TaskSpec, build_prompt
 from f2tune.tasks.schema import Annotation
 
@@ -47,14 +47,23 @@ class PredictRequest:
 
 
 def predict(
-    source: str, images: list[Path], request: PredictRequest, out: Path, batch_size: int = 4, dtype: str = "float32"
+    source: str,
+    images: list[Path],
+    request: PredictRequest,
+    out: Path,
+    batch_size: int = 4,
+    dtype: str = "float32",
+    device: str = "auto",
 ) -> Path:
-    """Write `out/predictions.jsonl` and `out/<image name>.png` (atomically: all or nothing)."""
+    """Write `out/predictions.jsonl` and `out/<image name>.png` (atomically: all or nothing), with
+    the model on `device` (`auto`: a GPU when there is one) in `dtype`."""
     spec = request.spec()
+    target = inference_device(device)
     missing = [str(p) for p in images if not Path(p).is_file()]
     if missing:
         raise DataError(f"image not found: {', '.join(missing[:5])}" + (" ..." if len(missing) > 5 else ""))
     model, processor = load_for_inference(source, dtype)
+    model.to(target)
     ids = special_ids(processor.tokenizer)
     with atomic_folder(out) as staging, (staging / "predictions.jsonl").open("w") as lines:
         for start in range(0, len(images), batch_size):

@@ -1,10 +1,12 @@
 """What only a GPU runs: bf16 autocast on CUDA with LoRA and the image feature cache, fp16 with
-Lightning's loss scaler, FSDP, a training step that queues its work without waiting for it, and the
-benchmark's MFU column. Marked `gpu`: skipped without a CUDA device (`python -m pytest -m gpu`)."""
+Lightning's loss scaler, FSDP, a training step that queues its work without waiting for it,
+prediction on the GPU, and the benchmark's MFU column. Marked `gpu`: skipped without a CUDA
+device (`python -m pytest -m gpu` on one)."""
 
 from __future__ import annotations
 
 import csv
+import json
 import math
 
 import lightning.pytorch as pl
@@ -21,7 +23,10 @@ from f2tune.data.collate import Florence2Collator
 from f2tune.data.dataset import SampleDataset
 from f2tune.eval.generate import MODEL_INPUTS
 from f2tune.model.adapt import LORA_PRESETS
+from f2tune.predict.load import inference_device
+from f2tune.predict.run import PredictRequest, predict
 from f2tune.recipe import validate_recipe
+from f2tune.testing.shapes import shape_samples
 from f2tune.train.loss import target_loss
 from f2tune.train.run import FitResult, fit
 
@@ -92,6 +97,14 @@ def test_a_lora_step_never_waits_for_the_gpu(tiny_model, processor, monkeypatch)
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert math.isfinite(loss.item())
+
+
+def test_predict_runs_on_the_gpu_by_default(tiny_dir, tmp_path) -> None:
+    image = tmp_path / "shape.png"
+    shape_samples(1, seed=8)[0].image.render().save(image)
+    out = predict(str(tiny_dir), [image], PredictRequest(task="<OD>"), tmp_path / "out", dtype="bfloat16")
+    assert "boxes" in json.loads((out / "predictions.jsonl").read_text())["result"]
+    assert inference_device("auto").type == "cuda"
 
 
 def test_benchmark_on_cuda_fills_the_utilization_column(capsys) -> None:

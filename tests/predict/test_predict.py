@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from helpers import tiny_recipe
 from PIL import Image
 
 from f2tune.cli import main
 from f2tune.errors import DataError
 from f2tune.predict.draw import draw_annotation
+from f2tune.predict.load import inference_device
 from f2tune.predict.run import PredictRequest, predict
 from f2tune.testing.shapes import shape_samples
 
@@ -69,6 +71,19 @@ def test_cli_predict_with_a_region(tiny_dir, images, tmp_path, capsys):
     assert json.loads((out / "predictions.jsonl").read_text())["prompt"].startswith("<REGION_TO_CATEGORY><loc_")
     assert main(["predict", str(tiny_dir), str(images[0]), "--region", "1,2,3", "--out", str(out)]) == 2
     assert "expected x1,y1,x2,y2" in capsys.readouterr().err
+
+
+def test_cli_predict_on_a_chosen_device_and_dtype(tiny_dir, images, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "bf16"
+    args = ["predict", str(tiny_dir), str(images[0]), "--out", str(out)]
+    assert main([*args, "--device", "cpu", "--dtype", "bfloat16"]) == 0
+    assert json.loads((out / "predictions.jsonl").read_text())["text"] is not None
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main([*args, "--device", "cuda"]) == 2
+    assert "--device cuda: torch sees no CUDA device here; use --device cpu" in capsys.readouterr().err
+    assert main([*args, "--device", "gpu0"]) == 2
+    assert "--device gpu0: not a device name" in capsys.readouterr().err
+    assert inference_device("auto") == torch.device("cpu")
 
 
 def test_drawings_show_boxes_polygons_and_text():
