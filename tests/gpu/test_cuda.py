@@ -1,5 +1,5 @@
 """What only a GPU runs: bf16 autocast on CUDA with LoRA and the image feature cache, fp16 with
-Lightning's loss scaler, FSDP, a training step that queues its work without waiting for it,
+Lightning's loss scaler, compiled blocks, FSDP, a training step that queues its work without waiting for it,
 prediction on the GPU, and the benchmark's MFU column. Marked `gpu`: skipped without a CUDA
 device (`python -m pytest -m gpu` on one)."""
 
@@ -68,6 +68,13 @@ def test_fp16_fit_with_the_loss_scaler_clips_and_trains(tmp_path) -> None:
     losses = logged(result, "train/loss")
     assert len(losses) == 4 and all(math.isfinite(v) for v in losses)
     assert logged(result, "train/grad_norm")
+
+
+def test_compiled_bf16_fit_trains(tmp_path) -> None:
+    """`trainer.compile` with inductor, where it generates GPU kernels (on a CPU it measured no faster)."""
+    result = cuda_fit(tmp_path, trainer={"compile": True, "precision": "bf16-mixed"})
+    assert math.isfinite(result.metrics_after["val/loss"])
+    assert all(math.isfinite(v) for v in logged(result, "train/loss"))
 
 
 def test_fsdp_fit_exports_a_model_transformers_loads(tmp_path) -> None:
