@@ -62,9 +62,9 @@ def in_child(work: Callable[[], T], threads: int = 0, device: torch.device | Non
 
     On a CPU the child is forked: nothing to pickle, and it starts at once. For CUDA it is started
     fresh ("spawn"), since torch refuses CUDA in a child forked from a process that has initialized
-    it ("Cannot re-initialize CUDA in forked subprocess"), as the parent has once it has asked for
-    the device's name; `work` must then pickle (a `functools.partial` of module-level functions,
-    not a lambda), and so must its result.
+    it ("Cannot re-initialize CUDA in forked subprocess"), and asking for the device's name for the
+    table's header initializes it; `work` must then pickle (a `functools.partial` of module-level
+    functions, not a lambda), and so must its result.
 
     `threads` (0: torch's default) is set in the child, never in the parent: once a process has set
     it, torch's thread pool is invalid in its forked children, and any new thread there that sets
