@@ -99,6 +99,7 @@ class ImageFeatureCache:
         self.max_bytes = max_bytes
         self.store: dict[tuple[str, str, str], torch.Tensor] = {}
         self.fingerprint = ""
+        self._fingerprint_of = WeightsFingerprint()
         self.bytes = 0
         self.hits = 0
         self.misses = 0
@@ -140,28 +141,47 @@ class ImageFeatureCache:
         self.bytes += size
 
     def _check_fingerprint(self, inner: nn.Module) -> None:
-        fingerprint = weights_fingerprint(inner)
+        fingerprint = self._fingerprint_of(inner)
         if fingerprint != self.fingerprint:
             self.store.clear()
             self.bytes = 0
             self.fingerprint = fingerprint
 
 
-def weights_fingerprint(inner: nn.Module) -> str:
+class WeightsFingerprint:
     """Identity of the current frozen weights (see `ImageFeatureCache`): cheap enough for every step.
 
-    Besides addresses and version counters it hashes a strided sample of each tensor's values, because
-    writes through `param.data` (some EMA and loading code) do not bump the parameter's version
-    counter. The samples are gathered into one tensor so that the check costs a few operations per
-    step, not a few per tensor.
+    Besides the tensors themselves (the same objects as at the last step), their storage addresses
+    and version counters, it hashes a strided sample of each tensor's values, because writes through
+    `param.data` (some EMA and loading code) do not bump the parameter's version counter. The samples
+    are views, built again only when a storage moves, and gathered with one `cat`: building ~400
+    views at every step was most of the check's cost (Florence-2-base: 3.0 ms a step, now 1.55 ms;
+    the tiny model 1.06 -> 0.51 ms, a twentieth of its cached step).
     """
-    tensors = [
-        (name, t.detach())
-        for part in FROZEN_PARTS
-        for name, t in (*getattr(inner, part).named_parameters(), *getattr(inner, part).named_buffers())
-    ]
-    probes = torch.cat([t.flatten()[:: max(1, t.numel() // 64)].float() for _, t in tensors]).cpu()
-    state = [(name, t.data_ptr(), t._version, t.dtype, str(t.device)) for name, t in tensors]
-    digest = hashlib.blake2b(repr(state).encode(), digest_size=16)
-    digest.update(probes.numpy().tobytes())
-    return digest.hexdigest()
+
+    def __init__(self) -> None:
+        self._tensors: list[torch.Tensor] = []
+        self._layout: list[tuple[int, torch.dtype, torch.device]] = []
+        self._layout_text = b""
+        self._samples: list[torch.Tensor | None] = []
+
+    def __call__(self, inner: nn.Module) -> str:
+        tensors = [
+            t for part in FROZEN_PARTS for t in (*getattr(inner, part).parameters(), *getattr(inner, part).buffers())
+        ]
+        layout = [(t.data_ptr(), t.dtype, t.device) for t in tensors]
+        same = len(tensors) == len(self._tensors) and all(a is b for a, b in zip(tensors, self._tensors))
+        if not same or layout != self._layout:
+            self._tensors, self._layout, self._layout_text = tensors, layout, repr(layout).encode()
+            self._samples = [_strided_sample(t) if t.is_contiguous() else None for t in tensors]
+        samples = [s if s is not None else _strided_sample(t) for s, t in zip(self._samples, tensors)]
+        values = torch.cat(samples).float().cpu() if samples else torch.empty(0)
+        digest = hashlib.blake2b(self._layout_text, digest_size=16)
+        digest.update(repr([t._version for t in tensors]).encode())
+        digest.update(values.numpy().tobytes())
+        return digest.hexdigest()
+
+
+def _strided_sample(tensor: torch.Tensor) -> torch.Tensor:
+    """About 64 of `tensor`'s values, evenly spaced; a view of it where `tensor` is contiguous."""
+    return tensor.detach().reshape(-1)[:: max(1, tensor.numel() // 64)]

@@ -68,8 +68,18 @@ def test_changed_frozen_weights_or_pixels_are_not_served_from_the_cache(processo
     next(module.model.model.vision_tower.parameters()).data.mul_(2.0)  # .data bumps no version counter
     module(batch)
     assert cache.misses == 12
+    weight = next(module.model.model.vision_tower.parameters())
+    weight.data = weight.data * 3  # new storage, version counter untouched
+    module(batch)
+    assert cache.misses == 16
+    layer = next(m for m in module.model.model.multi_modal_projector.modules() if "weight" in m._parameters)
+    layer.weight = torch.nn.Parameter(layer.weight.detach() + 1, requires_grad=False)  # another tensor
+    module(batch)
+    assert cache.misses == 20
     module({**batch, "pixel_values": batch["pixel_values"].flip(-1)})
-    assert cache.misses == 16 and cache.hits == 0
+    assert cache.misses == 24 and cache.hits == 0
+    module(batch)
+    assert cache.hits == 4  # nothing changed since: served from the cache
 
 
 @pytest.mark.parametrize(
