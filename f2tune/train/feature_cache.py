@@ -47,29 +47,33 @@ def trainable_image_weights(model: nn.Module) -> dict[str, list[str]]:
     }
 
 
-def frozen_image_parts(model: nn.Module) -> list[nn.Module]:
-    """The vision tower and projector, each where none of its weights trains."""
+def frozen_image_modules(model: nn.Module) -> list[nn.Module]:
+    """Every module of the vision tower and of the projector, each part where none of its weights trains."""
     inner = florence2(model).model
-    return [getattr(inner, part) for part, names in trainable_image_weights(model).items() if not names]
+    parts = [getattr(inner, part) for part, names in trainable_image_weights(model).items() if not names]
+    return [module for part in parts for module in part.modules()]
 
 
 @contextmanager
-def in_eval_mode(parts: list[nn.Module]) -> Iterator[None]:
-    """`parts` in eval mode inside the block, each back in its own mode after it.
+def in_eval_mode(modules: list[nn.Module]) -> Iterator[None]:
+    """`modules` in eval mode inside the block, each back in its own mode after it.
 
     Frozen image parts run so: drop-path (0.1 in Florence-2's DaViT) in a tower that does not learn
     only perturbs the features the language model learns from, and cached features must be
     reproducible; with the uncached forward run the same way, a run trains the same model with the
     cache on or off. Switched per forward rather than left in eval mode, since Lightning warns about
-    modules in eval mode when training starts."""
-    modes = [part.training for part in parts]
-    for part in parts:
-        part.eval()
+    modules in eval mode when training starts. The `training` flags, all that `nn.Module.train`
+    changes, are set directly on a list found once: `eval()` and `train()` down the tiny model's 142
+    modules took 0.61 ms per forward (1.6 ms at base size), a twentieth of a tiny step, and even a
+    plain `module.training = ...` goes through `nn.Module.__setattr__`'s checks (0.40 ms)."""
+    modes = [module.training for module in modules]
+    for module in modules:
+        object.__setattr__(module, "training", False)
     try:
         yield
     finally:
-        for part, mode in zip(parts, modes):
-            part.train(mode)
+        for module, mode in zip(modules, modes):
+            object.__setattr__(module, "training", mode)
 
 
 def build_feature_cache(model: nn.Module, recipe: Recipe) -> ImageFeatureCache | None:
@@ -127,7 +131,7 @@ class ImageFeatureCache:
 
     @torch.no_grad()
     def _compute(self, base: nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
-        with in_eval_mode([getattr(base.model, part) for part in FROZEN_PARTS]):
+        with in_eval_mode([module for part in FROZEN_PARTS for module in getattr(base.model, part).modules()]):
             return base.model.get_image_features(pixel_values).pooler_output
 
     def _put(self, key: tuple[str, str, str], features: torch.Tensor) -> None:

@@ -18,7 +18,7 @@ from transformers import Florence2Processor
 from f2tune.config import Recipe
 from f2tune.eval.evaluator import Evaluator
 from f2tune.model.adapt import florence2
-from f2tune.train.feature_cache import build_feature_cache, frozen_image_parts, in_eval_mode
+from f2tune.train.feature_cache import build_feature_cache, frozen_image_modules, in_eval_mode
 from f2tune.train.guards import NonFiniteGuard
 from f2tune.train.loss import target_loss
 from f2tune.train.optim import build_optimizer, build_scheduler
@@ -57,17 +57,19 @@ class Florence2Module(pl.LightningModule):
         self.model.train()
         self.feature_cache = build_feature_cache(model, recipe)
         # Found once, as the cache is decided once: the search walks every vision weight (0.5 ms at base size).
-        self.frozen_image_parts = frozen_image_parts(model)
+        # With the cache on, the image parts run only inside it, which switches their mode itself.
+        self.frozen_image_modules = frozen_image_modules(model) if self.feature_cache is None else []
 
     def forward(self, batch: dict[str, Any]) -> torch.Tensor:
-        """The batch's loss; a frozen vision tower or projector runs in eval mode (`in_eval_mode`)."""
+        """The batch's loss; a frozen vision tower or projector runs in eval mode (`in_eval_mode`;
+        the feature cache computes its missing features so)."""
         pixels = batch["pixel_values"]
         if self.feature_cache is not None:
             cache, digests = self.feature_cache, batch.get("pixel_digests")
             images = {"image_features": cache.features(florence2(self.model), batch["ids"], pixels, digests)}
         else:
             images = {"pixel_values": pixels}
-        with in_eval_mode(self.frozen_image_parts):
+        with in_eval_mode(self.frozen_image_modules):
             return target_loss(
                 self.model,
                 batch["labels"],
