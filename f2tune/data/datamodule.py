@@ -13,7 +13,7 @@ from f2tune.data.dataset import SampleDataset
 from f2tune.data.formats import read_source, source_name
 from f2tune.data.problems import RecordProblems
 from f2tune.data.resume import ResumableLoader, ResumableSampler, WeightedEpochSampler
-from f2tune.data.sampler import LengthGroupedSampler, target_lengths
+from f2tune.data.sampler import LengthGroupedSampler, StableShareSampler, target_lengths
 from f2tune.data.transforms import Augmentation, build_augmentation
 from f2tune.log import say, warn
 
@@ -52,6 +52,8 @@ class Florence2DataModule(pl.LightningDataModule):
                 sampler = self._length_grouped_sampler()
             else:
                 warn("data.group_by_length is ignored: sources with different weights are sampled by weight")
+        if sampler is None and self._stable_shares():
+            sampler = StableShareSampler(len(dataset), seed=self.seed, **self._shard())
         if sampler is None:
             sampler = DistributedSampler(dataset, shuffle=True, seed=self.seed, **self._shard())
         return self._loader(dataset, self.config.batch_size, shuffle=False, sampler=ResumableSampler(sampler))
@@ -64,11 +66,19 @@ class Florence2DataModule(pl.LightningDataModule):
             return {"num_replicas": 1, "rank": 0}
         return {"num_replicas": trainer.world_size, "rank": trainer.global_rank}
 
+    def _stable_shares(self) -> bool:
+        """Whether each process keeps its share of the training samples every epoch: with the image
+        feature cache on (the workers digest pixels for it) and more than one process, so that each
+        process's cache serves its epochs after the first (`f2tune.data.sampler`)."""
+        return self.digest_pixels and self._shard()["num_replicas"] > 1
+
     def _length_grouped_sampler(self) -> LengthGroupedSampler:
         """Target lengths are counted once from the records (no image is opened)."""
         samples = [s for part in self.train_parts for s in part.samples]
         lengths = target_lengths(samples, self.processor.tokenizer, self.config.max_target_tokens)
-        return LengthGroupedSampler(lengths, self.config.batch_size, seed=self.seed, **self._shard())
+        return LengthGroupedSampler(
+            lengths, self.config.batch_size, seed=self.seed, stable_shares=self._stable_shares(), **self._shard()
+        )
 
     def val_dataloader(self) -> DataLoader | list:
         return self._evaluation_loader(self.val_parts)
@@ -104,7 +114,7 @@ class Florence2DataModule(pl.LightningDataModule):
         per_sample = torch.cat(
             [torch.full((len(part),), w / len(part), dtype=torch.double) for w, part in zip(weights, self.train_parts)]
         )
-        return WeightedEpochSampler(per_sample, seed=self.seed, **self._shard())
+        return WeightedEpochSampler(per_sample, seed=self.seed, stable_shares=self._stable_shares(), **self._shard())
 
     def _loader(self, dataset, batch_size: int, shuffle: bool, sampler: Sampler | None = None) -> DataLoader:
         assert self.processor is not None, "attach a processor before asking for loaders"

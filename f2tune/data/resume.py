@@ -22,19 +22,29 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
+from f2tune.data.sampler import share_of
+
 
 class WeightedEpochSampler(DistributedSampler):
     """Indices drawn with replacement by per-sample weight (source mixtures), from `seed + epoch`.
 
     Replaces `WeightedRandomSampler`, whose draws depend on the generator's state and so cannot be
-    redrawn after a restart. Every rank draws the same indices and takes every `num_replicas`-th.
+    redrawn after a restart. Every rank draws the same indices and takes every `num_replicas`-th;
+    with `stable_shares` (`f2tune.data.sampler`), each rank draws only from its own share.
     """
 
-    def __init__(self, weights: torch.Tensor, seed: int = 0, num_replicas: int = 1, rank: int = 0) -> None:
+    def __init__(
+        self, weights: torch.Tensor, seed: int = 0, num_replicas: int = 1, rank: int = 0, stable_shares: bool = False
+    ) -> None:
         super().__init__(weights, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
         self.weights = weights
+        self.share = share_of(len(weights), num_replicas, rank, seed) if stable_shares else None
 
     def __iter__(self) -> Iterator[int]:
+        if self.share is not None:  # each rank its own draws, from its own share
+            generator = torch.Generator().manual_seed((self.seed + self.epoch) * self.num_replicas + self.rank)
+            drawn = torch.multinomial(self.weights[self.share], self.num_samples, replacement=True, generator=generator)
+            return iter(self.share[drawn].tolist())
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
         drawn = torch.multinomial(self.weights, self.total_size, replacement=True, generator=generator)
         return iter(drawn[self.rank : self.total_size : self.num_replicas].tolist())

@@ -1,8 +1,10 @@
-"""The datamodule: sources read once per process, empty data refused, mixtures follow their weights."""
+"""The datamodule: sources read once per process, empty data refused, mixtures follow their weights,
+processes keep their training samples across epochs when the feature cache is on."""
 
 from __future__ import annotations
 
 from collections import Counter
+from types import SimpleNamespace
 
 import pytest
 
@@ -48,3 +50,27 @@ def test_equal_weights_keep_plain_shuffling(processor):
     datamodule.setup("fit")
     ids = [i for batch in datamodule.train_dataloader() for i in batch["ids"]]
     assert sorted(ids) == sorted(f"shapes-0-{k}" for k in range(12))
+
+
+@pytest.mark.parametrize(
+    ("digest_pixels", "world_size", "group_by_length", "stable"),
+    [(True, 2, False, True), (True, 2, True, True), (False, 2, False, False), (True, 1, False, False)],
+)
+def test_processes_keep_their_samples_only_for_the_feature_cache(
+    processor, digest_pixels, world_size, group_by_length, stable
+):
+    """Stable shares where a process's cache can serve its later epochs: cache on, several processes."""
+    config = DataConfig(
+        train=[{"format": "shapes", "num_samples": 12}], batch_size=2, num_workers=0, group_by_length=group_by_length
+    )
+    datamodule = Florence2DataModule(config, processor)
+    datamodule.setup("fit")
+    datamodule.digest_pixels = digest_pixels
+    datamodule.trainer = SimpleNamespace(world_size=world_size, global_rank=0)
+    sampler = datamodule.train_dataloader().sampler.inner
+    assert (getattr(sampler, "share", None) is not None) == stable
+    epochs = []
+    for epoch in (0, 1):
+        sampler.set_epoch(epoch)
+        epochs.append(set(sampler))
+    assert (epochs[0] == epochs[1]) == (stable or world_size == 1)  # one process: every sample, every epoch

@@ -1,15 +1,18 @@
 """Length-grouped batches: less padding than random batches, each sample once per epoch, same
-number of batches on every process."""
+number of batches on every process. Stable shares (the feature cache under DDP): each process keeps
+its samples from epoch to epoch."""
 
 from __future__ import annotations
 
 import random
 
+import torch
 from helpers import tiny_recipe
 
 from f2tune.data.datamodule import Florence2DataModule
+from f2tune.data.resume import WeightedEpochSampler
 from f2tune.data.sample import Sample
-from f2tune.data.sampler import LengthGroupedSampler, target_lengths
+from f2tune.data.sampler import LengthGroupedSampler, StableShareSampler, target_lengths
 from f2tune.recipe import validate_recipe
 
 
@@ -58,3 +61,44 @@ def test_datamodule_groups_by_length_on_request(processor, tmp_path):
     datamodule = Florence2DataModule(recipe.data, processor)
     datamodule.setup("fit")
     assert isinstance(datamodule.train_dataloader().sampler.inner, LengthGroupedSampler)
+
+
+def _epochs(samplers: list, epochs: int = 2) -> list[list[list[int]]]:
+    """Each epoch's indices, per process."""
+    orders = []
+    for epoch in range(epochs):
+        for sampler in samplers:
+            sampler.set_epoch(epoch)
+        orders.append([list(sampler) for sampler in samplers])
+    return orders
+
+
+def test_stable_shares_keep_each_process_on_its_samples_in_a_new_order():
+    first, second = _epochs([StableShareSampler(203, num_replicas=3, rank=r, seed=5) for r in range(3)])
+    for rank in range(3):
+        assert len(first[rank]) == 68  # 203 padded to 204
+        assert sorted(first[rank]) == sorted(second[rank]) and first[rank] != second[rank]
+    assert set().union(*first) == set(range(203))
+    plain = _epochs([LengthGroupedSampler(_lengths(), 4, num_replicas=3, rank=0, seed=5)])
+    assert set(plain[0][0]) != set(plain[1][0]), "without stable shares a process's samples change"
+
+
+def test_grouped_stable_shares_keep_their_samples_and_step_at_similar_lengths():
+    lengths = _lengths()
+    samplers = [LengthGroupedSampler(lengths, 4, num_replicas=2, rank=r, seed=3, stable_shares=True) for r in (0, 1)]
+    first, second = _epochs(samplers)
+    for rank in (0, 1):
+        assert sorted(first[rank]) == sorted(second[rank]) and first[rank] != second[rank]
+        shuffled = random.Random(rank).sample(first[rank], len(first[rank]))
+        assert _padding(first[rank], lengths, 4) < _padding(shuffled, lengths, 4) / 3
+    assert set(first[0]) | set(first[1]) == set(range(len(lengths)))
+    longest = [[max(lengths[i] for i in order[k : k + 4]) for k in range(0, len(order), 4)] for order in first]
+    assert torch.corrcoef(torch.tensor(longest, dtype=torch.float))[0, 1] > 0.8  # batches that step together
+
+
+def test_weighted_stable_shares_draw_from_their_share_only():
+    weights = torch.rand(50, generator=torch.Generator().manual_seed(0)).double()
+    samplers = [WeightedEpochSampler(weights, seed=1, num_replicas=2, rank=r, stable_shares=True) for r in (0, 1)]
+    for epoch in _epochs(samplers, epochs=3):
+        for sampler, drawn in zip(samplers, epoch):
+            assert len(drawn) == 25 and set(drawn) <= set(sampler.share.tolist())

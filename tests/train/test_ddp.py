@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -32,9 +33,9 @@ run.export_run = recording_export
 
 class RecordIds(pl.Callback):
     def __init__(self):
-        self.ids = []
+        self.ids = [[], []]
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        self.ids.extend(batch["ids"])
+        self.ids[trainer.current_epoch].extend(batch["ids"])
     def on_train_end(self, trainer, pl_module):
         (out / f"ids_rank{trainer.global_rank}.json").write_text(json.dumps(self.ids))
 
@@ -45,11 +46,13 @@ run.fit(recipe, extra_callbacks=[RecordIds()])
 
 @pytest.mark.slow
 def test_two_process_ddp_trains_on_different_data_and_exports_once(tmp_path):
+    """LoRA, so the feature cache is on: each process keeps its samples in the second epoch, which
+    its cache serves entirely."""
     recipe = tiny_recipe(
         tmp_path,
         adaptation={"method": "lora"},
         lora={"r": 4},
-        trainer={"devices": 2, "strategy": "ddp", "max_steps": 3, "val_check_interval": 3},
+        trainer={"devices": 2, "strategy": "ddp", "max_steps": 8, "val_check_interval": 4},
         eval={"before_fit": False},
     )
     recipe["data"]["batch_size"] = 2
@@ -62,9 +65,12 @@ def test_two_process_ddp_trains_on_different_data_and_exports_once(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
 
-    ids = [json.loads((tmp_path / f"ids_rank{rank}.json").read_text()) for rank in (0, 1)]
-    assert len(ids[0]) == len(ids[1]) == 6  # 3 steps x batch 2 on each rank
-    assert not set(ids[0]) & set(ids[1]), "both ranks saw the same samples"
+    (first0, second0), (first1, second1) = [json.loads((tmp_path / f"ids_rank{r}.json").read_text()) for r in (0, 1)]
+    assert len(first0) == len(first1) == 8  # 16 samples, 4 steps x batch 2 on each rank per epoch
+    assert not set(first0) & set(first1), "both ranks saw the same samples"
+    assert set(second0) == set(first0) and set(second1) == set(first1)
+    rows = list(csv.DictReader((tmp_path / "runs" / "t" / "logs" / "csv" / "version_0" / "metrics.csv").open()))
+    assert [float(r["train/image_cache_hit_rate"]) for r in rows if r.get("train/image_cache_hit_rate")] == [0, 1]
     assert sorted(p.name for p in tmp_path.glob("export_called_by_rank*")) == ["export_called_by_rank0"]
     export = tmp_path / "runs" / "t" / "export"
     assert {p.name for p in export.iterdir()} == ADAPTER_EXPORT_FILES
