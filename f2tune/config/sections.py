@@ -159,6 +159,12 @@ class TrainerConfig(Section):
     image_feature_cache_gb: float = Field(
         8.0, gt=0, description="Memory (CPU RAM, per process) the image feature cache may fill; later images miss."
     )
+    image_feature_cache_disk_gb: float = Field(
+        0.0,
+        ge=0,
+        description="Disk (per process, a file in the run folder's feature_cache/, deleted when the process ends) "
+        "for the image features beyond image_feature_cache_gb; 0: none.",
+    )
     compile: bool = Field(
         False,
         description="torch.compile each DaViT block and BART layer in place (compiles once per shape on the "

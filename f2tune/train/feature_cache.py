@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -19,6 +20,7 @@ from f2tune.config import Recipe
 from f2tune.data.collate import pixel_digest
 from f2tune.log import say, warn
 from f2tune.model.adapt import florence2
+from f2tune.train.feature_spill import FeatureSpill
 
 FROZEN_PARTS = ("vision_tower", "multi_modal_projector")
 """Submodules of `Florence2Model` whose output is cached: they must not train."""
@@ -76,8 +78,10 @@ def in_eval_mode(modules: list[nn.Module]) -> Iterator[None]:
             object.__setattr__(module, "training", mode)
 
 
-def build_feature_cache(model: nn.Module, recipe: Recipe) -> ImageFeatureCache | None:
-    """The cache when `trainer.cache_image_features: auto` allows it; the log says which and why."""
+def build_feature_cache(model: nn.Module, recipe: Recipe, run_dir: Path | None = None) -> ImageFeatureCache | None:
+    """The cache when `trainer.cache_image_features: auto` allows it; the log says which and why.
+    With `trainer.image_feature_cache_disk_gb` and a `run_dir`, features beyond the memory budget
+    go to a file in `run_dir/feature_cache`."""
     reason = why_not_cacheable(model, recipe)
     if reason is not None:
         say(f"image feature cache off: {reason}")
@@ -86,21 +90,25 @@ def build_feature_cache(model: nn.Module, recipe: Recipe) -> ImageFeatureCache |
         "image feature cache on: the vision tower and projector are frozen, so each image's features are "
         "computed once (frozen tower in eval mode, no drop-path) and reused"
     )
-    return ImageFeatureCache(int(recipe.trainer.image_feature_cache_gb * 2**30))
+    disk = recipe.trainer.image_feature_cache_disk_gb
+    spill = FeatureSpill(run_dir / "feature_cache", int(disk * 2**30)) if disk and run_dir is not None else None
+    return ImageFeatureCache(int(recipe.trainer.image_feature_cache_gb * 2**30), spill)
 
 
 class ImageFeatureCache:
-    """Projected image features per (sample id, pixel digest, frozen-weight fingerprint), in CPU memory.
+    """Projected image features per (sample id, pixel digest, frozen-weight fingerprint), in CPU memory
+    and, past `max_bytes`, in `spill` (a file on disk) where there is one.
 
     The fingerprint uses each frozen tensor's storage address and in-place version counter: hashing
     90M weights every step would cost more than it saves, while any change to them (an optimizer
     step, `load_state_dict`, `.to()`) bumps a version or moves the storage. When it changes, every
-    entry is stale and the cache is emptied. When `max_bytes` is reached, new images are not stored
+    entry is stale and the cache is emptied. When memory and disk are full, new images are not stored
     (no eviction: epochs visit images in a new order each time, so LRU would only churn).
     """
 
-    def __init__(self, max_bytes: int) -> None:
+    def __init__(self, max_bytes: int, spill: FeatureSpill | None = None) -> None:
         self.max_bytes = max_bytes
+        self.spill = spill
         self.store: dict[tuple[str, str, str], torch.Tensor] = {}
         self.fingerprint = ""
         self._fingerprint_of = WeightsFingerprint()
@@ -120,14 +128,20 @@ class ImageFeatureCache:
         if digests is None:
             digests = [pixel_digest(pixels) for pixels in pixel_values]
         keys = [(sample_id, digest, self.fingerprint) for sample_id, digest in zip(ids, digests)]
-        missing = [row for row, key in enumerate(keys) if key not in self.store]
+        missing = [row for row, key in enumerate(keys) if key not in self]
         self.hits += len(keys) - len(missing)
         self.misses += len(missing)
         computed = dict(zip(missing, self._compute(base, pixel_values[missing]))) if missing else {}
         for row, features in computed.items():
             self._put(keys[row], features)
-        rows = [computed[row] if row in computed else self.store[key] for row, key in enumerate(keys)]
+        rows = [computed[row] if row in computed else self._get(key) for row, key in enumerate(keys)]
         return torch.stack([row.to(pixel_values.device, non_blocking=True) for row in rows])
+
+    def __contains__(self, key: tuple[str, str, str]) -> bool:
+        return key in self.store or (self.spill is not None and key in self.spill)
+
+    def _get(self, key: tuple[str, str, str]) -> torch.Tensor:
+        return self.store[key] if key in self.store else self.spill.get(key)
 
     @torch.no_grad()
     def _compute(self, base: nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
@@ -136,18 +150,23 @@ class ImageFeatureCache:
 
     def _put(self, key: tuple[str, str, str], features: torch.Tensor) -> None:
         size = features.numel() * features.element_size()
-        if self.bytes + size > self.max_bytes:
-            if not self._full_warned:
-                warn(f"image feature cache full at {self.bytes / 2**30:.2f} GiB: further images are recomputed")
-                self._full_warned = True
-            return
-        self.store[key] = features.detach().to("cpu", copy=True)
-        self.bytes += size
+        if self.bytes + size <= self.max_bytes:
+            self.store[key] = features.detach().to("cpu", copy=True)
+            self.bytes += size
+        elif (self.spill is None or not self.spill.put(key, features)) and not self._full_warned:
+            on_disk = f" and {self.spill.bytes / 2**30:.2f} GiB on disk" if self.spill is not None else ""
+            warn(
+                f"image feature cache full at {self.bytes / 2**30:.2f} GiB in memory{on_disk}: further images "
+                "are recomputed (raise trainer.image_feature_cache_gb or trainer.image_feature_cache_disk_gb)"
+            )
+            self._full_warned = True
 
     def _check_fingerprint(self, inner: nn.Module) -> None:
         fingerprint = self._fingerprint_of(inner)
         if fingerprint != self.fingerprint:
             self.store.clear()
+            if self.spill is not None:
+                self.spill.clear()
             self.bytes = 0
             self.fingerprint = fingerprint
 

@@ -56,7 +56,7 @@ class Florence2Module(pl.LightningModule):
         self.data_counts = dict.fromkeys(DATA_COUNTS, 0)
         self.cache_lookups = {"hits": 0, "misses": 0}
         self.model.train()
-        self.feature_cache = build_feature_cache(model, recipe)
+        self.feature_cache = build_feature_cache(model, recipe, output_dir)
         # Found once, as the cache is decided once: the search walks every vision weight (0.5 ms at base size).
         # With the cache on, the image parts run only inside it, which switches their mode itself.
         self.frozen_image_modules = frozen_image_modules(model) if self.feature_cache is None else []

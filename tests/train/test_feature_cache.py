@@ -25,7 +25,7 @@ FROZEN = {"freeze": {"vision_tower": True, "projector": True}}
 def _module(processor, tmp_path, adaptation=FROZEN, drop_path_rate: float = 0.0, **trainer) -> Florence2Module:
     recipe = validate_recipe(tiny_recipe(tmp_path, adaptation=adaptation, trainer=trainer, eval={"metric": "none"}))
     model = apply_adaptation(build_tiny_model(processor, drop_path_rate=drop_path_rate), recipe.adaptation, recipe.lora)
-    return Florence2Module(model, processor, recipe)
+    return Florence2Module(model, processor, recipe, output_dir=tmp_path / "run")
 
 
 def _batches(processor, count: int = 3, digest_pixels: bool = False) -> list[dict]:
@@ -55,6 +55,46 @@ def test_cached_training_has_the_same_losses_and_hits_from_the_second_epoch(proc
         if epoch == 0:
             assert (cached.feature_cache.hits, cached.feature_cache.misses) == (0, 12)
     assert (cached.feature_cache.hits, cached.feature_cache.misses) == (12, 12)
+
+
+def _losses_over_two_epochs(module: Florence2Module, batches: list[dict]) -> list[float]:
+    optimizer = build_optimizer(module.model, module.recipe.optim, "32-true")
+    losses = []
+    for epoch in range(2):
+        for step, batch in enumerate(batches):
+            torch.manual_seed(10 * epoch + step)
+            loss = module(batch)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            losses.append(loss.item())
+    return losses
+
+
+IMAGE_BYTES = 10 * 32 * 4  # the tiny model's 10 image tokens of width 32, float32
+
+
+def test_features_beyond_the_memory_budget_come_from_disk(processor, tmp_path, monkeypatch):
+    """Memory for one image, disk for the rest: every image of the second epoch is served, and the
+    losses are those of the run without the cache."""
+    warnings = []
+    monkeypatch.setattr(feature_cache, "warn", warnings.append)
+    memory, disk = IMAGE_BYTES / 2**30, 20 * IMAGE_BYTES / 2**30
+    cached = _module(processor, tmp_path, image_feature_cache_gb=memory, image_feature_cache_disk_gb=disk)
+    plain = _module(processor, tmp_path, cache_image_features="off")
+    batches = _batches(processor)
+    assert _losses_over_two_epochs(cached, batches) == pytest.approx(_losses_over_two_epochs(plain, batches), rel=1e-5)
+    cache = cached.feature_cache
+    assert (cache.hits, cache.misses, len(cache.store), len(cache.spill.places)) == (12, 12, 1, 11)
+    assert not warnings
+    with torch.no_grad():
+        next(cached.model.model.vision_tower.parameters()).add_(0.5)
+    cached(batches[0])  # new frozen weights: memory and disk emptied, then refilled
+    assert (cache.misses, len(cache.store), len(cache.spill.places)) == (16, 1, 3)
+    full = _module(processor, tmp_path, image_feature_cache_gb=memory, image_feature_cache_disk_gb=memory)
+    _losses_over_two_epochs(full, batches)
+    assert full.feature_cache.hits == 2 and len(warnings) == 1  # one image in memory, one on disk
+    assert "full at 0.00 GiB in memory and 0.00 GiB on disk" in warnings[0]
 
 
 def test_changed_frozen_weights_or_pixels_are_not_served_from_the_cache(processor, tmp_path):
