@@ -78,6 +78,7 @@ class Florence2Collator:
 
 
 def pixel_digest(pixels: torch.Tensor) -> str:
-    """Digest of one image's pixel tensor: the same sample id with other pixels is another entry."""
+    """Digest of one image's pixel tensor, the image feature cache's key: samples that show the same
+    pixels share one entry, and an image whose pixels changed is another."""
     raw = pixels.detach().to("cpu").contiguous().view(-1).view(torch.uint8).numpy()
     return hashlib.blake2b(raw.tobytes(), digest_size=16).hexdigest()

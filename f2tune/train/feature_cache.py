@@ -20,7 +20,7 @@ from f2tune.config import Recipe
 from f2tune.data.collate import pixel_digest
 from f2tune.log import say, warn
 from f2tune.model.adapt import florence2
-from f2tune.train.feature_spill import FeatureSpill
+from f2tune.train.feature_spill import FeatureSpill, Key
 
 FROZEN_PARTS = ("vision_tower", "multi_modal_projector")
 """Submodules of `Florence2Model` whose output is cached: they must not train."""
@@ -96,7 +96,7 @@ def build_feature_cache(model: nn.Module, recipe: Recipe, run_dir: Path | None =
 
 
 class ImageFeatureCache:
-    """Projected image features per (sample id, pixel digest, frozen-weight fingerprint), in CPU memory
+    """Projected image features per (pixel digest, frozen-weight fingerprint), in CPU memory
     and, past `max_bytes`, in `spill` (a file on disk) where there is one.
 
     The fingerprint uses each frozen tensor's storage address and in-place version counter: hashing
@@ -109,7 +109,7 @@ class ImageFeatureCache:
     def __init__(self, max_bytes: int, spill: FeatureSpill | None = None) -> None:
         self.max_bytes = max_bytes
         self.spill = spill
-        self.store: dict[tuple[str, str, str], torch.Tensor] = {}
+        self.store: dict[Key, torch.Tensor] = {}
         self.fingerprint = ""
         self._fingerprint_of = WeightsFingerprint()
         self.bytes = 0
@@ -117,30 +117,34 @@ class ImageFeatureCache:
         self.misses = 0
         self._full_warned = False
 
-    def features(
-        self, base: nn.Module, ids: list[str], pixel_values: torch.Tensor, digests: list[str] | None = None
-    ) -> torch.Tensor:
-        """(batch, image tokens, width) features; only the images not cached yet go through the tower.
+    def features(self, base: nn.Module, pixel_values: torch.Tensor, digests: list[str] | None = None) -> torch.Tensor:
+        """(batch, image tokens, width) features; only the images not cached yet go through the tower,
+        each once however many rows of the batch show it.
 
-        `digests` are the collator's `pixel_digests`; without them the pixels are read back and hashed
-        here, on the training step's path."""
+        Keyed by the pixels' digest, not the sample: a referring-expression or VQA dataset asks
+        several questions about each image (RefCOCO: ~7 sentences per image), which then share one
+        entry. `digests` are the collator's `pixel_digests`; without them the pixels are read back
+        and hashed here, on the training step's path."""
         self._check_fingerprint(base.model)
         if digests is None:
             digests = [pixel_digest(pixels) for pixels in pixel_values]
-        keys = [(sample_id, digest, self.fingerprint) for sample_id, digest in zip(ids, digests)]
-        missing = [row for row, key in enumerate(keys) if key not in self]
+        keys = [(digest, self.fingerprint) for digest in digests]
+        missing: dict[Key, int] = {}  # key -> the first row that shows it
+        for row, key in enumerate(keys):
+            if key not in self and key not in missing:
+                missing[key] = row
         self.hits += len(keys) - len(missing)
         self.misses += len(missing)
-        computed = dict(zip(missing, self._compute(base, pixel_values[missing]))) if missing else {}
-        for row, features in computed.items():
-            self._put(keys[row], features)
-        rows = [computed[row] if row in computed else self._get(key) for row, key in enumerate(keys)]
+        computed = dict(zip(missing, self._compute(base, pixel_values[list(missing.values())]))) if missing else {}
+        for key, features in computed.items():
+            self._put(key, features)
+        rows = [computed[key] if key in computed else self._get(key) for key in keys]
         return torch.stack([row.to(pixel_values.device, non_blocking=True) for row in rows])
 
-    def __contains__(self, key: tuple[str, str, str]) -> bool:
+    def __contains__(self, key: Key) -> bool:
         return key in self.store or (self.spill is not None and key in self.spill)
 
-    def _get(self, key: tuple[str, str, str]) -> torch.Tensor:
+    def _get(self, key: Key) -> torch.Tensor:
         return self.store[key] if key in self.store else self.spill.get(key)
 
     @torch.no_grad()
@@ -148,7 +152,7 @@ class ImageFeatureCache:
         with in_eval_mode([module for part in FROZEN_PARTS for module in getattr(base.model, part).modules()]):
             return base.model.get_image_features(pixel_values).pooler_output
 
-    def _put(self, key: tuple[str, str, str], features: torch.Tensor) -> None:
+    def _put(self, key: Key, features: torch.Tensor) -> None:
         size = features.numel() * features.element_size()
         if self.bytes + size <= self.max_bytes:
             self.store[key] = features.detach().to("cpu", copy=True)

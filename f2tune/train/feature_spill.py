@@ -16,7 +16,8 @@ from typing import IO
 
 import torch
 
-Key = tuple[str, str, str]
+Key = tuple[str, ...]
+"""What a cached image is found by: its pixels' digest and the frozen weights' fingerprint."""
 
 
 class FeatureSpill:

@@ -67,7 +67,7 @@ class Florence2Module(pl.LightningModule):
         pixels = batch["pixel_values"]
         if self.feature_cache is not None:
             cache, digests = self.feature_cache, batch.get("pixel_digests")
-            images = {"image_features": cache.features(florence2(self.model), batch["ids"], pixels, digests)}
+            images = {"image_features": cache.features(florence2(self.model), pixels, digests)}
         else:
             images = {"pixel_values": pixels}
         with in_eval_mode(self.frozen_image_modules):

@@ -97,6 +97,19 @@ def test_features_beyond_the_memory_budget_come_from_disk(processor, tmp_path, m
     assert "full at 0.00 GiB in memory and 0.00 GiB on disk" in warnings[0]
 
 
+def test_samples_that_show_the_same_image_share_one_entry(processor, tmp_path):
+    """Content-addressed: two sentences about one picture (another sample id, same pixels) are one
+    entry, computed once even within a batch."""
+    module = _module(processor, tmp_path)
+    batch = _batches(processor, 1, digest_pixels=True)[0]
+    batch["pixel_values"][1] = batch["pixel_values"][0]
+    batch["pixel_digests"][1] = batch["pixel_digests"][0]
+    assert batch["ids"][0] != batch["ids"][1]
+    module(batch)
+    cache = module.feature_cache
+    assert (cache.misses, cache.hits, len(cache.store)) == (3, 1, 3)
+
+
 def test_changed_frozen_weights_or_pixels_are_not_served_from_the_cache(processor, tmp_path):
     module = _module(processor, tmp_path)
     cache, batch = module.feature_cache, _batches(processor, 1)[0]
