@@ -34,8 +34,7 @@ def share_of(size: int, num_replicas: int, rank: int, seed: int) -> torch.Tensor
     length, the last ones padded by repeating the first dealt, as `DistributedSampler` pads."""
     order = torch.randperm(size, generator=torch.Generator().manual_seed(seed))
     total = -(-size // num_replicas) * num_replicas
-    order = torch.cat([order, order[: total - size]])
-    return order[rank::num_replicas]
+    return order.repeat(-(-total // size))[:total][rank::num_replicas]  # repeated whole when size < num_replicas
 
 
 class StableShareSampler(DistributedSampler):

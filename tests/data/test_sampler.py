@@ -12,7 +12,7 @@ from helpers import tiny_recipe
 from f2tune.data.datamodule import Florence2DataModule
 from f2tune.data.resume import WeightedEpochSampler
 from f2tune.data.sample import Sample
-from f2tune.data.sampler import LengthGroupedSampler, StableShareSampler, target_lengths
+from f2tune.data.sampler import LengthGroupedSampler, StableShareSampler, share_of, target_lengths
 from f2tune.recipe import validate_recipe
 
 
@@ -81,6 +81,11 @@ def test_stable_shares_keep_each_process_on_its_samples_in_a_new_order():
     assert set().union(*first) == set(range(203))
     plain = _epochs([LengthGroupedSampler(_lengths(), 4, num_replicas=3, rank=0, seed=5)])
     assert set(plain[0][0]) != set(plain[1][0]), "without stable shares a process's samples change"
+
+
+def test_fewer_samples_than_processes_still_give_every_process_a_share():
+    shares = [share_of(2, num_replicas=5, rank=r, seed=0).tolist() for r in range(5)]
+    assert all(len(share) == 1 for share in shares) and {i for share in shares for i in share} == {0, 1}
 
 
 def test_grouped_stable_shares_keep_their_samples_and_step_at_similar_lengths():
