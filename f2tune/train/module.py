@@ -182,17 +182,19 @@ class Florence2Module(pl.LightningModule):
         scaling and the gradients are true values), and norm clipping under FSDP, which only the root
         FSDP module can do (each rank holds a shard: `torch.nn.utils.clip_grad_norm_` would see a
         local norm)."""
+        if not gradient_clip_val:
+            return
         strategy, plugin = self.trainer.strategy, self.trainer.precision_plugin
         norm = gradient_clip_algorithm in (None, "norm")
-        if gradient_clip_val and norm and isinstance(strategy, FSDPStrategy):
+        if norm and isinstance(strategy, FSDPStrategy):
             strategy.model.clip_grad_norm_(gradient_clip_val)
             return
         params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
         measured = next((c.gradient_norm for c in self.trainer.callbacks if isinstance(c, NonFiniteGuard)), None)
-        if gradient_clip_val and norm and measured is not None:
+        if norm and measured is not None:
             torch.nn.utils.clip_grads_with_norm_(params, gradient_clip_val, measured)
             return
-        if gradient_clip_val and isinstance(plugin, MixedPrecision) and plugin.scaler is None:
+        if isinstance(plugin, MixedPrecision) and plugin.scaler is None:
             if gradient_clip_algorithm == "value":
                 torch.nn.utils.clip_grad_value_(params, gradient_clip_val)
             else:
