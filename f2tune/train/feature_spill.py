@@ -40,16 +40,16 @@ class FeatureSpill:
 
     def put(self, key: Key, features: torch.Tensor) -> bool:
         """Append `features`; False (nothing written) when they would pass `max_bytes`."""
-        data = features.detach().to("cpu").contiguous()
-        raw = data.view(torch.uint8).numpy().tobytes()
-        if self.bytes + len(raw) > self.max_bytes:
+        size = features.numel() * features.element_size()
+        if self.bytes + size > self.max_bytes:  # checked first: once full, every miss asks
             return False
         if self._file is None:
             self.folder.mkdir(parents=True, exist_ok=True)
             self._file = tempfile.TemporaryFile(dir=self.folder, prefix="image-features-")
-        os.pwrite(self._file.fileno(), raw, self.bytes)
+        data = features.detach().to("cpu").contiguous()
+        os.pwrite(self._file.fileno(), data.view(torch.uint8).numpy().tobytes(), self.bytes)
         self.places[key] = (self.bytes, tuple(data.shape), data.dtype)
-        self.bytes += len(raw)
+        self.bytes += size
         return True
 
     def get(self, key: Key) -> torch.Tensor:
