@@ -67,7 +67,8 @@ def test_fp16_fit_with_the_loss_scaler_clips_and_trains(tmp_path) -> None:
     assert math.isfinite(result.metrics_after["val/loss"])
     losses = logged(result, "train/loss")
     assert len(losses) == 4 and all(math.isfinite(v) for v in losses)
-    assert logged(result, "train/grad_norm")
+    # steps whose scaled gradients overflowed (the scaler's to skip) log no norm; the others a finite one
+    assert all(math.isfinite(v) for v in logged(result, "train/grad_norm"))
 
 
 def test_compiled_bf16_fit_trains(tmp_path) -> None:
