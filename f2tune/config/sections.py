@@ -162,8 +162,13 @@ class TrainerConfig(Section):
     image_feature_cache_disk_gb: float = Field(
         0.0,
         ge=0,
-        description="Disk (per process, a file in the run folder's feature_cache/, deleted when the process ends) "
+        description="Disk (per process, a file in image_feature_cache_dir, deleted when the process ends) "
         "for the image features beyond image_feature_cache_gb; 0: none.",
+    )
+    image_feature_cache_dir: str | None = Field(
+        None,
+        description="Folder of that file; a local disk (node-local scratch where the run folder is on a network "
+        "file system). Default: the run folder's feature_cache/.",
     )
     compile: bool = Field(
         False,

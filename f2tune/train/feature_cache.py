@@ -80,8 +80,8 @@ def in_eval_mode(modules: list[nn.Module]) -> Iterator[None]:
 
 def build_feature_cache(model: nn.Module, recipe: Recipe, run_dir: Path | None = None) -> ImageFeatureCache | None:
     """The cache when `trainer.cache_image_features: auto` allows it; the log says which and why.
-    With `trainer.image_feature_cache_disk_gb` and a `run_dir`, features beyond the memory budget
-    go to a file in `run_dir/feature_cache`."""
+    With `trainer.image_feature_cache_disk_gb`, features beyond the memory budget go to a file in
+    `trainer.image_feature_cache_dir`, else in `run_dir/feature_cache` (none without a `run_dir`)."""
     reason = why_not_cacheable(model, recipe)
     if reason is not None:
         say(f"image feature cache off: {reason}")
@@ -90,9 +90,12 @@ def build_feature_cache(model: nn.Module, recipe: Recipe, run_dir: Path | None =
         "image feature cache on: the vision tower and projector are frozen, so each image's features are "
         "computed once (frozen tower in eval mode, no drop-path) and reused"
     )
-    disk = recipe.trainer.image_feature_cache_disk_gb
-    spill = FeatureSpill(run_dir / "feature_cache", int(disk * 2**30)) if disk and run_dir is not None else None
-    return ImageFeatureCache(int(recipe.trainer.image_feature_cache_gb * 2**30), spill)
+    trainer = recipe.trainer
+    folder = Path(trainer.image_feature_cache_dir) if trainer.image_feature_cache_dir else None
+    folder = folder or (run_dir / "feature_cache" if run_dir is not None else None)
+    disk = int(trainer.image_feature_cache_disk_gb * 2**30)
+    spill = FeatureSpill(folder, disk) if disk and folder is not None else None
+    return ImageFeatureCache(int(trainer.image_feature_cache_gb * 2**30), spill)
 
 
 class ImageFeatureCache:

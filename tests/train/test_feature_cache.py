@@ -91,6 +91,10 @@ def test_features_beyond_the_memory_budget_come_from_disk(processor, tmp_path, m
         next(cached.model.model.vision_tower.parameters()).add_(0.5)
     cached(batches[0])  # new frozen weights: memory and disk emptied, then refilled
     assert (cache.misses, len(cache.store), len(cache.spill.places)) == (16, 1, 3)
+    assert cache.spill.folder == tmp_path / "run" / "feature_cache"
+    scratch = tmp_path / "scratch"
+    elsewhere = _module(processor, tmp_path, image_feature_cache_disk_gb=disk, image_feature_cache_dir=str(scratch))
+    assert elsewhere.feature_cache.spill.folder == scratch
     full = _module(processor, tmp_path, image_feature_cache_gb=memory, image_feature_cache_disk_gb=memory)
     _losses_over_two_epochs(full, batches)
     assert full.feature_cache.hits == 2 and len(warnings) == 1  # one image in memory, one on disk
