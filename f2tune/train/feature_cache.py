@@ -95,7 +95,7 @@ def build_feature_cache(model: nn.Module, recipe: Recipe, run_dir: Path | None =
     folder = folder or (run_dir / "feature_cache" if run_dir is not None else None)
     disk = int(trainer.image_feature_cache_disk_gb * 2**30)
     spill = FeatureSpill(folder, disk) if disk and folder is not None else None
-    return ImageFeatureCache(int(trainer.image_feature_cache_gb * 2**30), spill)
+    return ImageFeatureCache(frozen_image_modules(model), int(trainer.image_feature_cache_gb * 2**30), spill)
 
 
 class ImageFeatureCache:
@@ -109,7 +109,8 @@ class ImageFeatureCache:
     (no eviction: epochs visit images in a new order each time, so LRU would only churn).
     """
 
-    def __init__(self, max_bytes: int, spill: FeatureSpill | None = None) -> None:
+    def __init__(self, image_modules: list[nn.Module], max_bytes: int, spill: FeatureSpill | None = None) -> None:
+        self.image_modules = image_modules  # the frozen tower's and projector's, run in eval mode
         self.max_bytes = max_bytes
         self.spill = spill
         self.store: dict[Key, torch.Tensor] = {}
@@ -152,7 +153,7 @@ class ImageFeatureCache:
 
     @torch.no_grad()
     def _compute(self, base: nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
-        with in_eval_mode([module for part in FROZEN_PARTS for module in getattr(base.model, part).modules()]):
+        with in_eval_mode(self.image_modules):
             return base.model.get_image_features(pixel_values).pooler_output
 
     def _put(self, key: Key, features: torch.Tensor) -> None:
