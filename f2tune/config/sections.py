@@ -30,7 +30,10 @@ class ModelConfig(Section):
     dtype: Literal["float32", "bfloat16", "float16"] = Field(
         "float32", description="Weight dtype at load; keep float32 with *-mixed precision."
     )
-    attn_implementation: Literal["sdpa", "eager"] = "sdpa"
+    attn_implementation: Literal["auto", "sdpa", "eager"] = Field(
+        "auto",
+        description="Attention kernels; auto: sdpa, except eager when training on a CPU in bf16 (faster there).",
+    )
     trust_remote_code: bool = Field(
         False, description="Run model code from the Hub repo; only for old remote-code checkpoints."
     )

@@ -67,7 +67,8 @@ def load_model(config: ModelConfig) -> PreTrainedModel:
             lambda: AutoModelForImageTextToText.from_pretrained(
                 name,
                 dtype=dtype,
-                attn_implementation=config.attn_implementation,
+                # auto is decided by the Trainer (f2tune.model.attention); until then SDPA.
+                attn_implementation="sdpa" if config.attn_implementation == "auto" else config.attn_implementation,
                 use_safetensors=None if config.allow_pickle else True,
                 **_common(config),
             ),

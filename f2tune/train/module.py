@@ -18,6 +18,7 @@ from transformers import Florence2Processor
 from f2tune.config import Recipe
 from f2tune.eval.evaluator import Evaluator
 from f2tune.model.adapt import florence2
+from f2tune.model.attention import attention_for, use_attention
 from f2tune.train.feature_cache import build_feature_cache, frozen_image_modules, in_eval_mode
 from f2tune.train.guards import NonFiniteGuard
 from f2tune.train.loss import target_loss
@@ -60,6 +61,13 @@ class Florence2Module(pl.LightningModule):
         # Found once, as the cache is decided once: the search walks every vision weight (0.5 ms at base size).
         # With the cache on, the image parts run only inside it, which switches their mode itself.
         self.frozen_image_modules = frozen_image_modules(model) if self.feature_cache is None else []
+
+    def setup(self, stage: str) -> None:
+        """With `model.attn_implementation: auto`, the attention kernels that are fastest for this
+        Trainer's device and precision (`attention_for`): known only now, after loading."""
+        if self.recipe.model.attn_implementation == "auto":
+            device = self.trainer.strategy.root_device.type
+            use_attention(self.model, attention_for(device, self.trainer.precision))
 
     def forward(self, batch: dict[str, Any]) -> torch.Tensor:
         """The batch's loss; a frozen vision tower or projector runs in eval mode (`in_eval_mode`;

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import lightning.pytorch as pl
+import pytest
 import torch
 from helpers import tiny_recipe
 from torch.utils.data import DataLoader
@@ -52,3 +53,30 @@ def test_gradients_are_freed_after_each_step_and_kept_within_an_accumulation_win
     assert probe.held == [False, True, False, True]
     assert all(p.grad is None for p in tiny_model.parameters())
     assert any(not torch.equal(old, new) for old, new in zip(before, tiny_model.parameters(), strict=True))
+
+
+@pytest.mark.parametrize(
+    ("precision", "asked", "expected"),
+    [("bf16-mixed", "auto", "eager"), ("32-true", "auto", "sdpa"), ("bf16-mixed", "sdpa", "sdpa")],
+)
+def test_auto_attention_is_settled_for_the_trainers_device_and_precision(
+    tiny_model, processor, tmp_path, precision, asked, expected
+) -> None:
+    recipe = validate_recipe(tiny_recipe(tmp_path, model={"attn_implementation": asked}, eval={"metric": "none"}))
+    module = Florence2Module(tiny_model, processor, recipe)
+    loader = DataLoader(
+        SampleDataset(shape_samples(2, seed=3)), batch_size=2, collate_fn=Florence2Collator(processor, 16)
+    )
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        precision=precision,
+        max_steps=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
+    trainer.fit(module, train_dataloaders=loader)
+    configs = (tiny_model.config.vision_config, tiny_model.config.text_config)
+    assert [c._attn_implementation for c in configs] == [expected, expected]
