@@ -17,6 +17,7 @@ from transformers import Florence2Processor
 
 from f2tune.config import Recipe
 from f2tune.eval.evaluator import Evaluator
+from f2tune.log import say
 from f2tune.model.adapt import florence2
 from f2tune.model.attention import attention_for, use_attention
 from f2tune.train.feature_cache import build_feature_cache, frozen_image_modules, in_eval_mode
@@ -66,8 +67,10 @@ class Florence2Module(pl.LightningModule):
         """With `model.attn_implementation: auto`, the attention kernels that are fastest for this
         Trainer's device and precision (`attention_for`): known only now, after loading."""
         if self.recipe.model.attn_implementation == "auto":
-            device = self.trainer.strategy.root_device.type
-            use_attention(self.model, attention_for(device, self.trainer.precision))
+            device, precision = self.trainer.strategy.root_device.type, self.trainer.precision
+            chosen = attention_for(device, precision)
+            if use_attention(self.model, chosen):
+                say(f"attention: {chosen} (model.attn_implementation: auto, for {device} at {precision})")
 
     def forward(self, batch: dict[str, Any]) -> torch.Tensor:
         """The batch's loss; a frozen vision tower or projector runs in eval mode (`in_eval_mode`;
