@@ -12,6 +12,7 @@ from f2tune.eval.generate import generate
 from f2tune.eval.scores import parse_generation, special_ids
 from f2tune.export.atomic import atomic_folder
 from f2tune.log import say
+from f2tune.model.attention import attention_for, use_attention
 from f2tune.predict.draw import draw_annotation
 from f2tune.predict.load import inference_device, load_for_inference
 from f2tune.tasks import CUSTOM, TASKS, TaskSpec, build_prompt
@@ -63,6 +64,7 @@ def predict(
     if missing:
         raise DataError(f"image not found: {', '.join(missing[:5])}" + (" ..." if len(missing) > 5 else ""))
     model, processor = load_for_inference(source, dtype)
+    use_attention(model, attention_for(target.type, dtype == "bfloat16"))
     model.to(target)
     ids = special_ids(processor.tokenizer)
     with atomic_folder(out) as staging, (staging / "predictions.jsonl").open("w") as lines:

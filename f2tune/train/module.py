@@ -68,7 +68,7 @@ class Florence2Module(pl.LightningModule):
         Trainer's device and precision (`attention_for`): known only now, after loading."""
         if self.recipe.model.attn_implementation == "auto":
             device, precision = self.trainer.strategy.root_device.type, self.trainer.precision
-            chosen = attention_for(device, precision)
+            chosen = attention_for(device, str(precision).startswith("bf16"))
             if use_attention(self.model, chosen):
                 say(f"attention: {chosen} (model.attn_implementation: auto, for {device} at {precision})")
 

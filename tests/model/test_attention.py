@@ -13,18 +13,11 @@ from f2tune.train.loss import target_loss
 
 
 @pytest.mark.parametrize(
-    ("device", "precision", "expected"),
-    [
-        ("cpu", "bf16-mixed", "eager"),
-        ("cpu", "bf16-true", "eager"),
-        ("cpu", "32-true", "sdpa"),
-        ("cpu", "16-mixed", "sdpa"),
-        ("cuda", "bf16-mixed", "sdpa"),
-        ("cuda", "32-true", "sdpa"),
-    ],
+    ("device", "in_bf16", "expected"),
+    [("cpu", True, "eager"), ("cpu", False, "sdpa"), ("cuda", True, "sdpa"), ("cuda", False, "sdpa")],
 )
-def test_auto_is_eager_only_on_a_cpu_in_bf16(device, precision, expected):
-    assert attention_for(device, precision) == expected
+def test_auto_is_eager_only_on_a_cpu_in_bf16(device, in_bf16, expected):
+    assert attention_for(device, in_bf16) == expected
 
 
 def test_switching_reaches_both_towers_and_keeps_the_loss(tiny_model, processor):

@@ -11,6 +11,7 @@ from PIL import Image
 
 from f2tune.cli import main
 from f2tune.errors import DataError
+from f2tune.predict import run as predict_run
 from f2tune.predict.draw import draw_annotation
 from f2tune.predict.load import inference_device
 from f2tune.predict.run import PredictRequest, predict
@@ -76,8 +77,12 @@ def test_cli_predict_with_a_region(tiny_dir, images, tmp_path, capsys):
 def test_cli_predict_on_a_chosen_device_and_dtype(tiny_dir, images, tmp_path, capsys, monkeypatch):
     out = tmp_path / "bf16"
     args = ["predict", str(tiny_dir), str(images[0]), "--out", str(out)]
+    chosen = []
+    switch = predict_run.use_attention
+    monkeypatch.setattr(predict_run, "use_attention", lambda model, kind: chosen.append(kind) or switch(model, kind))
     assert main([*args, "--device", "cpu", "--dtype", "bfloat16"]) == 0
     assert json.loads((out / "predictions.jsonl").read_text())["text"] is not None
+    assert chosen == ["eager"]  # SDPA is slower on a CPU in bf16 (f2tune.model.attention)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert main([*args, "--device", "cuda"]) == 2
     assert "--device cuda: torch sees no CUDA device here; use --device cpu" in capsys.readouterr().err
