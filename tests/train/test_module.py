@@ -28,6 +28,12 @@ class GradientsAtBatchStart(pl.Callback):
         self.held.append(any(p.grad is not None for p in module.parameters() if p.requires_grad))
 
 
+def bare_trainer(**options: Any) -> pl.Trainer:
+    """A CPU Trainer without logging, checkpoints, progress bar or validation."""
+    quiet = {"logger": False, "enable_checkpointing": False, "enable_progress_bar": False}
+    return pl.Trainer(accelerator="cpu", enable_model_summary=False, limit_val_batches=0, **quiet, **options)
+
+
 def test_gradients_are_freed_after_each_step_and_kept_within_an_accumulation_window(
     tiny_model, processor, tmp_path
 ) -> None:
@@ -37,17 +43,7 @@ def test_gradients_are_freed_after_each_step_and_kept_within_an_accumulation_win
     dataset = SampleDataset(shape_samples(8, seed=3))
     loader = DataLoader(dataset, batch_size=2, collate_fn=collate)
     probe = GradientsAtBatchStart()
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        max_steps=2,
-        accumulate_grad_batches=2,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        callbacks=[probe],
-    )
+    trainer = bare_trainer(max_steps=2, accumulate_grad_batches=2, callbacks=[probe])
     before = [p.detach().clone() for p in tiny_model.parameters()]
     trainer.fit(module, train_dataloaders=loader)
     assert probe.held == [False, True, False, True]
@@ -67,16 +63,6 @@ def test_auto_attention_is_settled_for_the_trainers_device_and_precision(
     loader = DataLoader(
         SampleDataset(shape_samples(2, seed=3)), batch_size=2, collate_fn=Florence2Collator(processor, 16)
     )
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        precision=precision,
-        max_steps=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-    )
-    trainer.fit(module, train_dataloaders=loader)
+    bare_trainer(max_steps=1, precision=precision).fit(module, train_dataloaders=loader)
     configs = (tiny_model.config.vision_config, tiny_model.config.text_config)
     assert [c._attn_implementation for c in configs] == [expected, expected]
