@@ -59,6 +59,8 @@ def load_model(config: ModelConfig) -> PreTrainedModel:
     name = base_model_name(config)
     if name == TINY_MODEL:
         model = build_tiny_model(build_tiny_processor(), seed=TINY_SEED).to(dtype)
+        if config.attn_implementation != "auto":  # built with SDPA, like a loaded model under auto
+            model.set_attn_implementation(config.attn_implementation)
     else:
         if config.allow_pickle:
             warn(f"model.allow_pickle is set: pickle (.bin) weights of {name} may be loaded; they can run code")

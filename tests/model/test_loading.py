@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from f2tune.config import ModelConfig
+from f2tune.config import TINY_MODEL, ModelConfig
 from f2tune.errors import ModelLoadError
 from f2tune.model.loading import load_model, load_processor
 
@@ -59,3 +59,10 @@ def test_pickle_weights_load_only_when_allowed(tiny_dir, tmp_path):
     with pytest.raises(ModelLoadError, match="cannot load model.name_or_path="):
         load_model(ModelConfig(name_or_path=str(pickled)))
     assert load_model(ModelConfig(name_or_path=str(pickled), allow_pickle=True)).training
+
+
+def test_the_built_in_tiny_model_takes_the_asked_attention():
+    model = load_model(ModelConfig(name_or_path=TINY_MODEL, attn_implementation="eager"))
+    assert model.config.vision_config._attn_implementation == "eager"
+    assert model.config.text_config._attn_implementation == "eager"
+    assert load_model(ModelConfig(name_or_path=TINY_MODEL)).config.text_config._attn_implementation == "sdpa"
