@@ -120,8 +120,13 @@ def total_gradient_norm(optimizer: torch.optim.Optimizer) -> torch.Tensor | None
     gradients). It is finite iff every gradient is (or beyond float32's ~1e19 range, which no useful
     step has). `get_total_norm` takes it with foreach kernels: a few launches for all of the
     model's gradients instead of one per tensor."""
-    grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    grads = [p.grad for p in parameters_with_gradients(optimizer)]
     return torch.nn.utils.get_total_norm(grads) if grads else None
+
+
+def parameters_with_gradients(optimizer: torch.optim.Optimizer) -> list[torch.nn.Parameter]:
+    """The optimizer's parameters that hold a gradient this step (what the norm and clipping cover)."""
+    return [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
 
 
 def _log_gradient_norm(trainer: pl.Trainer, pl_module: pl.LightningModule, value: float) -> None:

@@ -21,7 +21,7 @@ from f2tune.log import say
 from f2tune.model.adapt import florence2
 from f2tune.model.attention import attention_for, use_attention
 from f2tune.train.feature_cache import build_feature_cache, frozen_image_modules, in_eval_mode
-from f2tune.train.guards import NonFiniteGuard
+from f2tune.train.guards import NonFiniteGuard, parameters_with_gradients
 from f2tune.train.loss import target_loss
 from f2tune.train.optim import build_optimizer, build_scheduler
 
@@ -200,7 +200,7 @@ class Florence2Module(pl.LightningModule):
         if norm and isinstance(strategy, FSDPStrategy):
             strategy.model.clip_grad_norm_(gradient_clip_val)
             return
-        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        params = parameters_with_gradients(optimizer)
         measured = next((c.gradient_norm for c in self.trainer.callbacks if isinstance(c, NonFiniteGuard)), None)
         if norm and measured is not None:
             torch.nn.utils.clip_grads_with_norm_(params, gradient_clip_val, measured)
