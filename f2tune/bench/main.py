@@ -18,6 +18,7 @@ import torch
 
 from f2tune.bench.flops import ModelFlops, count_training_flops, peak_tflops, utilization
 from f2tune.bench.generation import run_f2tune_generation, run_reference_generation
+from f2tune.bench.loading import run_f2tune_loading, run_reference_loading
 from f2tune.bench.loops import run_f2tune, run_reference
 from f2tune.bench.measure import Timing, describe_machine, in_child
 from f2tune.bench.options import add_arguments
@@ -84,38 +85,22 @@ def measure(size: str, mode: str, image_size: int, args: argparse.Namespace, dev
     processor = build_tiny_processor(image_size)
     samples = mixed_samples(args.steps * args.batch_size, image_size)
     orders = batch_orders(samples, processor, args.batch_size)
-    reference = reference_batches(samples, processor, orders["random"])
-    plain = f2tune_batches(samples, processor, orders["random"])
-    grouped = f2tune_batches(samples, processor, orders["grouped"])
-    pad = processor.tokenizer.pad_token_id
-    cacheable = mode != "full"  # LoRA (peft freezes the base) and frozen leave the vision tower frozen
-
-    def ours(label: str, batches: list[dict], cached: bool = False, compiled: bool = False) -> Variant:
-        cache = "auto" if cached else "off"
-        run = partial(run_f2tune, size, mode, processor, batches, device, args.precision, cache, compiled)
-        label += (" +cache" if cached else "") + (" +compile" if compiled else "")
-        return Variant(label, batches, run, cached, compiled)
-
-    if mode == "generate":  # the validation loop: ms per batch, samples generated, parsed (and scored) per s
-        chosen = [[samples[i] for i in rows] for rows in orders["random"]]
-        variants = [
-            Variant(
-                "reference", reference, partial(run_reference_generation, size, processor, reference, chosen, device)
-            ),
-            Variant("f2tune evaluator", plain, partial(run_f2tune_generation, size, processor, plain, device)),
-        ]
+    flops = None
+    if mode == "load":  # one loader worker, from the image files on: no batches built beforehand
+        variants = loading_variants(processor, samples, orders["random"])
     else:
-        reference_run = partial(run_reference, size, mode, processor, reference, device, args.reference_precision)
-        variants = [Variant("reference", reference, reference_run), ours("f2tune", plain)]
-        if cacheable:
-            variants.append(ours("f2tune", plain, cached=True))
-        variants.append(ours("f2tune +grouped", grouped))
-        if cacheable:  # next to its uncached twin: the cache's own gain at either batch order
-            variants.append(ours("f2tune +grouped", grouped, cached=True))
-        if args.compile:
-            variants.append(ours("f2tune +grouped", grouped, cached=cacheable, compiled=True))
-    counting = partial(count_training_flops, size, processor, plain)
-    flops = None if mode == "generate" else in_child(partial(quietly, counting), args.threads, device)
+        reference = reference_batches(samples, processor, orders["random"])
+        plain = f2tune_batches(samples, processor, orders["random"])
+        if mode == "generate":  # the validation loop: ms per batch, samples generated, parsed (and scored) per s
+            chosen = [[samples[i] for i in rows] for rows in orders["random"]]
+            reference_run = partial(run_reference_generation, size, processor, reference, chosen, device)
+            f2tune_run = partial(run_f2tune_generation, size, processor, plain, device)
+            variants = [Variant("reference", reference, reference_run), Variant("f2tune evaluator", plain, f2tune_run)]
+        else:
+            grouped = f2tune_batches(samples, processor, orders["grouped"])
+            variants = training_variants(size, mode, processor, (reference, plain, grouped), args, device)
+            counting = partial(count_training_flops, size, processor, plain)
+            flops = in_child(partial(quietly, counting), args.threads, device)
     peak = peak_tflops(device, args.peak_tflops)
     rows, base_rate = [], None
     for variant in variants:
@@ -123,7 +108,8 @@ def measure(size: str, mode: str, image_size: int, args: argparse.Namespace, dev
         label = variant.label
         if variant.compiled and not isinstance(timing, str):
             label += f" (warm-up pass {timing.warmup_s:.0f} s)"
-        prefix = f"| {size} | {image_size} | {mode} | {label} | {padding_share(variant.batches, pad):.0%} |"
+        padding = f"{padding_share(variant.batches, processor.tokenizer.pad_token_id):.0%}" if variant.batches else "-"
+        prefix = f"| {size} | {image_size} | {mode} | {label} | {padding} |"
         if isinstance(timing, str):
             rows.append(f"{prefix} failed: {timing} | | | | | |")
             continue
@@ -133,6 +119,48 @@ def measure(size: str, mode: str, image_size: int, args: argparse.Namespace, dev
             f" {timing.samples_per_s / base_rate:.2f}x | {utilization_cells(flops, variant.cached, timing, peak)} |"
         )
     return rows
+
+
+def training_variants(
+    size: str,
+    mode: str,
+    processor,
+    batches: tuple[list[dict], list[dict], list[dict]],
+    args: argparse.Namespace,
+    device: torch.device,
+) -> list[Variant]:
+    """The reference, then f2tune on the same (random-order) batches and on length-grouped ones,
+    each with the image feature cache where the vision tower is frozen (LoRA, frozen)."""
+    reference, plain, grouped = batches
+    cacheable = mode != "full"  # LoRA (peft freezes the base) and frozen leave the vision tower frozen
+
+    def ours(label: str, batches: list[dict], cached: bool = False, compiled: bool = False) -> Variant:
+        cache = "auto" if cached else "off"
+        run = partial(run_f2tune, size, mode, processor, batches, device, args.precision, cache, compiled)
+        label += (" +cache" if cached else "") + (" +compile" if compiled else "")
+        return Variant(label, batches, run, cached, compiled)
+
+    reference_run = partial(run_reference, size, mode, processor, reference, device, args.reference_precision)
+    variants = [Variant("reference", reference, reference_run), ours("f2tune", plain)]
+    if cacheable:
+        variants.append(ours("f2tune", plain, cached=True))
+    variants.append(ours("f2tune +grouped", grouped))
+    if cacheable:  # next to its uncached twin: the cache's own gain at either batch order
+        variants.append(ours("f2tune +grouped", grouped, cached=True))
+    if args.compile:
+        variants.append(ours("f2tune +grouped", grouped, cached=cacheable, compiled=True))
+    return variants
+
+
+def loading_variants(processor, samples: list, order: list[list[int]]) -> list[Variant]:
+    """The reference's processor call against f2tune's dataset + collator, without and with the
+    image digests a run with the feature cache has its workers compute."""
+    loading = partial(run_f2tune_loading, processor, samples, order)
+    return [
+        Variant("reference", [], partial(run_reference_loading, processor, samples, order)),
+        Variant("f2tune", [], partial(loading, digest_images=False)),
+        Variant("f2tune +cache (image digests)", [], partial(loading, digest_images=True)),
+    ]
 
 
 def utilization_cells(flops: ModelFlops | str | None, cached: bool, timing: Timing, peak: float | None) -> str:

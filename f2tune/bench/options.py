@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import argparse
 
-MODES = ("full", "lora", "frozen", "generate")
+MODES = ("full", "lora", "frozen", "generate", "load")
 """full: every weight; lora: r=16 on the language model; frozen: vision tower + projector frozen;
-generate: the validation loop's generation (f2tune's evaluator against the reference's generate)."""
+generate: the validation loop's generation (f2tune's evaluator against the reference's generate);
+load: one loader worker's data loading (f2tune's dataset + collator against the reference's processor)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sizes", default="tiny,base", help="comma-separated: tiny, base (Florence-2-base sizes)")
-    parser.add_argument("--modes", default=",".join(MODES), help="comma-separated: full, lora, frozen, generate")
+    parser.add_argument("--modes", default=",".join(MODES), help="comma-separated: full, lora, frozen, generate, load")
     parser.add_argument("--steps", type=int, default=4, help="batches per pass (two passes; the second is timed)")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--tiny-image-size", type=int, default=96)

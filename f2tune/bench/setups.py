@@ -74,8 +74,8 @@ def batch_orders(samples: list[Sample], processor: Florence2Processor, batch_siz
 
 def f2tune_batches(samples: list[Sample], processor: Florence2Processor, order: list[list[int]]) -> list[dict]:
     """Batches as f2tune's collator builds them in a run's loader workers (labels padded with -100,
-    target lengths, and the pixel digests that a run with the feature cache has them hash)."""
-    dataset, collate = SampleDataset(samples), Florence2Collator(processor, MAX_TARGET_TOKENS, digest_pixels=True)
+    target lengths, and the image digests that a run with the feature cache has them hash)."""
+    dataset, collate = SampleDataset(samples), Florence2Collator(processor, MAX_TARGET_TOKENS, digest_images=True)
     return [collate([dataset[i] for i in rows]) for rows in order]
 
 

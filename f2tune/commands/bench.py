@@ -1,4 +1,5 @@
-"""`f2tune bench [--sizes tiny,base] [--modes full,lora,frozen] ...`: the training-step benchmark."""
+"""`f2tune bench [--sizes tiny,base] [--modes full,lora,frozen,generate,load] ...`: the training-step benchmark
+(with validation generation and data loading)."""
 
 from __future__ import annotations
 

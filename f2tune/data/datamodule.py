@@ -23,7 +23,7 @@ class Florence2DataModule(pl.LightningDataModule):
     images are opened lazily by the loader workers.
 
     The processor may be attached after `setup`, so that bad records are reported before anything
-    is downloaded or loaded; `digest_pixels` is set once the model shows whether its image features
+    is downloaded or loaded; `digest_images` is set once the model shows whether its image features
     are cached (the loader workers then hash each image for the cache).
     """
 
@@ -32,7 +32,7 @@ class Florence2DataModule(pl.LightningDataModule):
         self.config = config
         self.processor = processor
         self.seed = seed
-        self.digest_pixels = False
+        self.digest_images = False
         self.train_parts: list[SampleDataset] = []
         self.val_parts: list[SampleDataset] = []
         self.test_parts: list[SampleDataset] = []
@@ -68,9 +68,9 @@ class Florence2DataModule(pl.LightningDataModule):
 
     def _stable_shares(self) -> bool:
         """Whether each process keeps its share of the training samples every epoch: with the image
-        feature cache on (the workers digest pixels for it) and more than one process, so that each
+        feature cache on (the workers digest images for it) and more than one process, so that each
         process's cache serves its epochs after the first (`f2tune.data.sampler`)."""
-        return self.digest_pixels and self._shard()["num_replicas"] > 1
+        return self.digest_images and self._shard()["num_replicas"] > 1
 
     def _length_grouped_sampler(self) -> LengthGroupedSampler:
         """Target lengths are counted once from the records (no image is opened)."""
@@ -124,7 +124,7 @@ class Florence2DataModule(pl.LightningDataModule):
             shuffle=shuffle,
             sampler=sampler,
             num_workers=workers,
-            collate_fn=Florence2Collator(self.processor, self.config.max_target_tokens, self.digest_pixels),
+            collate_fn=Florence2Collator(self.processor, self.config.max_target_tokens, self.digest_images),
             pin_memory=torch.cuda.is_available(),
             persistent_workers=workers > 0,
         )

@@ -17,7 +17,6 @@ import torch
 from torch import nn
 
 from f2tune.config import Recipe
-from f2tune.data.collate import pixel_digest
 from f2tune.log import say, warn
 from f2tune.model.adapt import florence2
 from f2tune.train.feature_spill import FeatureSpill, Key
@@ -99,7 +98,7 @@ def build_feature_cache(model: nn.Module, recipe: Recipe, run_dir: Path | None =
 
 
 class ImageFeatureCache:
-    """Projected image features per (pixel digest, frozen-weight fingerprint), in CPU memory
+    """Projected image features per (image digest, frozen-weight fingerprint), in CPU memory
     and, past `max_bytes`, in `spill` (a file on disk) where there is one.
 
     The fingerprint uses each frozen tensor's storage address and in-place version counter: hashing
@@ -125,10 +124,10 @@ class ImageFeatureCache:
         """(batch, image tokens, width) features; only the images not cached yet go through the tower,
         each once however many rows of the batch show it.
 
-        Keyed by the pixels' digest, not the sample: a referring-expression or VQA dataset asks
+        Keyed by the image's content, not the sample: a referring-expression or VQA dataset asks
         several questions about each image (RefCOCO: ~7 sentences per image), which then share one
-        entry. `digests` are the collator's `pixel_digests`; without them the pixels are read back
-        and hashed here, on the training step's path."""
+        entry. `digests` are the collator's `image_digests`; without them the pixels are read back
+        and hashed here, on the training step's path (`pixel_digest`)."""
         self._check_fingerprint(base.model)
         if digests is None:
             digests = [pixel_digest(pixels) for pixels in pixel_values]
@@ -216,3 +215,10 @@ class WeightsFingerprint:
 def _strided_sample(tensor: torch.Tensor) -> torch.Tensor:
     """About 64 of `tensor`'s values, evenly spaced; a view of it where `tensor` is contiguous."""
     return tensor.detach().reshape(-1)[:: max(1, tensor.numel() // 64)]
+
+
+def pixel_digest(pixels: torch.Tensor) -> str:
+    """Digest of one image's pixel tensor: the key for batches that come without the collator's
+    `image_digests`. Its own hash domain, so it never equals an image digest."""
+    raw = pixels.detach().to("cpu").contiguous().view(-1).view(torch.uint8).numpy()
+    return hashlib.blake2b(raw.tobytes(), digest_size=16, person=b"f2tune:pixels").hexdigest()

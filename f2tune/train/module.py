@@ -77,7 +77,7 @@ class Florence2Module(pl.LightningModule):
         the feature cache computes its missing features so)."""
         pixels = batch["pixel_values"]
         if self.feature_cache is not None:
-            cache, digests = self.feature_cache, batch.get("pixel_digests")
+            cache, digests = self.feature_cache, batch.get("image_digests")
             images = {"image_features": cache.features(florence2(self.model), pixels, digests)}
         else:
             images = {"pixel_values": pixels}

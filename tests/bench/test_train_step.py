@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from f2tune.bench.flops import count_training_flops, peak_tflops, utilization
+from f2tune.bench.loading import ReferenceCollator, ReferenceDataset, as_photos
 from f2tune.bench.loops import run_reference
 from f2tune.bench.main import main
 from f2tune.bench.measure import Timing, in_child
@@ -23,6 +24,8 @@ from f2tune.bench.setups import (
     padding_share,
     reference_batches,
 )
+from f2tune.data.collate import Florence2Collator
+from f2tune.data.dataset import SampleDataset
 from f2tune.testing.tiny import build_tiny_processor
 
 CPU = torch.device("cpu")
@@ -70,6 +73,23 @@ def test_generation_rows_time_the_evaluator_against_the_reference(capsys):
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| tiny")]
     assert [row.split("|")[4].strip() for row in rows] == ["reference", "f2tune evaluator"]
     assert not any("failed" in row for row in rows)
+
+
+def test_loading_rows_time_one_worker_of_each_loop(capsys):
+    assert main(["--sizes", "tiny", "--modes", "load", "--steps", "2", "--batch-size", "2"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| tiny")]
+    assert [row.split("|")[4].strip() for row in rows] == ["reference", "f2tune", "f2tune +cache (image digests)"]
+    assert not any("failed" in row for row in rows)
+
+
+def test_both_loaders_decode_the_same_photos_into_the_same_pixels(processor, tmp_path):
+    """The loading rows compare equal work: the same files become the same model inputs."""
+    photos = as_photos(mixed_samples(3, image_size=96), tmp_path)
+    reference = ReferenceCollator(processor)([ReferenceDataset(photos)[i] for i in range(3)])
+    dataset = SampleDataset(photos)
+    ours = Florence2Collator(processor, 64, digest_images=True)([dataset[i] for i in range(3)])
+    assert torch.equal(reference["pixel_values"], ours["pixel_values"])
+    assert len(set(ours["image_digests"])) == 3
 
 
 def test_flops_are_counted_per_sample_and_the_cache_leaves_the_vision_tower_out():

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
-from f2tune.data.collate import IGNORE_INDEX, Florence2Collator
+from f2tune.data.collate import IGNORE_INDEX, Florence2Collator, image_digest
 from f2tune.eval.generate import MODEL_INPUTS
 from f2tune.testing.shapes import shape_samples
 
@@ -65,8 +66,17 @@ def test_target_lengths_are_the_label_counts_known_without_the_device(processor)
     assert batch["target_lengths"] == (batch["labels"] != IGNORE_INDEX).sum(1).tolist()
 
 
-def test_pixel_digests_only_when_asked_and_they_tell_images_apart(processor):
+def test_image_digests_only_when_asked_and_they_tell_images_apart(processor):
     twice = items(["a red circle"]) * 2 + items(["a red circle", "a blue square"])[1:]
-    assert "pixel_digests" not in Florence2Collator(processor, 16)(twice)
-    digests = Florence2Collator(processor, 16, digest_pixels=True)(twice)["pixel_digests"]
+    assert "image_digests" not in Florence2Collator(processor, 16)(twice)
+    digests = Florence2Collator(processor, 16, digest_images=True)(twice)["image_digests"]
     assert digests[0] == digests[1] != digests[2]
+
+
+def test_an_image_digest_changes_with_one_pixel_and_with_the_shape_alone():
+    image = Image.new("RGB", (6, 4), (10, 20, 30))
+    changed = image.copy()
+    changed.putpixel((5, 3), (10, 20, 31))
+    same_bytes_other_shape = Image.frombytes("RGB", (4, 6), image.tobytes())
+    assert image_digest(image.copy()) == image_digest(image)
+    assert len({image_digest(i) for i in (image, changed, same_bytes_other_shape)}) == 3

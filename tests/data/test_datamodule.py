@@ -53,11 +53,11 @@ def test_equal_weights_keep_plain_shuffling(processor):
 
 
 @pytest.mark.parametrize(
-    ("digest_pixels", "world_size", "group_by_length", "stable"),
+    ("digest_images", "world_size", "group_by_length", "stable"),
     [(True, 2, False, True), (True, 2, True, True), (False, 2, False, False), (True, 1, False, False)],
 )
 def test_processes_keep_their_samples_only_for_the_feature_cache(
-    processor, digest_pixels, world_size, group_by_length, stable
+    processor, digest_images, world_size, group_by_length, stable
 ):
     """Stable shares where a process's cache can serve its later epochs: cache on, several processes."""
     config = DataConfig(
@@ -65,7 +65,7 @@ def test_processes_keep_their_samples_only_for_the_feature_cache(
     )
     datamodule = Florence2DataModule(config, processor)
     datamodule.setup("fit")
-    datamodule.digest_pixels = digest_pixels
+    datamodule.digest_images = digest_images
     datamodule.trainer = SimpleNamespace(world_size=world_size, global_rank=0)
     sampler = datamodule.train_dataloader().sampler.inner
     assert (getattr(sampler, "share", None) is not None) == stable

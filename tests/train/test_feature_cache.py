@@ -28,9 +28,9 @@ def _module(processor, tmp_path, adaptation=FROZEN, drop_path_rate: float = 0.0,
     return Florence2Module(model, processor, recipe, output_dir=tmp_path / "run")
 
 
-def _batches(processor, count: int = 3, digest_pixels: bool = False) -> list[dict]:
+def _batches(processor, count: int = 3, digest_images: bool = False) -> list[dict]:
     dataset = SampleDataset(shape_samples(4 * count, seed=3))
-    collate = Florence2Collator(processor, 16, digest_pixels)
+    collate = Florence2Collator(processor, 16, digest_images)
     return [collate([dataset[i] for i in range(4 * b, 4 * b + 4)]) for b in range(count)]
 
 
@@ -105,9 +105,9 @@ def test_samples_that_show_the_same_image_share_one_entry(processor, tmp_path):
     """Content-addressed: two sentences about one picture (another sample id, same pixels) are one
     entry, computed once even within a batch."""
     module = _module(processor, tmp_path)
-    batch = _batches(processor, 1, digest_pixels=True)[0]
+    batch = _batches(processor, 1, digest_images=True)[0]
     batch["pixel_values"][1] = batch["pixel_values"][0]
-    batch["pixel_digests"][1] = batch["pixel_digests"][0]
+    batch["image_digests"][1] = batch["image_digests"][0]
     assert batch["ids"][0] != batch["ids"][1]
     module(batch)
     cache = module.feature_cache
@@ -167,10 +167,10 @@ def test_lora_on_the_language_model_only_keeps_the_cache(processor, tmp_path):
     assert module(batch).item() == pytest.approx(expected.item(), rel=1e-5)
 
 
-def test_the_collators_pixel_digests_key_the_cache(processor, tmp_path, monkeypatch):
+def test_the_collators_image_digests_key_the_cache(processor, tmp_path, monkeypatch):
     """The loader workers hash the images: the training step reads no pixels back to hash them."""
     module = _module(processor, tmp_path)
-    batch = _batches(processor, 1, digest_pixels=True)[0]
+    batch = _batches(processor, 1, digest_images=True)[0]
     module(batch)
 
     def no_hashing(pixels):
@@ -184,8 +184,8 @@ def test_the_collators_pixel_digests_key_the_cache(processor, tmp_path, monkeypa
 def test_a_run_with_the_cache_has_its_loader_workers_hash_the_images(processor, tmp_path):
     recipe = validate_recipe(tiny_recipe(tmp_path, adaptation=FROZEN, eval={"metric": "none"}))
     _, module, datamodule = assemble(recipe, tmp_path / "run")
-    assert module.feature_cache is not None and datamodule.digest_pixels
-    assert len(next(iter(datamodule.train_dataloader()))["pixel_digests"]) == 4
+    assert module.feature_cache is not None and datamodule.digest_images
+    assert len(next(iter(datamodule.train_dataloader()))["image_digests"]) == 4
 
 
 @pytest.mark.parametrize(("adaptation", "tower_trains"), [(FROZEN, False), ({}, True)])
