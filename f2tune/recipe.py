@@ -43,7 +43,10 @@ def validate_recipe(raw: dict[str, Any], source: str = "recipe") -> Recipe:
     try:
         return Recipe.model_validate(raw)
     except ValidationError as err:
-        lines = [_describe(e) for e in err.errors()]
+        by_key: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for error in err.errors():  # a value that fits no alternative of `int | "auto"` fails each
+            by_key.setdefault(tuple(_walk(Recipe, error["loc"])[1]), []).append(error)
+        lines = [_describe(errors) for errors in by_key.values()]
         raise RecipeError(f"{source}: {len(lines)} problem(s)\n" + "\n".join(f"  - {m}" for m in lines)) from None
 
 
@@ -78,8 +81,10 @@ def dump_recipe(recipe: Recipe) -> str:
     return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)
 
 
-def _describe(error: dict[str, Any]) -> str:
-    """One line for one pydantic error: the dotted key, what is wrong, and close keys if misspelled."""
+def _describe(errors: list[dict[str, Any]]) -> str:
+    """One line for the pydantic errors of one key: the dotted key, what is wrong (each alternative
+    of a union the value fits none of), and close keys if misspelled."""
+    error = errors[0]
     loc = error["loc"]
     classes, shown = _walk(Recipe, loc)
     key = ".".join(shown) or "(top level)"
@@ -96,25 +101,31 @@ def _describe(error: dict[str, Any]) -> str:
     if kind == "missing":
         return f"missing required key '{key}'"
     given = error.get("input")
-    return f"{key}: {error['msg']} (got {given!r})" if not isinstance(given, dict) else f"{key}: {error['msg']}"
+    message = "; or ".join([errors[0]["msg"], *(e["msg"].removeprefix("Input should be ") for e in errors[1:])])
+    return f"{key}: {message} (got {given!r})" if not isinstance(given, dict) else f"{key}: {message}"
 
 
 def _walk(root: type[BaseModel], loc: tuple[Any, ...]) -> tuple[list[type[BaseModel]], list[str]]:
     """Follow a pydantic error location through the schema.
 
     Returns the model classes that own the last key (for suggestions) and the key path as the user
-    wrote it: list indices stay, discriminator tags that pydantic inserts (`jsonl`) are dropped.
+    wrote it: list indices stay, discriminator tags that pydantic inserts (`jsonl`) are dropped, and
+    so are the union members it names below a plain value (`devices.literal['auto']`).
     """
     current: list[type[BaseModel]] = [root]
     shown: list[str] = []
+    in_value = False
     for part in loc:
         if isinstance(part, int):
             shown[-1:] = [f"{shown[-1]}.{part}"] if shown else [str(part)]
             continue
         owners = [cls for cls in current if part in cls.model_fields]
-        if owners:
+        if owners and not in_value:
             shown.append(part)
-            current = _models_in(owners[0].model_fields[part].annotation) or owners
+            models = _models_in(owners[0].model_fields[part].annotation)
+            current, in_value = models or owners, not models
+        elif in_value:
+            continue
         else:
             tagged = [cls for cls in current if _tag_of(cls) == part]
             if tagged:

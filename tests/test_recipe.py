@@ -59,6 +59,26 @@ def test_wrong_types_and_missing_sections_are_named():
     assert "trainer.max_steps: Input should be a valid integer" in message and "'ten'" in message
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "problem"),
+    [
+        (
+            "devices",
+            "two",
+            "trainer.devices: Input should be a valid integer, unable to parse string as an integer; "
+            "or 'auto'; or a valid list (got 'two')",
+        ),
+        ("num_workers", -1, "data.num_workers: Input should be greater than or equal to 0; or 'auto' (got -1)"),
+    ],
+)
+def test_a_value_that_fits_no_alternative_is_one_problem_naming_each(key, value, problem):
+    section = "trainer" if key == "devices" else "data"
+    raw = {**MINIMAL, section: {**MINIMAL[section], key: value}}
+    with pytest.raises(RecipeError) as caught:
+        validate_recipe(raw)
+    assert str(caught.value).splitlines()[1:] == [f"  - {problem}"]
+
+
 def test_overrides_parse_yaml_values_and_reach_lists(tmp_path):
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump(MINIMAL))

@@ -7,7 +7,7 @@ pydantic's errors into messages that name the key and suggest close ones.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -97,7 +97,11 @@ class DataConfig(Section):
     augment: AugmentConfig = Field(default_factory=AugmentConfig, description="Training samples only.")
     batch_size: int = Field(8, gt=0, description="Per device.")
     val_batch_size: int | None = Field(None, gt=0, description="Defaults to batch_size.")
-    num_workers: int = Field(2, ge=0)
+    num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(
+        "auto",
+        description="Loader processes per training process; auto: the CPUs each training process of the machine "
+        "can have, less one for itself, at most 8.",
+    )
     max_target_tokens: int = Field(256, gt=1, description="Longer targets are truncated (and counted in the log).")
     on_bad_record: Literal["error", "skip"] = Field(
         "error", description="skip: drop bad records, report their count and the first few."

@@ -6,10 +6,12 @@ from __future__ import annotations
 from collections import Counter
 from types import SimpleNamespace
 
+import lightning.fabric.utilities.data
 import pytest
 
 from f2tune.config import DataConfig, JsonlSource
-from f2tune.data.datamodule import Florence2DataModule
+from f2tune.data import datamodule as datamodule_module
+from f2tune.data.datamodule import Florence2DataModule, auto_workers
 from f2tune.data.formats import read_source
 from f2tune.data.problems import RecordProblems
 from f2tune.errors import DataError
@@ -74,3 +76,25 @@ def test_processes_keep_their_samples_only_for_the_feature_cache(
         sampler.set_epoch(epoch)
         epochs.append(set(sampler))
     assert (epochs[0] == epochs[1]) == (stable or world_size == 1)  # one process: every sample, every epoch
+
+
+@pytest.mark.parametrize(("cpus", "devices", "workers"), [(16, 1, 8), (16, 4, 3), (16, 16, 1), (2, 1, 1)])
+def test_auto_workers_share_the_cpus_among_the_processes_and_stop_at_eight(monkeypatch, cpus, devices, workers):
+    monkeypatch.setattr(lightning.fabric.utilities.data, "_num_cpus_available", lambda: cpus)
+    assert auto_workers(devices) == workers
+
+
+@pytest.mark.filterwarnings("ignore:This DataLoader will create")  # torch counts this machine's real CPUs
+def test_auto_workers_are_decided_once_for_every_loader_of_the_run(processor, monkeypatch):
+    monkeypatch.setattr(lightning.fabric.utilities.data, "_num_cpus_available", lambda: 16)
+    shapes = [{"format": "shapes", "num_samples": 4}]
+    datamodule = Florence2DataModule(DataConfig(train=shapes, val=shapes, batch_size=2), processor)
+    datamodule.setup("fit")
+    datamodule.trainer = SimpleNamespace(world_size=2, global_rank=0, num_devices=2)
+    said = []
+    monkeypatch.setattr(datamodule_module, "say", said.append)
+    assert datamodule.train_dataloader().num_workers == datamodule.val_dataloader().num_workers == 7
+    assert said == ["data loaders: 7 worker processes each (data.num_workers: auto)"]
+    pinned = Florence2DataModule(DataConfig(train=shapes, batch_size=2, num_workers=0), processor)
+    pinned.setup("fit")
+    assert pinned.train_dataloader().num_workers == 0
