@@ -114,7 +114,7 @@ def _walk(root: type[BaseModel], loc: tuple[Any, ...]) -> tuple[list[type[BaseMo
     """
     current: list[type[BaseModel]] = [root]
     shown: list[str] = []
-    in_value = False
+    in_value = False  # below a field of plain-value alternatives (`int | Literal["auto"]`)
     for part in loc:
         if isinstance(part, int):
             shown[-1:] = [f"{shown[-1]}.{part}"] if shown else [str(part)]
@@ -122,8 +122,10 @@ def _walk(root: type[BaseModel], loc: tuple[Any, ...]) -> tuple[list[type[BaseMo
         owners = [cls for cls in current if part in cls.model_fields]
         if owners and not in_value:
             shown.append(part)
-            models = _models_in(owners[0].model_fields[part].annotation)
-            current, in_value = models or owners, not models
+            annotation = owners[0].model_fields[part].annotation
+            models = _models_in(annotation)
+            current = models or owners
+            in_value = not models and typing.get_origin(annotation) in (typing.Union, types.UnionType)
         elif in_value:
             continue
         else:
