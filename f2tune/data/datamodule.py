@@ -68,7 +68,7 @@ class Florence2DataModule(pl.LightningDataModule):
             trainer = getattr(self, "trainer", None)
             processes = trainer.num_devices if trainer is not None else 1
             self.auto_workers = auto_workers(processes)
-            say(f"data loaders: {self.auto_workers} worker processes each (data.num_workers: auto)")
+            say(f"data.num_workers: auto -> {self.auto_workers} loader worker process(es) per loader")
         return self.auto_workers
 
     def _shard(self) -> dict[str, int]:

@@ -94,7 +94,7 @@ def test_auto_workers_are_decided_once_for_every_loader_of_the_run(processor, mo
     said = []
     monkeypatch.setattr(datamodule_module, "say", said.append)
     assert datamodule.train_dataloader().num_workers == datamodule.val_dataloader().num_workers == 7
-    assert said == ["data loaders: 7 worker processes each (data.num_workers: auto)"]
+    assert said == ["data.num_workers: auto -> 7 loader worker process(es) per loader"]
     pinned = Florence2DataModule(DataConfig(train=shapes, batch_size=2, num_workers=0), processor)
     pinned.setup("fit")
     assert pinned.train_dataloader().num_workers == 0
