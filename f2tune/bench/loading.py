@@ -25,6 +25,7 @@ from f2tune.bench.setups import MAX_TARGET_TOKENS
 from f2tune.data.collate import Florence2Collator
 from f2tune.data.dataset import SampleDataset
 from f2tune.data.sample import Sample
+from f2tune.data.shared_flag import SharedFlag
 
 PHOTO_SIZE = (640, 480)
 """Most COCO images are 640 pixels on their long side."""
@@ -74,12 +75,17 @@ def run_reference_loading(processor, samples: list[Sample], order: list[list[int
         return _timed(dataset, ReferenceCollator(processor), order)
 
 
-def run_f2tune_loading(processor, samples: list[Sample], order: list[list[int]], digest_images: bool) -> Timing:
+def run_f2tune_loading(
+    processor, samples: list[Sample], order: list[list[int]], digest_images: bool, images_cached: bool = False
+) -> Timing:
     """f2tune's `SampleDataset` and `Florence2Collator`; with `digest_images`, as a run with the
-    image feature cache has them (each image hashed for the cache's key)."""
+    image feature cache has them (each image hashed for the cache's key), and with `images_cached`
+    as they are once the cache holds every image (no pixels made)."""
+    flag = SharedFlag()
+    flag.set(images_cached)
     with tempfile.TemporaryDirectory() as folder:
         dataset = SampleDataset(as_photos(samples, Path(folder)))
-        return _timed(dataset, Florence2Collator(processor, MAX_TARGET_TOKENS, digest_images=digest_images), order)
+        return _timed(dataset, Florence2Collator(processor, MAX_TARGET_TOKENS, digest_images, flag), order)
 
 
 def _timed(dataset: Dataset, collate, order: list[list[int]]) -> Timing:

@@ -154,12 +154,14 @@ def training_variants(
 
 def loading_variants(processor, samples: list, order: list[list[int]]) -> list[Variant]:
     """The reference's processor call against f2tune's dataset + collator, without and with the
-    image digests a run with the feature cache has its workers compute."""
+    image digests a run with the feature cache has its workers compute, and in the epochs after the
+    cache holds every image (digests, no pixels)."""
     loading = partial(run_f2tune_loading, processor, samples, order)
     return [
         Variant("reference", [], partial(run_reference_loading, processor, samples, order)),
         Variant("f2tune", [], partial(loading, digest_images=False)),
         Variant("f2tune +cache (image digests)", [], partial(loading, digest_images=True)),
+        Variant("f2tune +cache, epochs after the first (no pixels)", [], partial(loading, True, True)),
     ]
 
 

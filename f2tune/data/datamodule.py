@@ -15,6 +15,7 @@ from f2tune.data.formats import read_source, source_name
 from f2tune.data.problems import RecordProblems
 from f2tune.data.resume import ResumableLoader, ResumableSampler, WeightedEpochSampler
 from f2tune.data.sampler import LengthGroupedSampler, StableShareSampler, target_lengths
+from f2tune.data.shared_flag import SharedFlag
 from f2tune.data.transforms import Augmentation, build_augmentation
 from f2tune.log import say, warn
 
@@ -25,7 +26,8 @@ class Florence2DataModule(pl.LightningDataModule):
 
     The processor may be attached after `setup`, so that bad records are reported before anything
     is downloaded or loaded; `digest_images` is set once the model shows whether its image features
-    are cached (the loader workers then hash each image for the cache).
+    are cached (the loader workers then hash each image for the cache), and with it `images_cached`,
+    the cache's word that it holds every training image (the training workers then send no pixels).
     """
 
     def __init__(self, config: DataConfig, processor: Florence2Processor | None = None, seed: int = 0) -> None:
@@ -34,6 +36,7 @@ class Florence2DataModule(pl.LightningDataModule):
         self.processor = processor
         self.seed = seed
         self.digest_images = False
+        self.images_cached: SharedFlag | None = None
         self.auto_workers: int | None = None
         self.train_parts: list[SampleDataset] = []
         self.val_parts: list[SampleDataset] = []
@@ -49,6 +52,8 @@ class Florence2DataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         dataset = ConcatDataset(self.train_parts)
         sampler = self._mixture_sampler()
+        # epochs drawn by weight show other images each time: the cache never holds the next one's
+        images_cached = self.images_cached if sampler is None else None
         if self.config.group_by_length:
             if sampler is None:
                 sampler = self._length_grouped_sampler()
@@ -58,7 +63,7 @@ class Florence2DataModule(pl.LightningDataModule):
             sampler = StableShareSampler(len(dataset), seed=self.seed, **self._shard())
         if sampler is None:
             sampler = DistributedSampler(dataset, shuffle=True, seed=self.seed, **self._shard())
-        return self._loader(dataset, self.config.batch_size, shuffle=False, sampler=ResumableSampler(sampler))
+        return self._loader(dataset, self.config.batch_size, False, ResumableSampler(sampler), images_cached)
 
     def _workers(self) -> int:
         """`data.num_workers`, with `auto` decided once for this machine's share of CPUs per process."""
@@ -129,15 +134,23 @@ class Florence2DataModule(pl.LightningDataModule):
         )
         return WeightedEpochSampler(per_sample, seed=self.seed, stable_shares=self._stable_shares(), **self._shard())
 
-    def _loader(self, dataset, batch_size: int, shuffle: bool, sampler: Sampler | None = None) -> DataLoader:
+    def _loader(
+        self,
+        dataset,
+        batch_size: int,
+        shuffle: bool,
+        sampler: Sampler | None = None,
+        images_cached: SharedFlag | None = None,
+    ) -> DataLoader:
         assert self.processor is not None, "attach a processor before asking for loaders"
         workers = self._workers()
+        collate = Florence2Collator(self.processor, self.config.max_target_tokens, self.digest_images, images_cached)
         options = dict(
             batch_size=batch_size,
             shuffle=shuffle,
             sampler=sampler,
             num_workers=workers,
-            collate_fn=Florence2Collator(self.processor, self.config.max_target_tokens, self.digest_images),
+            collate_fn=collate,
             pin_memory=torch.cuda.is_available(),
             persistent_workers=workers > 0,
         )

@@ -9,7 +9,7 @@ feeding the language model `inputs_embeds` (text embeddings with the image featu
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from f2tune.config import Recipe
+from f2tune.data.shared_flag import SharedFlag
 from f2tune.log import say, warn
 from f2tune.model.adapt import florence2
 from f2tune.train.feature_spill import FeatureSpill, Key
@@ -106,6 +107,10 @@ class ImageFeatureCache:
     step, `load_state_dict`, `.to()`) bumps a version or moves the storage. When it changes, every
     entry is stale and the cache is emptied. When memory and disk are full, new images are not stored
     (no eviction: epochs visit images in a new order each time, so LRU would only churn).
+
+    `complete` tells the training loader's workers that the cache holds every image its epochs show,
+    so they can leave the pixels out (`Florence2Collator`): set by `end_pass` after a whole epoch
+    whose every image was kept, cleared as soon as that stops being true.
     """
 
     def __init__(self, image_modules: list[nn.Module], max_bytes: int, spill: FeatureSpill | None = None) -> None:
@@ -118,16 +123,28 @@ class ImageFeatureCache:
         self.bytes = 0
         self.hits = 0
         self.misses = 0
+        self.complete = SharedFlag()
+        self._kept_all = True  # since the last `end_pass`: nothing refused, nothing emptied
         self._full_warned = False
 
-    def features(self, base: nn.Module, pixel_values: torch.Tensor, digests: list[str] | None = None) -> torch.Tensor:
+    def features(
+        self,
+        base: nn.Module,
+        pixel_values: torch.Tensor | None,
+        digests: list[str] | None = None,
+        pixels_of: Callable[[list[int]], torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         """(batch, image tokens, width) features; only the images not cached yet go through the tower,
         each once however many rows of the batch show it.
 
         Keyed by the image's content, not the sample: a referring-expression or VQA dataset asks
         several questions about each image (RefCOCO: ~7 sentences per image), which then share one
         entry. `digests` are the collator's `image_digests`; without them the pixels are read back
-        and hashed here, on the training step's path (`pixel_digest`)."""
+        and hashed here, on the training step's path (`pixel_digest`).
+
+        `pixel_values` is None where the loader left the pixels out, trusting `complete`: images the
+        cache lacks all the same (new frozen weights emptied it) are made into pixels by
+        `pixels_of(rows)`, and `complete` is cleared so that the loader sends pixels again."""
         self._check_fingerprint(base.model)
         if digests is None:
             digests = [pixel_digest(pixels) for pixels in pixel_values]
@@ -138,11 +155,25 @@ class ImageFeatureCache:
                 missing[key] = row
         self.hits += len(keys) - len(missing)
         self.misses += len(missing)
-        computed = dict(zip(missing, self._compute(base, pixel_values[list(missing.values())]))) if missing else {}
+        computed = {}
+        if missing:
+            rows = list(missing.values())
+            if pixel_values is None:
+                self.complete.set(False)
+            pixels = pixel_values[rows] if pixel_values is not None else pixels_of(rows)
+            computed = dict(zip(missing, self._compute(base, pixels)))
         for key, features in computed.items():
             self._put(key, features)
-        rows = [computed[key] if key in computed else self._get(key) for key in keys]
-        return torch.stack([row.to(pixel_values.device, non_blocking=True) for row in rows])
+        found = [computed[key] if key in computed else self._get(key) for key in keys]
+        return torch.stack([row.to(base.device, non_blocking=True) for row in found])
+
+    def end_pass(self, whole: bool) -> None:
+        """A training epoch ended. When this process trained on all of it (`whole`: not resumed
+        midway, no batch limit) and every image was kept, the cache holds every image of the next
+        epoch, which shows the same ones (a loader that samples by weight leaves `complete` unread),
+        and the loader may stop sending pixels."""
+        self.complete.set(whole and self._kept_all)
+        self._kept_all = True
 
     def __contains__(self, key: Key) -> bool:
         return key in self.store or (self.spill is not None and key in self.spill)
@@ -160,7 +191,12 @@ class ImageFeatureCache:
         if self.bytes + size <= self.max_bytes:
             self.store[key] = features.detach().to("cpu", copy=True)
             self.bytes += size
-        elif (self.spill is None or not self.spill.put(key, features)) and not self._full_warned:
+            return
+        if self.spill is not None and self.spill.put(key, features):
+            return
+        self._kept_all = False
+        self.complete.set(False)
+        if not self._full_warned:
             on_disk = f" and {self.spill.bytes / 2**30:.2f} GiB on disk" if self.spill is not None else ""
             warn(
                 f"image feature cache full at {self.bytes / 2**30:.2f} GiB in memory{on_disk}: further images "
@@ -171,6 +207,9 @@ class ImageFeatureCache:
     def _check_fingerprint(self, inner: nn.Module) -> None:
         fingerprint = self._fingerprint_of(inner)
         if fingerprint != self.fingerprint:
+            if self.store or (self.spill is not None and self.spill.bytes):
+                self._kept_all = False
+                self.complete.set(False)
             self.store.clear()
             if self.spill is not None:
                 self.spill.clear()

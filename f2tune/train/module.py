@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 from lightning.pytorch.plugins.precision import MixedPrecision
 from lightning.pytorch.strategies import FSDPStrategy
+from PIL import Image
 from torch import nn
 from transformers import Florence2Processor
 
@@ -57,6 +60,7 @@ class Florence2Module(pl.LightningModule):
         self.records: list[dict[str, Any]] = []
         self.data_counts = dict.fromkeys(DATA_COUNTS, 0)
         self.cache_lookups = {"hits": 0, "misses": 0}
+        self.epoch_batches = 0
         self.model.train()
         self.feature_cache = build_feature_cache(model, recipe, output_dir)
         # Found once, as the cache is decided once: the search walks every vision weight (0.5 ms at base size).
@@ -78,7 +82,8 @@ class Florence2Module(pl.LightningModule):
         pixels = batch["pixel_values"]
         if self.feature_cache is not None:
             cache, digests = self.feature_cache, batch.get("image_digests")
-            images = {"image_features": cache.features(florence2(self.model), pixels, digests)}
+            pixels_of = partial(self._pixels_of, batch.get("decoded_images"))
+            images = {"image_features": cache.features(florence2(self.model), pixels, digests, pixels_of)}
         else:
             images = {"pixel_values": pixels}
         with in_eval_mode(self.frozen_image_modules):
@@ -92,12 +97,19 @@ class Florence2Module(pl.LightningModule):
                 split_by_length=self.recipe.trainer.strategy != "fsdp",
             )
 
+    def _pixels_of(self, decoded: list[np.ndarray], rows: list[int]) -> torch.Tensor:
+        """Pixels of a batch's `rows`, made here from the decoded images the loader sent in their
+        place (`Florence2Collator` with `images_cached`) as its processor makes them."""
+        chosen = [Image.fromarray(decoded[row]) for row in rows]
+        return self.processor.image_processor(chosen, return_tensors="pt")["pixel_values"].to(self.device)
+
     def on_train_start(self) -> None:
         # from_pretrained returns eval mode (dropout off); make sure training really trains.
         self.model.train()
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
         size = len(batch.get("ids", []))
+        self.epoch_batches += 1
         for name in DATA_COUNTS:
             self.data_counts[name] += batch[name]
         if not size:
@@ -114,18 +126,21 @@ class Florence2Module(pl.LightningModule):
     def on_train_epoch_start(self) -> None:
         self.data_counts = dict.fromkeys(DATA_COUNTS, 0)
         self.cache_lookups = {"hits": 0, "misses": 0}
+        self.epoch_batches = 0
 
     def on_train_epoch_end(self) -> None:
         """Each count's epoch total over all processes, logged once (per-step logging of three
         numbers cost ~4 ms a step, a tenth of a small model's step), and with the feature cache on
         the share of this epoch's training images it served (`train/image_cache_hit_rate`, averaged
-        over processes): 0 in the first epoch, 1 in the next ones when every image fits."""
+        over processes): 0 in the first epoch, 1 in the next ones when every image fits. A whole
+        epoch of this process's share, every image kept, lets the loader leave out the pixels."""
         for name, count in self.data_counts.items():
             self.log(f"data/{name}", float(count), reduce_fx="sum", on_epoch=True, sync_dist=True)
         if self.feature_cache is not None:  # on every process alike: the log synchronizes them
             looked_up = self.cache_lookups["hits"] + self.cache_lookups["misses"]
             rate = self.cache_lookups["hits"] / max(looked_up, 1)
             self.log("train/image_cache_hit_rate", rate, on_epoch=True, sync_dist=True)
+            self.feature_cache.end_pass(whole=self.epoch_batches >= len(self.trainer.train_dataloader))
 
     def on_validation_epoch_start(self) -> None:
         self._start_evaluation()

@@ -34,7 +34,8 @@ def assemble(
     processor = datamodule.processor = load_processor(recipe.model)
     model = build_trainable_model(recipe)
     module = Florence2Module(model, processor, recipe, eval_tasks=datamodule.tasks(), output_dir=run_dir)
-    datamodule.digest_images = module.feature_cache is not None
+    if module.feature_cache is not None:
+        datamodule.digest_images, datamodule.images_cached = True, module.feature_cache.complete
     return trainer, module, datamodule
 
 

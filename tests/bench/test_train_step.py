@@ -78,7 +78,12 @@ def test_generation_rows_time_the_evaluator_against_the_reference(capsys):
 def test_loading_rows_time_one_worker_of_each_loop(capsys):
     assert main(["--sizes", "tiny", "--modes", "load", "--steps", "2", "--batch-size", "2"]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| tiny")]
-    assert [row.split("|")[4].strip() for row in rows] == ["reference", "f2tune", "f2tune +cache (image digests)"]
+    assert [row.split("|")[4].strip() for row in rows] == [
+        "reference",
+        "f2tune",
+        "f2tune +cache (image digests)",
+        "f2tune +cache, epochs after the first (no pixels)",
+    ]
     assert not any("failed" in row for row in rows)
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
 from f2tune.data.collate import IGNORE_INDEX, Florence2Collator, image_digest
+from f2tune.data.shared_flag import SharedFlag
 from f2tune.eval.generate import MODEL_INPUTS
 from f2tune.testing.shapes import shape_samples
 
@@ -80,3 +82,23 @@ def test_an_image_digest_changes_with_one_pixel_and_with_the_shape_alone():
     same_bytes_other_shape = Image.frombytes("RGB", (4, 6), image.tobytes())
     assert image_digest(image.copy()) == image_digest(image)
     assert len({image_digest(i) for i in (image, changed, same_bytes_other_shape)}) == 3
+
+
+def test_with_every_image_cached_the_batch_carries_decoded_images_and_no_pixels(processor):
+    """Once the feature cache holds every image the text inputs stay those of the real images, the
+    digests too, and the decoded images travel for any the cache lacks after all."""
+    chosen, flag = items(["a red circle", "<loc_1><loc_2>"]), SharedFlag()
+    collate = Florence2Collator(processor, 16, digest_images=True, images_cached=flag)
+    with_pixels = collate(chosen)
+    assert with_pixels["pixel_values"].shape[0] == 2 and "decoded_images" not in with_pixels
+    flag.set(True)
+    without = collate(chosen)
+    assert without["pixel_values"] is None
+    for key in ("input_ids", "attention_mask", "labels"):
+        assert torch.equal(without[key], with_pixels[key])
+    assert without["image_digests"] == with_pixels["image_digests"]
+    assert without["image_sizes"] == with_pixels["image_sizes"]
+    for decoded, item in zip(without["decoded_images"], chosen):
+        assert np.array_equal(decoded, np.asarray(item["image"]))
+    plain = Florence2Collator(processor, 16, digest_images=False, images_cached=flag)(chosen)
+    assert plain["pixel_values"] is not None  # no digests, no cache to ask
