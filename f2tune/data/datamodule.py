@@ -166,8 +166,9 @@ MAX_AUTO_WORKERS = 8
 """The most worker processes `auto` starts per loader. Each one is a process with its own copy of
 the records and the processor, and the validation loader keeps as many beside the training one's;
 one worker delivers 60-100 Florence-2 samples/s at 768x768 (benchmarks/README.md): eight feed full
-fine-tuning at 35% MFU on an H100 (~240 samples/s) with room to spare; cached LoRA at that MFU would
-take more (a number in the recipe)."""
+fine-tuning at 35% MFU on an H100 (~240 samples/s) with room to spare. Cached LoRA at that MFU
+(~1200 samples/s) would take 12-20 in its first epoch; after it, once the workers send no pixels
+(160-170 samples/s each), about eight."""
 
 
 def auto_workers(processes_on_this_machine: int) -> int:
