@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
+from torch.utils.data import default_collate
 from transformers import Florence2Processor
 
 from f2tune.data.shared_flag import SharedFlag
@@ -21,7 +22,9 @@ class Florence2Collator:
 
     The processor inserts the image tokens and rewrites task tokens into their sentences; it builds
     no labels, so targets are tokenized here (with `<s>`/`</s>`, as Florence-2 was trained), cut to
-    `max_target_tokens` keeping the final `</s>`, and right-padded with `IGNORE_INDEX`.
+    `max_target_tokens` keeping the final `</s>`, and right-padded with `IGNORE_INDEX`. Text and
+    pixels are made apart (`STAND_IN`), so that the pixels can be stacked where the batch has to go
+    (`pixels`) or not made at all.
 
     Whatever the training step would otherwise have to read back from the device is computed here,
     in the loader workers, while the device is busy with earlier batches: each target's length
@@ -55,16 +58,16 @@ class Florence2Collator:
         skip_pixels = self.digest_images and self.images_cached is not None and bool(self.images_cached)
         inputs = self.processor(
             text=[item["prompt"] for item in kept],
-            images=[STAND_IN] * len(kept) if skip_pixels else images,
+            images=[STAND_IN] * len(kept),
             return_tensors="pt",
             padding="longest",
-            **(STAND_IN_UNTOUCHED if skip_pixels else {}),
+            **STAND_IN_UNTOUCHED,
         )
         labels, lengths, truncated = self.encode_targets([item["target"] for item in kept])
         batch = {
             "input_ids": inputs["input_ids"],
             "attention_mask": inputs["attention_mask"],
-            "pixel_values": None if skip_pixels else inputs["pixel_values"],
+            "pixel_values": None if skip_pixels else self.pixels(images),
             "labels": labels,
             "target_lengths": lengths,
             "ids": [item["id"] for item in kept],
@@ -83,6 +86,13 @@ class Florence2Collator:
             batch["decoded_images"] = [np.asarray(image) for image in images]
         return batch
 
+    def pixels(self, images: list[Image.Image]) -> torch.Tensor:
+        """The image processor's pixels of `images`, stacked by `default_collate`, which in a loader
+        worker stacks straight into shared memory, where the batch must be for its trip to the
+        training process. The processor stacks into ordinary memory, which torch then copies into
+        shared memory: for eight 768x768 images 34 ms of stacking and 46 ms of copying."""
+        return default_collate(self.processor.image_processor(images, return_tensors=None)["pixel_values"])
+
     def encode_targets(self, targets: list[str]) -> tuple[torch.Tensor, list[int], int]:
         """Label tensor (batch, longest), each target's token count, and how many targets were
         longer than the limit."""
@@ -100,7 +110,7 @@ class Florence2Collator:
 
 
 STAND_IN = Image.new("RGB", (32, 32))
-"""What the processor gets instead of an image whose pixels are not needed: it still writes the
+"""What the processor gets in place of each image when it makes the text inputs: it writes the
 prompt's image tokens, which depend only on the model's image size (`num_image_tokens`), not on the
 image, so the text inputs are those of the real image."""
 
