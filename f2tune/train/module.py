@@ -10,15 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-import numpy as np
 import torch
 from lightning.pytorch.plugins.precision import MixedPrecision
 from lightning.pytorch.strategies import FSDPStrategy
-from PIL import Image
 from torch import nn
 from transformers import Florence2Processor
 
 from f2tune.config import Recipe
+from f2tune.data.decoded import DecodedImages
 from f2tune.eval.evaluator import Evaluator
 from f2tune.log import say
 from f2tune.model.adapt import florence2
@@ -97,10 +96,10 @@ class Florence2Module(pl.LightningModule):
                 split_by_length=self.recipe.trainer.strategy != "fsdp",
             )
 
-    def _pixels_of(self, decoded: list[np.ndarray], rows: list[int]) -> torch.Tensor:
+    def _pixels_of(self, decoded: DecodedImages, rows: list[int]) -> torch.Tensor:
         """Pixels of a batch's `rows`, made here from the decoded images the loader sent in their
         place (`Florence2Collator` with `images_cached`) as its processor makes them."""
-        chosen = [Image.fromarray(decoded[row]) for row in rows]
+        chosen = [decoded.image(row) for row in rows]
         return self.processor.image_processor(chosen, return_tensors="pt")["pixel_values"].to(self.device)
 
     def on_train_start(self) -> None:
