@@ -24,7 +24,7 @@ class Florence2Collator:
     no labels, so targets are tokenized here (with `<s>`/`</s>`, as Florence-2 was trained), cut to
     `max_target_tokens` keeping the final `</s>`, and right-padded with `IGNORE_INDEX`. Text and
     pixels are made apart (`STAND_IN`), so that the pixels can be stacked where the batch has to go
-    (`pixels`) or not made at all.
+    (`image_pixels`) or not made at all.
 
     Whatever the training step would otherwise have to read back from the device is computed here,
     in the loader workers, while the device is busy with earlier batches: each target's length
@@ -34,8 +34,8 @@ class Florence2Collator:
     While `images_cached` is set (the training process's feature cache holds every training image,
     `ImageFeatureCache.complete`), the images are not turned into pixels: `pixel_values` is None and
     the decoded images travel instead (`decoded_images`, `DecodedImages`), for the cache to make
-    pixels of any it lacks after all. The processor's resizing,
-    normalizing and stacking are two thirds of a worker's time per image.
+    pixels of any it lacks after all. The processor's resizing, normalizing and stacking are two
+    thirds of a worker's time per image.
     """
 
     def __init__(
@@ -67,7 +67,7 @@ class Florence2Collator:
         batch = {
             "input_ids": inputs["input_ids"],
             "attention_mask": inputs["attention_mask"],
-            "pixel_values": None if skip_pixels else self.pixels(images),
+            "pixel_values": None if skip_pixels else image_pixels(self.processor, images),
             "labels": labels,
             "target_lengths": lengths,
             "ids": [item["id"] for item in kept],
@@ -86,13 +86,6 @@ class Florence2Collator:
             batch["decoded_images"] = DecodedImages(images)
         return batch
 
-    def pixels(self, images: list[Image.Image]) -> torch.Tensor:
-        """The image processor's pixels of `images`, stacked by `default_collate`, which in a loader
-        worker stacks straight into shared memory, where the batch must be for its trip to the
-        training process. The processor stacks into ordinary memory, which torch then copies into
-        shared memory: for eight 768x768 images 34 ms of stacking and 46 ms of copying."""
-        return default_collate(self.processor.image_processor(images, return_tensors=None)["pixel_values"])
-
     def encode_targets(self, targets: list[str]) -> tuple[torch.Tensor, list[int], int]:
         """Label tensor (batch, longest), each target's token count, and how many targets were
         longer than the limit."""
@@ -107,6 +100,14 @@ class Florence2Collator:
         for row, ids in enumerate(cut):
             labels[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
         return labels, [len(ids) for ids in cut], truncated
+
+
+def image_pixels(processor: Florence2Processor, images: list[Image.Image]) -> torch.Tensor:
+    """The image processor's pixels of `images`, stacked by `default_collate`, which in a loader
+    worker stacks straight into shared memory, where the batch must be for its trip to the training
+    process. The processor stacks into ordinary memory, which torch then copies into shared memory:
+    for eight 768x768 images 34 ms of stacking and 46 ms of copying."""
+    return default_collate(processor.image_processor(images, return_tensors=None)["pixel_values"])
 
 
 STAND_IN = Image.new("RGB", (32, 32))

@@ -17,6 +17,7 @@ from torch import nn
 from transformers import Florence2Processor
 
 from f2tune.config import Recipe
+from f2tune.data.collate import image_pixels
 from f2tune.data.decoded import DecodedImages
 from f2tune.eval.evaluator import Evaluator
 from f2tune.log import say
@@ -98,9 +99,8 @@ class Florence2Module(pl.LightningModule):
 
     def _pixels_of(self, decoded: DecodedImages, rows: list[int]) -> torch.Tensor:
         """Pixels of a batch's `rows`, made here from the decoded images the loader sent in their
-        place (`Florence2Collator` with `images_cached`) as its processor makes them."""
-        chosen = [decoded.image(row) for row in rows]
-        return self.processor.image_processor(chosen, return_tensors="pt")["pixel_values"].to(self.device)
+        place (`Florence2Collator` with `images_cached`), as the collator makes them."""
+        return image_pixels(self.processor, [decoded.image(row) for row in rows]).to(self.device)
 
     def on_train_start(self) -> None:
         # from_pretrained returns eval mode (dropout off); make sure training really trains.
