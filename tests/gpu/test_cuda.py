@@ -1,7 +1,7 @@
-"""What only a GPU runs: bf16 autocast on CUDA with LoRA and the image feature cache, fp16 with
-Lightning's loss scaler, compiled blocks, FSDP, a training step that queues its work without waiting for it,
-prediction on the GPU, and the benchmark's MFU column. Marked `gpu`: skipped without a CUDA
-device (`python -m pytest -m gpu` on one)."""
+"""What only a GPU runs: bf16 autocast on CUDA with LoRA and the image feature cache, epochs whose
+batches come without pixels, fp16 with Lightning's loss scaler, compiled blocks, FSDP, a training step
+that queues its work without waiting for it, prediction on the GPU, and the benchmark's MFU column.
+Marked `gpu`: skipped without a CUDA device (`python -m pytest -m gpu` on one)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import pytest
 import torch
 import transformers.masking_utils
 from helpers import tiny_recipe
+from lightning.fabric.utilities.apply_func import move_data_to_device
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForImageTextToText
 
@@ -21,13 +22,16 @@ from f2tune.bench.main import main as bench
 from f2tune.bench.setups import mixed_samples
 from f2tune.data.collate import Florence2Collator
 from f2tune.data.dataset import SampleDataset
+from f2tune.data.shared_flag import SharedFlag
 from f2tune.eval.generate import MODEL_INPUTS
-from f2tune.model.adapt import LORA_PRESETS
+from f2tune.model.adapt import LORA_PRESETS, apply_adaptation
 from f2tune.predict.load import inference_device
 from f2tune.predict.run import PredictRequest, predict
 from f2tune.recipe import validate_recipe
 from f2tune.testing.shapes import shape_samples
+from f2tune.testing.tiny import build_tiny_model
 from f2tune.train.loss import target_loss
+from f2tune.train.module import Florence2Module
 from f2tune.train.run import FitResult, fit
 
 pytestmark = pytest.mark.gpu
@@ -50,14 +54,44 @@ def logged(result: FitResult, name: str) -> list[float]:
     return [float(row[name]) for row in rows if row.get(name)]
 
 
+class PixelsSent(pl.Callback):
+    """Per training batch: its epoch and whether it came with pixels (on the GPU)."""
+
+    def __init__(self) -> None:
+        self.batches: list[tuple[int, bool]] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        pixels = batch["pixel_values"]
+        self.batches.append((trainer.current_epoch, pixels is not None and pixels.is_cuda))
+
+
 def test_bf16_lora_fit_reuses_cached_features_and_exports_an_adapter(tmp_path) -> None:
-    keep = KeepModule()
-    result = cuda_fit(tmp_path, [keep], adaptation={"method": "lora"}, trainer={"precision": "bf16-mixed"})
+    """With a loader worker and pinned memory: the second epoch's batches come without pixels."""
+    keep, sent = KeepModule(), PixelsSent()
+    sections = {"adaptation": {"method": "lora"}, "data": {"num_workers": 1}}
+    result = cuda_fit(tmp_path, [keep, sent], trainer={"precision": "bf16-mixed"}, **sections)
     assert math.isfinite(result.metrics_after["val/loss"])
     cache = keep.module.feature_cache
     assert cache is not None and cache.hits >= 16, "the second epoch's images come from the cache"
+    assert sent.batches == [(epoch, epoch == 0) for epoch in range(2) for _ in range(4)]
     assert (result.export_dir / "adapter_model.safetensors").is_file()
     assert all(math.isfinite(v) for v in logged(result, "train/grad_norm"))
+
+
+def test_images_the_cache_lacks_are_made_into_pixels_on_the_gpu(processor, tmp_path) -> None:
+    """A batch sent without pixels, after the cache was emptied: its decoded images stayed on the
+    host (Lightning moves tensors, not them) and their pixels are made for the GPU."""
+    recipe = validate_recipe(tiny_recipe(tmp_path, adaptation={"method": "lora"}, eval={"metric": "none"}))
+    model = apply_adaptation(build_tiny_model(processor), recipe.adaptation, recipe.lora)
+    module = Florence2Module(model, processor, recipe).cuda()
+    dataset, flag = SampleDataset(shape_samples(4, seed=3)), SharedFlag()
+    flag.set(True)
+    batch = Florence2Collator(processor, 16, digest_images=True, images_cached=flag)([dataset[i] for i in range(4)])
+    batch = move_data_to_device(batch, torch.device("cuda"))
+    assert batch["pixel_values"] is None and not batch["decoded_images"].flat.is_cuda
+    loss = module(batch)
+    assert loss.is_cuda and math.isfinite(loss.item())
+    assert module.feature_cache.misses == 4 and not module.feature_cache.complete
 
 
 def test_fp16_fit_with_the_loss_scaler_clips_and_trains(tmp_path) -> None:
