@@ -4,8 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import lightning.pytorch as pl
+
 from f2tune.config import TINY_MODEL
+from f2tune.model.adapt import apply_adaptation
+from f2tune.recipe import validate_recipe
 from f2tune.testing.shapes import shape_samples
+from f2tune.testing.tiny import build_tiny_model
+from f2tune.train.module import Florence2Module
+
+FROZEN = {"freeze": {"vision_tower": True, "projector": True}}
+"""`adaptation:` with the vision tower and projector frozen: the image feature cache applies."""
+
+IMAGE_BYTES = 10 * 32 * 4
+"""One image's cached features in the tiny model: 10 image tokens of width 32, float32."""
 
 
 def tiny_recipe(tmp_path: Path, **sections) -> dict:
@@ -45,3 +57,23 @@ def shape_records(count: int, prompt: str = "<CAPTION>") -> list[dict]:
         {"image": f"images/{samples[i % 4].id}.png", "prompt": prompt, "target": samples[i % 4].target}
         for i in range(count)
     ]
+
+
+def tiny_module(
+    processor, tmp_path: Path, adaptation=FROZEN, drop_path_rate: float = 0.0, **trainer
+) -> Florence2Module:
+    """The LightningModule of a tiny run, without a Trainer: the feature cache as the recipe decides."""
+    recipe = validate_recipe(tiny_recipe(tmp_path, adaptation=adaptation, trainer=trainer, eval={"metric": "none"}))
+    model = apply_adaptation(build_tiny_model(processor, drop_path_rate=drop_path_rate), recipe.adaptation, recipe.lora)
+    return Florence2Module(model, processor, recipe, output_dir=tmp_path / "run")
+
+
+class PixelsSent(pl.Callback):
+    """Per training batch: its epoch and where its pixels are (None: the loader sent none)."""
+
+    def __init__(self) -> None:
+        self.batches: list[tuple[int, str | None]] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        pixels = batch["pixel_values"]
+        self.batches.append((trainer.current_epoch, pixels.device.type if pixels is not None else None))

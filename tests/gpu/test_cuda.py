@@ -13,7 +13,7 @@ import lightning.pytorch as pl
 import pytest
 import torch
 import transformers.masking_utils
-from helpers import tiny_recipe
+from helpers import PixelsSent, tiny_module, tiny_recipe
 from lightning.fabric.utilities.apply_func import move_data_to_device
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForImageTextToText
@@ -24,14 +24,12 @@ from f2tune.data.collate import Florence2Collator
 from f2tune.data.dataset import SampleDataset
 from f2tune.data.shared_flag import SharedFlag
 from f2tune.eval.generate import MODEL_INPUTS
-from f2tune.model.adapt import LORA_PRESETS, apply_adaptation
+from f2tune.model.adapt import LORA_PRESETS
 from f2tune.predict.load import inference_device
 from f2tune.predict.run import PredictRequest, predict
 from f2tune.recipe import validate_recipe
 from f2tune.testing.shapes import shape_samples
-from f2tune.testing.tiny import build_tiny_model
 from f2tune.train.loss import target_loss
-from f2tune.train.module import Florence2Module
 from f2tune.train.run import FitResult, fit
 
 pytestmark = pytest.mark.gpu
@@ -54,17 +52,6 @@ def logged(result: FitResult, name: str) -> list[float]:
     return [float(row[name]) for row in rows if row.get(name)]
 
 
-class PixelsSent(pl.Callback):
-    """Per training batch: its epoch and whether it came with pixels (on the GPU)."""
-
-    def __init__(self) -> None:
-        self.batches: list[tuple[int, bool]] = []
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        pixels = batch["pixel_values"]
-        self.batches.append((trainer.current_epoch, pixels is not None and pixels.is_cuda))
-
-
 def test_bf16_lora_fit_reuses_cached_features_and_exports_an_adapter(tmp_path) -> None:
     """With a loader worker and pinned memory: the second epoch's batches come without pixels."""
     keep, sent = KeepModule(), PixelsSent()
@@ -73,7 +60,7 @@ def test_bf16_lora_fit_reuses_cached_features_and_exports_an_adapter(tmp_path) -
     assert math.isfinite(result.metrics_after["val/loss"])
     cache = keep.module.feature_cache
     assert cache is not None and cache.hits >= 16, "the second epoch's images come from the cache"
-    assert sent.batches == [(epoch, epoch == 0) for epoch in range(2) for _ in range(4)]
+    assert sent.batches == [(epoch, "cuda" if epoch == 0 else None) for epoch in range(2) for _ in range(4)]
     assert (result.export_dir / "adapter_model.safetensors").is_file()
     assert all(math.isfinite(v) for v in logged(result, "train/grad_norm"))
 
@@ -81,9 +68,7 @@ def test_bf16_lora_fit_reuses_cached_features_and_exports_an_adapter(tmp_path) -
 def test_images_the_cache_lacks_are_made_into_pixels_on_the_gpu(processor, tmp_path) -> None:
     """A batch sent without pixels, after the cache was emptied: its decoded images stayed on the
     host (Lightning moves tensors, not them) and their pixels are made for the GPU."""
-    recipe = validate_recipe(tiny_recipe(tmp_path, adaptation={"method": "lora"}, eval={"metric": "none"}))
-    model = apply_adaptation(build_tiny_model(processor), recipe.adaptation, recipe.lora)
-    module = Florence2Module(model, processor, recipe).cuda()
+    module = tiny_module(processor, tmp_path, adaptation={"method": "lora"}).cuda()
     dataset, flag = SampleDataset(shape_samples(4, seed=3)), SharedFlag()
     flag.set(True)
     batch = Florence2Collator(processor, 16, digest_images=True, images_cached=flag)([dataset[i] for i in range(4)])

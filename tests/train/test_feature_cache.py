@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import tiny_recipe
+from helpers import FROZEN, IMAGE_BYTES, tiny_module, tiny_recipe
 
 from f2tune.data.collate import Florence2Collator
 from f2tune.data.dataset import SampleDataset
@@ -19,14 +19,6 @@ from f2tune.train.module import Florence2Module
 from f2tune.train.optim import build_optimizer
 from f2tune.train.setup import assemble
 
-FROZEN = {"freeze": {"vision_tower": True, "projector": True}}
-
-
-def _module(processor, tmp_path, adaptation=FROZEN, drop_path_rate: float = 0.0, **trainer) -> Florence2Module:
-    recipe = validate_recipe(tiny_recipe(tmp_path, adaptation=adaptation, trainer=trainer, eval={"metric": "none"}))
-    model = apply_adaptation(build_tiny_model(processor, drop_path_rate=drop_path_rate), recipe.adaptation, recipe.lora)
-    return Florence2Module(model, processor, recipe, output_dir=tmp_path / "run")
-
 
 def _batches(processor, count: int = 3, digest_images: bool = False) -> list[dict]:
     dataset = SampleDataset(shape_samples(4 * count, seed=3))
@@ -36,8 +28,8 @@ def _batches(processor, count: int = 3, digest_images: bool = False) -> list[dic
 
 def test_cached_training_has_the_same_losses_and_hits_from_the_second_epoch(processor, tmp_path):
     """With drop-path in the DaViT, as Florence-2 has: the frozen tower runs without it either way."""
-    cached = _module(processor, tmp_path, drop_path_rate=0.5)
-    plain = _module(processor, tmp_path, drop_path_rate=0.5, cache_image_features="off")
+    cached = tiny_module(processor, tmp_path, drop_path_rate=0.5)
+    plain = tiny_module(processor, tmp_path, drop_path_rate=0.5, cache_image_features="off")
     assert cached.feature_cache is not None and plain.feature_cache is None
     optimizers = [build_optimizer(m.model, m.recipe.optim, "32-true") for m in (cached, plain)]
     batches = _batches(processor)
@@ -71,17 +63,14 @@ def _losses_over_two_epochs(module: Florence2Module, batches: list[dict]) -> lis
     return losses
 
 
-IMAGE_BYTES = 10 * 32 * 4  # the tiny model's 10 image tokens of width 32, float32
-
-
 def test_features_beyond_the_memory_budget_come_from_disk(processor, tmp_path, monkeypatch):
     """Memory for one image, disk for the rest: every image of the second epoch is served, and the
     losses are those of the run without the cache."""
     warnings = []
     monkeypatch.setattr(feature_cache, "warn", warnings.append)
     memory, disk = IMAGE_BYTES / 2**30, 20 * IMAGE_BYTES / 2**30
-    cached = _module(processor, tmp_path, image_feature_cache_gb=memory, image_feature_cache_disk_gb=disk)
-    plain = _module(processor, tmp_path, cache_image_features="off")
+    cached = tiny_module(processor, tmp_path, image_feature_cache_gb=memory, image_feature_cache_disk_gb=disk)
+    plain = tiny_module(processor, tmp_path, cache_image_features="off")
     batches = _batches(processor)
     assert _losses_over_two_epochs(cached, batches) == pytest.approx(_losses_over_two_epochs(plain, batches), rel=1e-5)
     cache = cached.feature_cache
@@ -93,9 +82,9 @@ def test_features_beyond_the_memory_budget_come_from_disk(processor, tmp_path, m
     assert (cache.misses, len(cache.store), len(cache.spill.places)) == (16, 1, 3)
     assert cache.spill.folder == tmp_path / "run" / "feature_cache"
     scratch = tmp_path / "scratch"
-    elsewhere = _module(processor, tmp_path, image_feature_cache_disk_gb=disk, image_feature_cache_dir=str(scratch))
+    elsewhere = tiny_module(processor, tmp_path, image_feature_cache_disk_gb=disk, image_feature_cache_dir=str(scratch))
     assert elsewhere.feature_cache.spill.folder == scratch
-    full = _module(processor, tmp_path, image_feature_cache_gb=memory, image_feature_cache_disk_gb=memory)
+    full = tiny_module(processor, tmp_path, image_feature_cache_gb=memory, image_feature_cache_disk_gb=memory)
     _losses_over_two_epochs(full, batches)
     assert full.feature_cache.hits == 2 and len(warnings) == 1  # one image in memory, one on disk
     assert "full at 0.00 GiB in memory and 0.00 GiB on disk" in warnings[0]
@@ -104,7 +93,7 @@ def test_features_beyond_the_memory_budget_come_from_disk(processor, tmp_path, m
 def test_samples_that_show_the_same_image_share_one_entry(processor, tmp_path):
     """Content-addressed: two sentences about one picture (another sample id, same pixels) are one
     entry, computed once even within a batch."""
-    module = _module(processor, tmp_path)
+    module = tiny_module(processor, tmp_path)
     batch = _batches(processor, 1, digest_images=True)[0]
     batch["pixel_values"][1] = batch["pixel_values"][0]
     batch["image_digests"][1] = batch["image_digests"][0]
@@ -115,7 +104,7 @@ def test_samples_that_show_the_same_image_share_one_entry(processor, tmp_path):
 
 
 def test_changed_frozen_weights_or_pixels_are_not_served_from_the_cache(processor, tmp_path):
-    module = _module(processor, tmp_path)
+    module = tiny_module(processor, tmp_path)
     cache, batch = module.feature_cache, _batches(processor, 1)[0]
     module(batch)
     with torch.no_grad():  # as load_state_dict writes
@@ -158,7 +147,7 @@ def test_cache_is_off_with_the_reason_in_the_log(processor, tmp_path, monkeypatc
 
 
 def test_lora_on_the_language_model_only_keeps_the_cache(processor, tmp_path):
-    module = _module(processor, tmp_path, adaptation={"method": "lora"})
+    module = tiny_module(processor, tmp_path, adaptation={"method": "lora"})
     assert module.feature_cache is not None
     batch = _batches(processor, 1)[0]
     torch.manual_seed(0)
@@ -169,7 +158,7 @@ def test_lora_on_the_language_model_only_keeps_the_cache(processor, tmp_path):
 
 def test_the_collators_image_digests_key_the_cache(processor, tmp_path, monkeypatch):
     """The loader workers hash the images: the training step reads no pixels back to hash them."""
-    module = _module(processor, tmp_path)
+    module = tiny_module(processor, tmp_path)
     batch = _batches(processor, 1, digest_images=True)[0]
     module(batch)
 
@@ -191,7 +180,7 @@ def test_a_run_with_the_cache_has_its_loader_workers_hash_the_images(processor, 
 @pytest.mark.parametrize(("adaptation", "tower_trains"), [(FROZEN, False), ({}, True)])
 def test_only_a_frozen_tower_runs_in_eval_mode_and_is_left_in_train_mode(processor, tmp_path, adaptation, tower_trains):
     """Eval mode only inside the forward: Lightning warns about modules left in eval mode."""
-    module = _module(processor, tmp_path, adaptation=adaptation, drop_path_rate=0.5, cache_image_features="off")
+    module = tiny_module(processor, tmp_path, adaptation=adaptation, drop_path_rate=0.5, cache_image_features="off")
     inner, seen = module.model.model, []
     for part in (inner.vision_tower, inner.multi_modal_projector):
         part.register_forward_pre_hook(lambda part, args: seen.append(part.training))

@@ -3,29 +3,16 @@ unchanged, and images the cache lacks after all are made into pixels in the trai
 
 from __future__ import annotations
 
-import lightning.pytorch as pl
 import pytest
 import torch
-from helpers import tiny_recipe
+from helpers import FROZEN, IMAGE_BYTES, PixelsSent, tiny_module, tiny_recipe
 
 from f2tune.data.collate import Florence2Collator
 from f2tune.data.dataset import SampleDataset
 from f2tune.data.shared_flag import SharedFlag
-from f2tune.model.adapt import apply_adaptation
 from f2tune.recipe import validate_recipe
 from f2tune.testing.shapes import shape_samples
-from f2tune.testing.tiny import build_tiny_model
-from f2tune.train.module import Florence2Module
 from f2tune.train.setup import assemble
-
-FROZEN = {"freeze": {"vision_tower": True, "projector": True}}
-IMAGE_BYTES = 10 * 32 * 4  # the tiny model's 10 image tokens of width 32, float32
-
-
-def _module(processor, tmp_path, **trainer) -> Florence2Module:
-    recipe = validate_recipe(tiny_recipe(tmp_path, adaptation=FROZEN, trainer=trainer, eval={"metric": "none"}))
-    model = apply_adaptation(build_tiny_model(processor), recipe.adaptation, recipe.lora)
-    return Florence2Module(model, processor, recipe, output_dir=tmp_path / "run")
 
 
 def _batch_with_and_without_pixels(processor) -> tuple[dict, dict]:
@@ -38,7 +25,7 @@ def _batch_with_and_without_pixels(processor) -> tuple[dict, dict]:
 
 
 def test_a_batch_without_pixels_is_served_from_the_cache_or_made_from_its_decoded_images(processor, tmp_path):
-    module = _module(processor, tmp_path)
+    module = tiny_module(processor, tmp_path)
     cache = module.feature_cache
     with_pixels, without = _batch_with_and_without_pixels(processor)
     made = module._pixels_of(without["decoded_images"], [2, 0])
@@ -61,7 +48,7 @@ def test_a_batch_without_pixels_is_served_from_the_cache_or_made_from_its_decode
 
 
 def test_the_cache_is_complete_only_after_a_whole_pass_that_kept_every_image(processor, tmp_path):
-    module = _module(processor, tmp_path)
+    module = tiny_module(processor, tmp_path)
     cache, (batch, _) = module.feature_cache, _batch_with_and_without_pixels(processor)
     module(batch)
     cache.end_pass(whole=False)  # a resumed epoch, or a batch limit: other images may come next
@@ -78,20 +65,10 @@ def test_the_cache_is_complete_only_after_a_whole_pass_that_kept_every_image(pro
     module(batch)
     cache.end_pass(whole=True)
     assert cache.complete
-    small = _module(processor, tmp_path, image_feature_cache_gb=IMAGE_BYTES / 2**30)
+    small = tiny_module(processor, tmp_path, image_feature_cache_gb=IMAGE_BYTES / 2**30)
     small(batch)
     small.feature_cache.end_pass(whole=True)  # three of the four images were refused
     assert not small.feature_cache.complete
-
-
-class PixelsSent(pl.Callback):
-    """Per training batch: its epoch and whether it came with pixels."""
-
-    def __init__(self) -> None:
-        self.batches: list[tuple[int, bool]] = []
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        self.batches.append((trainer.current_epoch, batch["pixel_values"] is not None))
 
 
 def test_a_run_stops_sending_pixels_once_an_epoch_cached_every_image(processor, tmp_path):
@@ -104,7 +81,7 @@ def test_a_run_stops_sending_pixels_once_an_epoch_cached_every_image(processor, 
     sent = PixelsSent()
     trainer, module, datamodule = assemble(validate_recipe(recipe), tmp_path / "run", [sent])
     trainer.fit(module, datamodule=datamodule)
-    assert sent.batches == [(epoch, epoch == 0) for epoch in range(3) for _ in range(4)]
+    assert sent.batches == [(epoch, "cpu" if epoch == 0 else None) for epoch in range(3) for _ in range(4)]
     assert module.feature_cache.misses == 16 + 8  # the training images, then the validation ones: no more
     assert trainer.callback_metrics["train/image_cache_hit_rate"] == 1.0
 
