@@ -168,7 +168,7 @@ the records and the processor, and the validation loader keeps as many beside th
 one worker delivers 60-100 Florence-2 samples/s at 768x768 (benchmarks/README.md): eight feed full
 fine-tuning at 35% MFU on an H100 (~240 samples/s) with room to spare. Cached LoRA at that MFU
 (~1200 samples/s) would take 12-20 in its first epoch; after it, once the workers send no pixels
-(189-192 samples/s each), seven."""
+(about 200 samples/s each), six or seven."""
 
 
 def auto_workers(processes_on_this_machine: int) -> int:
