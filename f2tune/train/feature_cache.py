@@ -158,9 +158,11 @@ class ImageFeatureCache:
         computed = {}
         if missing:
             rows = list(missing.values())
-            if pixel_values is None:
+            if pixel_values is not None:
+                pixels = pixel_values[rows]
+            else:  # the loader left them out, trusting `complete`, which no longer holds
                 self.complete.set(False)
-            pixels = pixel_values[rows] if pixel_values is not None else pixels_of(rows)
+                pixels = pixels_of(rows)
             computed = dict(zip(missing, self._compute(base, pixels)))
         for key, features in computed.items():
             self._put(key, features)
