@@ -25,9 +25,9 @@ class Florence2DataModule(pl.LightningDataModule):
     images are opened lazily by the loader workers.
 
     The processor may be attached after `setup`, so that bad records are reported before anything
-    is downloaded or loaded; `digest_images` is set once the model shows whether its image features
-    are cached (the loader workers then hash each image for the cache), and with it `images_cached`,
-    the cache's word that it holds every training image (the training workers then send no pixels).
+    is downloaded or loaded; `images_cached` is given once the model shows that its image features
+    are cached: the cache's word that it holds every training image (the training workers then send
+    no pixels), and until then the loader workers hash each image for the cache (`digest_images`).
     """
 
     def __init__(self, config: DataConfig, processor: Florence2Processor | None = None, seed: int = 0) -> None:
@@ -35,7 +35,6 @@ class Florence2DataModule(pl.LightningDataModule):
         self.config = config
         self.processor = processor
         self.seed = seed
-        self.digest_images = False
         self.images_cached: SharedFlag | None = None
         self.auto_workers: int | None = None
         self.train_parts: list[SampleDataset] = []
@@ -48,6 +47,11 @@ class Florence2DataModule(pl.LightningDataModule):
             self.train_parts = [self._read(s, "train", augmentation) for s in self.config.train]
             self.val_parts = [self._read(s, "val") for s in self.config.val]
             self.test_parts = [self._read(s, "test") for s in self.config.test]
+
+    @property
+    def digest_images(self) -> bool:
+        """Whether the loader workers hash each image: for the image feature cache, when there is one."""
+        return self.images_cached is not None
 
     def train_dataloader(self) -> DataLoader:
         dataset = ConcatDataset(self.train_parts)

@@ -35,7 +35,7 @@ def assemble(
     model = build_trainable_model(recipe)
     module = Florence2Module(model, processor, recipe, eval_tasks=datamodule.tasks(), output_dir=run_dir)
     if module.feature_cache is not None:
-        datamodule.digest_images, datamodule.images_cached = True, module.feature_cache.complete
+        datamodule.images_cached = module.feature_cache.complete
     return trainer, module, datamodule
 
 

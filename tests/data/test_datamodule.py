@@ -14,6 +14,7 @@ from f2tune.data import datamodule as datamodule_module
 from f2tune.data.datamodule import Florence2DataModule, auto_workers
 from f2tune.data.formats import read_source
 from f2tune.data.problems import RecordProblems
+from f2tune.data.shared_flag import SharedFlag
 from f2tune.errors import DataError
 
 
@@ -67,7 +68,7 @@ def test_processes_keep_their_samples_only_for_the_feature_cache(
     )
     datamodule = Florence2DataModule(config, processor)
     datamodule.setup("fit")
-    datamodule.digest_images = digest_images
+    datamodule.images_cached = SharedFlag() if digest_images else None
     datamodule.trainer = SimpleNamespace(world_size=world_size, global_rank=0)
     sampler = datamodule.train_dataloader().sampler.inner
     assert (getattr(sampler, "share", None) is not None) == stable
