@@ -196,8 +196,7 @@ class ImageFeatureCache:
             return
         if self.spill is not None and self.spill.put(key, features):
             return
-        self._kept_all = False
-        self.complete.set(False)
+        self._lost_an_image()
         if not self._full_warned:
             on_disk = f" and {self.spill.bytes / 2**30:.2f} GiB on disk" if self.spill is not None else ""
             warn(
@@ -206,12 +205,17 @@ class ImageFeatureCache:
             )
             self._full_warned = True
 
+    def _lost_an_image(self) -> None:
+        """An image was refused or emptied: this pass no longer keeps them all, and the loader must
+        send pixels again."""
+        self._kept_all = False
+        self.complete.set(False)
+
     def _check_fingerprint(self, inner: nn.Module) -> None:
         fingerprint = self._fingerprint_of(inner)
         if fingerprint != self.fingerprint:
             if self.store or (self.spill is not None and self.spill.bytes):
-                self._kept_all = False
-                self.complete.set(False)
+                self._lost_an_image()
             self.store.clear()
             if self.spill is not None:
                 self.spill.clear()
