@@ -1,7 +1,8 @@
 """Image features that do not fit in the cache's memory, kept in a file on disk instead of recomputed.
 
-At 768x768 one image's projected features are 577 x 768 values (0.9 MB in bf16), so the feature
-cache's default 8 GiB of memory holds about 9,000 images, where COCO's training set has 118,000.
+At 768x768 one image's projected features are 577 x 768 values (0.9 MB in bf16, as a bf16-mixed run
+keeps them; 1.8 MB at 32-true), so the feature cache's default 8 GiB of memory holds about 9,700
+images (4,800 at 32-true), where COCO's training set has 118,000.
 Reading those bytes back from a local disk costs far less than the frozen DaViT's forward that would
 recompute them.
 """

@@ -23,7 +23,13 @@ from f2tune.eval.evaluator import Evaluator
 from f2tune.log import say
 from f2tune.model.adapt import florence2
 from f2tune.model.attention import attention_for, use_attention
-from f2tune.train.feature_cache import build_feature_cache, frozen_image_modules, in_eval_mode
+from f2tune.train.feature_cache import (
+    build_feature_cache,
+    frozen_image_features,
+    frozen_image_modules,
+    image_parts_frozen,
+    in_eval_mode,
+)
 from f2tune.train.guards import NonFiniteGuard, parameters_with_gradients
 from f2tune.train.loss import target_loss
 from f2tune.train.optim import build_optimizer, build_scheduler
@@ -66,6 +72,7 @@ class Florence2Module(pl.LightningModule):
         # Found once, as the cache is decided once: the search walks every vision weight (0.5 ms at base size).
         # With the cache on, the image parts run only inside it, which switches their mode itself.
         self.frozen_image_modules = frozen_image_modules(model) if self.feature_cache is None else []
+        self.image_parts_frozen = image_parts_frozen(model)
 
     def setup(self, stage: str) -> None:
         """With `model.attn_implementation: auto`, the attention kernels that are fastest for this
@@ -79,23 +86,27 @@ class Florence2Module(pl.LightningModule):
     def forward(self, batch: dict[str, Any]) -> torch.Tensor:
         """The batch's loss; a frozen vision tower or projector runs in eval mode (`in_eval_mode`;
         the feature cache computes its missing features so)."""
-        pixels = batch["pixel_values"]
-        if self.feature_cache is not None:
-            cache, digests = self.feature_cache, batch.get("image_digests")
-            pixels_of = partial(self._pixels_of, batch.get("decoded_images"))
-            images = {"image_features": cache.features(florence2(self.model), pixels, digests, pixels_of)}
-        else:
-            images = {"pixel_values": pixels}
         with in_eval_mode(self.frozen_image_modules):
             return target_loss(
                 self.model,
                 batch["labels"],
                 batch["input_ids"],
                 batch["attention_mask"],
-                **images,
+                **self._images(batch),
                 target_lengths=batch.get("target_lengths"),
                 split_by_length=self.recipe.trainer.strategy != "fsdp",
             )
+
+    def _images(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """The batch's images as the loss takes them: pixels for image parts that train, projected
+        features for frozen ones, from the feature cache or, with it off, made as it makes them."""
+        pixels, base = batch["pixel_values"], florence2(self.model)
+        if self.feature_cache is not None:
+            pixels_of = partial(self._pixels_of, batch.get("decoded_images"))
+            return {"image_features": self.feature_cache.features(base, pixels, batch.get("image_digests"), pixels_of)}
+        if self.image_parts_frozen:
+            return {"image_features": frozen_image_features(base, pixels)}
+        return {"pixel_values": pixels}
 
     def _pixels_of(self, decoded: DecodedImages, rows: list[int]) -> torch.Tensor:
         """Pixels of a batch's `rows`, made here from the decoded images the loader sent in their

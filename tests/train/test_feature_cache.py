@@ -49,6 +49,28 @@ def test_cached_training_has_the_same_losses_and_hits_from_the_second_epoch(proc
     assert (cached.feature_cache.hits, cached.feature_cache.misses) == (12, 12)
 
 
+def test_under_autocast_features_are_kept_in_its_dtype_and_both_runs_round_them_alike(processor, tmp_path):
+    """CUDA's autocast runs LayerNorm in float32, so the projector's features come out float32
+    there; the projector's closing norm is made to do the same here (on a CPU autocast returns
+    bf16 already). The cache keeps them in bf16 (half the bytes), and the run without the cache
+    rounds them the same way: equal losses."""
+    modules = [tiny_module(processor, tmp_path), tiny_module(processor, tmp_path, cache_image_features="off")]
+    for module in modules:
+        norm = module.model.model.multi_modal_projector.image_proj_norm
+        norm.forward = lambda hidden, norm=norm: torch.nn.LayerNorm.forward(norm, hidden.float())
+    batch = _batches(processor, 1)[0]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert modules[0].model.model.get_image_features(batch["pixel_values"]).pooler_output.dtype == torch.float32
+        losses = []
+        for module in modules:
+            torch.manual_seed(0)  # the same dropout masks in both
+            losses.append(module(batch).item())
+    cache = modules[0].feature_cache
+    assert {entry.dtype for entry in cache.store.values()} == {torch.bfloat16}
+    assert cache.bytes == 4 * IMAGE_BYTES // 2
+    assert losses[0] == losses[1]
+
+
 def _losses_over_two_epochs(module: Florence2Module, batches: list[dict]) -> list[float]:
     optimizer = build_optimizer(module.model, module.recipe.optim, "32-true")
     losses = []
