@@ -17,6 +17,12 @@ from f2tune.log import setup_logging
 COMMANDS = (fit, evaluate, predict, check_data, export, push, convert, bench)
 """Modules with `register(subcommands)`; the order is the order of `f2tune --help`."""
 
+LIBRARY_WARNINGS = (
+    r".*isinstance\(treespec, LeafSpec\).*",  # raised inside Lightning against newer torch releases
+    r"`is_gradient_checkpointing` is deprecated",  # peft reads transformers' old alias (5.24+) in get_peft_model
+)
+"""Warnings raised between the libraries, about their own code: nothing a user can act on."""
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="f2tune", description="Fine-tune Florence-2 from a YAML recipe.")
@@ -36,8 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     if rest:
         args.overrides = [*args.overrides, *rest]
     setup_logging()
-    # Raised inside Lightning against newer torch releases; nothing a user can act on.
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    for message in LIBRARY_WARNINGS:
+        warnings.filterwarnings("ignore", message=message)
     try:
         return args.run(args)
     except F2TuneError as err:
