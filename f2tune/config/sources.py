@@ -12,7 +12,12 @@ from f2tune.config.base import Section
 class Source(Section):
     """What every data source has besides its format's own keys."""
 
-    weight: float = Field(1.0, gt=0, description="Relative sampling weight in a training mixture.")
+    weight: float | None = Field(
+        None,
+        gt=0,
+        description="Share of each training epoch relative to the other sources' weights (1 where unset); "
+        "with no weight on any source, every sample once per epoch.",
+    )
     name: str | None = Field(None, description="Label used in logs and sample ids; defaults to the file name.")
 
 

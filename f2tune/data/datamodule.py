@@ -128,11 +128,12 @@ class Florence2DataModule(pl.LightningDataModule):
         return SampleDataset(samples, self.config.on_bad_record, augmentation)
 
     def _mixture_sampler(self) -> WeightedEpochSampler | None:
-        """Sources share each epoch in proportion to their weights; None when all weights are equal
-        (then plain shuffling keeps every sample exactly once per epoch)."""
-        weights = [s.weight for s in self.config.train]
-        if len(set(weights)) <= 1:
+        """Sources share each epoch in proportion to their weights (1 where unset); None when no
+        source of a mixture has a weight (then plain shuffling keeps every sample exactly once per
+        epoch, and shares follow the sources' sizes)."""
+        if len(self.config.train) < 2 or all(s.weight is None for s in self.config.train):
             return None
+        weights = [1.0 if s.weight is None else s.weight for s in self.config.train]
         per_sample = torch.cat(
             [torch.full((len(part),), w / len(part), dtype=torch.double) for w, part in zip(weights, self.train_parts)]
         )

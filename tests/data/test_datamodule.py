@@ -27,32 +27,35 @@ def test_empty_dataset_is_an_error_even_when_skipping(write_jsonl):
         read_source(JsonlSource(format="jsonl", path=str(blank)), RecordProblems())
 
 
-def test_mixture_follows_source_weights(processor):
-    config = DataConfig(
-        train=[
-            {"format": "shapes", "num_samples": 10, "seed": 1, "name": "small", "weight": 3.0},
-            {"format": "shapes", "num_samples": 90, "seed": 2, "name": "large", "weight": 1.0},
-        ],
-        batch_size=50,
-        num_workers=0,
-    )
-    datamodule = Florence2DataModule(config, processor, seed=0)
+def small_share(processor, weights: tuple[float | None, float | None], epochs: int = 4) -> float:
+    """The share of a 10-sample source mixed with a 90-sample one over `epochs` training epochs."""
+    train = [
+        {"format": "shapes", "num_samples": 10, "seed": 1, "name": "small", "weight": weights[0]},
+        {"format": "shapes", "num_samples": 90, "seed": 2, "name": "large", "weight": weights[1]},
+    ]
+    datamodule = Florence2DataModule(DataConfig(train=train, batch_size=50, num_workers=0), processor, seed=0)
     datamodule.setup("fit")
     counts = Counter()
     loader = datamodule.train_dataloader()
-    for _ in range(4):
+    for _ in range(epochs):
         for batch in loader:
             counts.update(i.split("-")[0] for i in batch["ids"])
-    share = counts["small"] / sum(counts.values())
-    assert 0.65 < share < 0.85  # weight 3:1 -> 75% from the 10-sample source
+    return counts["small"] / sum(counts.values())
 
 
-def test_equal_weights_keep_plain_shuffling(processor):
-    config = DataConfig(train=[{"format": "shapes", "num_samples": 12}], batch_size=5, num_workers=0)
+def test_mixture_follows_source_weights(processor):
+    assert 0.65 < small_share(processor, (3.0, 1.0)) < 0.85  # weight 3:1 -> 75% from the 10-sample source
+    assert 0.40 < small_share(processor, (1.0, 1.0)) < 0.60  # given equal weights are equal shares
+    assert 0.65 < small_share(processor, (3.0, None)) < 0.85  # an unset weight counts 1
+
+
+def test_without_weights_every_sample_comes_once_per_epoch(processor):
+    assert small_share(processor, (None, None), epochs=1) == 0.1
+    config = DataConfig(train=[{"format": "shapes", "num_samples": 12, "weight": 5.0}], batch_size=5, num_workers=0)
     datamodule = Florence2DataModule(config, processor)
     datamodule.setup("fit")
     ids = [i for batch in datamodule.train_dataloader() for i in batch["ids"]]
-    assert sorted(ids) == sorted(f"shapes-0-{k}" for k in range(12))
+    assert sorted(ids) == sorted(f"shapes-0-{k}" for k in range(12))  # one source: its weight changes nothing
 
 
 @pytest.mark.parametrize(

@@ -86,14 +86,14 @@ def test_a_run_stops_sending_pixels_once_an_epoch_cached_every_image(processor, 
     assert trainer.callback_metrics["train/image_cache_hit_rate"] == 1.0
 
 
-@pytest.mark.parametrize("sources", [[1.0, 1.0], [3.0, 1.0]])
+@pytest.mark.parametrize("sources", [[None, None], [1.0, 1.0], [3.0, 1.0]])
 def test_only_loaders_that_show_the_same_images_every_epoch_read_the_flag(processor, tmp_path, sources):
     """Sources mixed by weight draw other images each epoch: their workers always send pixels."""
     train = [{"format": "shapes", "num_samples": 8, "seed": i, "weight": w} for i, w in enumerate(sources)]
     recipe = validate_recipe(tiny_recipe(tmp_path, adaptation=FROZEN, data={"train": train}, eval={"metric": "none"}))
     _, module, datamodule = assemble(recipe, tmp_path / "run")
     assert datamodule.images_cached is module.feature_cache.complete
-    weighted = sources[0] != sources[1]
+    weighted = sources != [None, None]
     expected = None if weighted else module.feature_cache.complete
     assert datamodule.train_dataloader().collate_fn.images_cached is expected
     assert datamodule.val_dataloader().collate_fn.images_cached is None
