@@ -71,15 +71,35 @@ class OcrSource(Source):
     line_separator: str = Field("", description="<OCR> only: joins the lines; pretrained Florence-2 uses none.")
 
 
-class CocoCaptionsSource(Source):
+class CaptionsSource(Source):
+    """What both caption formats have: the caption task, and one sample per caption or per image."""
+
+    task: Literal["<CAPTION>", "<DETAILED_CAPTION>", "<MORE_DETAILED_CAPTION>"] = "<CAPTION>"
+    one_per_image: bool = Field(
+        False, description="One sample per image with every caption in reference.answers (validation)."
+    )
+
+
+class CocoCaptionsSource(CaptionsSource):
     """COCO captions JSON (images, annotations with `caption`) + image folder."""
 
     format: Literal["coco_captions"]
     path: str = Field(description="COCO captions JSON.")
     image_root: str = Field(description="Folder that the images' file_name entries are relative to.")
-    task: Literal["<CAPTION>", "<DETAILED_CAPTION>", "<MORE_DETAILED_CAPTION>"] = "<CAPTION>"
-    one_per_image: bool = Field(
-        False, description="One sample per image with every caption in reference.answers (validation)."
+
+
+class KarpathyCaptionsSource(CaptionsSource):
+    """Karpathy's caption splits as released (`dataset_coco.json`, `dataset_flickr30k.json`): one
+    file holds every split, each image with its `split`, `filepath`/`filename` and `sentences`."""
+
+    format: Literal["karpathy_captions"]
+    path: str = Field(description="The split file, e.g. dataset_coco.json.")
+    image_root: str = Field(
+        description="Folder that each image's filepath/filename is relative to (COCO: the folder holding "
+        "train2014/ and val2014/)."
+    )
+    splits: list[Literal["train", "restval", "val", "test"]] = Field(
+        min_length=1, description="Splits to read: [train, restval] for training, [val] or [test] to evaluate."
     )
 
 
@@ -116,6 +136,7 @@ DataSource = Annotated[
     | RefCocoSource
     | OcrSource
     | CocoCaptionsSource
+    | KarpathyCaptionsSource
     | VqaSource
     | StructuredJsonlSource
     | HfDatasetSource,

@@ -18,6 +18,7 @@ from f2tune.config import (
     CocoCaptionsSource,
     CocoDetectionSource,
     JsonlSource,
+    KarpathyCaptionsSource,
     OcrSource,
     RefCocoSource,
     StructuredJsonlSource,
@@ -133,6 +134,33 @@ def test_coco_readers_report_or_read_any_file(coco, refs):
         read_quietly(CocoDetectionSource(format="coco_detection", **common))
         read_quietly(CocoCaptionsSource(format="coco_captions", **common))
         read_quietly(RefCocoSource(format="refcoco", refs=str(root / "refs.json"), **common))
+
+
+karpathy_files = st.one_of(
+    st.fixed_dictionaries(
+        {"images": st.lists(
+            st.one_of(
+                st.fixed_dictionaries({"filepath": st.one_of(st.just("images"), values),
+                                       "filename": st.one_of(st.just("img.png"), values),
+                                       "split": st.sampled_from(["train", "val", None]), "cocoid": ids(3),
+                                       "sentences": st.lists(st.one_of(st.fixed_dictionaries({"raw": values}),
+                                                                       values), max_size=3)}),
+                values,
+            ),
+            max_size=3,
+        )}
+    ),
+    values,
+)  # fmt: skip
+
+
+@FUZZ
+@given(data=karpathy_files)
+def test_karpathy_reader_reports_or_reads_any_file(data):
+    with folder() as root:
+        (root / "dataset.json").write_text(json.dumps(data))
+        source = {"path": str(root / "dataset.json"), "image_root": str(root), "splits": ["train", "val"]}
+        read_quietly(KarpathyCaptionsSource(format="karpathy_captions", **source))
 
 
 @FUZZ

@@ -15,13 +15,14 @@ from f2tune.config import (
     DataSource,
     HfDatasetSource,
     JsonlSource,
+    KarpathyCaptionsSource,
     OcrSource,
     RefCocoSource,
     ShapesSource,
     StructuredJsonlSource,
     VqaSource,
 )
-from f2tune.data.formats.captions import read_coco_captions
+from f2tune.data.formats.captions import read_coco_captions, read_karpathy_captions
 from f2tune.data.formats.coco import read_coco_detection
 from f2tune.data.formats.hf_datasets import read_hf_dataset
 from f2tune.data.formats.jsonl import read_jsonl
@@ -39,6 +40,7 @@ _READERS = {
     RefCocoSource: read_refcoco,
     OcrSource: read_ocr,
     CocoCaptionsSource: read_coco_captions,
+    KarpathyCaptionsSource: read_karpathy_captions,
     VqaSource: read_vqa,
     StructuredJsonlSource: read_structured,
     HfDatasetSource: read_hf_dataset,
@@ -53,6 +55,8 @@ def source_name(source: DataSource) -> str:
         return "shapes"
     if isinstance(source, RefCocoSource):
         return Path(source.refs).stem + (f"-{source.split}" if source.split else "")
+    if isinstance(source, KarpathyCaptionsSource):
+        return Path(source.path).stem + "-" + "+".join(source.splits)
     if isinstance(source, HfDatasetSource):
         return Path(source.path).name + (f"-{source.split}" if source.split else "")
     return Path(source.path).stem
@@ -69,6 +73,8 @@ def read_source(source: DataSource, problems: RecordProblems) -> list[Sample]:
     where = source_name(source) if isinstance(source, ShapesSource) else source.path
     if isinstance(source, RefCocoSource):
         where = source.refs + (f" (split {source.split})" if source.split else "")
+    if isinstance(source, KarpathyCaptionsSource):
+        where = f"{source.path} (splits {', '.join(source.splits)})"
     if not samples:
         dropped = f" ({len(problems.found)} bad record(s) skipped)" if problems.found else ""
         raise DataError(f"{where}: the dataset is empty{dropped}")

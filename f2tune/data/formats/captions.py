@@ -1,4 +1,7 @@
-"""COCO captions JSON (`images`, `annotations` with `caption`) + an image folder. `format: coco_captions`.
+"""Caption files + an image folder: COCO captions JSON (`images`, `annotations` with `caption`;
+`format: coco_captions`) and Karpathy's split files as released (`dataset_coco.json`,
+`dataset_flickr30k.json`: `images` with `split`, `filepath`/`filename`, `sentences`;
+`format: karpathy_captions`), the splits every captioning paper reports on.
 
 Training gets one sample per caption: COCO has ~5 per image, and each is an equally good target.
 Validation wants one sample per image with every caption as a reference (CIDEr scores against all
@@ -10,11 +13,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from f2tune.config import CocoCaptionsSource
+from f2tune.config import CocoCaptionsSource, KarpathyCaptionsSource
+from f2tune.config.sources import CaptionsSource
 from f2tune.data.formats.coco import (
     annotation_where,
     existing_image,
     index_images,
+    is_int,
     read_coco_json,
     report_all,
     require_int,
@@ -39,7 +44,8 @@ def read_coco_captions(source: CocoCaptionsSource, problems: RecordProblems) -> 
         except DataError as err:
             messages.append(str(err))
             continue
-        captions.setdefault(image_id, []).append((str(ann.get("id", position)), caption))
+        ann_id = str(ann.get("id", position))
+        captions.setdefault(image_id, []).append((ann_id, caption, f"{path}:annotation {ann_id}"))
     samples: list[Sample] = []
     for image_id, found in captions.items():
         where = f"{path}:image {image_id}"
@@ -48,15 +54,64 @@ def read_coco_captions(source: CocoCaptionsSource, problems: RecordProblems) -> 
         except DataError as err:
             messages.append(str(err))
             continue
-        if source.one_per_image:
-            reference: Annotation = {"text": found[0][1], "answers": [c for _, c in found]}
-            samples.append(_sample(str(image_id), image_path, where, source.task, reference))
-        else:
-            for ann_id, caption in found:
-                origin = f"{path}:annotation {ann_id}"
-                samples.append(_sample(f"{image_id}-{ann_id}", image_path, origin, source.task, {"text": caption}))
+        samples += _caption_samples(source, str(image_id), image_path, where, found)
     report_all(problems, messages, path)
     return samples
+
+
+def read_karpathy_captions(source: KarpathyCaptionsSource, problems: RecordProblems) -> list[Sample]:
+    """Caption samples of the images of `source.splits`; bad entries of those splits go to `problems`."""
+    path = Path(source.path)
+    data = read_coco_json(path, ("images",), kind="Karpathy split")
+    messages: list[str] = []
+    samples: list[Sample] = []
+    for position, entry in enumerate(data["images"]):
+        if not isinstance(entry, dict):
+            messages.append(f"{path}:images[{position}]: expected an object, got {type(entry).__name__}")
+        elif entry.get("split") in source.splits:
+            try:
+                samples += _karpathy_samples(source, entry, f"{path}:images[{position}]")
+            except DataError as err:
+                messages.append(str(err))
+    report_all(problems, messages, path)
+    return samples
+
+
+def _karpathy_samples(source: KarpathyCaptionsSource, entry: dict, where: str) -> list[Sample]:
+    """One image's samples: id `cocoid` (COCO) or `imgid` (Flickr), file `filepath/filename`."""
+    image_id = next((entry[key] for key in ("cocoid", "imgid") if is_int(entry.get(key))), None)
+    if image_id is not None:
+        where = f"{where} (id {image_id})"
+    folder, name = entry.get("filepath", ""), entry.get("filename")
+    if not isinstance(name, str) or not name or not isinstance(folder, str):
+        raise DataError(f"{where}: 'filename' (and 'filepath', where given) must be non-empty strings")
+    sentences = entry.get("sentences")
+    if not isinstance(sentences, list) or not sentences:
+        raise DataError(f"{where}: 'sentences' must be a non-empty list")
+    found = []
+    for number, sentence in enumerate(sentences):
+        raw = sentence.get("raw") if isinstance(sentence, dict) else None
+        if not isinstance(raw, str) or not raw.strip():
+            raise DataError(f"{where}: sentences[{number}] has no 'raw' caption")
+        found.append((str(number), raw.strip(), f"{where} sentence {number}"))
+    image_path = Path(source.image_root) / folder / name
+    if not image_path.is_file():
+        raise DataError(f"{where}: image not found: {image_path}")
+    return _caption_samples(source, str(image_id if image_id is not None else name), image_path, where, found)
+
+
+def _caption_samples(
+    source: CaptionsSource, image_id: str, image: Path, where: str, found: list[tuple[str, str, str]]
+) -> list[Sample]:
+    """One image's samples from its (caption id, caption, origin) triples: one per caption, or one
+    holding every caption as references (`one_per_image`)."""
+    if source.one_per_image:
+        reference: Annotation = {"text": found[0][1], "answers": [caption for _, caption, _ in found]}
+        return [_sample(image_id, image, where, source.task, reference)]
+    return [
+        _sample(f"{image_id}-{caption_id}", image, origin, source.task, {"text": caption})
+        for caption_id, caption, origin in found
+    ]
 
 
 def _caption(ann: Any, images: dict, where: str) -> tuple[int, str]:

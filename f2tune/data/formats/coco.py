@@ -44,10 +44,11 @@ class CocoImage:
     height: int
 
 
-def read_coco_json(path: Path, required: tuple[str, ...]) -> dict[str, Any]:
-    """The parsed file; a whole-file problem (missing, not JSON, a top-level key absent) is an error."""
+def read_coco_json(path: Path, required: tuple[str, ...], kind: str = "COCO") -> dict[str, Any]:
+    """The parsed file; a whole-file problem (missing, not JSON, a top-level key absent) is an error.
+    `kind` names the layout expected in those errors (Karpathy's split files share this shape)."""
     if not path.is_file():
-        raise DataError(f"COCO annotation file not found: {path}")
+        raise DataError(f"{kind} annotation file not found: {path}")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
@@ -56,7 +57,7 @@ def read_coco_json(path: Path, required: tuple[str, ...]) -> dict[str, Any]:
         raise DataError(f"{path}: expected a JSON object with keys {', '.join(required)}")
     missing = [key for key in required if key not in data]
     if missing:
-        raise DataError(f"{path}: missing top-level key(s) {', '.join(missing)} (is this a COCO file?)")
+        raise DataError(f"{path}: missing top-level key(s) {', '.join(missing)} (is this a {kind} file?)")
     for key in required:
         if not isinstance(data[key], list):
             raise DataError(f"{path}: '{key}' must be a list, got {type(data[key]).__name__}")
