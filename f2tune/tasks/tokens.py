@@ -7,6 +7,7 @@ task token are checked when the data is read, where the error can still name the
 
 from __future__ import annotations
 
+import difflib
 import re
 
 TASKS_WITHOUT_INPUT: tuple[str, ...] = (
@@ -51,5 +52,7 @@ def check_prompt(prompt: str) -> str | None:
         return None
     if token in TASKS_WITH_INPUT:
         return None
-    known = ", ".join(TASKS_WITHOUT_INPUT + TASKS_WITH_INPUT)
-    return f"unknown task token {token}; known task tokens: {known} (or write a free-text prompt)"
+    tokens = TASKS_WITHOUT_INPUT + TASKS_WITH_INPUT
+    close = difflib.get_close_matches(token, tokens, n=2, cutoff=0.7)
+    guess = f" (did you mean {' or '.join(close)}?)" if close else ""
+    return f"unknown task token {token}{guess}; known task tokens: {', '.join(tokens)} (or write a free-text prompt)"

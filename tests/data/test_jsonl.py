@@ -42,7 +42,7 @@ def test_default_prompt_from_the_source(write_jsonl):
         ('{"image": "images/shapes-5-0.png", "target": "x"}', "missing field 'prompt' or 'prefix'"),
         (
             '{"image": "images/shapes-5-0.png", "prompt": "<CAPTON>", "target": "x"}',
-            "unknown task token <CAPTON>; known task tokens: <CAPTION>",
+            "unknown task token <CAPTON> (did you mean <CAPTION>?); known task tokens: <CAPTION>",
         ),
         ('{"image": "images/shapes-5-0.png", "prompt": "<OD> cats", "target": "x"}', "takes no input"),
         (

@@ -28,5 +28,18 @@ def test_unknown_token_lists_the_known_ones():
     assert reason.startswith("unknown task token <CAPTIONS>") and "<MORE_DETAILED_CAPTION>" in reason
 
 
+@pytest.mark.parametrize(
+    ("prompt", "guess"),
+    [
+        ("<CAPTON>", " (did you mean <CAPTION>?);"),
+        ("<OPEN_VOCAB_DETECTION>x", " (did you mean <OPEN_VOCABULARY_DETECTION>?);"),
+        ("<SEGMENT>", ";"),
+    ],
+)
+def test_unknown_token_suggests_the_close_ones(prompt, guess):
+    token = prompt.split(">")[0] + ">"
+    assert check_prompt(prompt).startswith(f"unknown task token {token}{guess} known task tokens: <CAPTION>, ")
+
+
 def test_no_input_token_with_text_is_refused():
     assert "takes no input" in check_prompt("<OD> only cats")
