@@ -9,6 +9,9 @@ from lightning.pytorch.utilities import rank_zero_only
 
 logger = logging.getLogger("f2tune")
 
+LIGHTNING_INFO = "lightning.pytorch.utilities.rank_zero"
+"""The logger of Lightning's `rank_zero_info` messages."""
+
 
 class _CurrentStderr(logging.StreamHandler):
     """Writes to whatever `sys.stderr` is at the time of the message (it may be swapped, e.g. by
@@ -23,14 +26,21 @@ class _CurrentStderr(logging.StreamHandler):
         pass
 
 
+def _not_an_advert(record: logging.LogRecord) -> bool:
+    """Lightning (2.6) logs a "💡 Tip" to install its cloud logger at every Trainer's start: not
+    about the run, so not shown beside what is."""
+    return not record.getMessage().startswith("💡 Tip")
+
+
 def setup_logging() -> None:
-    """Plain `f2tune: message` lines on stderr, beside Lightning's own."""
+    """Plain `f2tune: message` lines on stderr, beside Lightning's own (less its adverts)."""
     if not logger.handlers:
         handler = _CurrentStderr()
         handler.setFormatter(logging.Formatter("f2tune: %(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
         logger.propagate = False
+        logging.getLogger(LIGHTNING_INFO).addFilter(_not_an_advert)
 
 
 @rank_zero_only

@@ -42,3 +42,15 @@ def test_model_that_cannot_be_loaded_is_one_line_with_advice(tmp_path, capsys):
     assert main(["fit", str(path)]) == 2
     err = capsys.readouterr().err
     assert "model.name_or_path: no such folder: " in err and "Traceback" not in err
+
+
+def test_lightnings_advert_is_not_shown_beside_the_run(caplog):
+    from lightning.pytorch.utilities import rank_zero_info
+
+    from f2tune.log import setup_logging
+
+    setup_logging()
+    with caplog.at_level("INFO", logger="lightning.pytorch.utilities.rank_zero"):
+        rank_zero_info("💡 Tip: For seamless cloud logging, try installing [litlogger]")
+        rank_zero_info("GPU available: False, used: False")
+    assert [r.getMessage() for r in caplog.records] == ["GPU available: False, used: False"]
