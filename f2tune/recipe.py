@@ -100,6 +100,9 @@ def _describe(errors: list[dict[str, Any]]) -> str:
         return f"unknown key '{key}'{hint}"
     if kind == "missing":
         return f"missing required key '{key}'"
+    if kind == "value_error":  # a check across keys, whose message names them
+        message = error["msg"].removeprefix("Value error, ")
+        return f"{key}: {message}" if shown else message
     given = error.get("input")
     message = "; or ".join([errors[0]["msg"], *(e["msg"].removeprefix("Input should be ") for e in errors[1:])])
     return f"{key}: {message} (got {given!r})" if not isinstance(given, dict) else f"{key}: {message}"

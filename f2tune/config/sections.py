@@ -150,7 +150,19 @@ class TrainerConfig(Section):
     check_val_every_n_epoch: int | None = Field(1, gt=0)
     log_every_n_steps: int = Field(10, gt=0)
     loggers: list[LoggerName] = Field(default_factory=lambda: ["tensorboard", "csv"])
-    save_top_k: int = Field(1, ge=0, description="Best checkpoints kept by val/loss (last is always kept).")
+    save_top_k: int = Field(1, ge=0, description="Best checkpoints kept by trainer.monitor (last is always kept).")
+    monitor: str = Field(
+        "val/loss",
+        pattern=r"^val/(loss|[A-Za-z_]+/\w+)$",
+        description="The validation value that picks the best checkpoint: val/loss, or a task metric the run "
+        "logs (val/OD/map, val/CAPTION/cider, val/OPEN_VOCABULARY_DETECTION/grounding_acc...).",
+    )
+    monitor_mode: Literal["auto", "min", "max"] = Field(
+        "auto", description="auto: min for val/loss and error rates (CER, WER), max for scores."
+    )
+    early_stopping_patience: int | None = Field(
+        None, gt=0, description="Stop after this many validations in a row without a better trainer.monitor."
+    )
     gradient_checkpointing: bool = False
     checkpoint_every_n_steps: int | None = Field(
         None, gt=0, description="Also write checkpoints/last.ckpt every N optimizer steps (what --resume reads)."
@@ -224,6 +236,11 @@ class ExportConfig(Section):
 
     enabled: bool = True
     dir: str | None = Field(None, description="Defaults to <run dir>/export.")
+    weights: Literal["final", "best"] = Field(
+        "final",
+        description="final: the weights training ended with; best: the best checkpoint by trainer.monitor "
+        "(the after-training validation and the summary report it too).",
+    )
     push_to: str | None = Field(
         None, description="Hub repo (user/name) the export is uploaded to at the end of fit (token: HF_TOKEN or login)."
     )
@@ -240,3 +257,19 @@ class Recipe(Section):
     trainer: TrainerConfig
     eval: EvalConfig = Field(default_factory=EvalConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
+
+    @model_validator(mode="after")
+    def _best_is_measured(self) -> Recipe:
+        """Checks that need two sections: what picks the best checkpoint must be measured at every
+        validation (a task metric computed every N-th one would compare stale values)."""
+        trainer = self.trainer
+        if trainer.monitor != "val/loss" and (self.eval.metric == "none" or self.eval.every_n_validations != 1):
+            raise ValueError(
+                f"trainer.monitor is {trainer.monitor!r}, a task metric: it needs eval.metric other than none "
+                "and eval.every_n_validations: 1 (then every validation computes it)"
+            )
+        if not self.data.val and (trainer.early_stopping_patience or self.export.weights == "best"):
+            raise ValueError("trainer.early_stopping_patience and export.weights: best need data.val")
+        if self.export.weights == "best" and trainer.save_top_k == 0:
+            raise ValueError("export.weights: best needs trainer.save_top_k >= 1 (a best checkpoint to export)")
+        return self

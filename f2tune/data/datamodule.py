@@ -108,9 +108,10 @@ class Florence2DataModule(pl.LightningDataModule):
     def test_dataloader(self) -> DataLoader | list:
         return self._evaluation_loader(self.test_parts)
 
-    def tasks(self) -> set[str]:
-        """Task tokens of the validation and test samples ("" for free-text prompts)."""
-        return {s.task for part in self.val_parts + self.test_parts for s in part.samples}
+    def tasks(self, splits: tuple[str, ...] = ("val", "test")) -> set[str]:
+        """Task tokens of the samples of these evaluation splits ("" for free-text prompts)."""
+        parts = [part for split in splits for part in getattr(self, f"{split}_parts")]
+        return {s.task for part in parts for s in part.samples}
 
     def _evaluation_loader(self, parts: list[SampleDataset]) -> DataLoader | list:
         if not parts:

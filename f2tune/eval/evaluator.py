@@ -37,6 +37,16 @@ def task_label(task: str) -> str:
     return task.strip("<>") or "custom"
 
 
+def metrics_for(task: str, config: EvalConfig) -> list[str]:
+    """The metrics a run computes for `task`: `eval.metric`, or with `auto` the task's own and its companions."""
+    if config.metric == "none":
+        return []
+    if config.metric != "auto":
+        return [config.metric]
+    main = TASKS[task].metric
+    return [main, *COMPANIONS.get(main, ())]
+
+
 @dataclass(frozen=True)
 class Decoding:
     """A task's decoding settings with the recipe's overrides applied."""
@@ -61,20 +71,12 @@ class Evaluator(nn.Module):
         super().__init__()
         self.config = config
         self.processor = processor
-        self.metric_names = {task: self._metrics_for(task) for task in sorted(set(tasks))}
+        self.metric_names = {task: metrics_for(task, config) for task in sorted(set(tasks))}
         self.metrics = nn.ModuleDict(
             {_key(task, name): build_metric(name) for task, names in self.metric_names.items() for name in names}
         )
         self._ids = special_ids(processor.tokenizer)
         self.seen: dict[str, int] = {}
-
-    def _metrics_for(self, task: str) -> list[str]:
-        if self.config.metric == "none":
-            return []
-        if self.config.metric != "auto":
-            return [self.config.metric]
-        main = TASKS[task].metric
-        return [main, *COMPANIONS.get(main, ())]
 
     def update(self, model: nn.Module, batch: dict[str, Any]) -> list[dict[str, Any]]:
         """Generate for the samples of `batch` within each task's `max_samples` quota, update the

@@ -16,6 +16,7 @@ import yaml
 from torch import nn
 
 from f2tune.config import Recipe
+from f2tune.data.datamodule import Florence2DataModule
 from f2tune.errors import RunError
 from f2tune.export.facts import gather_facts
 from f2tune.export.writer import ExportError, export_kind, export_model
@@ -39,8 +40,15 @@ class Checkpoint:
     state_dict: dict[str, torch.Tensor]
 
 
-def export_checkpoint(source: str | Path, out: Path, kind: Kind | None = None, which: str = "best") -> Path:
-    """Export `source` (a run folder -> its `which` checkpoint, or a .ckpt file) into `out`."""
+def export_checkpoint(
+    source: str | Path,
+    out: Path,
+    kind: Kind | None = None,
+    which: str = "best",
+    datamodule: Florence2DataModule | None = None,
+) -> Path:
+    """Export `source` (a run folder -> its `which` checkpoint, or a .ckpt file) into `out`;
+    `datamodule`: the run's data, already read (the card's data sizes), else read again."""
     checkpoint = read_checkpoint(source, which)
     recipe = checkpoint.recipe
     natural = "adapter" if export_kind(recipe) == "adapter" else "merged"
@@ -55,6 +63,7 @@ def export_checkpoint(source: str | Path, out: Path, kind: Kind | None = None, w
         recipe,
         checkpoint.run_dir,
         "adapter" if kind == "adapter" else "model",
+        datamodule=datamodule,
         step=checkpoint.step,
         checkpoint=f"step {checkpoint.step} ({checkpoint.path.name})",
     )

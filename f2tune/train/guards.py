@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
@@ -29,6 +30,7 @@ from lightning.pytorch.strategies import FSDPStrategy
 
 from f2tune.errors import F2TuneError
 from f2tune.log import warn
+from f2tune.train.locate import last_checkpoint
 
 
 class TrainingStopped(F2TuneError):
@@ -137,8 +139,8 @@ def _log_gradient_norm(trainer: pl.Trainer, pl_module: pl.LightningModule, value
 
 
 def _last_checkpoint(trainer: pl.Trainer) -> str:
-    paths = [getattr(c, "last_model_path", "") for c in trainer.checkpoint_callbacks]
-    return next((p for p in paths if p), "none written yet")
+    path = last_checkpoint(Path(trainer.default_root_dir))
+    return str(path) if path.is_file() else "none written yet"
 
 
 OOM_ADVICE = (

@@ -14,7 +14,7 @@ def last_checkpoint(run_dir: Path) -> Path:
 
 
 def run_checkpoint(run_dir: Path, which: str) -> Path:
-    """`best` (kept by val/loss; `last` when the run kept none) or `last` of a run folder.
+    """`best` (kept by trainer.monitor; `last` when the run kept none) or `last` of a run folder.
 
     The best checkpoint is looked up by file name in the checkpoint folder, so a run folder that
     was moved or copied since training still resolves.
@@ -28,6 +28,6 @@ def run_checkpoint(run_dir: Path, which: str) -> Path:
         state = torch.load(last, map_location="cpu", mmap=True, weights_only=True)
         for key, value in state.get("callbacks", {}).items():
             best = value.get("best_model_path") if "ModelCheckpoint" in key else None
-            if best and (last.parent / Path(best).name).is_file():
+            if best and Path(best).name != last.name and (last.parent / Path(best).name).is_file():
                 return last.parent / Path(best).name
     return last

@@ -18,9 +18,10 @@ from torch import nn
 from f2tune.config import Recipe
 from f2tune.data.datamodule import Florence2DataModule
 from f2tune.errors import RunError
+from f2tune.export.checkpoint import export_checkpoint
 from f2tune.export.facts import gather_facts
 from f2tune.export.writer import export_kind, export_model
-from f2tune.log import say
+from f2tune.log import say, warn
 from f2tune.recipe import dump_recipe
 from f2tune.train.guards import oom_advice
 from f2tune.train.locate import last_checkpoint
@@ -28,6 +29,7 @@ from f2tune.train.module import Florence2Module
 from f2tune.train.plots import plot_loss_curves
 from f2tune.train.setup import assemble, build_trainable_model, run_dir_of
 from f2tune.train.summary import print_summary
+from f2tune.train.trainer import best_checkpoints
 
 
 @dataclass
@@ -41,6 +43,8 @@ class FitResult:
     best_checkpoint: str | None = None
     last_checkpoint: str | None = None
     loss_curve: Path | None = None
+    exported: str = "final weights"
+    """What the export holds: the final weights or the best checkpoint (`export.weights`)."""
     seconds: float = 0.0
 
 
@@ -62,13 +66,14 @@ def fit(recipe: Recipe, resume: bool = False, extra_callbacks: list[pl.Callback]
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(last_checkpoint(run_dir)) if resume else None)
     if has_val:
         result.metrics_after = _validate(trainer, module, datamodule)
-    checkpoint = trainer.checkpoint_callback
-    result.best_checkpoint = getattr(checkpoint, "best_model_path", None) or None
-    result.last_checkpoint = getattr(checkpoint, "last_model_path", None) or None
+    result.best_checkpoint = getattr(best_checkpoints(trainer), "best_model_path", None) or None
+    result.last_checkpoint = str(last_checkpoint(run_dir)) if last_checkpoint(run_dir).is_file() else None
 
-    exportable = _exportable_model(trainer, module, recipe)
+    best = _best_to_export(recipe, result.best_checkpoint)
+    exportable = None if best else _exportable_model(trainer, module, recipe)  # every rank, or none
     if recipe.export.enabled and trainer.is_global_zero:
-        result.export_dir = export_run(exportable, module, recipe, run_dir, datamodule, result.metrics_after)
+        result.export_dir = export_run(exportable, module, recipe, run_dir, datamodule, result.metrics_after, best)
+        result.exported = f"best checkpoint ({best.name})" if best else "final weights"
     result.seconds = time.perf_counter() - started
     if trainer.is_global_zero:
         result.loss_curve = plot_loss_curves(run_dir / "logs" / "csv", run_dir / "loss_curve.png")
@@ -77,28 +82,46 @@ def fit(recipe: Recipe, resume: bool = False, extra_callbacks: list[pl.Callback]
 
 
 def export_run(
-    model: nn.Module,
+    model: nn.Module | None,
     module: Florence2Module,
     recipe: Recipe,
     run_dir: Path,
     datamodule: Florence2DataModule,
     metrics: dict[str, float],
+    checkpoint: Path | None = None,
 ) -> Path:
     """Write the export folder (global rank 0 only), push it if `export.push_to`, return its path.
 
+    `model` (the final weights) or, when given, `checkpoint` is exported, as `f2tune export` would.
     The card reports the metrics of the run's last validation (its `metrics.json`), else `metrics`.
     """
-    step = module.trainer.global_step
-    facts = gather_facts(recipe, run_dir, export_kind(recipe), datamodule=datamodule, step=step)
-    if not facts.metrics:
-        facts.metrics = metrics
     target = Path(recipe.export.dir) if recipe.export.dir else run_dir / "export"
-    export_model(model, module.processor, recipe, target, facts)
+    if checkpoint is not None:
+        export_checkpoint(checkpoint, target, datamodule=datamodule)
+    else:
+        step = module.trainer.global_step
+        facts = gather_facts(recipe, run_dir, export_kind(recipe), datamodule=datamodule, step=step)
+        if not facts.metrics:
+            facts.metrics = metrics
+        export_model(model, module.processor, recipe, target, facts)
     if recipe.export.push_to:
         from f2tune.hub.push import push_folder
 
         say(f"export: pushed to {push_folder(target, recipe.export.push_to)}")
     return target
+
+
+def _best_to_export(recipe: Recipe, best_checkpoint: str | None) -> Path | None:
+    """The best checkpoint, where `export.weights: best` asks for it and training saved one."""
+    if not (recipe.export.enabled and recipe.export.weights == "best"):
+        return None
+    if best_checkpoint is None:
+        warn(
+            "export.weights is best, but no validation during training saved a best checkpoint: "
+            "the final weights are exported"
+        )
+        return None
+    return Path(best_checkpoint)
 
 
 def _validate(trainer: pl.Trainer, module: Florence2Module, datamodule: Florence2DataModule) -> dict[str, float]:

@@ -17,6 +17,7 @@ from f2tune.model.compile import compile_blocks
 from f2tune.model.loading import attach_adapter, load_model, load_processor
 from f2tune.model.report import parameter_report
 from f2tune.train.module import Florence2Module
+from f2tune.train.monitor import monitor_mode
 from f2tune.train.trainer import build_trainer
 
 
@@ -30,7 +31,7 @@ def assemble(
     """Trainer, module and datamodule for `recipe`, writing into `run_dir`."""
     datamodule = Florence2DataModule(recipe.data, seed=recipe.trainer.seed)
     datamodule.setup("fit")
-    trainer = build_trainer(recipe, run_dir, extra_callbacks)
+    trainer = build_trainer(recipe, run_dir, monitor_mode(recipe, datamodule.tasks(("val",))), extra_callbacks)
     processor = datamodule.processor = load_processor(recipe.model)
     model = build_trainable_model(recipe)
     module = Florence2Module(model, processor, recipe, eval_tasks=datamodule.tasks(), output_dir=run_dir)

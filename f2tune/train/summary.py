@@ -5,8 +5,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import lightning.pytorch as pl
+from lightning.pytorch.callbacks import EarlyStopping
 from rich.console import Console
 from rich.table import Table
+
+from f2tune.train.trainer import best_checkpoints
 
 if TYPE_CHECKING:
     from f2tune.train.run import FitResult
@@ -26,15 +29,30 @@ def print_summary(result: FitResult, trainer: pl.Trainer) -> None:
         console.print(metrics)
     truncated = trainer.callback_metrics.get("data/truncated_targets")
     lines = [
-        f"steps: {trainer.global_step}   time: {result.seconds:.0f} s",
+        f"steps: {trainer.global_step}   time: {result.seconds:.0f} s{_early_stop(trainer)}",
         f"run directory: {result.run_dir}",
         f"effective recipe: {result.run_dir / 'config.yaml'}",
         f"last checkpoint: {result.last_checkpoint or '-'}",
-        f"best checkpoint: {result.best_checkpoint or '-'}",
+        f"best checkpoint: {result.best_checkpoint or '-'}{_best_score(trainer) if result.best_checkpoint else ''}",
         f"logs: {result.run_dir / 'logs'}  (tensorboard --logdir {result.run_dir / 'logs'})",
         f"loss curve: {result.loss_curve or '- (needs the csv logger)'}",
-        f"export: {result.export_dir or 'disabled'}",
+        f"export: {f'{result.export_dir} ({result.exported})' if result.export_dir else 'disabled'}",
     ]
     if truncated is not None and float(truncated) > 0:
         lines.append(f"targets truncated to data.max_target_tokens in the last epoch: {int(truncated)}")
     console.print("\n".join(f"f2tune: {line}" for line in lines))
+
+
+def _best_score(trainer: pl.Trainer) -> str:
+    """` (val/OD/map 0.4123)`: what made the best checkpoint the best."""
+    checkpoint = best_checkpoints(trainer)
+    score = getattr(checkpoint, "best_model_score", None)
+    return f" ({checkpoint.monitor} {float(score):.4f})" if score is not None else ""
+
+
+def _early_stop(trainer: pl.Trainer) -> str:
+    """`   stopped early: ...` when trainer.early_stopping_patience ended the run."""
+    stopper = next((c for c in trainer.callbacks if isinstance(c, EarlyStopping)), None)
+    if stopper is None or stopper.wait_count < stopper.patience:
+        return ""
+    return f"   stopped early: {stopper.monitor} did not improve for {stopper.patience} validations"

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.strategies import FSDPStrategy, Strategy
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
@@ -22,38 +23,56 @@ FSDP_WRAPPED_LAYERS = {BartEncoderLayer, BartDecoderLayer, Florence2VisionBlock}
 """Each transformer layer becomes its own FSDP unit: weights are gathered one layer at a time."""
 
 
-def build_trainer(recipe: Recipe, run_dir: Path, extra_callbacks: list[pl.Callback] | None = None) -> pl.Trainer:
+def build_trainer(
+    recipe: Recipe,
+    run_dir: Path,
+    monitor_mode: Literal["min", "max"] = "min",
+    extra_callbacks: list[pl.Callback] | None = None,
+) -> pl.Trainer:
+    """`monitor_mode`: how `trainer.monitor` improves (`f2tune.train.monitor.monitor_mode`)."""
     cfg = recipe.trainer
     has_val = bool(recipe.data.val)
-    checkpoint = ModelCheckpoint(
+    best = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
         filename="best-{step}",
-        monitor="val/loss" if has_val else None,
-        mode="min",
-        save_top_k=cfg.save_top_k if has_val else 0,
-        save_last=True,
+        monitor=cfg.monitor,
+        mode=monitor_mode,
+        save_top_k=cfg.save_top_k,
     )
     callbacks: list[pl.Callback] = [
-        checkpoint,
+        *([best] if has_val else []),  # before the writers of last.ckpt: its state there is current
+        *last_checkpoint_writers(run_dir, has_val, cfg.checkpoint_every_n_steps),
         SamplesPerSecond(),
         LearningRateMonitor("step"),
         NonFiniteGuard(cfg.max_nonfinite_steps),
         RandomState(),
     ]
-    if cfg.checkpoint_every_n_steps:  # a second callback: the first saves best and last at validations
-        callbacks.append(
-            ModelCheckpoint(
-                dirpath=run_dir / "checkpoints",
-                save_top_k=0,
-                save_last=True,
-                every_n_train_steps=cfg.checkpoint_every_n_steps,
-            )
-        )
+    if cfg.early_stopping_patience:
+        callbacks.append(EarlyStopping(cfg.monitor, patience=cfg.early_stopping_patience, mode=monitor_mode))
     try:
         return _trainer(recipe, run_dir, callbacks + list(extra_callbacks or []))
     except (ValueError, MisconfigurationException) as err:
         # e.g. fsdp or 16-mixed without a GPU, more devices than the machine has
         raise RecipeError(f"trainer settings cannot run here: {err}") from None
+
+
+def best_checkpoints(trainer: pl.Trainer) -> ModelCheckpoint | None:
+    """The callback that keeps the best checkpoints by `trainer.monitor` (None without data.val)."""
+    return next((c for c in trainer.checkpoint_callbacks if c.monitor is not None), None)
+
+
+def last_checkpoint_writers(run_dir: Path, has_val: bool, every_n_steps: int | None) -> list[ModelCheckpoint]:
+    """The writers of `checkpoints/last.ckpt`, what `--resume` reads: at every validation (at each
+    epoch's end without validation data) and, with `trainer.checkpoint_every_n_steps`, every N steps.
+
+    Not Lightning's `save_last`: since Lightning 2.6 it writes last.ckpt only at steps where a best
+    checkpoint is saved, so a run whose monitored value stopped improving would resume from the
+    step it last improved at. Each writer keeps one file, the same one (no `last-v1.ckpt`)."""
+    writer = {"dirpath": run_dir / "checkpoints", "filename": "last", "monitor": None, "save_top_k": 1}
+    writers = [ModelCheckpoint(**writer, enable_version_counter=False, save_on_train_epoch_end=not has_val)]
+    if every_n_steps:
+        writers.append(ModelCheckpoint(**writer, enable_version_counter=False, every_n_train_steps=every_n_steps))
+    return writers
 
 
 def _trainer(recipe: Recipe, run_dir: Path, callbacks: list[pl.Callback]) -> pl.Trainer:

@@ -135,6 +135,16 @@ def test_existing_run_needs_resume_and_resume_needs_a_checkpoint(tmp_path):
         fit(recipe)
 
 
+def test_last_checkpoint_follows_every_validation_even_without_improvement(tmp_path):
+    """Exact match stays 0 on the tiny model: the best checkpoint is the first validation's, and
+    last.ckpt (what --resume reads) must still hold step 4, once (Lightning 2.6's `save_last` kept
+    it at step 2; a second writer, every 3 steps, made a `last-v1.ckpt`)."""
+    trainer = {"monitor": "val/CAPTION/exact_match", "checkpoint_every_n_steps": 3}
+    result = fit(validate_recipe(tiny_recipe(tmp_path, trainer=trainer, eval={"before_fit": False})))
+    assert sorted(p.name for p in (result.run_dir / "checkpoints").iterdir()) == ["best-step=2.ckpt", "last.ckpt"]
+    assert torch.load(result.last_checkpoint, weights_only=True)["global_step"] == 4
+
+
 @pytest.mark.parametrize("method", ["full", "lora"])
 def test_resume_continues_from_the_last_step(tmp_path, method):
     adaptation = {"method": method}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from helpers import tiny_recipe
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.strategies import FSDPStrategy
 
@@ -21,8 +21,18 @@ def test_trainer_follows_the_recipe(tmp_path):
     assert trainer.gradient_clip_val == 0.5 and trainer.accumulate_grad_batches == 4
     assert trainer.precision == "bf16-mixed"
     assert {type(x) for x in trainer.loggers} == {CSVLogger, TensorBoardLogger}
-    checkpoint = next(c for c in trainer.callbacks if isinstance(c, ModelCheckpoint))
-    assert checkpoint.save_last and checkpoint.monitor == "val/loss" and checkpoint.save_top_k == 2
+    best, last = trainer.checkpoint_callbacks
+    assert (best.monitor, best.mode, best.save_top_k) == ("val/loss", "min", 2)
+    assert (last.filename, last.monitor, last.save_top_k) == ("last", None, 1)  # last.ckpt at every validation
+    assert not any(isinstance(c, EarlyStopping) for c in trainer.callbacks)
+
+
+def test_patience_adds_early_stopping_on_the_monitor(tmp_path):
+    trainer = {"monitor": "val/CAPTION/exact_match", "early_stopping_patience": 3}
+    built = build_trainer(validate_recipe(tiny_recipe(tmp_path, trainer=trainer)), tmp_path / "run", "max")
+    (stopper,) = [c for c in built.callbacks if isinstance(c, EarlyStopping)]
+    assert (stopper.monitor, stopper.patience, stopper.mode) == ("val/CAPTION/exact_match", 3, "max")
+    assert built.checkpoint_callback.mode == "max"
 
 
 def test_fsdp_is_opt_in_and_wraps_each_layer(tmp_path):

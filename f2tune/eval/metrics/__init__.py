@@ -106,15 +106,27 @@ _METRICS: dict[str, tuple[str, str]] = {
 """Metric name -> (module in this package, class)."""
 
 
-def build_metric(name: str, **kwargs: Any) -> Metric:
-    """A new metric object for `name` (see `_METRICS`); `kwargs` go to its constructor."""
+def metric_class(name: str) -> type[Metric]:
+    """The class `build_metric(name)` builds; its module is imported now."""
     if name not in _METRICS:
         raise ValueError(f"unknown metric {name!r}; known metrics: {', '.join(_METRICS)}")
     module, cls = _METRICS[name]
     try:
-        return getattr(importlib.import_module(f"{__name__}.{module}"), cls)(**kwargs)
+        return getattr(importlib.import_module(f"{__name__}.{module}"), cls)
     except (ImportError, ModuleNotFoundError) as err:  # e.g. coco_map without torchvision/pycocotools
         raise RecipeError(
             f"metric {name!r} cannot be built here: {err}. Install what it needs "
             "(COCO mAP: pip install 'f2tune[vision]' pycocotools) or choose another eval.metric."
         ) from None
+
+
+def build_metric(name: str, **kwargs: Any) -> Metric:
+    """A new metric object for `name` (see `_METRICS`); `kwargs` go to its constructor."""
+    return metric_class(name)(**kwargs)
+
+
+def result_keys(name: str) -> tuple[str, ...]:
+    """The keys of what `compute()` returns for metric `name` (a run logs them as `val/<TASK>/<key>`),
+    known without building it: `keys` where a metric returns several, else its one `key`."""
+    cls = metric_class(name)
+    return cls.keys if hasattr(cls, "keys") else (cls.key,)

@@ -99,6 +99,7 @@ class CiderD(Metric):
     torchmetrics gathers from a process without samples is: gloo and NCCL gather one dtype only.
     """
 
+    keys = ("cider",)
     is_differentiable = False
     higher_is_better = True
     full_state_update = False
@@ -127,6 +128,8 @@ class CiderD(Metric):
 
 class Bleu4(BLEUScore):
     """Corpus BLEU-4 (torchmetrics) over `tokenize`d text, with every reference of a sample."""
+
+    keys = ("bleu4",)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(n_gram=4, **kwargs)

@@ -50,6 +50,12 @@ class CocoMeanAP(Metric):
     `compute` hands the per-image dicts to a process-local `MeanAveragePrecision`.
     """
 
+    keys = (
+        "map", "map_50", "map_75", "map_small", "map_medium", "map_large",
+        "mar_1", "mar_10", "mar_100", "mar_small", "mar_medium", "mar_large",
+    )  # fmt: skip
+    """What `compute` returns: torchmetrics' COCO summary, without its per-class entries."""
+
     is_differentiable = False
     higher_is_better = True
     full_state_update = False

@@ -51,6 +51,7 @@ class PolygonIoU(Metric):
     prediction and reference are both empty has IoU 1: the answer agrees with the reference.
     """
 
+    keys = ("miou", "oiou")
     is_differentiable = False
     higher_is_better = True
     full_state_update = False
