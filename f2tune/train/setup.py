@@ -29,6 +29,7 @@ def assemble(
     recipe: Recipe, run_dir: Path, extra_callbacks: list[pl.Callback] | None = None
 ) -> tuple[pl.Trainer, Florence2Module, Florence2DataModule]:
     """Trainer, module and datamodule for `recipe`, writing into `run_dir`."""
+    _warn_ignored_lora(recipe)
     datamodule = Florence2DataModule(recipe.data, seed=recipe.trainer.seed)
     datamodule.setup("fit")
     trainer = build_trainer(recipe, run_dir, monitor_mode(recipe, datamodule.tasks(("val",))), extra_callbacks)
@@ -46,16 +47,12 @@ def build_trainable_model(recipe: Recipe) -> nn.Module:
     With `model.adapter`, a LoRA recipe trains that adapter's weights further (its checkpoints keep
     the same `...lora_A.default.weight` keys as a fresh LoRA run); a full recipe merges it first.
     """
-    if "lora" in recipe.model_fields_set and recipe.adaptation.method != "lora":
-        warn("the recipe sets `lora:` but adaptation.method is 'full': the LoRA settings are ignored")
     model = load_model(recipe.model)
     if recipe.trainer.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     if recipe.model.adapter is None:
         model = apply_adaptation(model, recipe.adaptation, recipe.lora)
     elif recipe.adaptation.method == "lora":  # continue training the shared adapter's own LoRA weights
-        if "lora" in recipe.model_fields_set:
-            warn("model.adapter is set: its adapter_config.json decides r, alpha and targets; `lora:` is ignored")
         model = attach_adapter(model, recipe.model, trainable=True)
         freeze_parts(model, recipe.adaptation.freeze)
     else:  # full fine-tuning starts from the base with the adapter merged in (peft froze the base: thaw it)
@@ -68,3 +65,14 @@ def build_trainable_model(recipe: Recipe) -> nn.Module:
     if recipe.trainer.compile:  # after LoRA, so its layers are compiled with the blocks they sit in
         say(f"torch.compile: {compile_blocks(model)} blocks compiled in place; the first steps compile each shape")
     return model
+
+
+def _warn_ignored_lora(recipe: Recipe) -> None:
+    """Say when the recipe's `lora:` section will not apply. Here, once per command, and not where a
+    checkpoint's saved recipe (which lists every section) rebuilds its model for an export."""
+    if "lora" not in recipe.model_fields_set:
+        return
+    if recipe.adaptation.method != "lora":
+        warn("the recipe sets `lora:` but adaptation.method is 'full': the LoRA settings are ignored")
+    elif recipe.model.adapter is not None:
+        warn("model.adapter is set: its adapter_config.json decides r, alpha and targets; `lora:` is ignored")

@@ -141,6 +141,7 @@ def test_full_run_exports_a_model_and_refuses_an_adapter(tmp_path, capsys):
     assert "--kind merged" in err and [p.name for p in out.iterdir()] == ["keep.txt"]
 
     assert main(["export", str(result.run_dir), "--checkpoint", "last", "--out", str(out)]) == 0
+    assert "ignored" not in capsys.readouterr().err  # the saved recipe lists `lora:`, as every section
     assert not (out / "keep.txt").exists()
     loaded = AutoModelForImageTextToText.from_pretrained(out)
     processor = AutoProcessor.from_pretrained(out)

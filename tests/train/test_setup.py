@@ -1,0 +1,25 @@
+"""Assembling a run: the recipe's `lora:` settings that will not apply are said once, by the command
+the user ran (not by every rebuild of a checkpoint's model, whose saved recipe lists every section)."""
+
+from __future__ import annotations
+
+from helpers import tiny_recipe
+
+from f2tune.log import setup_logging
+from f2tune.recipe import validate_recipe
+from f2tune.train.setup import assemble, build_trainable_model
+
+
+def test_lora_settings_on_a_full_run_are_said_to_be_ignored(tmp_path, capsys):
+    setup_logging()  # f2tune's lines on stderr, as the command line has them
+    recipe = validate_recipe(tiny_recipe(tmp_path, lora={"r": 4}))
+    assemble(recipe, tmp_path / "run")
+    assert capsys.readouterr().err.count("the LoRA settings are ignored") == 1
+
+
+def test_a_saved_recipe_rebuilds_its_model_without_that_warning(tmp_path, capsys):
+    setup_logging()
+    saved = validate_recipe(validate_recipe(tiny_recipe(tmp_path)).model_dump(mode="json"))
+    assert "lora" in saved.model_fields_set
+    build_trainable_model(saved)
+    assert "ignored" not in capsys.readouterr().err
