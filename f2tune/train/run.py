@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,7 +63,9 @@ def fit(recipe: Recipe, resume: bool = False, extra_callbacks: list[pl.Callback]
     has_val = bool(recipe.data.val)
     if has_val and recipe.eval.before_fit and not resume:
         result.metrics_before = _validate(trainer, module, datamodule)
-    with oom_advice():
+    with oom_advice(), warnings.catch_warnings():
+        if resume:  # the folder holds this run's own checkpoints: Lightning's warning about them is no news
+            warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(last_checkpoint(run_dir)) if resume else None)
     if has_val:
         result.metrics_after = _validate(trainer, module, datamodule)

@@ -146,7 +146,7 @@ def test_last_checkpoint_follows_every_validation_even_without_improvement(tmp_p
 
 
 @pytest.mark.parametrize("method", ["full", "lora"])
-def test_resume_continues_from_the_last_step(tmp_path, method):
+def test_resume_continues_from_the_last_step(tmp_path, method, recwarn):
     adaptation = {"method": method}
     first = validate_recipe(
         tiny_recipe(tmp_path, adaptation=adaptation, trainer={"max_steps": 2}, eval={"before_fit": False})
@@ -166,8 +166,10 @@ def test_resume_continues_from_the_last_step(tmp_path, method):
                 weights_at_restart.update({k: v.clone() for k, v in pl_module.state_dict().items() if k in state})
             steps.append(trainer.global_step)
 
+    recwarn.clear()
     result = fit(longer, resume=True, extra_callbacks=[Steps()])
     assert steps == [2, 3]
+    assert not [w for w in recwarn if "exists and is not empty" in str(w.message)], "the run's own checkpoints"
     assert weights_at_restart.keys() == state.keys()
     assert all(torch.equal(weights_at_restart[k], state[k]) for k in state), (
         "resumed weights differ from the checkpoint"
