@@ -238,8 +238,9 @@ class ExportConfig(Section):
     dir: str | None = Field(None, description="Defaults to <run dir>/export.")
     weights: Literal["final", "best"] = Field(
         "final",
-        description="final: the weights training ended with; best: the best checkpoint by trainer.monitor "
-        "(the after-training validation and the summary report it too).",
+        description="final: the weights training ended with; best: the best checkpoint by trainer.monitor, "
+        "its model card with the metrics measured at its step (the summary's after-training column stays "
+        "the final weights').",
     )
     push_to: str | None = Field(
         None, description="Hub repo (user/name) the export is uploaded to at the end of fit (token: HF_TOKEN or login)."

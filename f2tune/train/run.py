@@ -70,7 +70,8 @@ def fit(recipe: Recipe, resume: bool = False, extra_callbacks: list[pl.Callback]
     if has_val:
         result.metrics_after = _validate(trainer, module, datamodule)
     result.best_checkpoint = getattr(best_checkpoints(trainer), "best_model_path", None) or None
-    result.last_checkpoint = str(last_checkpoint(run_dir)) if last_checkpoint(run_dir).is_file() else None
+    last = last_checkpoint(run_dir)
+    result.last_checkpoint = str(last) if last.is_file() else None
 
     best = _best_to_export(recipe, result.best_checkpoint)
     exportable = None if best else _exportable_model(trainer, module, recipe)  # every rank, or none

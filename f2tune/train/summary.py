@@ -55,4 +55,4 @@ def _early_stop(trainer: pl.Trainer) -> str:
     stopper = next((c for c in trainer.callbacks if isinstance(c, EarlyStopping)), None)
     if stopper is None or stopper.wait_count < stopper.patience:
         return ""
-    return f"   stopped early: {stopper.monitor} did not improve for {stopper.patience} validations"
+    return f"   stopped early: {stopper.monitor} did not improve for {stopper.patience} validation(s)"

@@ -69,9 +69,10 @@ def last_checkpoint_writers(run_dir: Path, has_val: bool, every_n_steps: int | N
     checkpoint is saved, so a run whose monitored value stopped improving would resume from the
     step it last improved at. Each writer keeps one file, the same one (no `last-v1.ckpt`)."""
     writer = {"dirpath": run_dir / "checkpoints", "filename": "last", "monitor": None, "save_top_k": 1}
-    writers = [ModelCheckpoint(**writer, enable_version_counter=False, save_on_train_epoch_end=not has_val)]
+    writer["enable_version_counter"] = False
+    writers = [ModelCheckpoint(**writer, save_on_train_epoch_end=not has_val)]
     if every_n_steps:
-        writers.append(ModelCheckpoint(**writer, enable_version_counter=False, every_n_train_steps=every_n_steps))
+        writers.append(ModelCheckpoint(**writer, every_n_train_steps=every_n_steps))
     return writers
 
 
