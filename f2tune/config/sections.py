@@ -229,6 +229,12 @@ class EvalConfig(Section):
     num_beams: int | None = Field(None, gt=0)
     no_repeat_ngram_size: int | None = Field(None, ge=0, description="Keep 0 for outputs with <loc_N> tokens.")
     before_fit: bool = Field(False, description="Also validate once before training (baseline).")
+    pictures: int = Field(
+        8,
+        ge=0,
+        description="Samples per task drawn at each validation that generates, reference beside prediction: "
+        "predictions/<stage>-step<N>/pictures/ and TensorBoard images; 0: none.",
+    )
 
 
 class ExportConfig(Section):

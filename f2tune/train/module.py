@@ -33,6 +33,7 @@ from f2tune.train.feature_cache import (
 from f2tune.train.guards import NonFiniteGuard, parameters_with_gradients
 from f2tune.train.loss import target_loss
 from f2tune.train.optim import build_optimizer, build_scheduler
+from f2tune.train.pictures import save_pictures, validation_pictures
 
 DATA_COUNTS = ("skipped_records", "truncated_targets", "dropped_annotations")
 """What the collator counts per batch, logged per epoch as `data/<name>`."""
@@ -204,7 +205,17 @@ class Florence2Module(pl.LightningModule):
                 lines.write(json.dumps(record, default=float) + "\n")
         if self.trainer.is_global_zero:
             (folder / "metrics.json").write_text(json.dumps(results, indent=2))
+            self._draw_pictures(stage, folder / "pictures")
         self.records = []
+
+    def _draw_pictures(self, stage: str, folder: Path) -> None:
+        """The first `eval.pictures` samples of each task, reference beside prediction (`f2tune.train.pictures`)."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if not self.recipe.eval.pictures or datamodule is None:
+            return
+        samples = (s for part in getattr(datamodule, f"{stage}_parts") for s in part.samples)
+        pictures = validation_pictures(self.records, samples, self.recipe.eval.pictures)
+        save_pictures(pictures, folder, self.loggers, stage, self.trainer.global_step)
 
     def configure_gradient_clipping(
         self,

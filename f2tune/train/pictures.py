@@ -1,0 +1,104 @@
+"""Pictures of a validation: the first samples of each task, the reference beside the prediction.
+
+A metric says how much a run improved; a picture says what it gets wrong (boxes off by a few
+pixels, polygons that leak, captions that repeat). Each generating validation draws the first
+`eval.pictures` samples of every task on rank 0, writes them beside its predictions
+(`predictions/<stage>-step<N>/pictures/`) and hands them to TensorBoard, whose step slider then
+shows the same images getting better.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from lightning.pytorch.loggers import Logger, TensorBoardLogger
+from PIL import Image
+
+from f2tune.data.images import load_image
+from f2tune.data.sample import Sample
+from f2tune.errors import DataError
+from f2tune.eval.evaluator import task_label
+from f2tune.predict.draw import draw_annotation
+from f2tune.tasks.schema import Annotation
+
+PICTURE_SIDE = (384, 768)
+"""The longer side of each drawn image is brought into this range (pixels): a 96-pixel thumbnail
+becomes readable, a 4000-pixel scan does not fill TensorBoard."""
+
+COORDINATES = ("boxes", "polygons", "quads")
+
+
+def validation_pictures(
+    records: Iterable[dict[str, Any]], samples: Iterable[Sample], per_task: int
+) -> dict[str, Image.Image]:
+    """`<TASK>-<k>-<id>` -> picture, for the first `per_task` records of each task.
+
+    Records name their sample by id; an id that several samples share (two sources numbering
+    their records alike) is left out rather than drawn on another sample's image."""
+    by_id: dict[str, Sample | None] = {}
+    for sample in samples:
+        by_id[sample.id] = None if sample.id in by_id else sample
+    drawn: dict[str, int] = {}
+    pictures: dict[str, Image.Image] = {}
+    for record in records:
+        label, sample = task_label(record["task"]), by_id.get(record["id"])
+        if sample is None or drawn.get(label, 0) >= per_task:
+            continue
+        try:
+            image = load_image(sample.image, sample.origin)
+        except DataError:
+            continue  # a file gone since the data was read: no picture, the run goes on
+        name = f"{label}-{drawn.get(label, 0):02d}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', sample.id)}"
+        pictures[name] = side_by_side(image, record["reference"], record["prediction"], record["prompt"])
+        drawn[label] = drawn.get(label, 0) + 1
+    return pictures
+
+
+def save_pictures(
+    pictures: dict[str, Image.Image], folder: Path, loggers: Iterable[Logger], stage: str, step: int
+) -> None:
+    """Each picture as `folder/<name>.png` and, for TensorBoard, as image `<stage>/pictures/<name>` at `step`."""
+    if not pictures:
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    boards = [logger.experiment for logger in loggers if isinstance(logger, TensorBoardLogger)]
+    for name, picture in pictures.items():
+        picture.save(folder / f"{name}.png")
+        for board in boards:
+            board.add_image(f"{stage}/pictures/{name}", np.asarray(picture), step, dataformats="HWC")
+
+
+def side_by_side(image: Image.Image, reference: Annotation, prediction: Annotation, prompt: str) -> Image.Image:
+    """The reference drawn on the left, the prediction on the right, at a readable size."""
+    factor = _scale(image.size)
+    if factor != 1.0:
+        image = image.resize((round(image.width * factor), round(image.height * factor)), Image.Resampling.BICUBIC)
+    left = draw_annotation(image, _scaled(reference, factor), f"reference | {prompt}")
+    right = draw_annotation(image, _scaled(prediction, factor), "prediction")
+    canvas = Image.new("RGB", (left.width + right.width + 8, max(left.height, right.height)), (255, 255, 255))
+    canvas.paste(left, (0, 0))
+    canvas.paste(right, (left.width + 8, 0))
+    return canvas
+
+
+def _scale(size: tuple[int, int]) -> float:
+    low, high = PICTURE_SIDE
+    longer = max(size)
+    return low / longer if longer < low else high / longer if longer > high else 1.0
+
+
+def _scaled(annotation: Annotation, factor: float) -> Annotation:
+    """The annotation with its pixel coordinates multiplied by `factor` (text and labels as they are)."""
+    if factor == 1.0:
+        return annotation
+    scaled: dict[str, Any] = dict(annotation)
+    for key in COORDINATES:
+        if key in annotation:
+            scaled[key] = [[v * factor for v in shape] for shape in annotation[key]]
+    if "region" in annotation:
+        scaled["region"] = [v * factor for v in annotation["region"]]
+    return scaled
