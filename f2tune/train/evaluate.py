@@ -11,7 +11,7 @@ import lightning.pytorch as pl
 from f2tune.config import Recipe
 from f2tune.errors import RecipeError, RunError
 from f2tune.log import say
-from f2tune.train.locate import run_checkpoint
+from f2tune.train.locate import checkpoint_step, run_checkpoint
 from f2tune.train.setup import assemble, run_dir_of
 
 Stage = Literal["validate", "test"]
@@ -26,6 +26,7 @@ def evaluate(recipe: Recipe, stage: Stage, checkpoint: str = "best") -> dict[str
     ckpt_path = resolve_checkpoint(run_dir, checkpoint)
     pl.seed_everything(recipe.trainer.seed, workers=True, verbose=False)
     trainer, module, datamodule = assemble(recipe, run_dir)
+    module.evaluated_step = checkpoint_step(ckpt_path)  # Lightning restores the weights, not the step
     run = trainer.validate if stage == "validate" else trainer.test
     results = run(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=True)
     say(f"{stage}: checkpoint {ckpt_path or 'none (untrained weights)'}; predictions under {run_dir / 'predictions'}")

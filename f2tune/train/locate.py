@@ -31,3 +31,10 @@ def run_checkpoint(run_dir: Path, which: str) -> Path:
             if best and Path(best).name != last.name and (last.parent / Path(best).name).is_file():
                 return last.parent / Path(best).name
     return last
+
+
+def checkpoint_step(path: str | Path | None) -> int:
+    """The optimizer step a checkpoint was saved at (0 for no checkpoint: the untrained weights)."""
+    if path is None:
+        return 0
+    return int(torch.load(path, map_location="cpu", mmap=True, weights_only=True).get("global_step", 0))

@@ -63,6 +63,8 @@ class Florence2Module(pl.LightningModule):
         self.strict_loading = recipe.adaptation.method != "lora"
         self.evaluator = Evaluator(eval_tasks, recipe.eval, processor) if recipe.eval.metric != "none" else None
         self.evaluations = 0
+        self.evaluated_step: int | None = None
+        """The step of the checkpoint `f2tune validate|test` evaluates (predictions are filed under it)."""
         self.generating = False
         self.records: list[dict[str, Any]] = []
         self.data_counts = dict.fromkeys(DATA_COUNTS, 0)
@@ -198,24 +200,25 @@ class Florence2Module(pl.LightningModule):
         """`predictions/<stage>-step<N>/rank<R>.jsonl` per process and `metrics.json` from rank 0."""
         if self.output_dir is None or self.trainer.sanity_checking:
             return
-        folder = self.output_dir / "predictions" / f"{stage}-step{self.trainer.global_step:06d}"
+        step = self.trainer.global_step if self.evaluated_step is None else self.evaluated_step
+        folder = self.output_dir / "predictions" / f"{stage}-step{step:06d}"
         folder.mkdir(parents=True, exist_ok=True)
         with (folder / f"rank{self.global_rank}.jsonl").open("w") as lines:
             for record in self.records:
                 lines.write(json.dumps(record, default=float) + "\n")
         if self.trainer.is_global_zero:
             (folder / "metrics.json").write_text(json.dumps(results, indent=2))
-            self._draw_pictures(stage, folder / "pictures")
+            self._draw_pictures(stage, folder / "pictures", step)
         self.records = []
 
-    def _draw_pictures(self, stage: str, folder: Path) -> None:
+    def _draw_pictures(self, stage: str, folder: Path, step: int) -> None:
         """The first `eval.pictures` samples of each task, reference beside prediction (`f2tune.train.pictures`)."""
         datamodule = getattr(self.trainer, "datamodule", None)
         if not self.recipe.eval.pictures or datamodule is None:
             return
         samples = (s for part in getattr(datamodule, f"{stage}_parts") for s in part.samples)
         pictures = validation_pictures(self.records, samples, self.recipe.eval.pictures)
-        save_pictures(pictures, folder, self.loggers, stage, self.trainer.global_step)
+        save_pictures(pictures, folder, self.loggers, stage, step)
 
     def configure_gradient_clipping(
         self,

@@ -53,3 +53,18 @@ def test_missing_split_and_checkpoint_are_explained(tmp_path, trained):
         evaluate(fresh, "validate", "best")
     with pytest.raises(RunError, match="no such file"):
         evaluate(trained, "validate", str(tmp_path / "nope.ckpt"))
+
+
+def test_predictions_are_filed_under_the_evaluated_checkpoints_step(tmp_path):
+    """Lightning restores a checkpoint's weights for validate, not its step: the predictions of
+    `f2tune validate` went to val-step000000, over the baseline that fit measured before training."""
+    recipe = validate_recipe(tiny_recipe(tmp_path, trainer={"max_steps": 2}))  # before_fit: a step-0 baseline
+    run = fit(recipe).run_dir / "predictions"
+    baseline = (run / "val-step000000" / "rank0.jsonl").read_text()  # what the untrained model generated
+    trained = (run / "val-step000002" / "rank0.jsonl").read_text()
+    assert trained != baseline
+    evaluate(recipe, "validate", "last")
+    assert (run / "val-step000000" / "rank0.jsonl").read_text() == baseline
+    assert (run / "val-step000002" / "rank0.jsonl").read_text() == trained
+    evaluate(recipe, "validate", "none")  # the untrained weights are step 0's, as the baseline is
+    assert (run / "val-step000000" / "rank0.jsonl").read_text() == baseline
