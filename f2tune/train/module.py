@@ -13,6 +13,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.plugins.precision import MixedPrecision
 from lightning.pytorch.strategies import FSDPStrategy
+from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
 from transformers import Florence2Processor
 
@@ -63,6 +64,8 @@ class Florence2Module(pl.LightningModule):
         self.strict_loading = recipe.adaptation.method != "lora"
         self.evaluator = Evaluator(eval_tasks, recipe.eval, processor) if recipe.eval.metric != "none" else None
         self.evaluations = 0
+        self.validated_in_full_at: int | None = None
+        """The step of fit's latest validation if it computed every metric (the loss, and generated)."""
         self.evaluated_step: int | None = None
         """The step of the checkpoint `f2tune validate|test` evaluates (predictions are filed under it)."""
         self.generating = False
@@ -188,6 +191,8 @@ class Florence2Module(pl.LightningModule):
 
     def _finish_evaluation(self, stage: str) -> None:
         self.evaluations += 1
+        if stage == "val" and self.trainer.state.fn == TrainerFn.FITTING:
+            self.validated_in_full_at = self.trainer.global_step if self.generating or not self.evaluator else None
         if not self.generating:
             return
         results = self.evaluator.compute()

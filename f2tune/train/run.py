@@ -68,7 +68,7 @@ def fit(recipe: Recipe, resume: bool = False, extra_callbacks: list[pl.Callback]
             warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(last_checkpoint(run_dir)) if resume else None)
     if has_val:
-        result.metrics_after = _validate(trainer, module, datamodule)
+        result.metrics_after = _ended_with_validation(trainer, module) or _validate(trainer, module, datamodule)
     result.best_checkpoint = getattr(best_checkpoints(trainer), "best_model_path", None) or None
     last = last_checkpoint(run_dir)
     result.last_checkpoint = str(last) if last.is_file() else None
@@ -126,6 +126,14 @@ def _best_to_export(recipe: Recipe, best_checkpoint: str | None) -> Path | None:
         )
         return None
     return Path(best_checkpoint)
+
+
+def _ended_with_validation(trainer: pl.Trainer, module: Florence2Module) -> dict[str, float]:
+    """The metrics of the validation training ended with, if it measured the final weights in full:
+    validating them again would repeat it (minutes on a real validation set); else {}."""
+    if module.validated_in_full_at != trainer.global_step:
+        return {}
+    return {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
 
 
 def _validate(trainer: pl.Trainer, module: Florence2Module, datamodule: Florence2DataModule) -> dict[str, float]:

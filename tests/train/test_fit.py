@@ -135,6 +135,27 @@ def test_existing_run_needs_resume_and_resume_needs_a_checkpoint(tmp_path):
         fit(recipe)
 
 
+class CountValidations(pl.Callback):
+    def __init__(self) -> None:
+        self.steps: list[int] = []
+
+    def on_validation_start(self, trainer, pl_module):
+        self.steps.append(trainer.global_step)
+
+
+@pytest.mark.parametrize(("max_steps", "validated_at"), [(4, [2, 4]), (3, [2, 3])])
+def test_the_final_weights_are_validated_once(tmp_path, max_steps, validated_at):
+    """Training that ended with a full validation (loss and task metrics) reports that one; one
+    that ended between validations gets a closing validation of its final weights."""
+    counted = CountValidations()
+    trainer = {"max_steps": max_steps}
+    result = fit(
+        validate_recipe(tiny_recipe(tmp_path, trainer=trainer, eval={"before_fit": False})), extra_callbacks=[counted]
+    )
+    assert counted.steps == validated_at
+    assert {"val/loss", "val/CAPTION/exact_match"} <= set(result.metrics_after)
+
+
 def test_last_checkpoint_follows_every_validation_even_without_improvement(tmp_path):
     """Exact match stays 0 on the tiny model: the best checkpoint is the first validation's, and
     last.ckpt (what --resume reads) must still hold step 4, once (Lightning 2.6's `save_last` kept
