@@ -50,7 +50,7 @@ def read_coco_captions(source: CocoCaptionsSource, problems: RecordProblems) -> 
     for image_id, found in captions.items():
         where = f"{path}:image {image_id}"
         try:
-            image_path = existing_image(images[image_id], where)
+            image_path = existing_image(images[image_id].path, where)
         except DataError as err:
             messages.append(str(err))
             continue
@@ -94,9 +94,7 @@ def _karpathy_samples(source: KarpathyCaptionsSource, entry: dict, where: str) -
         if not isinstance(raw, str) or not raw.strip():
             raise DataError(f"{where}: sentences[{number}] has no 'raw' caption")
         found.append((str(number), raw.strip(), f"{where} sentence {number}"))
-    image_path = Path(source.image_root) / folder / name
-    if not image_path.is_file():
-        raise DataError(f"{where}: image not found: {image_path}")
+    image_path = existing_image(Path(source.image_root) / folder / name, where)
     return _caption_samples(source, str(image_id if image_id is not None else name), image_path, where, found)
 
 

@@ -147,11 +147,11 @@ def instance_box(ann: Any, images: dict[int, CocoImage], categories: dict[int, s
     return [max(x, 0.0), max(y, 0.0), min(x + w, float(image.width)), min(y + h, float(image.height))]
 
 
-def existing_image(image: CocoImage, where: str) -> Path:
+def existing_image(path: Path, where: str) -> Path:
     """The image path, or DataError naming it: found now rather than mid-epoch."""
-    if not image.path.is_file():
-        raise DataError(f"{where}: image not found: {image.path}")
-    return image.path
+    if not path.is_file():
+        raise DataError(f"{where}: image not found: {path}")
+    return path
 
 
 def read_coco_detection(source: CocoDetectionSource, problems: RecordProblems) -> list[Sample]:
@@ -181,7 +181,7 @@ def read_coco_detection(source: CocoDetectionSource, problems: RecordProblems) -
         image = images[image_id]
         where = f"{path}:image {image_id}"
         try:
-            image_path = existing_image(image, where)
+            image_path = existing_image(image.path, where)
         except DataError as err:
             messages.append(str(err))
             continue

@@ -102,7 +102,7 @@ def _ref_samples(
         raise DataError(f"{where}: image_id {ref['image_id']!r} differs from its annotation's {ann.get('image_id')!r}")
     box = instance_box(ann, images, None, annotation_where(path, 0, ann))
     image = images[ann["image_id"]]
-    image_path = existing_image(image, where)
+    image_path = existing_image(image.path, where)
     sentences = ref["sentences"]
     if not isinstance(sentences, list) or not sentences:
         raise DataError(f"{where}: 'sentences' must be a non-empty list")
