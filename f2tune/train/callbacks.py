@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 import lightning.pytorch as pl
+from lightning.pytorch.callbacks import RichProgressBar
 
 
 class SamplesPerSecond(pl.Callback):
@@ -35,3 +36,16 @@ class SamplesPerSecond(pl.Callback):
         if end > start and (batch_idx + 1) % trainer.log_every_n_steps == 0:
             rate = (last - first) / (end - start) * trainer.world_size
             pl_module.log("train/samples_per_s", rate, prog_bar=True, on_step=True, on_epoch=False, batch_size=1)
+
+
+class ProgressBar(RichProgressBar):
+    """Lightning's rich progress bar, without the epoch total of a run that has none.
+
+    A run limited by `trainer.max_steps` has `max_epochs=-1` (no limit), which Lightning 2.6 writes
+    as the total "Epoch 1/-2"; this bar writes "Epoch 1" then (as Lightning does from 2.7 on).
+    """
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        if self.trainer.max_epochs is not None and self.trainer.max_epochs >= 0:
+            return super()._get_train_description(current_epoch)
+        return f"{f'Epoch {current_epoch}':{len(self.validation_description)}}"

@@ -15,7 +15,7 @@ from transformers.models.florence2.modeling_florence2 import Florence2VisionBloc
 
 from f2tune.config import Recipe
 from f2tune.errors import RecipeError
-from f2tune.train.callbacks import SamplesPerSecond
+from f2tune.train.callbacks import ProgressBar, SamplesPerSecond
 from f2tune.train.checkpointing import AtomicCheckpointIO, RandomState
 from f2tune.train.guards import NonFiniteGuard
 
@@ -43,6 +43,7 @@ def build_trainer(
         *([best] if has_val else []),  # before the writers of last.ckpt: its state there is current
         *last_checkpoint_writers(run_dir, has_val, cfg.checkpoint_every_n_steps),
         SamplesPerSecond(),
+        ProgressBar(),
         LearningRateMonitor("step"),
         NonFiniteGuard(cfg.max_nonfinite_steps),
         RandomState(),

@@ -49,3 +49,13 @@ def test_settings_this_machine_cannot_run_are_a_recipe_error(tmp_path):
     raw = tiny_recipe(tmp_path, trainer={"strategy": "fsdp"})  # accelerator: cpu
     with pytest.raises(RecipeError, match="trainer settings cannot run here: .*fsdp"):
         build_trainer(validate_recipe(raw), tmp_path / "run")
+
+
+@pytest.mark.parametrize(("length", "description"), [({"max_steps": 6}, "Epoch 3"), ({"max_epochs": 5}, "Epoch 3/4")])
+def test_the_progress_bar_gives_an_epoch_total_only_when_there_is_one(tmp_path, length, description):
+    raw = tiny_recipe(tmp_path)
+    raw["trainer"] = {**{k: v for k, v in raw["trainer"].items() if k not in ("max_steps", "max_epochs")}, **length}
+    trainer = build_trainer(validate_recipe(raw), tmp_path / "run")
+    bar = trainer.progress_bar_callback
+    bar.setup(trainer, None, "fit")
+    assert bar._get_train_description(3).strip() == description  # Lightning 2.6 alone: "Epoch 3/-2" by max_steps
