@@ -118,15 +118,22 @@ class StructuredJsonlSource(Source):
 
 
 class HfDatasetSource(Source):
-    """A Hugging Face `datasets` dataset saved with `save_to_disk` (needs the `datasets` extra)."""
+    """A Hugging Face `datasets` dataset (needs the `datasets` extra): Hub id, data folder or save_to_disk folder."""
 
     format: Literal["hf_dataset"]
-    path: str = Field(description="Folder written by Dataset.save_to_disk or DatasetDict.save_to_disk.")
-    split: str | None = Field(None, description="Split of a DatasetDict; required when there are several.")
+    path: str = Field(
+        description="Hub id (user/name), a folder of data files `datasets.load_dataset` reads (parquet, JSON, "
+        "CSV), or a folder written by save_to_disk."
+    )
+    split: str | None = Field(None, description="Split to read; required when there are several.")
+    subset: str | None = Field(None, description="Configuration of a Hub dataset that has several (its `name`).")
+    revision: str | None = Field(None, description="Hub branch, tag or commit of the dataset.")
     image_column: str = "image"
     prompt_column: str | None = Field("prompt", description="null: every row uses `prompt`.")
     prompt: str | None = Field(None, description="Prompt for rows without one (or when prompt_column is null).")
-    target_column: str = "target"
+    target_column: str = Field(
+        "target", description="Target text, or a list of answers (then the prompt is a free-text question)."
+    )
 
 
 DataSource = Annotated[

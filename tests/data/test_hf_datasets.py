@@ -87,8 +87,64 @@ def test_bad_rows_and_columns(tmp_path):
         read(path, target_column="caption")
     with pytest.raises(DataError, match="holds a single dataset, not splits"):
         read(path, split="train")
-    with pytest.raises(DataError, match="dataset folder not found"):
+    with pytest.raises(DataError, match="nowhere: `datasets.load_dataset` cannot read it"):
         read(tmp_path / "nowhere")
+
+
+def test_each_sample_has_the_task_of_its_prompt(tmp_path):
+    """Per-task metrics and the model card's task list go by `Sample.task`, as for JSONL."""
+    path = save(tmp_path, ["<OD>", "What colour?"], ["square<loc_1><loc_2><loc_3><loc_4>", "red"])
+    samples, _ = read(path)
+    assert [s.task for s in samples] == ["<OD>", ""]
+
+
+@pytest.fixture
+def hub_layout(tmp_path, monkeypatch) -> Path:
+    """A dataset folder as the Hub holds one (parquet files per split, DocVQA's columns); the
+    `datasets` cache it is read into goes to tmp_path."""
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    features = datasets.Features(
+        {
+            "image": datasets.Image(),
+            "question": datasets.Value("string"),
+            "answers": datasets.List(datasets.Value("string")),
+        }
+    )
+    images = [Image.new("RGB", (12, 8), colour) for colour in COLOURS]
+    rows = {"image": images, "question": ["What?", "Who?", "<OCR>"], "answers": [["b", "a", "a"], ["c"], ["d"]]}
+    folder = tmp_path / "DocumentVQA"
+    (folder / "data").mkdir(parents=True)
+    for split in ("train", "validation"):
+        datasets.Dataset.from_dict(rows, features=features).to_parquet(folder / f"data/{split}-00000-of-00001.parquet")
+    return folder
+
+
+def test_a_folder_of_data_files_with_answer_lists_gives_question_samples(hub_layout):
+    samples, problems = read(hub_layout, "skip", split="validation", image_column="image",
+                             prompt_column="question", target_column="answers")  # fmt: skip
+    assert [s.reference for s in samples] == [
+        {"query": "What?", "text": "a", "answers": ["b", "a", "a"]},
+        {"query": "Who?", "text": "c", "answers": ["c"]},
+    ]
+    assert samples[0].task == "" and samples[0].origin == f"{hub_layout}[validation]:row 0"
+    assert samples[1].image.render().getpixel((0, 0)) == COLOURS[1]
+    assert "row 2: column 'answers' holds a list of answers, which only a free-text prompt" in problems.found[0]
+    with pytest.raises(DataError, match=r"Unknown split \"test\""):
+        read(hub_layout, split="test", image_column="image", prompt_column="question", target_column="answers")
+
+
+def test_a_hub_id_offline_says_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(
+        DataError, match=r"someone/docs \(subset en\): not a local folder, and the Hub cannot be reached"
+    ):
+        read(Path("someone/docs"), split="train", subset="en")
+
+
+def test_a_save_to_disk_folder_has_no_hub_options(tmp_path):
+    path = save(tmp_path, ["<CAPTION>"], ["x"])
+    with pytest.raises(DataError, match="a save_to_disk folder has no `subset` or `revision`"):
+        read(path, revision="main")
 
 
 def test_undecodable_image_names_the_row(tmp_path):

@@ -1,9 +1,16 @@
-"""A Hugging Face `datasets` dataset saved with `save_to_disk`. `format: hf_dataset`.
+"""A Hugging Face `datasets` dataset: a Hub id, a local data folder, or a `save_to_disk` folder.
+`format: hf_dataset`.
 
-For data already in the `datasets` world (a Hub dataset loaded, filtered and saved once): rows
-with an image column and plain prompt/target text columns, exactly like the JSONL format
-(`target` is the `<loc_N>` text when the task has locations). The extra is optional
-(`pip install 'f2tune[datasets]'`), so it is imported only when such a source is read.
+For data already in the `datasets` world: rows with an image column and plain prompt/target text
+columns, exactly like the JSONL format (`target` is the `<loc_N>` text when the task has locations).
+A target column of answer lists (DocVQA's `answers`) makes free-text question samples like the
+`vqa` format: the most common answer is trained, all of them are kept for VQA accuracy and ANLS.
+The extra is optional (`pip install 'f2tune[datasets]'`), so it is imported only when such a source
+is read.
+
+A folder that `save_to_disk` wrote is opened with `load_from_disk`; any other path goes to
+`load_dataset` (Hub ids such as `HuggingFaceM4/DocumentVQA`, folders of parquet/JSON/CSV files),
+which downloads once into the `datasets` cache (`HF_DATASETS_CACHE`) and memory-maps it.
 
 Images are not decoded when the data is read: each sample holds a `DatasetImage` (the dataset,
 memory-mapped and cheap to pickle into DataLoader workers, and a row index) whose `render()`
@@ -21,10 +28,14 @@ from typing import Any
 from PIL import Image
 
 from f2tune.config import HfDatasetSource
+from f2tune.data.formats.vqa import question_sample
 from f2tune.data.problems import RecordProblems
 from f2tune.data.sample import Sample
 from f2tune.errors import DataError
-from f2tune.tasks.tokens import check_prompt
+from f2tune.tasks import CUSTOM, task_of
+
+SAVED_MARKERS = ("state.json", "dataset_dict.json")
+"""Files `Dataset.save_to_disk` / `DatasetDict.save_to_disk` write at the top of their folder."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -68,38 +79,63 @@ def read_hf_dataset(source: HfDatasetSource, problems: RecordProblems) -> list[S
     if source.prompt_column is None and source.prompt is None:
         raise DataError(f"{where}: set `prompt_column` or `prompt` on the data source")
     images = _lazy_images(dataset, source.image_column)
+    name = Path(source.path).name
     targets = list(dataset[source.target_column])
     prompts = list(dataset[source.prompt_column]) if source.prompt_column else [None] * len(targets)
     samples = []
     for index, (prompt, target) in enumerate(zip(prompts, targets)):
         origin = f"{where}:row {index}"
         try:
-            prompt = _text(prompt, source.prompt, source.prompt_column, origin)
-            target = _text(target, None, source.target_column, origin)
-            if reason := check_prompt(prompt):
-                raise DataError(f"{origin}: {reason}")
+            samples.append(
+                _sample(
+                    f"{name}-{index}",
+                    DatasetImage(images, index, source.image_column, origin),
+                    _text(prompt, source.prompt, source.prompt_column, origin),
+                    target,
+                    source,
+                    origin,
+                )
+            )
         except DataError as err:
             problems.report(str(err))
-            continue
-        image = DatasetImage(images, index, source.image_column, origin)
-        samples.append(
-            Sample(id=f"{Path(source.path).name}-{index}", image=image, prompt=prompt, target=target, origin=origin)
-        )
     return samples
 
 
+def _sample(
+    sample_id: str, image: DatasetImage, prompt: str, target: Any, source: HfDatasetSource, origin: str
+) -> Sample:
+    """A prompt/target sample, or a question sample when the target column holds a list of answers."""
+    try:
+        task = task_of(prompt)
+    except DataError as err:
+        raise DataError(f"{origin}: {err}") from None
+    if not isinstance(target, list):
+        target = _text(target, None, source.target_column, origin)
+        return Sample(id=sample_id, image=image, prompt=prompt, target=target, origin=origin, task=task.token)
+    if task is not CUSTOM:
+        raise DataError(
+            f"{origin}: column '{source.target_column}' holds a list of answers, which only a free-text prompt "
+            f"(a question) can have, not {task.token}"
+        )
+    answers = [a for a in target if isinstance(a, str) and a.strip()]
+    if not answers or len(answers) != len(target):
+        raise DataError(f"{origin}: column '{source.target_column}' must hold non-empty strings, got {target!r}")
+    return question_sample(sample_id, image, prompt.strip(), answers, origin)
+
+
 def _load(source: HfDatasetSource) -> tuple[Any, str]:
+    """The dataset of the source's split, and how messages name it."""
     try:
         import datasets
     except ImportError:
         raise DataError("format hf_dataset needs the `datasets` package: pip install 'f2tune[datasets]'") from None
     path = Path(source.path)
-    if not path.is_dir():
-        raise DataError(f"dataset folder not found: {path} (write it with Dataset.save_to_disk)")
-    try:
-        loaded = datasets.load_from_disk(str(path))
-    except (FileNotFoundError, ValueError) as err:
-        raise DataError(f"{path}: not a dataset saved with save_to_disk: {err}") from None
+    if any((path / marker).is_file() for marker in SAVED_MARKERS):
+        loaded = _load_from_disk(datasets, source)
+    else:  # load_dataset returns the split alone when given one
+        loaded = _load_dataset(datasets, source)
+        if source.split is not None:
+            return loaded, f"{source.path}[{source.split}]"
     if isinstance(loaded, datasets.DatasetDict):
         splits = list(loaded)
         split = source.split if source.split is not None else (splits[0] if len(splits) == 1 else None)
@@ -110,6 +146,32 @@ def _load(source: HfDatasetSource) -> tuple[Any, str]:
     if source.split is not None:
         raise DataError(f"{path}: holds a single dataset, not splits: remove `split: {source.split}`")
     return loaded, str(path)
+
+
+def _load_from_disk(datasets: Any, source: HfDatasetSource) -> Any:
+    if source.subset is not None or source.revision is not None:
+        raise DataError(f"{source.path}: a save_to_disk folder has no `subset` or `revision`: remove them")
+    try:
+        return datasets.load_from_disk(source.path)
+    except (FileNotFoundError, ValueError) as err:
+        raise DataError(f"{source.path}: cannot open this save_to_disk folder: {err}") from None
+
+
+def _load_dataset(datasets: Any, source: HfDatasetSource) -> Any:
+    """`load_dataset` of a Hub id or a local data folder; only the source's split when it names one
+    (from the Hub, only that split's files are downloaded)."""
+    where = source.path + (f" (subset {source.subset})" if source.subset else "")
+    try:
+        return datasets.load_dataset(source.path, source.subset, split=source.split, revision=source.revision)
+    except ConnectionError as err:
+        raise DataError(
+            f"{where}: not a local folder, and the Hub cannot be reached ({err}); load it once where it can "
+            "(the `datasets` cache is reused), or save it with save_to_disk and give that folder"
+        ) from None
+    except datasets.exceptions.DatasetNotFoundError as err:
+        raise DataError(f"{where}: no such folder here, nor dataset on the Hub: {err}") from None
+    except (FileNotFoundError, ValueError) as err:
+        raise DataError(f"{where}: `datasets.load_dataset` cannot read it: {err}") from None
 
 
 def _lazy_images(dataset: Any, column: str) -> Any:

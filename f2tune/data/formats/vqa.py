@@ -37,7 +37,7 @@ from typing import Any
 from f2tune.config import VqaSource
 from f2tune.data.formats.lines import image_path, read_jsonl_objects, text_field
 from f2tune.data.problems import RecordProblems
-from f2tune.data.sample import Sample
+from f2tune.data.sample import RenderedImage, Sample
 from f2tune.errors import DataError
 from f2tune.tasks.schema import Annotation
 
@@ -59,10 +59,17 @@ def _parse(record: dict[str, Any], origin: str, root: Path) -> Sample:
     answers = record.get("answers")
     if not (isinstance(answers, list) and answers and all(isinstance(a, str) and a.strip() for a in answers)):
         raise DataError(f"{origin}: 'answers' must be a non-empty list of non-empty strings, got {answers!r}")
+    record_id = record.get("id", Path(origin).name)
+    return question_sample(str(record_id), image, question, answers, origin)
+
+
+def question_sample(
+    sample_id: str, image: Path | RenderedImage, question: str, answers: list[str], origin: str
+) -> Sample:
+    """A free-text sample that trains the most common of `answers` and keeps them all for the metrics."""
     answers = [a.strip() for a in answers]
     reference: Annotation = {"query": question, "text": most_common(answers), "answers": answers}
-    record_id = record.get("id", Path(origin).name)
-    return Sample(id=str(record_id), image=image, prompt="", target="", origin=origin, task="", reference=reference)
+    return Sample(id=sample_id, image=image, prompt="", target="", origin=origin, task="", reference=reference)
 
 
 def most_common(answers: list[str]) -> str:
