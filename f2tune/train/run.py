@@ -53,11 +53,14 @@ def fit(recipe: Recipe, resume: bool = False, extra_callbacks: list[pl.Callback]
     """Train as the recipe says; with `resume`, continue from `<run dir>/checkpoints/last.ckpt`."""
     started = time.perf_counter()
     run_dir = run_dir_of(recipe)
-    if _is_launching_process():
-        _prepare_run_dir(recipe, run_dir, resume)
+    launching = _is_launching_process()
+    if launching:
+        _check_run_dir(run_dir, resume)
     pl.seed_everything(recipe.trainer.seed, workers=True, verbose=False)
 
     trainer, module, datamodule = assemble(recipe, run_dir, extra_callbacks)
+    if launching:  # only now: bad data or a monitor the run does not log leave no folder behind
+        _save_recipe(recipe, run_dir)
 
     result = FitResult(run_dir=run_dir)
     has_val = bool(recipe.data.val)
@@ -159,8 +162,8 @@ def _exportable_model(trainer: pl.Trainer, module: Florence2Module, recipe: Reci
     return model
 
 
-def _prepare_run_dir(recipe: Recipe, run_dir: Path, resume: bool) -> None:
-    """Refuse to overwrite a run by accident, refuse to resume nothing, save the effective recipe."""
+def _check_run_dir(run_dir: Path, resume: bool) -> None:
+    """Refuse to overwrite a run by accident, refuse to resume nothing."""
     last = last_checkpoint(run_dir)
     if resume and not last.is_file():
         raise RunError(f"--resume: no checkpoint at {last}; start the run without --resume first")
@@ -169,6 +172,9 @@ def _prepare_run_dir(recipe: Recipe, run_dir: Path, resume: bool) -> None:
             f"{run_dir} already holds a run ({last}). Continue it with --resume, or start a new one "
             f"with trainer.run_name=NEW_NAME (or delete the folder)."
         )
+
+
+def _save_recipe(recipe: Recipe, run_dir: Path) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(dump_recipe(recipe))
     say(f"run directory: {run_dir} (effective recipe saved as config.yaml)")

@@ -14,7 +14,7 @@ from peft import PeftModel
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from f2tune.data.collate import Florence2Collator
-from f2tune.errors import RunError
+from f2tune.errors import RecipeError, RunError
 from f2tune.eval.generate import MODEL_INPUTS
 from f2tune.model.adapt import florence2
 from f2tune.recipe import validate_recipe
@@ -133,6 +133,13 @@ def test_existing_run_needs_resume_and_resume_needs_a_checkpoint(tmp_path):
     fit(recipe)
     with pytest.raises(RunError, match="--resume"):
         fit(recipe)
+
+
+def test_a_recipe_refused_after_reading_the_data_leaves_no_run_folder(tmp_path):
+    recipe = validate_recipe(tiny_recipe(tmp_path, trainer={"monitor": "val/OD/map"}))  # shapes are <CAPTION>
+    with pytest.raises(RecipeError, match="does not log 'val/OD/map'"):
+        fit(recipe)
+    assert not (tmp_path / "runs").exists()
 
 
 class CountValidations(pl.Callback):
