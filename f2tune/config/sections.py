@@ -112,10 +112,20 @@ class DataConfig(Section):
     )
 
 
+ModelPart = Literal["vision_tower", "projector", "language_model"]
+"""The parts `optim.lr_scale` can give their own learning rate (the tied token table and lm_head are
+`language_model`)."""
+
+
 class OptimConfig(Section):
     """AdamW (no weight decay on norms and biases) with warmup and a decay schedule."""
 
     lr: float = Field(1e-5, gt=0)
+    lr_scale: dict[ModelPart, Annotated[float, Field(gt=0)]] = Field(
+        default_factory=dict,
+        description="Multipliers of lr per part, e.g. {vision_tower: 0.1} (1 for parts not named; the schedule "
+        "scales every part alike). To stop a part training, use adaptation.freeze.",
+    )
     weight_decay: float = Field(0.01, ge=0)
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = Field(1e-8, gt=0)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from f2tune.config import OptimConfig
+from f2tune.config import AdaptationConfig, LoraSettings, OptimConfig
+from f2tune.log import setup_logging
+from f2tune.model.adapt import apply_adaptation
 from f2tune.train.optim import build_optimizer, build_scheduler, parameter_groups
 
 
@@ -74,3 +76,50 @@ def test_warmup_ratio_and_constant(tiny_model):
         optimizer.step()
         scheduler.step()
     assert optimizer.param_groups[0]["lr"] == pytest.approx(1.0)
+
+
+def test_lr_scale_gives_each_part_its_learning_rate(tiny_model):
+    config = OptimConfig(lr=1e-3, weight_decay=0.05, lr_scale={"vision_tower": 0.1, "projector": 2.0})
+    optimizer = build_optimizer(tiny_model, config, "32-true")
+    names = {id(p): n for n, p in tiny_model.named_parameters()}
+    by_name = {g["name"]: g for g in optimizer.param_groups}
+    assert set(by_name) == {f"{part}{kind}" for part in ("vision_tower", "projector", "language_model")
+                            for kind in ("", "-no_decay")}  # fmt: skip
+    for group in optimizer.param_groups:
+        part = group["name"].removesuffix("-no_decay")
+        expected = {"vision_tower": 1e-4, "projector": 2e-3, "language_model": 1e-3}[part]
+        assert group["lr"] == pytest.approx(expected)
+        assert group["weight_decay"] == (0.0 if group["name"].endswith("-no_decay") else 0.05)
+        assert all(f"model.{'multi_modal_projector' if part == 'projector' else part}." in names[id(p)]
+                   for p in group["params"])  # fmt: skip
+    given = [id(p) for g in optimizer.param_groups for p in g["params"]]
+    assert sorted(given) == sorted(id(p) for p in tiny_model.parameters())  # each weight once, none left out
+
+
+def test_the_schedule_keeps_the_parts_ratio(tiny_model):
+    config = OptimConfig(lr=1.0, warmup_steps=2, lr_scale={"vision_tower": 0.25})
+    optimizer = build_optimizer(tiny_model, config, "32-true")
+    scheduler = build_scheduler(optimizer, config, total_steps=10)
+    for _ in range(5):
+        optimizer.step()
+        scheduler.step()
+    lrs = {g["name"]: g["lr"] for g in optimizer.param_groups}
+    assert 0 < lrs["language_model"] < 1.0
+    assert lrs["vision_tower"] == pytest.approx(0.25 * lrs["language_model"])
+
+
+def test_lora_weights_follow_the_part_they_adapt(tiny_model):
+    model = apply_adaptation(tiny_model, AdaptationConfig(method="lora"), LoraSettings(target="all"))
+    optimizer = build_optimizer(model, OptimConfig(lr=1.0, lr_scale={"vision_tower": 0.5}), "32-true")
+    names = {id(p): n for n, p in model.named_parameters()}
+    (vision,) = [g for g in optimizer.param_groups if g["name"] == "vision_tower"]
+    assert vision["lr"] == 0.5 and vision["params"]
+    assert all("vision_tower" in names[id(p)] and "lora_" in names[id(p)] for p in vision["params"])
+
+
+def test_a_scale_for_a_part_with_nothing_to_train_is_said(tiny_model, capsys):
+    setup_logging()
+    tiny_model.model.vision_tower.requires_grad_(False)
+    optimizer = build_optimizer(tiny_model, OptimConfig(lr_scale={"vision_tower": 0.1}), "32-true")
+    assert not any(g["name"].startswith("vision_tower") for g in optimizer.param_groups)
+    assert "optim.lr_scale.vision_tower: vision_tower has no trainable parameter" in capsys.readouterr().err
