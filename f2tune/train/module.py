@@ -33,7 +33,7 @@ from f2tune.train.feature_cache import (
 )
 from f2tune.train.guards import NonFiniteGuard, parameters_with_gradients
 from f2tune.train.loss import target_loss
-from f2tune.train.optim import build_optimizer, build_scheduler
+from f2tune.train.optim import build_optimizer, build_scheduler, follow_recipe_settings, group_settings
 from f2tune.train.pictures import save_pictures, validation_pictures
 
 DATA_COUNTS = ("skipped_records", "truncated_targets", "dropped_annotations")
@@ -122,6 +122,8 @@ class Florence2Module(pl.LightningModule):
     def on_train_start(self) -> None:
         # from_pretrained returns eval mode (dropout off); make sure training really trains.
         self.model.train()
+        scheduler = self.trainer.lr_scheduler_configs[0].scheduler
+        follow_recipe_settings(self.trainer.optimizers[0], scheduler, self._optimizer_settings)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
         size = len(batch.get("ids", []))
@@ -268,6 +270,7 @@ class Florence2Module(pl.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = build_optimizer(self.model, self.recipe.optim, self.recipe.trainer.precision)
+        self._optimizer_settings = group_settings(optimizer)
         scheduler = build_scheduler(optimizer, self.recipe.optim, int(self.trainer.estimated_stepping_batches))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 

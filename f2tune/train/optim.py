@@ -1,4 +1,5 @@
-"""AdamW with decay only on weight matrices, and a warmup + decay schedule stepped per optimizer step."""
+"""AdamW with decay only on weight matrices, a learning rate per model part, and a warmup + decay
+schedule stepped per optimizer step."""
 
 from __future__ import annotations
 
@@ -27,22 +28,12 @@ PART_OF_NAME = re.compile(r"(?:^|\.)model\.(vision_tower|multi_modal_projector|l
 PARTS = {"vision_tower": "vision_tower", "multi_modal_projector": "projector", "language_model": "language_model"}
 
 
-def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Two groups: matrices and convolutions decay; biases and norm weights (1-D tensors) do not,
-    since shrinking a LayerNorm gain or a bias towards zero is not regularisation but damage."""
-    decay, no_decay = [], []
-    for param in model.parameters():
-        if param.requires_grad:
-            (decay if param.ndim >= 2 else no_decay).append(param)
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-
-
-def scaled_groups(model: nn.Module, config: OptimConfig) -> list[dict]:
-    """`parameter_groups` split by model part, each part at `lr * optim.lr_scale[part]`, named
-    `part` / `part-no_decay` (the names the learning-rate logs show). Empty groups are left out."""
+def parameter_groups(model: nn.Module, config: OptimConfig) -> list[dict]:
+    """The trainable weights by model part, each part at `lr * optim.lr_scale[part]`, named `part`
+    (matrices and convolutions: decayed) and `part-no_decay` (biases and norm weights, 1-D: shrinking
+    a LayerNorm gain or a bias towards zero is not regularisation but damage). The names are what
+    the learning-rate logs show. Empty groups are left out, so the groups depend on what trains and
+    not on `lr_scale`: a resumed run may change the scales."""
     groups: dict[tuple[str, bool], dict] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
@@ -69,12 +60,28 @@ def build_optimizer(model: nn.Module, config: OptimConfig, precision: str) -> to
     """AdamW, fused where torch has the kernel, except under `16-mixed`: a fused step unscales fp16
     gradients itself, after Lightning would have clipped them still scaled, so that case gets the
     per-tensor loop and Lightning's unscale-then-clip."""
-    if config.lr_scale:
-        groups = scaled_groups(model, config)
-    else:
-        groups = [g for g in parameter_groups(model, config.weight_decay) if g["params"]]
+    groups = parameter_groups(model, config)
     fused = precision != "16-mixed" and all(p.device.type in FUSED_DEVICES for g in groups for p in g["params"])
     return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, eps=config.eps, fused=fused or None)
+
+
+def group_settings(optimizer: torch.optim.Optimizer) -> list[dict]:
+    """Each parameter group's hyperparameters (lr, weight decay, betas...), before a scheduler or a
+    checkpoint changes them."""
+    return [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
+
+
+def follow_recipe_settings(
+    optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LambdaLR, settings: list[dict]
+) -> None:
+    """Give the groups the recipe's hyperparameters again after Lightning restored a checkpoint
+    (`--resume`): `load_state_dict` brings back the checkpoint's own lr, weight decay and betas with
+    the moments, and the scheduler its base learning rates, so a resumed run's new `optim.lr`,
+    `lr_scale` or `weight_decay` would be logged as changed and not be used. The learning rate is
+    the recipe's at the restored step of its schedule. A run that did not resume is left as it is."""
+    scheduler.base_lrs = [setting["lr"] for setting in settings]
+    for group, setting, factor in zip(optimizer.param_groups, settings, scheduler.lr_lambdas):
+        group.update(setting, initial_lr=setting["lr"], lr=setting["lr"] * factor(scheduler.last_epoch))
 
 
 def build_scheduler(

@@ -28,6 +28,7 @@ from f2tune.train.guards import oom_advice
 from f2tune.train.locate import last_checkpoint
 from f2tune.train.module import Florence2Module
 from f2tune.train.plots import plot_loss_curves
+from f2tune.train.resume import check_resume, record_changes
 from f2tune.train.setup import assemble, build_trainable_model, run_dir_of
 from f2tune.train.summary import print_summary
 from f2tune.train.trainer import best_checkpoints
@@ -56,10 +57,12 @@ def fit(recipe: Recipe, resume: bool = False, extra_callbacks: list[pl.Callback]
     launching = _is_launching_process()
     if launching:
         _check_run_dir(run_dir, resume)
+    changes = check_resume(recipe, last_checkpoint(run_dir)) if resume else []
     pl.seed_everything(recipe.trainer.seed, workers=True, verbose=False)
 
     trainer, module, datamodule = assemble(recipe, run_dir, extra_callbacks)
     if launching:  # only now: bad data or a monitor the run does not log leave no folder behind
+        record_changes(run_dir, changes)
         _save_recipe(recipe, run_dir)
 
     result = FitResult(run_dir=run_dir)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import lightning.pytorch as pl
 import pytest
@@ -16,6 +17,7 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 from f2tune.data.collate import Florence2Collator
 from f2tune.errors import RecipeError, RunError
 from f2tune.eval.generate import MODEL_INPUTS
+from f2tune.log import setup_logging
 from f2tune.model.adapt import florence2
 from f2tune.recipe import validate_recipe
 from f2tune.testing.shapes import shape_samples
@@ -174,7 +176,8 @@ def test_last_checkpoint_follows_every_validation_even_without_improvement(tmp_p
 
 
 @pytest.mark.parametrize("method", ["full", "lora"])
-def test_resume_continues_from_the_last_step(tmp_path, method, recwarn):
+def test_resume_continues_from_the_last_step(tmp_path, method, recwarn, capsys):
+    setup_logging()
     adaptation = {"method": method}
     first = validate_recipe(
         tiny_recipe(tmp_path, adaptation=adaptation, trainer={"max_steps": 2}, eval={"before_fit": False})
@@ -204,6 +207,50 @@ def test_resume_continues_from_the_last_step(tmp_path, method, recwarn):
     )
     assert (result.run_dir / "logs" / "csv" / "version_0" / "metrics.csv").is_file()
     assert (result.run_dir / "logs" / "csv" / "version_1" / "metrics.csv").is_file()
+    saved = {p.name: yaml.safe_load(p.read_text())["trainer"]["max_steps"] for p in result.run_dir.glob("config*")}
+    assert saved == {"config.until-step2.yaml": 2, "config.yaml": 4}  # each part's recipe
+    assert "--resume: changed since step 2: trainer.max_steps 2 -> 4;" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        ({"lora": {"r": 8}}, "lora.r was 16, is now 8"),
+        ({"adaptation": {"freeze": {"projector": True}}}, "adaptation.freeze.projector was False, is now True"),
+    ],
+)
+def test_resume_refuses_changes_the_checkpoint_cannot_load_into(tmp_path, change, said):
+    sections = {"adaptation": {"method": "lora"}, "trainer": {"max_steps": 2}, "eval": {"before_fit": False}}
+    result = fit(validate_recipe(tiny_recipe(tmp_path, **sections)))
+    before = sorted(p.name for p in result.run_dir.rglob("*"))
+    recipe_before = (result.run_dir / "config.yaml").read_text()
+    changed = tiny_recipe(tmp_path, **sections)
+    for key, value in change.items():
+        changed[key] = {**changed.get(key, {}), **value}
+    with pytest.raises(RunError, match=re.escape(f"--resume: {said}. A resumed run keeps the model, its adaptation")):
+        fit(validate_recipe(changed), resume=True)
+    assert sorted(p.name for p in result.run_dir.rglob("*")) == before
+    assert (result.run_dir / "config.yaml").read_text() == recipe_before
+
+
+def test_a_resumed_run_trains_with_its_own_optimizer_settings(tmp_path):
+    """The checkpoint's optimizer state holds the first part's lr and weight decay; the resumed part
+    uses the recipe's (here a constant schedule: the lr is the recipe's value itself)."""
+    sections = {"trainer": {"max_steps": 2}, "eval": {"before_fit": False}, "optim": {"schedule": "constant"}}
+    fit(validate_recipe(tiny_recipe(tmp_path, **sections)))
+    changed = tiny_recipe(tmp_path, **sections)
+    changed["trainer"]["max_steps"] = 3
+    changed["optim"] |= {"lr": 2e-4, "lr_scale": {"vision_tower": 0.5}, "weight_decay": 0.2}
+    seen = {}
+
+    class Settings(pl.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            seen.update({g["name"]: (g["lr"], g["weight_decay"]) for g in trainer.optimizers[0].param_groups})
+
+    fit(validate_recipe(changed), resume=True, extra_callbacks=[Settings()])
+    assert seen["vision_tower"] == (pytest.approx(1e-4), 0.2)
+    assert seen["language_model"] == (pytest.approx(2e-4), 0.2)
+    assert seen["language_model-no_decay"] == (pytest.approx(2e-4), 0.0)
 
 
 def test_truncated_targets_are_counted_in_the_logs(tmp_path):

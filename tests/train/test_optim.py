@@ -12,13 +12,15 @@ from f2tune.train.optim import build_optimizer, build_scheduler, parameter_group
 
 
 def test_biases_and_norm_weights_get_no_weight_decay(tiny_model):
-    decay, no_decay = parameter_groups(tiny_model, 0.05)
+    groups = parameter_groups(tiny_model, OptimConfig(weight_decay=0.05))
     names = {id(p): n for n, p in tiny_model.named_parameters()}
-    no_decay_names = {names[id(p)] for p in no_decay["params"]}
-    assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
+    decay = [p for g in groups if not g["name"].endswith("-no_decay") for p in g["params"]]
+    no_decay_names = {names[id(p)] for g in groups if g["name"].endswith("-no_decay") for p in g["params"]}
+    assert {g["weight_decay"] for g in groups} == {0.05, 0.0}
+    assert all(g["weight_decay"] == (0.0 if g["name"].endswith("-no_decay") else 0.05) for g in groups)
     assert all(n.endswith("bias") or "norm" in n for n in no_decay_names)
     assert any("layernorm" in n or "layer_norm" in n for n in no_decay_names)
-    assert all(p.ndim >= 2 for p in decay["params"])
+    assert all(p.ndim >= 2 for p in decay)
 
 
 def test_frozen_parameters_are_not_given_to_the_optimizer(tiny_model):

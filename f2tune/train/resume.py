@@ -1,0 +1,79 @@
+"""What `f2tune fit --resume` may change: the recipe given now against the one the checkpoint holds.
+
+Most settings may change between the parts of a run (more steps, other data, a lower learning
+rate), and the log says which did. Those that shape the weights or the optimizer's state may not:
+the checkpoint could not be loaded into the model or optimizer they build, and Lightning would
+fail deep inside its restore with a page of size mismatches.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from f2tune.config import Recipe
+from f2tune.errors import RunError
+from f2tune.log import say
+from f2tune.train.locate import checkpoint_step, last_checkpoint
+
+FIXED_ON_RESUME = (
+    "model.name_or_path", "model.adapter", "model.revision", "adaptation.", "lora.r", "lora.alpha",
+    "lora.target", "lora.use_dora",
+)  # fmt: skip
+"""Recipe keys (or prefixes, ending in a dot) a resumed run must keep: the model and which of its
+weights train (their shapes, what a LoRA weight means, and so the optimizer's parameter groups).
+The optimizer's settings may change: the resumed run uses them (`follow_recipe_settings`)."""
+
+
+def recipe_changes(before: dict[str, Any], after: dict[str, Any], prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """(dotted key, value before, value after) for every leaf that differs; lists compare whole."""
+    changes = []
+    for key in list(before) + [k for k in after if k not in before]:
+        old, new = before.get(key), after.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            changes += recipe_changes(old, new, f"{prefix}{key}.")
+        elif old != new:
+            changes.append((f"{prefix}{key}", old, new))
+    return changes
+
+
+def check_resume(recipe: Recipe, checkpoint: Path) -> list[tuple[str, Any, Any]]:
+    """The changes from the checkpoint's recipe to `recipe`; a `RunError` if one may not change."""
+    if not checkpoint.is_file():  # the launching process has said so
+        return []
+    saved = torch.load(checkpoint, map_location="cpu", mmap=True, weights_only=True)
+    before = saved.get("hyper_parameters", {}).get("recipe")
+    if before is None:  # not written by f2tune fit: nothing to compare with
+        return []
+    changes = recipe_changes(before, recipe.model_dump(mode="json"))
+    fixed = [c for c in changes if any(c[0] == k or (k.endswith(".") and c[0].startswith(k)) for k in FIXED_ON_RESUME)]
+    if fixed:
+        described = "; ".join(f"{key} was {old!r}, is now {new!r}" for key, old, new in fixed)
+        raise RunError(
+            f"--resume: {described}. A resumed run keeps the model, its adaptation and LoRA settings (they "
+            "shape the checkpoint's weights and optimizer state): undo the change, or "
+            "start a new run with trainer.run_name=NEW_NAME (model.adapter can start it from this run's export)"
+        )
+    return changes
+
+
+def record_changes(run_dir: Path, changes: list[tuple[str, Any, Any]]) -> None:
+    """Say what changed since the checkpoint, and move the earlier part's config.yaml to
+    `config.until-step<N>.yaml` (N: the step that part ended at) before this part saves its own,
+    so the recipe of every part stays beside the run."""
+    if not changes:
+        return
+    step = checkpoint_step(last_checkpoint(run_dir))
+    earlier, kept = run_dir / "config.yaml", ""
+    if earlier.is_file():
+        earlier.replace(earlier.with_name(f"config.until-step{step}.yaml"))
+        kept = f"; that part's recipe is kept as config.until-step{step}.yaml"
+    described = ", ".join(f"{key} {_short(old)} -> {_short(new)}" for key, old, new in changes)
+    say(f"--resume: changed since step {step}: {described}{kept}")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
