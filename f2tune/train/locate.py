@@ -27,8 +27,9 @@ def run_checkpoint(run_dir: Path, which: str) -> Path:
     if which == "best":
         state = torch.load(last, map_location="cpu", mmap=True, weights_only=True)
         for key, value in state.get("callbacks", {}).items():
-            best = value.get("best_model_path") if "ModelCheckpoint" in key else None
-            if best and Path(best).name != last.name and (last.parent / Path(best).name).is_file():
+            # the writers of last.ckpt are ModelCheckpoints too, without a monitor
+            best = value.get("best_model_path") if "ModelCheckpoint" in key and value.get("monitor") else None
+            if best and (last.parent / Path(best).name).is_file():
                 return last.parent / Path(best).name
     return last
 
