@@ -40,7 +40,8 @@ def test_unknown_keys_are_named_with_close_suggestions():
     assert message.startswith("r.yaml: 3 problem(s)")
     assert "unknown key 'trainer.max_step'; did you mean 'trainer.max_steps'" in message
     assert "unknown key 'optimm'; did you mean 'optim'" in message
-    assert "unknown key 'lora.rank'; known keys in 'lora': alpha, dropout, merge, r, target, use_dora" in message
+    known = "alpha, dropout, merge, r, target, use_dora, use_rslora"
+    assert f"unknown key 'lora.rank'; known keys in 'lora': {known}" in message
 
 
 def test_keys_inside_data_sources_are_checked_per_format():

@@ -81,6 +81,9 @@ class LoraSettings(Section):
     alpha: float = Field(32.0, gt=0)
     dropout: float = Field(0.05, ge=0.0, lt=1.0)
     use_dora: bool = False
+    use_rslora: bool = Field(
+        False, description="Scale updates by alpha/sqrt(r) instead of alpha/r (rank-stabilized LoRA: large r learns)."
+    )
     target: str = Field(
         "language",
         description="Preset `language`, `vision`, `all`, or a regex over full module names.",

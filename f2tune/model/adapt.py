@@ -67,6 +67,7 @@ def apply_adaptation(model: nn.Module, adaptation: AdaptationConfig, lora: LoraS
             lora_alpha=lora.alpha,
             lora_dropout=lora.dropout,
             use_dora=lora.use_dora,
+            use_rslora=lora.use_rslora,
             target_modules=lora_target_regex(lora.target),
         )
         model = get_peft_model(model, peft_config)

@@ -20,7 +20,7 @@ from f2tune.train.locate import checkpoint_step, last_checkpoint
 
 FIXED_ON_RESUME = (
     "model.name_or_path", "model.adapter", "model.revision", "adaptation.", "lora.r", "lora.alpha",
-    "lora.target", "lora.use_dora",
+    "lora.target", "lora.use_dora", "lora.use_rslora",
 )  # fmt: skip
 """Recipe keys (or prefixes, ending in a dot) a resumed run must keep: the model and which of its
 weights train (their shapes, what a LoRA weight means, and so the optimizer's parameter groups).

@@ -124,5 +124,13 @@ def test_dora_adds_magnitude_vectors(tiny_model):
     assert len(magnitudes) == len(expected_after_wrap(model))
 
 
+@pytest.mark.parametrize(("rslora", "scaling"), [(False, 32 / 16), (True, 32 / 16**0.5)])
+def test_rank_stabilized_lora_scales_by_the_root_of_r(tiny_model, rslora, scaling):
+    settings = LoraSettings(target="language", r=16, alpha=32, use_rslora=rslora)
+    model = apply_adaptation(tiny_model, AdaptationConfig(method="lora"), settings)
+    scalings = [m.scaling["default"] for m in model.modules() if hasattr(m, "lora_A") and "default" in m.scaling]
+    assert scalings and scalings == pytest.approx([scaling] * len(scalings))
+
+
 def expected_after_wrap(model: nn.Module) -> list[str]:
     return [n for n, _ in model.named_modules() if n.endswith("lora_A.default")]
