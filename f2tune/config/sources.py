@@ -122,8 +122,8 @@ class HfDatasetSource(Source):
 
     format: Literal["hf_dataset"]
     path: str = Field(
-        description="Hub id (user/name), a folder of data files `datasets.load_dataset` reads (parquet, JSON, "
-        "CSV), or a folder written by save_to_disk."
+        description="Hub id (user/name), a folder `datasets.load_dataset` reads (parquet, JSON or CSV files; "
+        "images with a metadata.jsonl), or a folder written by save_to_disk."
     )
     split: str | None = Field(None, description="Split to read; required when there are several.")
     subset: str | None = Field(None, description="Configuration of a Hub dataset that has several (its `name`).")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import pickle
 import sys
 from pathlib import Path
@@ -131,6 +132,21 @@ def test_a_folder_of_data_files_with_answer_lists_gives_question_samples(hub_lay
     assert "row 2: column 'answers' holds a list of answers, which only a free-text prompt" in problems.found[0]
     with pytest.raises(DataError, match=r"Unknown split \"test\""):
         read(hub_layout, split="test", image_column="image", prompt_column="question", target_column="answers")
+
+
+def test_a_folder_of_images_with_metadata(tmp_path, monkeypatch):
+    """`datasets`' imagefolder layout: the images beside a metadata.jsonl of `file_name`, prompt, target."""
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "photos" / "train"
+    folder.mkdir(parents=True)
+    lines = []
+    for index, colour in enumerate(COLOURS[:2]):
+        Image.new("RGB", (12, 8), colour).save(folder / f"{index}.png")
+        lines.append(json.dumps({"file_name": f"{index}.png", "prompt": "<CAPTION>", "answer": f"colour {index}"}))
+    (folder / "metadata.jsonl").write_text("\n".join(lines) + "\n")
+    samples, _ = read(tmp_path / "photos", split="train", image_column="image")
+    assert [(s.task, s.target) for s in samples] == [("<CAPTION>", "colour 0"), ("<CAPTION>", "colour 1")]
+    assert samples[1].image.render().getpixel((0, 0)) == COLOURS[1]
 
 
 def test_a_hub_id_offline_says_what_to_do(tmp_path, monkeypatch):

@@ -9,7 +9,8 @@ The extra is optional (`pip install 'f2tune[datasets]'`), so it is imported only
 is read.
 
 A folder that `save_to_disk` wrote is opened with `load_from_disk`; any other path goes to
-`load_dataset` (Hub ids such as `HuggingFaceM4/DocumentVQA`, folders of parquet/JSON/CSV files),
+`load_dataset` (Hub ids such as `HuggingFaceM4/DocumentVQA`, folders of parquet/JSON/CSV files or
+of images with a `metadata.jsonl` naming each `file_name` beside its prompt and target),
 which downloads once into the `datasets` cache (`HF_DATASETS_CACHE`) and memory-maps it.
 
 Images are not decoded when the data is read: each sample holds a `DatasetImage` (the dataset,
