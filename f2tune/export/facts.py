@@ -11,7 +11,7 @@ import json
 import re
 from pathlib import Path
 
-from f2tune.config import TINY_MODEL, Recipe
+from f2tune.config import TINY_MODEL, DataSource, HfDatasetSource, Recipe
 from f2tune.data.datamodule import Florence2DataModule
 from f2tune.data.formats import source_name
 from f2tune.errors import DataError
@@ -62,10 +62,18 @@ def gather_facts(
         facts.datasets = {name: len(part) for name, part in zip(names, datamodule.train_parts)}
         facts.prompts = sorted({s.prompt for s in samples})[:10]
         facts.tasks = sorted({s.task for s in samples if s.task})
+        facts.hub_datasets = hub_dataset_ids(recipe.data.train)
     found = measured_metrics(run_dir, step)
     if found is not None:
         facts.metrics_source, facts.metrics = found
     return facts
+
+
+def hub_dataset_ids(sources: list[DataSource]) -> list[str]:
+    """The `hf_dataset` sources read from the Hub: their path is no local folder (called once the
+    data was read here, so a path that is not local was a Hub id `load_dataset` found)."""
+    ids = [s.path for s in sources if isinstance(s, HfDatasetSource) and not Path(s.path).exists()]
+    return list(dict.fromkeys(ids))
 
 
 def measured_metrics(run_dir: Path, step: int | None = None) -> tuple[str, dict[str, float]] | None:

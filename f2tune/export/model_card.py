@@ -29,6 +29,7 @@ class CardFacts:
     prompts: list[str] = field(default_factory=list)
     tasks: list[str] = field(default_factory=list)
     datasets: dict[str, int | None] = field(default_factory=dict)  # source name -> samples
+    hub_datasets: list[str] = field(default_factory=list)  # Hub ids of the training data, for the metadata
     metrics: dict[str, float] = field(default_factory=dict)
     metrics_source: str | None = None  # where the metrics were read, e.g. predictions/val-step000004
     checkpoint: str | None = None  # which checkpoint was exported, e.g. "step 4 (best)"
@@ -44,8 +45,8 @@ def card_metadata(facts: CardFacts) -> dict:
         "license": LICENSE,
         "tags": ["florence-2", "f2tune"] + (["lora"] if adapter else []),
     }
-    if facts.datasets:
-        metadata["datasets"] = list(facts.datasets)
+    if facts.hub_datasets:  # the Hub links each to its dataset page: local source names would mislead
+        metadata["datasets"] = facts.hub_datasets
     return metadata
 
 

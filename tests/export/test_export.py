@@ -15,10 +15,12 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 
 import f2tune
 from f2tune.cli import main
+from f2tune.config import DataConfig
 from f2tune.data.collate import Florence2Collator
 from f2tune.eval.generate import MODEL_INPUTS
 from f2tune.export.checkpoint import export_checkpoint
-from f2tune.export.facts import measured_metrics
+from f2tune.export.facts import hub_dataset_ids, measured_metrics
+from f2tune.export.model_card import CardFacts, card_metadata
 from f2tune.recipe import validate_recipe
 from f2tune.testing.shapes import shape_samples
 from f2tune.train.run import fit
@@ -104,7 +106,7 @@ def test_model_card_states_metadata_task_recipe_data_metrics_usage_and_version(l
     meta = yaml.safe_load(front)
     assert meta["base_model"] == str((result.run_dir / "base_model").resolve())
     assert meta["library_name"] == "peft" and meta["pipeline_tag"] == "image-text-to-text"
-    assert {"florence-2", "f2tune"} <= set(meta["tags"]) and meta["datasets"] == ["shapes"]
+    assert {"florence-2", "f2tune"} <= set(meta["tags"]) and "datasets" not in meta  # no Hub dataset
     assert meta["license"] == "mit"
     assert "## Tasks and prompt format" in body and "`<CAPTION>`" in body
     assert "| shapes | 16 |" in body and "on 16 samples" in body
@@ -116,6 +118,22 @@ def test_model_card_states_metadata_task_recipe_data_metrics_usage_and_version(l
     assert all(f"| {k} | {v:.4f} |" in body for k, v in metrics.items())
     assert "PeftModel.from_pretrained(base" in body and "AutoProcessor.from_pretrained" in body
     assert f"f2tune {f2tune.__version__}" in body
+
+
+def test_the_card_metadata_names_hub_datasets_only(tmp_path):
+    (tmp_path / "local").mkdir()
+    sources = [
+        {"format": "hf_dataset", "path": "HuggingFaceM4/DocumentVQA", "split": "train"},
+        {"format": "hf_dataset", "path": str(tmp_path / "local")},
+        {"format": "hf_dataset", "path": "HuggingFaceM4/DocumentVQA", "split": "validation"},
+        {"format": "shapes"},
+    ]
+    ids = hub_dataset_ids(DataConfig(train=sources).train)
+    assert ids == ["HuggingFaceM4/DocumentVQA"]
+    facts = CardFacts(base_model="florence-community/Florence-2-base", kind="adapter", train_samples=3)
+    assert "datasets" not in card_metadata(facts)
+    facts.hub_datasets = ids
+    assert card_metadata(facts)["datasets"] == ["HuggingFaceM4/DocumentVQA"]
 
 
 def test_metrics_prefer_the_exported_step_then_the_latest(tmp_path):
