@@ -54,7 +54,8 @@ def check_resume(recipe: Recipe, checkpoint: Path) -> list[tuple[str, Any, Any]]
         raise RunError(
             f"--resume: {described}. A resumed run keeps the model, its adaptation and LoRA settings (they "
             "shape the checkpoint's weights and optimizer state): undo the change, or "
-            "start a new run with trainer.run_name=NEW_NAME (model.adapter can start it from this run's export)"
+            "start a new run with trainer.run_name=NEW_NAME (from this run's export, as its model.name_or_path "
+            "or model.adapter)"
         )
     return changes
 
