@@ -99,6 +99,10 @@ def _trainer(recipe: Recipe, run_dir: Path, callbacks: list[pl.Callback]) -> pl.
         plugins=[AtomicCheckpointIO()],
         default_root_dir=run_dir,
         num_sanity_val_steps=0,
+        # The run prints its trainable parameters per part itself (`parameter_report`); Lightning's
+        # table would add a FLOPs column of zeros (it counts only with an example input) and, at
+        # bf16-mixed, a warning that its size estimate assumes 32 bits, which fp32 weights are.
+        enable_model_summary=False,
         # torchmetrics states reset inside inference_mode (trainer.validate before fit) could not
         # be updated later in fit's validation; no_grad gives the same speed for generation.
         inference_mode=False,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from helpers import tiny_recipe
-from lightning.pytorch.callbacks import EarlyStopping
+from lightning.pytorch.callbacks import EarlyStopping, ModelSummary
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.strategies import FSDPStrategy
 
@@ -25,6 +25,7 @@ def test_trainer_follows_the_recipe(tmp_path):
     assert (best.monitor, best.mode, best.save_top_k) == ("val/loss", "min", 2)
     assert (last.filename, last.monitor, last.save_top_k) == ("last", None, 1)  # last.ckpt at every validation
     assert not any(isinstance(c, EarlyStopping) for c in trainer.callbacks)
+    assert not any(isinstance(c, ModelSummary) for c in trainer.callbacks)  # f2tune reports parameters itself
 
 
 def test_patience_adds_early_stopping_on_the_monitor(tmp_path):
