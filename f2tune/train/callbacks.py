@@ -39,11 +39,17 @@ class SamplesPerSecond(pl.Callback):
 
 
 class ProgressBar(RichProgressBar):
-    """Lightning's rich progress bar, without the epoch total of a run that has none.
+    """Lightning's rich progress bar, without the epoch total of a run that has none, nor the
+    logger's version number (`v_num`: the folder under logs/, not a measurement).
 
     A run limited by `trainer.max_steps` has `max_epochs=-1` (no limit), which Lightning 2.6 writes
     as the total "Epoch 1/-2"; this bar writes "Epoch 1" then (as Lightning does from 2.7 on).
     """
+
+    def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, int | str | float | dict]:
+        metrics = super().get_metrics(trainer, pl_module)
+        metrics.pop("v_num", None)
+        return metrics
 
     def _get_train_description(self, current_epoch: int) -> str:
         if self.trainer.max_epochs is not None and self.trainer.max_epochs >= 0:

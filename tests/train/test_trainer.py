@@ -60,3 +60,4 @@ def test_the_progress_bar_gives_an_epoch_total_only_when_there_is_one(tmp_path, 
     bar = trainer.progress_bar_callback
     bar.setup(trainer, None, "fit")
     assert bar._get_train_description(3).strip() == description  # Lightning 2.6 alone: "Epoch 3/-2" by max_steps
+    assert "v_num" not in bar.get_metrics(trainer, None)
