@@ -11,7 +11,7 @@ from f2tune.errors import RecipeError
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("predict", help="run a model on images; write JSONL and pictures")
     parser.add_argument("model", help="Hub id, exported model or adapter folder, or a run folder")
-    parser.add_argument("images", nargs="+", type=Path)
+    parser.add_argument("images", nargs="+", type=Path, help="image files, or folders of them")
     parser.add_argument("--task", default="<CAPTION>", help="Florence-2 task token (default <CAPTION>)")
     parser.add_argument("--text", help="text input of the task (e.g. the phrase to ground)")
     parser.add_argument("--region", help="region input x1,y1,x2,y2 in pixels (REGION_TO_* tasks)")

@@ -14,6 +14,7 @@ from f2tune.export.atomic import atomic_folder
 from f2tune.log import say
 from f2tune.model.attention import attention_for, use_attention
 from f2tune.predict.draw import draw_annotation
+from f2tune.predict.inputs import image_files, picture_names
 from f2tune.predict.load import inference_device, load_for_inference
 from f2tune.tasks import CUSTOM, TASKS, TaskSpec, build_prompt
 from f2tune.tasks.schema import Annotation
@@ -56,27 +57,26 @@ def predict(
     dtype: str = "float32",
     device: str = "auto",
 ) -> Path:
-    """Write `out/predictions.jsonl` and `out/<image name>.png` (atomically: all or nothing), with
-    the model on `device` (`auto`: a GPU when there is one) in `dtype`."""
+    """Write `out/predictions.jsonl` and a picture per image, `out/<image stem>.png` (atomically: all
+    or nothing), with the model on `device` (`auto`: a GPU when there is one) in `dtype`. `images`
+    may name folders: their image files are read."""
     spec = request.spec()
     target = inference_device(device)
-    missing = [str(p) for p in images if not Path(p).is_file()]
-    if missing:
-        raise DataError(f"image not found: {', '.join(missing[:5])}" + (" ..." if len(missing) > 5 else ""))
+    images = image_files([Path(p) for p in images])
+    pictures_named = picture_names(images)
     model, processor = load_for_inference(source, dtype)
     use_attention(model, attention_for(target.type, dtype == "bfloat16"))
     model.to(target)
     ids = special_ids(processor.tokenizer)
     with atomic_folder(out) as staging, (staging / "predictions.jsonl").open("w") as lines:
         for start in range(0, len(images), batch_size):
-            paths = images[start : start + batch_size]
+            paths, names = images[start : start + batch_size], pictures_named[start : start + batch_size]
             pictures = [load_image(Path(p), str(p)) for p in paths]
             prompts = [build_prompt(spec, request.annotation(), img.size) for img in pictures]
             inputs = processor(text=prompts, images=pictures, return_tensors="pt", padding="longest")
             inputs = {k: v.to(model.device) for k, v in inputs.items()}
-            for path, picture, prompt, generation in zip(
-                paths, pictures, prompts, generate(model, processor, inputs, spec, spec.answers_with_boxes)
-            ):
+            generations = generate(model, processor, inputs, spec, spec.answers_with_boxes)
+            for path, name, picture, prompt, generation in zip(paths, names, pictures, prompts, generations):
                 result = parse_generation(spec, generation, picture.size, ids)
                 record = {
                     "image": str(path),
@@ -84,9 +84,10 @@ def predict(
                     "prompt": prompt,
                     "text": generation.text,
                     "result": result,
+                    "picture": name,
                 }
                 lines.write(json.dumps(record) + "\n")
                 drawn = draw_annotation(picture, {**request.annotation(), **result}, title=prompt)
-                drawn.save(staging / f"{Path(path).stem}.png")
+                drawn.save(staging / name)
     say(f"predictions: {out / 'predictions.jsonl'}; pictures: {out}/*.png")
     return out

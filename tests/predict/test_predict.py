@@ -36,6 +36,26 @@ def test_predict_writes_one_line_and_one_picture_per_image(tiny_dir, images, tmp
     assert sorted(p.name for p in out.glob("*.png")) == sorted(f"{p.stem}.png" for p in images)
 
 
+def test_folders_are_read_and_pictures_of_images_with_one_name_are_both_kept(tiny_dir, images, tmp_path):
+    folder = tmp_path / "more"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("not an image")
+    Image.open(images[0]).save(folder / f"{images[0].stem}.JPG")  # same stem as images[0]
+    Image.open(images[1]).save(folder / "b.png")
+    out = predict(str(tiny_dir), [images[0], folder], PredictRequest(), tmp_path / "out")
+    records = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    stem = images[0].stem
+    assert [(r["image"], r["picture"]) for r in records] == [
+        (str(images[0]), f"{stem}.png"),
+        (str(folder / "b.png"), "b.png"),  # a folder's images in name order
+        (str(folder / f"{stem}.JPG"), f"{stem}-2.png"),
+    ]
+    assert sorted(p.name for p in out.glob("*.png")) == sorted(r["picture"] for r in records)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="empty: a folder with no image files"):
+        predict(str(tiny_dir), [tmp_path / "empty"], PredictRequest(), tmp_path / "y")
+
+
 def test_text_input_and_free_prompts_reach_the_model(tiny_dir, images, tmp_path):
     out = predict(
         str(tiny_dir), images[:1], PredictRequest(task="<CAPTION_TO_PHRASE_GROUNDING>", text="a shape"), tmp_path / "a"
