@@ -18,6 +18,7 @@ from f2tune.predict.inputs import image_files, picture_names
 from f2tune.predict.load import inference_device, load_for_inference
 from f2tune.tasks import CUSTOM, TASKS, TaskSpec, build_prompt
 from f2tune.tasks.schema import Annotation
+from f2tune.tasks.tokens import close_tokens
 
 
 @dataclass
@@ -34,7 +35,10 @@ class PredictRequest:
             return CUSTOM
         if self.task not in TASKS or not self.task:
             known = ", ".join(t for t in TASKS if t)
-            raise DataError(f"unknown task {self.task!r}; known tasks: {known} (or use --prompt for free text)")
+            raise DataError(
+                f"unknown task {self.task!r}{close_tokens(self.task)}; known tasks: {known} "
+                "(or use --prompt for free text)"
+            )
         return TASKS[self.task]
 
     def annotation(self) -> Annotation:

@@ -53,6 +53,13 @@ def check_prompt(prompt: str) -> str | None:
     if token in TASKS_WITH_INPUT:
         return None
     tokens = TASKS_WITHOUT_INPUT + TASKS_WITH_INPUT
-    close = difflib.get_close_matches(token, tokens, n=2, cutoff=0.7)
-    guess = f" (did you mean {' or '.join(close)}?)" if close else ""
-    return f"unknown task token {token}{guess}; known task tokens: {', '.join(tokens)} (or write a free-text prompt)"
+    return (
+        f"unknown task token {token}{close_tokens(token)}; known task tokens: {', '.join(tokens)} "
+        "(or write a free-text prompt)"
+    )
+
+
+def close_tokens(token: str) -> str:
+    """` (did you mean <X>?)` for a misspelt task token, or "" when no token is close."""
+    close = difflib.get_close_matches(token, TASKS_WITHOUT_INPUT + TASKS_WITH_INPUT, n=2, cutoff=0.7)
+    return f" (did you mean {' or '.join(close)}?)" if close else ""

@@ -68,6 +68,8 @@ def test_text_input_and_free_prompts_reach_the_model(tiny_dir, images, tmp_path)
 def test_bad_requests_are_explained(tiny_dir, images, tmp_path):
     with pytest.raises(DataError, match="unknown task '<DETECT>'; known tasks: <CAPTION>"):
         predict(str(tiny_dir), images, PredictRequest(task="<DETECT>"), tmp_path / "x")
+    with pytest.raises(DataError, match=r"unknown task '<CAPTON>' \(did you mean <CAPTION>\?\)"):
+        predict(str(tiny_dir), images, PredictRequest(task="<CAPTON>"), tmp_path / "x")
     with pytest.raises(DataError, match="image not found: .*missing.png"):
         predict(str(tiny_dir), [tmp_path / "missing.png"], PredictRequest(), tmp_path / "x")
     assert not (tmp_path / "x").exists()
