@@ -16,7 +16,11 @@ def register(commands: argparse._SubParsersAction) -> None:
         metavar="key.path=value",
         help="change recipe values, e.g. trainer.max_steps=10 lora.r=8",
     )
-    parser.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run from its last checkpoint, with the recipe given now (its length, data and optimizer settings may change; the model and adaptation may not)",
+    )
     parser.add_argument("--print-config", action="store_true", help="print the effective recipe and exit")
     parser.set_defaults(run=run)
 
