@@ -19,7 +19,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--resume",
         action="store_true",
-        help="continue the run from its last checkpoint, with the recipe given now (its length, data and optimizer settings may change; the model and adaptation may not)",
+        help="continue the run from its last checkpoint, with the recipe given now (its length, data and "
+        "optimizer settings may change; the model and adaptation may not)",
     )
     parser.add_argument("--print-config", action="store_true", help="print the effective recipe and exit")
     parser.set_defaults(run=run)
