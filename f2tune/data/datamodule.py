@@ -17,6 +17,7 @@ from f2tune.data.resume import ResumableLoader, ResumableSampler, WeightedEpochS
 from f2tune.data.sampler import LengthGroupedSampler, StableShareSampler, target_lengths
 from f2tune.data.shared_flag import SharedFlag
 from f2tune.data.transforms import Augmentation, build_augmentation
+from f2tune.errors import RecipeError
 from f2tune.log import say, warn
 
 
@@ -67,7 +68,24 @@ class Florence2DataModule(pl.LightningDataModule):
             sampler = StableShareSampler(len(dataset), seed=self.seed, **self._shard())
         if sampler is None:
             sampler = DistributedSampler(dataset, shuffle=True, seed=self.seed, **self._shard())
-        return self._loader(dataset, self.config.batch_size, False, ResumableSampler(sampler), images_cached)
+        loader = self._loader(dataset, self.config.batch_size, False, ResumableSampler(sampler), images_cached)
+        self._check_validation_interval(len(loader))
+        return loader
+
+    def _check_validation_interval(self, batches: int) -> None:
+        """Refuse a validation interval, in batches, longer than an epoch (Lightning would, once
+        training starts, in a traceback that names its own arguments and not the recipe's)."""
+        trainer = getattr(self, "trainer", None)
+        interval = getattr(trainer, "val_check_interval", None)
+        if not isinstance(interval, int) or trainer.check_val_every_n_epoch is None or not self.val_parts:
+            return
+        if interval > batches:
+            share = f" (this process's share of {trainer.world_size})" if trainer.world_size > 1 else ""
+            raise RecipeError(
+                f"trainer.val_check_interval is {interval} training batches, but an epoch has {batches}{share}: "
+                "give fewer batches, a fraction of an epoch (0.5), or set trainer.check_val_every_n_epoch: null "
+                "to count batches across epochs"
+            )
 
     def _workers(self) -> int:
         """`data.num_workers`, with `auto` decided once for this machine's share of CPUs per process."""

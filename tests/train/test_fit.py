@@ -144,6 +144,12 @@ def test_a_recipe_refused_after_reading_the_data_leaves_no_run_folder(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_validation_interval_longer_than_an_epoch_names_the_recipe_keys(tmp_path):
+    trainer = {"val_check_interval": 5, "check_val_every_n_epoch": 1}  # 16 samples, batch 4: 4 batches
+    with pytest.raises(RecipeError, match="trainer.val_check_interval is 5 training batches, but an epoch has 4: "):
+        fit(validate_recipe(tiny_recipe(tmp_path, trainer=trainer, eval={"before_fit": False})))
+
+
 class CountValidations(pl.Callback):
     def __init__(self) -> None:
         self.steps: list[int] = []
