@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from f2tune.config.base import Section
+
+OBJECT_TASKS = ("<OD>", "<DENSE_REGION_CAPTION>")
+"""Tasks whose answer is a list of named boxes, which a dataset's objects column can train."""
 
 
 class Source(Section):
@@ -134,6 +137,33 @@ class HfDatasetSource(Source):
     target_column: str = Field(
         "target", description="Target text, or a list of answers (then the prompt is a free-text question)."
     )
+    objects_column: str | None = Field(
+        None,
+        description="Detection rows: a column of objects (boxes and categories, as the Hub's detection datasets "
+        "hold them) read as <OD> samples, or the task in `prompt`; prompt and target columns are then unused.",
+    )
+    box_format: Literal["xywh", "xyxy"] | None = Field(
+        None, description="With objects_column: xywh (COCO's x, y, width, height) or xyxy, in pixels."
+    )
+    box_key: str = Field("bbox", description="With objects_column: the objects' key holding their boxes.")
+    label_key: str = Field(
+        "category", description="With objects_column: the objects' key holding their names or ClassLabel ids."
+    )
+
+    @model_validator(mode="after")
+    def _objects_need_their_format(self) -> HfDatasetSource:
+        if self.objects_column is None:
+            return self
+        if self.box_format is None:
+            raise ValueError(
+                "objects_column needs box_format: xywh (x, y, width, height, as COCO and cppe-5 write boxes) or "
+                "xyxy (x1, y1, x2, y2); datasets use both, so there is no default"
+            )
+        if self.prompt not in (None, *OBJECT_TASKS):
+            raise ValueError(
+                f"with objects_column, prompt is the task: {' or '.join(OBJECT_TASKS)}, got {self.prompt!r}"
+            )
+        return self
 
 
 DataSource = Annotated[

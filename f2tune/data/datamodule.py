@@ -80,9 +80,9 @@ class Florence2DataModule(pl.LightningDataModule):
         if not isinstance(interval, int) or trainer.check_val_every_n_epoch is None or not self.val_parts:
             return
         if interval > batches:
-            share = f" (this process's share of {trainer.world_size})" if trainer.world_size > 1 else ""
+            each = f" in each of the {trainer.world_size} processes" if trainer.world_size > 1 else ""
             raise RecipeError(
-                f"trainer.val_check_interval is {interval} training batches, but an epoch has {batches}{share}: "
+                f"trainer.val_check_interval is {interval} training batches, but an epoch has {batches}{each}: "
                 "give fewer batches, a fraction of an epoch (0.5), or set trainer.check_val_every_n_epoch: null "
                 "to count batches across epochs"
             )

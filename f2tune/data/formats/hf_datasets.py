@@ -5,6 +5,8 @@ For data already in the `datasets` world: rows with an image column and plain pr
 columns, exactly like the JSONL format (`target` is the `<loc_N>` text when the task has locations).
 A target column of answer lists (DocVQA's `answers`) makes free-text question samples like the
 `vqa` format: the most common answer is trained, all of them are kept for VQA accuracy and ANLS.
+Detection datasets, whose rows hold objects (boxes and categories) instead of text, are read by
+`hf_objects` when the source names its `objects_column`.
 The extra is optional (`pip install 'f2tune[datasets]'`), so it is imported only when such a source
 is read.
 
@@ -22,16 +24,19 @@ decodes that row's image when the batch needs it. Image columns may be `datasets
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
 from f2tune.config import HfDatasetSource
+from f2tune.data.formats.hf_objects import RowSample, object_rows
 from f2tune.data.formats.vqa import question_sample
 from f2tune.data.problems import RecordProblems
-from f2tune.data.sample import Sample
+from f2tune.data.sample import RenderedImage, Sample
 from f2tune.errors import DataError
 from f2tune.tasks import CUSTOM, task_of
 
@@ -71,41 +76,46 @@ class DatasetImage:
 def read_hf_dataset(source: HfDatasetSource, problems: RecordProblems) -> list[Sample]:
     """Samples of one saved dataset (one split); bad rows go to `problems`."""
     dataset, where = _load(source)
-    columns = [source.image_column, source.target_column] + ([source.prompt_column] if source.prompt_column else [])
+    if source.objects_column is not None:
+        columns = [source.image_column, source.objects_column]
+    else:
+        columns = [source.image_column, source.target_column] + ([source.prompt_column] if source.prompt_column else [])
     missing = [c for c in columns if c not in dataset.column_names]
     if missing:
         raise DataError(
             f"{where}: no column(s) {', '.join(missing)}; the dataset has {', '.join(dataset.column_names)}"
         )
-    if source.prompt_column is None and source.prompt is None:
+    if source.objects_column is None and source.prompt_column is None and source.prompt is None:
         raise DataError(f"{where}: set `prompt_column` or `prompt` on the data source")
     images = _lazy_images(dataset, source.image_column)
     name = Path(source.path).name
-    targets = list(dataset[source.target_column])
-    prompts = list(dataset[source.prompt_column]) if source.prompt_column else [None] * len(targets)
+    rows = object_rows(dataset, source) if source.objects_column is not None else _text_rows(dataset, source)
     samples = []
-    for index, (prompt, target) in enumerate(zip(prompts, targets)):
+    for index, row in enumerate(rows):
         origin = f"{where}:row {index}"
         try:
-            samples.append(
-                _sample(
-                    f"{name}-{index}",
-                    DatasetImage(images, index, source.image_column, origin),
-                    _text(prompt, source.prompt, source.prompt_column, origin),
-                    target,
-                    source,
-                    origin,
-                )
-            )
+            sample = row(f"{name}-{index}", DatasetImage(images, index, source.image_column, origin), origin)
         except DataError as err:
             problems.report(str(err))
+            continue
+        if sample is not None:
+            samples.append(sample)
     return samples
 
 
-def _sample(
-    sample_id: str, image: DatasetImage, prompt: str, target: Any, source: HfDatasetSource, origin: str
+def _text_rows(dataset: Any, source: HfDatasetSource) -> Iterator[RowSample]:
+    """One sample builder per row of prompt and target text."""
+    targets = list(dataset[source.target_column])
+    prompts = list(dataset[source.prompt_column]) if source.prompt_column else [None] * len(targets)
+    for prompt, target in zip(prompts, targets):
+        yield partial(_text_sample, prompt=prompt, target=target, source=source)
+
+
+def _text_sample(
+    sample_id: str, image: RenderedImage, origin: str, *, prompt: Any, target: Any, source: HfDatasetSource
 ) -> Sample:
     """A prompt/target sample, or a question sample when the target column holds a list of answers."""
+    prompt = _text(prompt, source.prompt, source.prompt_column, origin)
     try:
         task = task_of(prompt)
     except DataError as err:

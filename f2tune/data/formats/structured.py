@@ -67,9 +67,9 @@ def _parse(record: dict[str, Any], origin: str, root: Path) -> Sample:
     reference = _annotation(record, origin)
     if not any(key in reference for key in ANSWER_KEYS):
         raise DataError(f"{origin}: no answer: give one of {', '.join(ANSWER_KEYS)}")
-    size = _size(record, origin)
+    size = image_size_of(record, origin)
     if size is not None:
-        _check_inside(reference, size, origin)
+        check_inside(reference, size, origin)
     record_id = record.get("id", Path(origin).name)
     return Sample(id=str(record_id), image=image, prompt="", target="", origin=origin, task=task, reference=reference)
 
@@ -125,7 +125,9 @@ def _polygon(value: Any, what: str, origin: str) -> list[float]:
     return points
 
 
-def _size(record: dict[str, Any], origin: str) -> tuple[float, float] | None:
+def image_size_of(record: dict[str, Any], origin: str) -> tuple[float, float] | None:
+    """The record's `width` and `height` (pixels), when it gives them: boxes can then be checked
+    against the image without opening it."""
     if "width" not in record and "height" not in record:
         return None
     width, height = record.get("width"), record.get("height")
@@ -134,7 +136,8 @@ def _size(record: dict[str, Any], origin: str) -> tuple[float, float] | None:
     return float(width), float(height)
 
 
-def _check_inside(reference: Annotation, size: tuple[float, float], origin: str) -> None:
+def check_inside(reference: Annotation, size: tuple[float, float], origin: str) -> None:
+    """Refuse coordinates outside the image (beyond rounding): a sign of the wrong box format or size."""
     width, height = size
     shapes = [("region", reference["region"])] if "region" in reference else []
     for key in ("boxes", "quads", "polygons"):
