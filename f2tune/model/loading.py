@@ -10,7 +10,13 @@ from typing import TypeVar
 
 import torch
 from peft import PeftConfig, PeftModel
-from transformers import AutoModelForImageTextToText, AutoProcessor, Florence2Processor, PreTrainedModel
+from transformers import (
+    AutoModelForImageTextToText,
+    AutoProcessor,
+    Florence2Processor,
+    PretrainedConfig,
+    PreTrainedModel,
+)
 
 from f2tune.config import TINY_MODEL, ModelConfig
 from f2tune.errors import ModelLoadError
@@ -64,7 +70,7 @@ def load_model(config: ModelConfig) -> PreTrainedModel:
     else:
         if config.allow_pickle:
             warn(f"model.allow_pickle is set: pickle (.bin) weights of {name} may be loaded; they can run code")
-        model = _from_hub_or_folder(
+        model, info = _from_hub_or_folder(
             config,
             lambda: AutoModelForImageTextToText.from_pretrained(
                 name,
@@ -72,9 +78,11 @@ def load_model(config: ModelConfig) -> PreTrainedModel:
                 # auto is decided by the Trainer (f2tune.model.attention); until then SDPA.
                 attn_implementation="sdpa" if config.attn_implementation == "auto" else config.attn_implementation,
                 use_safetensors=None if config.allow_pickle else True,
+                output_loading_info=True,
                 **_common(config),
             ),
         )
+        _refuse_random_weights(name, info)
     model.train()
     return model
 
@@ -107,14 +115,52 @@ def _from_hub_or_folder(config: ModelConfig, load: Callable[[], T]) -> T:
     looks_local = name.startswith(("/", ".", "~")) or name.count("/") > 1
     if looks_local and not Path(name).expanduser().is_dir():
         raise ModelLoadError(f"model.name_or_path: no such folder: {name} (a Hub id has the form owner/name)")
+    _refuse_remote_code_layout(config, name)
     try:
         return load()
+    except RuntimeError as err:  # transformers' report of weights whose shapes do not fit the config
+        raise ModelLoadError(
+            f"cannot load model.name_or_path={name!r}: some of its weights do not fit the model its config "
+            f"describes ({_first_line(err)}); is it a Florence-2 checkpoint in transformers' native layout?"
+        ) from None
     except (OSError, ValueError) as err:
         raise ModelLoadError(
             f"cannot load model.name_or_path={name!r}: {_first_line(err)}\n"
             "Give a Hub id you can reach, or a local folder holding config.json, model.safetensors and the "
             f"processor files (offline, only local folders and {TINY_MODEL} work)."
         ) from None
+
+
+def _refuse_remote_code_layout(config: ModelConfig, name: str) -> None:
+    """Stop before loading the original remote-code checkpoints (microsoft/Florence-2-*, and models
+    fine-tuned from them): transformers' native Florence-2 reads their config as its own but finds
+    none of its weight names in them; what it can build from that starts from random weights, with
+    only a report in the log."""
+    try:
+        raw, _ = PretrainedConfig.get_config_dict(name, revision=config.revision)
+    except (OSError, ValueError):
+        return  # no config to read: `load` says why, in its own words
+    vision = raw.get("vision_config") or {}
+    if raw.get("model_type") == "florence2" and (raw.get("auto_map") or vision.get("model_type") == "davit"):
+        raise ModelLoadError(
+            f"model.name_or_path={name!r} is a Florence-2 checkpoint in the original remote-code layout "
+            "(microsoft/Florence-2-*), whose weights are named for that code, not for transformers' native "
+            "Florence-2 that f2tune trains. Use florence-community/Florence-2-base or -large (the same weights, "
+            "native layout), or, for a model or adapter fine-tuned in that layout, download it and run "
+            "`f2tune convert FOLDER --out NATIVE_FOLDER`, then give NATIVE_FOLDER."
+        )
+
+
+def _refuse_random_weights(name: str, info: dict) -> None:
+    """A checkpoint that lacks some of the model's weights would train them from random values."""
+    missing = sorted(info.get("missing_keys") or ())
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" (+{len(missing) - 5} more)" if len(missing) > 5 else "")
+        raise ModelLoadError(
+            f"model.name_or_path={name!r}: {len(missing)} weight(s) of the model are not in the checkpoint and "
+            f"would start from random values: {shown}. Is it a complete Florence-2 model in transformers' native "
+            "layout (a peft adapter goes in model.adapter)?"
+        )
 
 
 def _first_line(err: Exception) -> str:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+from pathlib import Path
+
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from f2tune.config import TINY_MODEL, ModelConfig
 from f2tune.errors import ModelLoadError
@@ -66,3 +71,39 @@ def test_the_built_in_tiny_model_takes_the_asked_attention():
     assert model.config.vision_config._attn_implementation == "eager"
     assert model.config.text_config._attn_implementation == "eager"
     assert load_model(ModelConfig(name_or_path=TINY_MODEL)).config.text_config._attn_implementation == "sdpa"
+
+
+@pytest.fixture
+def tiny_copy(tiny_dir, tmp_path) -> Path:
+    """A copy of the tiny model folder whose files a test may change."""
+    return Path(shutil.copytree(tiny_dir, tmp_path / "copy"))
+
+
+def test_the_remote_code_layout_is_refused_before_any_weights_load(tiny_copy):
+    """microsoft/Florence-2-*'s config: native transformers would read it and find none of its weights."""
+    config = json.loads((tiny_copy / "config.json").read_text())
+    config["auto_map"] = {"AutoConfig": "configuration_florence2.Florence2Config"}
+    config["vision_config"] = {"model_type": "davit", "dim_embed": [16, 32, 48, 64]}
+    (tiny_copy / "config.json").write_text(json.dumps(config))
+    (tiny_copy / "model.safetensors").unlink()
+    for load in (load_model, load_processor):
+        with pytest.raises(ModelLoadError, match=r"original remote-code layout.*florence-community/Florence-2-base"):
+            load(ModelConfig(name_or_path=str(tiny_copy)))
+
+
+def test_a_checkpoint_lacking_weights_is_refused_not_filled_with_random_values(tiny_copy):
+    weights = load_file(tiny_copy / "model.safetensors")
+    kept = {k: v for k, v in weights.items() if not k.startswith("model.multi_modal_projector.")}
+    save_file(kept, tiny_copy / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(
+        ModelLoadError, match=r"weight\(s\) of the model are not in the checkpoint.*multi_modal_projector"
+    ):
+        load_model(ModelConfig(name_or_path=str(tiny_copy)))
+
+
+def test_weights_of_another_size_are_one_message(tiny_copy):
+    weights = load_file(tiny_copy / "model.safetensors")
+    weights["model.multi_modal_projector.image_proj_norm.weight"] = torch.ones(7)
+    save_file(weights, tiny_copy / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ModelLoadError, match="some of its weights do not fit the model its config describes"):
+        load_model(ModelConfig(name_or_path=str(tiny_copy)))
