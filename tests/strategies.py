@@ -1,8 +1,12 @@
-"""Hypothesis strategies for image coordinates, shared by the codec and task-table tests."""
+"""Hypothesis strategies for image coordinates and task annotations, shared by the codec and task tests."""
 
 from __future__ import annotations
 
+import string
+
 from hypothesis import strategies as st
+
+from f2tune.tasks import TaskSpec
 
 
 def coordinate(limit: int) -> st.SearchStrategy[float]:
@@ -21,3 +25,30 @@ def box(draw: st.DrawFn, size: tuple[int, int]) -> list[float]:
 def points(size: tuple[int, int], count: int) -> st.SearchStrategy[list[float]]:
     """`count` x, y pairs as one flat list (polygons, quads)."""
     return st.tuples(*(coordinate(size[i % 2]) for i in range(2 * count))).map(list)
+
+
+WORDS = st.text(string.ascii_letters + string.digits + " ,.'-", min_size=1, max_size=20).filter(str.strip)
+
+
+@st.composite
+def annotation(draw: st.DrawFn, spec: TaskSpec, size: tuple[int, int]) -> dict:
+    """A random, valid annotation for `spec`'s answer shape, with its input field."""
+    ann: dict = {}
+    if spec.input == "query":
+        ann["query"] = draw(WORDS)
+    if spec.input == "region":
+        ann["region"] = draw(box(size))
+    shape = spec.target.__name__
+    if shape in ("text_target", "region_text_target"):
+        ann["text"] = draw(WORDS)
+    elif shape == "polygons_target":
+        ann["polygons"] = draw(st.lists(st.integers(3, 8).flatmap(lambda n: points(size, n)), min_size=1, max_size=3))
+    else:
+        kind = "quads" if shape == "quads_target" else "boxes"
+        shapes = draw(st.lists(points(size, 4) if kind == "quads" else box(size), min_size=1, max_size=5))
+        ann[kind] = shapes
+        if shape != "proposals_target":  # few distinct labels, so runs of one label occur
+            ann["labels"] = draw(
+                st.lists(st.one_of(st.sampled_from(["cat", "cat "]), WORDS), min_size=len(shapes), max_size=len(shapes))
+            )
+    return ann

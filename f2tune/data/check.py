@@ -35,6 +35,7 @@ KINDS = (
     ("unknown field", r"unknown field"),
     ("dangling reference", r"is not (listed )?in|differs from its annotation"),
     ("coordinates out of range", r"outside|x2 > x1|width and height must be positive"),
+    ("bad location tokens", r"location token"),
     ("bad task or prompt", r"task token|task '|prompt"),
     ("wrong type or value", r"must |expected|need"),
 )

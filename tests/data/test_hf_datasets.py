@@ -24,7 +24,7 @@ COLOURS = [(200, 0, 0), (0, 200, 0), (0, 0, 200)]
 
 
 def save(tmp_path: Path, prompts: list, targets: list, splits: tuple[str, ...] = (), as_bytes: bool = False) -> Path:
-    images = [Image.new("RGB", (12, 8), colour) for colour in COLOURS[: len(targets)]]
+    images = [Image.new("RGB", (12, 8), COLOURS[i % len(COLOURS)]) for i in range(len(targets))]
     if as_bytes:
         buffers = [io.BytesIO() for _ in images]
         for image, buffer in zip(images, buffers):
@@ -78,12 +78,13 @@ def test_bytes_column_split_and_default_prompt(tmp_path):
 
 
 def test_bad_rows_and_columns(tmp_path):
-    path = save(tmp_path, ["<CAPTION>", "<CAPTON>", "<CAPTION>"], ["x", "y", ""])
+    path = save(tmp_path, ["<CAPTION>", "<CAPTON>", "<CAPTION>", "<OD>"], ["x", "y", "", "cat<loc_1><loc_2>"])
     with pytest.raises(DataError, match=r"row 1: unknown task token <CAPTON>"):
         read(path)
     samples, problems = read(path, policy="skip")
-    assert len(samples) == 1 and len(problems.found) == 2
+    assert len(samples) == 1 and len(problems.found) == 3
     assert "row 2: column 'answer' must hold non-empty text" in problems.found[1]
+    assert "row 3: <OD> answers have 4 location tokens per box (x1, y1, x2, y2), but a run of 2" in problems.found[2]
     with pytest.raises(DataError, match="no column\\(s\\) caption; the dataset has img, prompt, answer"):
         read(path, target_column="caption")
     with pytest.raises(DataError, match="holds a single dataset, not splits"):

@@ -46,6 +46,10 @@ def test_default_prompt_from_the_source(write_jsonl):
         ),
         ('{"image": "images/shapes-5-0.png", "prompt": "<OD> cats", "target": "x"}', "takes no input"),
         (
+            '{"image": "images/shapes-5-0.png", "prompt": "<OD>", "target": "cat<loc_1><loc_2><loc_3><loc_1000>"}',
+            "the target has <loc_1000>, which is no location token",
+        ),
+        (
             '{"image": "images/shapes-5-0.png", "prompt": "<CAPTION>", "target": 3}',
             "field 'target' must be a non-empty string",
         ),

@@ -77,3 +77,8 @@ def test_clean_data_exits_zero(tmp_path, capsys):
 def test_kinds_come_from_the_messages():
     assert kind_of("a.jsonl:3: not valid JSON (Expecting value at column 1)") == "invalid JSON"
     assert kind_of("a.jsonl:3: something new") == "other"
+    assert kind_of("a.jsonl:3: the target has <loc_1000>, which is no location token: ...") == "bad location tokens"
+    assert kind_of("a.jsonl:3: <OD> answers have 4 location tokens per box (x1, y1, x2, y2), but ...") == (
+        "bad location tokens"
+    )
+    assert kind_of("a.jsonl:3: task token <CAPTION_TO_PHRASE_GROUNDING> reads text after it") == "bad task or prompt"

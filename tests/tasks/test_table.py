@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import math
 import re
-import string
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from strategies import box, points
+from strategies import annotation
 
 from f2tune.errors import DataError
 from f2tune.locs import NUM_BINS
@@ -47,31 +46,6 @@ EVERY_FIELD = {
 }
 """Enough for every task's prompt and target (each reads only its own fields)."""
 SIZES = st.tuples(st.integers(1, 2000), st.integers(1, 2000))
-WORDS = st.text(string.ascii_letters + string.digits + " ,.'-", min_size=1, max_size=20).filter(str.strip)
-
-
-@st.composite
-def annotation(draw: st.DrawFn, spec: TaskSpec, size: tuple[int, int]) -> dict:
-    """A random, valid annotation for `spec`'s answer shape, with its input field."""
-    ann: dict = {}
-    if spec.input == "query":
-        ann["query"] = draw(WORDS)
-    if spec.input == "region":
-        ann["region"] = draw(box(size))
-    shape = spec.target.__name__
-    if shape in ("text_target", "region_text_target"):
-        ann["text"] = draw(WORDS)
-    elif shape == "polygons_target":
-        ann["polygons"] = draw(st.lists(st.integers(3, 8).flatmap(lambda n: points(size, n)), min_size=1, max_size=3))
-    else:
-        kind = "quads" if shape == "quads_target" else "boxes"
-        shapes = draw(st.lists(points(size, 4) if kind == "quads" else box(size), min_size=1, max_size=5))
-        ann[kind] = shapes
-        if shape != "proposals_target":  # few distinct labels, so runs of one label occur
-            ann["labels"] = draw(
-                st.lists(st.one_of(st.sampled_from(["cat", "cat "]), WORDS), min_size=len(shapes), max_size=len(shapes))
-            )
-    return ann
 
 
 def processor_view(spec: TaskSpec, answer: object) -> dict:

@@ -39,6 +39,7 @@ from f2tune.data.problems import RecordProblems
 from f2tune.data.sample import RenderedImage, Sample
 from f2tune.errors import DataError
 from f2tune.tasks import CUSTOM, task_of
+from f2tune.tasks.checks import check_text_sample
 
 SAVED_MARKERS = ("state.json", "dataset_dict.json")
 """Files `Dataset.save_to_disk` / `DatasetDict.save_to_disk` write at the top of their folder."""
@@ -122,6 +123,9 @@ def _text_sample(
         raise DataError(f"{origin}: {err}") from None
     if not isinstance(target, list):
         target = _text(target, None, source.target_column, origin)
+        reason = check_text_sample(task, prompt, target)
+        if reason is not None:
+            raise DataError(f"{origin}: {reason}")
         return Sample(id=sample_id, image=image, prompt=prompt, target=target, origin=origin, task=task.token)
     if task is not CUSTOM:
         raise DataError(

@@ -15,6 +15,7 @@ from f2tune.data.problems import RecordProblems
 from f2tune.data.sample import Sample
 from f2tune.errors import DataError
 from f2tune.tasks import task_of
+from f2tune.tasks.checks import check_text_sample
 
 FIELD_ALIASES: dict[str, tuple[str, ...]] = {"prompt": ("prompt", "prefix"), "target": ("target", "suffix")}
 
@@ -28,12 +29,15 @@ def _sample(record: dict[str, Any], origin: str, root: Path, *, default_prompt: 
     prompt = _aliased(record, "prompt", origin, default_prompt)
     target = _aliased(record, "target", origin, None)
     try:
-        task = task_of(prompt).token
+        spec = task_of(prompt)
     except DataError as err:
         raise DataError(f"{origin}: {err}") from None
+    reason = check_text_sample(spec, prompt, target)
+    if reason is not None:
+        raise DataError(f"{origin}: {reason}")
     image = image_path(record, origin, root)
     record_id = record.get("id", Path(origin).name)
-    return Sample(id=str(record_id), image=image, prompt=prompt, target=target, origin=origin, task=task)
+    return Sample(id=str(record_id), image=image, prompt=prompt, target=target, origin=origin, task=spec.token)
 
 
 def _aliased(record: dict[str, Any], name: str, origin: str, default: str | None) -> str:

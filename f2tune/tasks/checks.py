@@ -1,0 +1,97 @@
+"""Checks of a prompt and answer written as text (JSONL, dataset columns) against their task, for
+the mistakes that would otherwise train without an error:
+
+- `<loc_N>` with N beyond 999 (or anything but a plain number) is no token: the tokenizer spells
+  `<loc_1000>` out in pieces, and the model learns to write those instead of a location;
+- a box task's answer whose location tokens do not come in fours (eights for OCR quads; for
+  polygons, pairs of at least three points) parses back into fewer shapes than were meant, so the
+  metrics score the model against an answer nobody wrote;
+- a task that reads an input (a caption, an expression, a region's four locations) given none:
+  the processor would ask the model about an empty phrase.
+
+Structured formats build their text from pixels (`f2tune.tasks.targets`) and need none of this.
+"""
+
+from __future__ import annotations
+
+import re
+
+from f2tune.tasks.table import CUSTOM, TaskSpec
+
+_LOC_LIKE = re.compile(r"<loc_([^<>]*)>")
+_LOC_RUN = re.compile(r"(?:<loc_\d+>)+")
+_REGION = re.compile(r"(?:<loc_\d+>){4}")
+_LOCS_PER_SHAPE = {
+    "<OD>": (4, "box (x1, y1, x2, y2)"),
+    "<DENSE_REGION_CAPTION>": (4, "box (x1, y1, x2, y2)"),
+    "<REGION_PROPOSAL>": (4, "box (x1, y1, x2, y2)"),
+    "<CAPTION_TO_PHRASE_GROUNDING>": (4, "box (x1, y1, x2, y2)"),
+    "<OCR_WITH_REGION>": (8, "quad (four x, y corners)"),
+}
+_POLYGON_TASKS = ("<REFERRING_EXPRESSION_SEGMENTATION>", "<REGION_TO_SEGMENTATION>")
+_SHOWN = 80
+"""Characters of a target quoted in a message."""
+
+
+def check_text_sample(spec: TaskSpec, prompt: str, target: str) -> str | None:
+    """Why this prompt/target pair would train something other than what was meant, or None."""
+    return (
+        _bad_location(prompt, "the prompt")
+        or _bad_location(target, "the target")
+        or _missing_input(spec, prompt)
+        or _bad_shapes(spec, target)
+    )
+
+
+def _bad_location(text: str, what: str) -> str | None:
+    for match in _LOC_LIKE.finditer(text):
+        number = match.group(1)
+        if not (number.isdigit() and str(int(number)) == number and int(number) <= 999):
+            return (
+                f"{what} has {match.group(0)}, which is no location token: Florence-2's are <loc_0> to "
+                "<loc_999> (bins of a thousandth of the image's width or height)"
+            )
+    return None
+
+
+def _missing_input(spec: TaskSpec, prompt: str) -> str | None:
+    if spec is CUSTOM:
+        return None
+    given = prompt.strip()[len(spec.token) :].strip()
+    if spec.input == "query" and not given:
+        return f"task token {spec.token} reads text after it (what to find), but the prompt has none: {prompt!r}"
+    if spec.input == "region" and not _REGION.fullmatch(given):
+        return (
+            f"task token {spec.token} reads a region after it, four location tokens <loc_x1><loc_y1><loc_x2>"
+            f"<loc_y2>, but the prompt has {given!r}"
+        )
+    return None
+
+
+def _bad_shapes(spec: TaskSpec, target: str) -> str | None:
+    runs = [run.count("<loc_") for run in _LOC_RUN.findall(target)]
+    if spec.token in _LOCS_PER_SHAPE:
+        per_shape, shape = _LOCS_PER_SHAPE[spec.token]
+        if not runs:
+            what = f"{spec.token} answers have {per_shape} location tokens per {shape}"
+            return f"{what}; this one has none: {_short(target)}"
+        odd = next((n for n in runs if n % per_shape), None)
+        if odd is not None:
+            return (
+                f"{spec.token} answers have {per_shape} location tokens per {shape}, but a run of {odd} stands "
+                f"here: {_short(target)}"
+            )
+    if spec.token in _POLYGON_TASKS:
+        if not runs:
+            return f"{spec.token} answers are polygons of location tokens; this one has none: {_short(target)}"
+        odd = next((n for n in runs if n % 2 or n < 6), None)
+        if odd is not None:
+            return (
+                f"{spec.token} answers are polygons of x, y pairs, at least 3 points (6 location tokens) each, "
+                f"but one has {odd}: {_short(target)}"
+            )
+    return None
+
+
+def _short(text: str) -> str:
+    return repr(text if len(text) <= _SHOWN else text[:_SHOWN] + "...")
