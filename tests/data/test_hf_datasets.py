@@ -172,6 +172,21 @@ def test_undecodable_image_names_the_row(tmp_path):
         sample.image.render()
 
 
+def test_images_are_upright_per_their_exif_orientation_as_datasets_decodes_them(tmp_path):
+    """A phone photo stored sideways with Orientation 6: 40x20 pixels, seen (and annotated) as 20x40."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    Image.new("RGB", (40, 20), (200, 0, 0)).save(buffer, format="JPEG", exif=exif)
+    features = datasets.Features({"img": datasets.Image(), "prompt": datasets.Value("string"),
+                                  "answer": datasets.Value("string")})  # fmt: skip
+    rows = {"img": [{"bytes": buffer.getvalue(), "path": None}], "prompt": ["<CAPTION>"], "answer": ["x"]}
+    dataset = datasets.Dataset.from_dict(rows, features=features)
+    dataset.save_to_disk(str(tmp_path / "saved"))
+    (sample,), _ = read(tmp_path / "saved")
+    assert sample.image.render().size == dataset[0]["img"].size == (20, 40)
+
+
 def test_missing_datasets_package_is_a_clear_error(tmp_path, monkeypatch):
     path = save(tmp_path, ["<CAPTION>"], ["x"])
     monkeypatch.setitem(sys.modules, "datasets", None)

@@ -30,7 +30,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
+from PIL import Image, ImageOps
 
 from f2tune.config import HfDatasetSource
 from f2tune.data.formats.hf_objects import RowSample, object_rows
@@ -55,6 +55,8 @@ class DatasetImage:
     origin: str
 
     def render(self) -> Image.Image:
+        """The decoded image, upright per its EXIF orientation, as `datasets` itself decodes it
+        (and as f2tune reads image files): boxes are drawn on what people see."""
         value = self.dataset[self.index][self.column]
         try:
             if isinstance(value, Image.Image):
@@ -62,13 +64,11 @@ class DatasetImage:
             if isinstance(value, dict):  # a datasets.Image feature read with decode=False
                 value = value.get("bytes") or value.get("path")
             if isinstance(value, (bytes, bytearray)):
-                with Image.open(io.BytesIO(value)) as opened:
-                    opened.load()
-                    return opened.copy()
-            if isinstance(value, str):
+                value = io.BytesIO(value)
+            if isinstance(value, (str, io.BytesIO)):
                 with Image.open(value) as opened:
                     opened.load()
-                    return opened.copy()
+                    return ImageOps.exif_transpose(opened)
         except (OSError, ValueError) as err:
             raise DataError(f"{self.origin}: cannot decode image in column '{self.column}': {err}") from None
         raise DataError(f"{self.origin}: column '{self.column}' holds {type(value).__name__}, not an image")
