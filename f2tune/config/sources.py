@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 
 from f2tune.config.base import Section
 
+CAPTION_TASKS = ("<CAPTION>", "<DETAILED_CAPTION>", "<MORE_DETAILED_CAPTION>")
 OBJECT_TASKS = ("<OD>", "<DENSE_REGION_CAPTION>")
 """Tasks whose answer is a list of named boxes, which a dataset's objects column can train."""
 
@@ -135,7 +136,11 @@ class HfDatasetSource(Source):
     prompt_column: str | None = Field("prompt", description="null: every row uses `prompt`.")
     prompt: str | None = Field(None, description="Prompt for rows without one (or when prompt_column is null).")
     target_column: str = Field(
-        "target", description="Target text, or a list of answers (then the prompt is a free-text question)."
+        "target",
+        description="Target text; or a list: the answers to a free-text question, or the captions of a caption task.",
+    )
+    one_per_image: bool = Field(
+        False, description="Caption lists: one sample per image with every caption as a reference (validation)."
     )
     objects_column: str | None = Field(
         None,

@@ -130,9 +130,38 @@ def test_a_folder_of_data_files_with_answer_lists_gives_question_samples(hub_lay
     ]
     assert samples[0].task == "" and samples[0].origin == f"{hub_layout}[validation]:row 0"
     assert samples[1].image.render().getpixel((0, 0)) == COLOURS[1]
-    assert "row 2: column 'answers' holds a list of answers, which only a free-text prompt" in problems.found[0]
+    assert "row 2: column 'answers' holds a list, which only a free-text prompt (a question" in problems.found[0]
+    assert (
+        "or a caption task (<CAPTION>, <DETAILED_CAPTION>, <MORE_DETAILED_CAPTION>: its captions)" in problems.found[0]
+    )
     with pytest.raises(DataError, match=r"Unknown split \"test\""):
         read(hub_layout, split="test", image_column="image", prompt_column="question", target_column="answers")
+
+
+@pytest.mark.parametrize("one_per_image", [False, True])
+def test_caption_lists_give_a_sample_per_caption_or_one_per_image_with_all(tmp_path, monkeypatch, one_per_image):
+    """Caption datasets on the Hub keep an image's captions in one list (COCO: five)."""
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    features = datasets.Features({"image": datasets.Image(), "captions": datasets.List(datasets.Value("string"))})
+    rows = {
+        "image": [Image.new("RGB", (12, 8), c) for c in COLOURS[:2]],
+        "captions": [["a dog ", "a brown dog"], ["x"]],
+    }
+    datasets.Dataset.from_dict(rows, features=features).save_to_disk(str(tmp_path / "saved"))
+    samples, _ = read(tmp_path / "saved", image_column="image", prompt_column=None, prompt="<DETAILED_CAPTION>",
+                      target_column="captions", one_per_image=one_per_image)  # fmt: skip
+    assert {s.task for s in samples} == {"<DETAILED_CAPTION>"}
+    if one_per_image:
+        assert [s.reference for s in samples] == [
+            {"text": "a dog", "answers": ["a dog", "a brown dog"]},
+            {"text": "x", "answers": ["x"]},
+        ]
+        assert [s.id for s in samples] == ["saved-0", "saved-1"]
+    else:
+        assert [s.reference for s in samples] == [{"text": "a dog"}, {"text": "a brown dog"}, {"text": "x"}]
+        assert [s.id for s in samples] == ["saved-0-0", "saved-0-1", "saved-1-0"]
+        assert samples[1].origin.endswith("saved:row 0 caption 1")
+    assert samples[-1].image.render().getpixel((0, 0)) == COLOURS[1]
 
 
 def test_a_folder_of_images_with_metadata(tmp_path, monkeypatch):

@@ -25,7 +25,7 @@ from f2tune.data.formats.coco import (
     require_int,
 )
 from f2tune.data.problems import RecordProblems
-from f2tune.data.sample import Sample
+from f2tune.data.sample import RenderedImage, Sample
 from f2tune.errors import DataError
 from f2tune.tasks.schema import Annotation
 
@@ -101,13 +101,24 @@ def _karpathy_samples(source: KarpathyCaptionsSource, entry: dict, where: str) -
 def _caption_samples(
     source: CaptionsSource, image_id: str, image: Path, where: str, found: list[tuple[str, str, str]]
 ) -> list[Sample]:
+    return caption_samples(source.task, source.one_per_image, image_id, image, where, found)
+
+
+def caption_samples(
+    task: str,
+    one_per_image: bool,
+    image_id: str,
+    image: Path | RenderedImage,
+    where: str,
+    found: list[tuple[str, str, str]],
+) -> list[Sample]:
     """One image's samples from its (caption id, caption, origin) triples: one per caption, or one
     holding every caption as references (`one_per_image`)."""
-    if source.one_per_image:
+    if one_per_image:
         reference: Annotation = {"text": found[0][1], "answers": [caption for _, caption, _ in found]}
-        return [_sample(image_id, image, where, source.task, reference)]
+        return [_sample(image_id, image, where, task, reference)]
     return [
-        _sample(f"{image_id}-{caption_id}", image, origin, source.task, {"text": caption})
+        _sample(f"{image_id}-{caption_id}", image, origin, task, {"text": caption})
         for caption_id, caption, origin in found
     ]
 
@@ -126,5 +137,5 @@ def _caption(ann: Any, images: dict, where: str) -> tuple[int, str]:
     return ann["image_id"], caption.strip()
 
 
-def _sample(sample_id: str, image: Path, origin: str, task: str, reference: Annotation) -> Sample:
+def _sample(sample_id: str, image: Path | RenderedImage, origin: str, task: str, reference: Annotation) -> Sample:
     return Sample(id=sample_id, image=image, prompt="", target="", origin=origin, task=task, reference=reference)

@@ -5,6 +5,8 @@ For data already in the `datasets` world: rows with an image column and plain pr
 columns, exactly like the JSONL format (`target` is the `<loc_N>` text when the task has locations).
 A target column of answer lists (DocVQA's `answers`) makes free-text question samples like the
 `vqa` format: the most common answer is trained, all of them are kept for VQA accuracy and ANLS.
+Under a caption prompt a list holds an image's captions (COCO's five): one sample per caption, or
+with `one_per_image` one sample holding them all as references, as the caption formats do.
 Detection datasets, whose rows hold objects (boxes and categories) instead of text, are read by
 `hf_objects` when the source names its `objects_column`.
 The extra is optional (`pip install 'f2tune[datasets]'`), so it is imported only when such a source
@@ -33,6 +35,8 @@ from typing import Any
 from PIL import Image, ImageOps
 
 from f2tune.config import HfDatasetSource
+from f2tune.config.sources import CAPTION_TASKS
+from f2tune.data.formats.captions import caption_samples
 from f2tune.data.formats.hf_objects import RowSample, object_rows
 from f2tune.data.formats.vqa import question_sample
 from f2tune.data.problems import RecordProblems
@@ -95,12 +99,9 @@ def read_hf_dataset(source: HfDatasetSource, problems: RecordProblems) -> list[S
     for index, row in enumerate(rows):
         origin = f"{where}:row {index}"
         try:
-            sample = row(f"{name}-{index}", DatasetImage(images, index, source.image_column, origin), origin)
+            samples += row(f"{name}-{index}", DatasetImage(images, index, source.image_column, origin), origin)
         except DataError as err:
             problems.report(str(err))
-            continue
-        if sample is not None:
-            samples.append(sample)
     return samples
 
 
@@ -114,8 +115,9 @@ def _text_rows(dataset: Any, source: HfDatasetSource) -> Iterator[RowSample]:
 
 def _text_sample(
     sample_id: str, image: RenderedImage, origin: str, *, prompt: Any, target: Any, source: HfDatasetSource
-) -> Sample:
-    """A prompt/target sample, or a question sample when the target column holds a list of answers."""
+) -> list[Sample]:
+    """A prompt/target sample; for a target column of lists, a question sample (the list is its
+    answers) or caption samples (one per caption, or one per image with `one_per_image`)."""
     prompt = _text(prompt, source.prompt, source.prompt_column, origin)
     try:
         task = task_of(prompt)
@@ -126,16 +128,19 @@ def _text_sample(
         reason = check_text_sample(task, prompt, target)
         if reason is not None:
             raise DataError(f"{origin}: {reason}")
-        return Sample(id=sample_id, image=image, prompt=prompt, target=target, origin=origin, task=task.token)
-    if task is not CUSTOM:
+        return [Sample(id=sample_id, image=image, prompt=prompt, target=target, origin=origin, task=task.token)]
+    if task is not CUSTOM and task.token not in CAPTION_TASKS:
         raise DataError(
-            f"{origin}: column '{source.target_column}' holds a list of answers, which only a free-text prompt "
-            f"(a question) can have, not {task.token}"
+            f"{origin}: column '{source.target_column}' holds a list, which only a free-text prompt (a question "
+            f"and its answers) or a caption task ({', '.join(CAPTION_TASKS)}: its captions) can have, not {task.token}"
         )
-    answers = [a for a in target if isinstance(a, str) and a.strip()]
-    if not answers or len(answers) != len(target):
+    texts = [a for a in target if isinstance(a, str) and a.strip()]
+    if not texts or len(texts) != len(target):
         raise DataError(f"{origin}: column '{source.target_column}' must hold non-empty strings, got {target!r}")
-    return question_sample(sample_id, image, prompt.strip(), answers, origin)
+    if task is CUSTOM:
+        return [question_sample(sample_id, image, prompt.strip(), texts, origin)]
+    found = [(str(number), text.strip(), f"{origin} caption {number}") for number, text in enumerate(texts)]
+    return caption_samples(task.token, source.one_per_image, sample_id, image, origin, found)
 
 
 def _load(source: HfDatasetSource) -> tuple[Any, str]:

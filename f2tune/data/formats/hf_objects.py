@@ -28,8 +28,8 @@ from f2tune.data.sample import RenderedImage, Sample
 from f2tune.errors import DataError
 from f2tune.tasks.schema import Annotation, Box
 
-RowSample = Callable[[str, RenderedImage, str], Sample | None]
-"""Builds one row's sample from its id, image and origin; None for a row left out."""
+RowSample = Callable[[str, RenderedImage, str], list[Sample]]
+"""Builds one row's samples from its id, image and origin (none for a row left out)."""
 
 
 def object_rows(dataset: Any, source: HfDatasetSource) -> Iterator[RowSample]:
@@ -50,10 +50,10 @@ def _object_sample(
     size: tuple[Any, Any] | None,
     names: list[str] | None,
     source: HfDatasetSource,
-) -> Sample | None:
+) -> list[Sample]:
     reference = _reference(objects, names, source, origin)
     if reference is None:
-        return None
+        return []
     if size is not None:
         width, height = image_size_of({"width": size[0], "height": size[1]}, origin)
         try:
@@ -61,7 +61,7 @@ def _object_sample(
         except DataError as err:
             raise DataError(f"{err} (is box_format {source.box_format} how this dataset writes boxes?)") from None
     task = source.prompt or "<OD>"
-    return Sample(id=sample_id, image=image, prompt="", target="", origin=origin, task=task, reference=reference)
+    return [Sample(id=sample_id, image=image, prompt="", target="", origin=origin, task=task, reference=reference)]
 
 
 def class_names(feature: Any, key: str) -> list[str] | None:
