@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 from f2tune.config.base import Section
 
 CAPTION_TASKS = ("<CAPTION>", "<DETAILED_CAPTION>", "<MORE_DETAILED_CAPTION>")
+"""Tasks whose answer is a caption, of which a dataset may hold several per image."""
 OBJECT_TASKS = ("<OD>", "<DENSE_REGION_CAPTION>")
 """Tasks whose answer is a list of named boxes, which a dataset's objects column can train."""
 

@@ -1,5 +1,5 @@
 """Detection rows of a Hugging Face dataset: a column of objects, each with a box and a category,
-as the Hub's detection datasets hold them (cppe-5, detection-datasets/coco, Roboflow exports).
+as the Hub's detection datasets hold them (cppe-5, for one).
 `format: hf_dataset` with `objects_column`.
 
 Each row becomes an `<OD>` (or `<DENSE_REGION_CAPTION>`) sample whose answer is kept in pixels;
