@@ -11,7 +11,7 @@ import sys
 import warnings
 
 from f2tune.commands import bench, check_data, convert, evaluate, export, fit, predict, push
-from f2tune.errors import F2TuneError
+from f2tune.errors import F2TuneError, user_message
 from f2tune.log import setup_logging
 
 COMMANDS = (fit, evaluate, predict, check_data, export, push, convert, bench)
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except F2TuneError as err:
-        print(f"f2tune: error: {err}", file=sys.stderr)
+        print(f"f2tune: error: {user_message(err)}", file=sys.stderr)
         return 2
 
 

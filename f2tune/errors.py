@@ -6,6 +6,10 @@ these, so the CLI can print a one-paragraph message instead of a stack trace.
 
 from __future__ import annotations
 
+import re
+
+_RAISED_IN_A_WORKER = re.compile(r"Caught \w+ in DataLoader worker process \d+\.\nOriginal Traceback")
+
 
 class F2TuneError(Exception):
     """Base class: a problem the user can fix; the message says what, where and what to do."""
@@ -25,3 +29,14 @@ class ModelLoadError(F2TuneError):
 
 class RunError(F2TuneError):
     """The run directory is not in the state the command needs (e.g. resume without a checkpoint)."""
+
+
+def user_message(err: F2TuneError) -> str:
+    """What to print for `err`. An error raised in a DataLoader worker process (an unreadable image
+    found mid-epoch) reaches the training process re-raised by torch with the worker's traceback
+    as its message; the user's message is the end of it, after the error's class name."""
+    text = str(err)
+    if not _RAISED_IN_A_WORKER.match(text):
+        return text
+    _, found, message = text.rpartition(f"\n{type(err).__module__}.{type(err).__name__}: ")
+    return message.rstrip("\n") if found else text

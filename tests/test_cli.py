@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import yaml
+from helpers import tiny_recipe
+from PIL import Image
 from test_recipe import MINIMAL
 
 from f2tune.cli import main
@@ -54,3 +58,30 @@ def test_lightnings_advert_is_not_shown_beside_the_run(caplog):
         rank_zero_info("💡 Tip: For seamless cloud logging, try installing [litlogger]")
         rank_zero_info("GPU available: False, used: False")
     assert [r.getMessage() for r in caplog.records] == ["GPU available: False, used: False"]
+
+
+def test_an_error_found_in_a_loader_worker_is_its_message_not_the_workers_traceback(tmp_path, capsys):
+    """An image that no longer decodes, found mid-epoch by a loader worker process."""
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.new("RGB", (32, 32)).save(images / "good.png")
+    (images / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    lines = [{"image": f"images/{name}.png", "prompt": "<CAPTION>", "target": "x"} for name in ("good", "broken")]
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    recipe = tiny_recipe(tmp_path)
+    recipe["data"] |= {"train": [{"format": "jsonl", "path": str(tmp_path / "d.jsonl")}], "val": [], "num_workers": 1}
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    assert main(["fit", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"f2tune: error: {tmp_path / 'd.jsonl'}:2: cannot read image" in err
+    assert "data.on_bad_record: skip drops them" in err and "Traceback" not in err and "worker process" not in err
+
+
+def test_a_target_limit_beyond_the_decoders_positions_is_refused(tmp_path, capsys):
+    recipe = tiny_recipe(tmp_path)
+    recipe["data"]["max_target_tokens"] = 5000
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    assert main(["fit", str(path)]) == 2
+    assert "data.max_target_tokens is 5000, but the model's decoder has 256 positions" in capsys.readouterr().err

@@ -10,7 +10,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         "check-data",
         help="read every record and image of data.train/val/test; report all problems and target lengths",
         description="Read every record of every split once, open every image, report every problem "
-        "(file:line, kind, counts by kind) and target token lengths; exit 1 if anything is wrong.",
+        "(file:line, kind, counts by kind; prompts too long for the model's encoder among them) and "
+        "target token lengths; exit 1 if anything is wrong.",
     )
     parser.add_argument("recipe", help="recipe YAML file")
     parser.add_argument("overrides", nargs="*", metavar="key.path=value")
@@ -22,8 +23,8 @@ def run(args: argparse.Namespace) -> int:
 
     recipe = load_recipe(args.recipe, args.overrides)
     from f2tune.data.check import check_data
-    from f2tune.model.loading import load_processor
+    from f2tune.model.loading import load_processor, text_positions
 
-    report = check_data(recipe.data, load_processor(recipe.model).tokenizer)
+    report = check_data(recipe.data, load_processor(recipe.model), text_positions(recipe.model))
     print(report.render())
     return 1 if report.problems else 0

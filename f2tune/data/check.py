@@ -1,5 +1,6 @@
 """`f2tune check-data`: every record of every split read once, every image opened, every problem
-reported at once, and target lengths measured against `data.max_target_tokens`.
+reported at once, target lengths measured against `data.max_target_tokens` and each prompt with its
+image tokens against the positions of the model's encoder.
 
 Fit reads records up front but opens images lazily and stops at the first bad one (or skips it);
 on a large dataset that means finding problems one GPU-hour at a time. This pass uses the `skip`
@@ -16,8 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image
+from transformers import Florence2Processor
 
 from f2tune.config import DataConfig
+from f2tune.data.collate import input_lengths, overlong_input, target_limit_problem
 from f2tune.data.formats import read_source, source_name
 from f2tune.data.images import load_image
 from f2tune.data.problems import RecordProblems
@@ -36,6 +39,8 @@ KINDS = (
     ("dangling reference", r"is not (listed )?in|differs from its annotation"),
     ("coordinates out of range", r"outside|x2 > x1|width and height must be positive"),
     ("bad location tokens", r"location token"),
+    ("prompt too long", r"positions of the model's encoder"),
+    ("recipe setting", r"^data\.max_target_tokens"),
     ("bad task or prompt", r"task token|task '|prompt"),
     ("wrong type or value", r"must |expected|need"),
 )
@@ -86,9 +91,12 @@ def kind_of(message: str) -> str:
     return next((kind for kind, pattern in KINDS if re.search(pattern, message)), "other")
 
 
-def check_data(config: DataConfig, tokenizer) -> DataReport:
-    """Read every source of train/val/test, open every image, tokenize every target."""
+def check_data(config: DataConfig, processor: Florence2Processor, positions: int) -> DataReport:
+    """Read every source of train/val/test, open every image, tokenize every prompt and target;
+    `positions` is the model's text encoder length, which each prompt with its image tokens must fit."""
     report = DataReport(config.max_target_tokens)
+    report.problems += filter(None, [target_limit_problem(config.max_target_tokens, positions)])
+    image_tokens = processor.image_processor.image_seq_length
     for split in ("train", "val", "test"):
         stats = report.splits[split] = SplitStats()
         for source in getattr(config, split):
@@ -99,30 +107,44 @@ def check_data(config: DataConfig, tokenizer) -> DataReport:
                 samples = []
                 problems.found.append(f"{split} source '{source_name(source)}': {err}")
             report.problems += problems.found
-            targets = _targets(samples, report.problems)
-            stats.samples += len(targets)
-            if targets:
-                stats.target_tokens += [len(ids) for ids in tokenizer(targets, add_special_tokens=True)["input_ids"]]
+            texts = _texts(samples, report.problems)
+            for start in range(0, len(texts), TOKENIZED_AT_ONCE):
+                chunk = texts[start : start + TOKENIZED_AT_ONCE]
+                lengths = input_lengths(processor, [prompt for _, prompt, _ in chunk])
+                fitting = [text for text, length in zip(chunk, lengths) if length <= positions]
+                report.problems += [
+                    overlong_input(origin, length, image_tokens, positions)
+                    for (origin, _, _), length in zip(chunk, lengths)
+                    if length > positions
+                ]
+                stats.samples += len(fitting)
+                if fitting:
+                    encoded = processor.tokenizer([target for _, _, target in fitting], add_special_tokens=True)
+                    stats.target_tokens += [len(ids) for ids in encoded["input_ids"]]
     return report
 
 
-def _targets(samples: list[Sample], problems: list[str]) -> list[str]:
-    """The target text of every usable sample, as the dataset builds it; bad ones go to `problems`.
-    Each image file is opened once, however many samples point at it."""
+TOKENIZED_AT_ONCE = 1024
+"""Samples whose prompts and targets are tokenized in one call (bounded memory on large splits)."""
+
+
+def _texts(samples: list[Sample], problems: list[str]) -> list[tuple[str, str, str]]:
+    """(origin, prompt, target) of every usable sample, as the dataset builds them; bad ones go to
+    `problems`. Each image file is opened once, however many samples point at it."""
     sizes: dict[Path, tuple[int, int] | DataError] = {}
-    targets = []
+    texts = []
     for sample in samples:
         try:
             size = _image_size(sample, sizes)
             if sample.reference is None:
-                targets.append(sample.target)
+                texts.append((sample.origin, sample.prompt, sample.target))
                 continue
-            build_prompt(sample.task, sample.reference, size)
-            targets.append(format_target(sample.task, sample.reference, size))
+            prompt = build_prompt(sample.task, sample.reference, size)
+            texts.append((sample.origin, prompt, format_target(sample.task, sample.reference, size)))
         except DataError as err:
             message = str(err)
             problems.append(message if message.startswith(sample.origin) else f"{sample.origin}: {message}")
-    return targets
+    return texts
 
 
 def _image_size(sample: Sample, sizes: dict[Path, tuple[int, int] | DataError]) -> tuple[int, int]:

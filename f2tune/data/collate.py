@@ -10,8 +10,10 @@ from PIL import Image
 from torch.utils.data import default_collate
 from transformers import Florence2Processor
 
+from f2tune.data.dataset import SKIP_HINT
 from f2tune.data.decoded import DecodedImages
 from f2tune.data.shared_flag import SharedFlag
+from f2tune.errors import DataError
 
 IGNORE_INDEX = -100
 """Label value that cross-entropy skips: padding must never be a training target."""
@@ -44,11 +46,17 @@ class Florence2Collator:
         max_target_tokens: int,
         digest_images: bool = False,
         images_cached: SharedFlag | None = None,
+        max_input_tokens: int | None = None,
+        on_bad_record: str = "error",
     ) -> None:
         self.processor = processor
         self.max_target_tokens = max_target_tokens
         self.digest_images = digest_images
         self.images_cached = images_cached
+        self.max_input_tokens = max_input_tokens
+        """The encoder's positions (`max_position_embeddings`); longer inputs are refused (or, with
+        `on_bad_record: skip`, dropped): the model has no position for them."""
+        self.on_bad_record = on_bad_record
 
     def __call__(self, items: list[dict[str, Any] | None]) -> dict[str, Any]:
         kept = [item for item in items if item is not None]
@@ -63,6 +71,9 @@ class Florence2Collator:
             padding="longest",
             **STAND_IN_UNTOUCHED,
         )
+        overlong = self._overlong_inputs(kept, inputs["attention_mask"].sum(dim=1).tolist())
+        if overlong:  # dropped under `skip` (else raised): the batch again without them
+            return self([None if item is None or id(item) in overlong else item for item in items])
         labels, lengths, truncated = self.encode_targets([item["target"] for item in kept])
         batch = {
             "input_ids": inputs["input_ids"],
@@ -86,6 +97,18 @@ class Florence2Collator:
             batch["decoded_images"] = DecodedImages(images)
         return batch
 
+    def _overlong_inputs(self, items: list[dict[str, Any]], lengths: list[int]) -> set[int]:
+        """`id()` of the items whose prompt and image tokens exceed the encoder's positions."""
+        if self.max_input_tokens is None:
+            return set()
+        overlong = {id(item) for item, length in zip(items, lengths) if length > self.max_input_tokens}
+        if overlong and self.on_bad_record != "skip":
+            item, length = next((i, n) for i, n in zip(items, lengths) if id(i) in overlong)
+            image_tokens = self.processor.image_processor.image_seq_length
+            message = overlong_input(item.get("origin", item["id"]), length, image_tokens, self.max_input_tokens)
+            raise DataError(f"{message}\n{SKIP_HINT}")
+        return overlong
+
     def encode_targets(self, targets: list[str]) -> tuple[torch.Tensor, list[int], int]:
         """Label tensor (batch, longest), each target's token count, and how many targets were
         longer than the limit."""
@@ -100,6 +123,30 @@ class Florence2Collator:
         for row, ids in enumerate(cut):
             labels[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
         return labels, [len(ids) for ids in cut], truncated
+
+
+def input_lengths(processor: Florence2Processor, prompts: list[str]) -> list[int]:
+    """Tokens of each prompt's model input (the image's tokens, the prompt as the processor writes it)."""
+    inputs = processor(text=prompts, images=[STAND_IN] * len(prompts), padding="longest", **STAND_IN_UNTOUCHED)
+    return [sum(mask) for mask in inputs["attention_mask"]]
+
+
+def overlong_input(where: str, length: int, image_tokens: int, positions: int) -> str:
+    """The problem of an input beyond the encoder's positions, for the sample at `where`."""
+    return (
+        f"{where}: the prompt takes {length - image_tokens} tokens beside the image's {image_tokens}, {length} "
+        f"in all, beyond the {positions} positions of the model's encoder: shorten it"
+    )
+
+
+def target_limit_problem(max_target_tokens: int, positions: int) -> str | None:
+    """Why `data.max_target_tokens` cannot be, for a decoder of `positions`, or None."""
+    if max_target_tokens <= positions:
+        return None
+    return (
+        f"data.max_target_tokens is {max_target_tokens}, but the model's decoder has {positions} positions: "
+        f"set data.max_target_tokens to {positions} or less"
+    )
 
 
 def image_pixels(processor: Florence2Processor, images: list[Image.Image]) -> torch.Tensor:

@@ -38,6 +38,8 @@ class Florence2DataModule(pl.LightningDataModule):
         self.seed = seed
         self.images_cached: SharedFlag | None = None
         self.auto_workers: int | None = None
+        self.max_input_tokens: int | None = None
+        """The model's encoder positions, once the model is known: longer inputs are bad records."""
         self.train_parts: list[SampleDataset] = []
         self.val_parts: list[SampleDataset] = []
         self.test_parts: list[SampleDataset] = []
@@ -168,7 +170,14 @@ class Florence2DataModule(pl.LightningDataModule):
     ) -> DataLoader:
         assert self.processor is not None, "attach a processor before asking for loaders"
         workers = self._workers()
-        collate = Florence2Collator(self.processor, self.config.max_target_tokens, self.digest_images, images_cached)
+        collate = Florence2Collator(
+            self.processor,
+            self.config.max_target_tokens,
+            self.digest_images,
+            images_cached,
+            self.max_input_tokens,
+            self.config.on_bad_record,
+        )
         options = dict(
             batch_size=batch_size,
             shuffle=shuffle,

@@ -17,6 +17,8 @@ from f2tune.data.transforms import Augmentation
 from f2tune.errors import DataError
 from f2tune.tasks import build_prompt, format_target
 
+SKIP_HINT = "(`f2tune check-data` lists every such record at once; data.on_bad_record: skip drops them)"
+
 
 class SampleDataset(Dataset):
     """Items are dicts with the opened RGB image, prompt, target and the sample's task and
@@ -43,10 +45,10 @@ class SampleDataset(Dataset):
         sample = self.samples[index]
         try:
             return self._item(sample, load_image(sample.image, sample.origin))
-        except DataError:
+        except DataError as err:
             if self.on_bad_record == "skip":
                 return None
-            raise
+            raise DataError(f"{err}\n{SKIP_HINT}") from None
 
     def _item(self, sample: Sample, image: Image.Image) -> dict[str, Any]:
         reference, dropped = sample.reference, 0
@@ -62,6 +64,7 @@ class SampleDataset(Dataset):
                 raise DataError(f"{sample.origin}: {err}") from None
         return {
             "id": sample.id,
+            "origin": sample.origin,
             "image": image,
             "prompt": prompt,
             "target": target,

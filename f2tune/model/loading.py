@@ -11,6 +11,7 @@ from typing import TypeVar
 import torch
 from peft import PeftConfig, PeftModel
 from transformers import (
+    AutoConfig,
     AutoModelForImageTextToText,
     AutoProcessor,
     Florence2Processor,
@@ -54,6 +55,15 @@ def load_processor(config: ModelConfig) -> Florence2Processor:
     if name == TINY_MODEL:
         return build_tiny_processor()
     return _from_hub_or_folder(config, lambda: AutoProcessor.from_pretrained(name, **_common(config)))
+
+
+def text_positions(config: ModelConfig) -> int:
+    """The positions of the model's text encoder and decoder, from its config alone (no weights)."""
+    name = base_model_name(config)
+    if name == TINY_MODEL:
+        return build_tiny_model(build_tiny_processor(), seed=TINY_SEED).config.text_config.max_position_embeddings
+    loaded = _from_hub_or_folder(config, lambda: AutoConfig.from_pretrained(name, **_common(config)))
+    return loaded.text_config.max_position_embeddings
 
 
 def load_model(config: ModelConfig) -> PreTrainedModel:

@@ -6,6 +6,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from torch import nn
+from transformers import Florence2Processor
+
+from f2tune.data.collate import overlong_input
 from f2tune.data.images import load_image
 from f2tune.errors import DataError
 from f2tune.eval.generate import generate
@@ -78,6 +82,7 @@ def predict(
             pictures = [load_image(Path(p), str(p)) for p in paths]
             prompts = [build_prompt(spec, request.annotation(), img.size) for img in pictures]
             inputs = processor(text=prompts, images=pictures, return_tensors="pt", padding="longest")
+            _check_input_fits(inputs["input_ids"].shape[1], model, processor)
             inputs = {k: v.to(model.device) for k, v in inputs.items()}
             generations = generate(model, processor, inputs, spec, spec.answers_with_boxes)
             for path, name, picture, prompt, generation in zip(paths, names, pictures, prompts, generations):
@@ -95,3 +100,11 @@ def predict(
                 drawn.save(staging / name)
     say(f"predictions: {out / 'predictions.jsonl'}; pictures: {out}/*.png")
     return out
+
+
+def _check_input_fits(length: int, model: nn.Module, processor: Florence2Processor) -> None:
+    """The prompt (`--text` with the image's tokens) must fit the encoder's positions: past them
+    the model fails with an index error deep in its embedding."""
+    positions = model.config.text_config.max_position_embeddings
+    if length > positions:
+        raise DataError(overlong_input("--prompt/--text", length, processor.image_processor.image_seq_length, positions))

@@ -9,6 +9,7 @@ import lightning.pytorch as pl
 from torch import nn
 
 from f2tune.config import Recipe
+from f2tune.data.collate import target_limit_problem
 from f2tune.data.datamodule import Florence2DataModule
 from f2tune.errors import RecipeError
 from f2tune.log import say, warn
@@ -35,6 +36,7 @@ def assemble(
     trainer = build_trainer(recipe, run_dir, monitor_mode(recipe, datamodule.tasks(("val",))), extra_callbacks)
     processor = datamodule.processor = load_processor(recipe.model)
     model = build_trainable_model(recipe)
+    datamodule.max_input_tokens = text_positions(model, recipe)
     module = Florence2Module(model, processor, recipe, eval_tasks=datamodule.tasks(), output_dir=run_dir)
     if module.feature_cache is not None:
         datamodule.images_cached = module.feature_cache.complete
@@ -65,6 +67,17 @@ def build_trainable_model(recipe: Recipe) -> nn.Module:
     if recipe.trainer.compile:  # after LoRA, so its layers are compiled with the blocks they sit in
         say(f"torch.compile: {compile_blocks(model)} blocks compiled in place; the first steps compile each shape")
     return model
+
+
+def text_positions(model: nn.Module, recipe: Recipe) -> int:
+    """The positions of the model's text encoder and decoder (the prompt with its image tokens,
+    and the target, must fit in them); a `data.max_target_tokens` beyond them is refused here,
+    before a target that long stops training with an index error deep in the decoder."""
+    positions = model.config.text_config.max_position_embeddings
+    problem = target_limit_problem(recipe.data.max_target_tokens, positions)
+    if problem is not None:
+        raise RecipeError(problem)
+    return positions
 
 
 def _warn_ignored_lora(recipe: Recipe) -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
 from f2tune.data.collate import IGNORE_INDEX, Florence2Collator, image_digest
 from f2tune.data.shared_flag import SharedFlag
+from f2tune.errors import DataError
 from f2tune.eval.generate import MODEL_INPUTS
 from f2tune.testing.shapes import shape_samples
 
@@ -104,3 +106,19 @@ def test_with_every_image_cached_the_batch_carries_decoded_images_and_no_pixels(
         assert np.array_equal(np.asarray(decoded.image(row)), np.asarray(item["image"]))
     plain = Florence2Collator(processor, 16, digest_images=False, images_cached=flag)(chosen)
     assert plain["pixel_values"] is not None  # no digests, no cache to ask
+
+
+def test_an_input_beyond_the_encoders_positions_is_named_or_dropped(processor):
+    """The model has no position for it: an index error deep in the encoder, were it let through."""
+    batch_items = items(["a red circle", "a square"])
+    batch_items[1] |= {"prompt": "what is " * 40, "origin": "q.jsonl:7"}
+    image_tokens = processor.image_processor.image_seq_length
+    limit = image_tokens + 20
+    with pytest.raises(DataError, match=rf"q.jsonl:7: the prompt takes \d+ tokens beside the image's {image_tokens}"):
+        Florence2Collator(processor, 64, max_input_tokens=limit)(batch_items)
+    batch = Florence2Collator(processor, 64, max_input_tokens=limit, on_bad_record="skip")(batch_items)
+    assert batch["ids"] == [batch_items[0]["id"]] and batch["skipped_records"] == 1
+    assert batch["input_ids"].shape[1] <= limit
+    assert Florence2Collator(processor, 64, max_input_tokens=limit, on_bad_record="skip")(batch_items[1:]) == {
+        "skipped_records": 1
+    }

@@ -72,6 +72,8 @@ def test_bad_requests_are_explained(tiny_dir, images, tmp_path):
         predict(str(tiny_dir), images, PredictRequest(task="<CAPTON>"), tmp_path / "x")
     with pytest.raises(DataError, match="image not found: .*missing.png"):
         predict(str(tiny_dir), [tmp_path / "missing.png"], PredictRequest(), tmp_path / "x")
+    with pytest.raises(DataError, match=r"--prompt/--text: the prompt takes \d+ tokens .* positions of the model's"):
+        predict(str(tiny_dir), images, PredictRequest(prompt="what is " * 200), tmp_path / "x")
     assert not (tmp_path / "x").exists()
 
 

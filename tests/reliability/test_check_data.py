@@ -62,11 +62,26 @@ def test_target_lengths_are_measured_against_max_target_tokens(tmp_path, write_j
     records = shape_records(4)
     records[0]["target"] = " ".join(["word"] * 40)
     config = DataConfig(train=[{"format": "jsonl", "path": str(write_jsonl(records))}], max_target_tokens=16)
-    report = check_data(config, processor.tokenizer)
+    report = check_data(config, processor, 1024)
     assert not report.problems
     train = report.splits["train"]
     assert train.samples == 4 and max(train.target_tokens) > 40
     assert "1 (25.0%) longer than data.max_target_tokens=16 would be cut" in train.describe(16)
+
+
+def test_prompts_too_long_for_the_encoder_and_an_impossible_target_limit_are_problems(tmp_path, write_jsonl, processor):
+    records = shape_records(3)
+    records[1] |= {"prompt": "what is " * 40, "target": "red"}
+    config = DataConfig(train=[{"format": "jsonl", "path": str(write_jsonl(records))}], max_target_tokens=16)
+    image_tokens = processor.image_processor.image_seq_length
+    report = check_data(config, processor, image_tokens + 30)
+    assert report.splits["train"].samples == 2 and len(report.splits["train"].target_tokens) == 2
+    (problem,) = report.problems
+    assert "train.jsonl:2: the prompt takes " in problem and f"beyond the {image_tokens + 30} positions" in problem
+    assert kind_of(problem) == "prompt too long"
+    (limit,) = check_data(config.model_copy(update={"train": []}), processor, 8).problems
+    assert limit.startswith("data.max_target_tokens is 16, but the model's decoder has 8 positions")
+    assert kind_of(limit) == "recipe setting"
 
 
 def test_clean_data_exits_zero(tmp_path, capsys):

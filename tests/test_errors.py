@@ -1,0 +1,21 @@
+"""Error messages as the command line prints them."""
+
+from __future__ import annotations
+
+import pytest
+from torch._utils import ExceptionWrapper
+
+from f2tune.errors import DataError, RecipeError, user_message
+
+
+def test_an_error_re_raised_from_a_loader_worker_prints_as_raised():
+    """torch re-raises a worker's exception with the worker's traceback as its message."""
+    try:
+        raise DataError("a.jsonl:2: cannot read image b.png\n(a hint on its own line)")
+    except DataError:
+        wrapped = ExceptionWrapper(where="in DataLoader worker process 0")
+    with pytest.raises(DataError) as caught:
+        wrapped.reraise()
+    assert "Traceback" in str(caught.value)
+    assert user_message(caught.value) == "a.jsonl:2: cannot read image b.png\n(a hint on its own line)"
+    assert user_message(RecipeError("r.yaml: 1 problem(s)")) == "r.yaml: 1 problem(s)"
