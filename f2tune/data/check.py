@@ -95,7 +95,9 @@ def check_data(config: DataConfig, processor: Florence2Processor, positions: int
     """Read every source of train/val/test, open every image, tokenize every prompt and target;
     `positions` is the model's text encoder length, which each prompt with its image tokens must fit."""
     report = DataReport(config.max_target_tokens)
-    report.problems += filter(None, [target_limit_problem(config.max_target_tokens, positions)])
+    limit_problem = target_limit_problem(config.max_target_tokens, positions)
+    if limit_problem is not None:
+        report.problems.append(limit_problem)
     image_tokens = processor.image_processor.image_seq_length
     for split in ("train", "val", "test"):
         stats = report.splits[split] = SplitStats()

@@ -103,8 +103,10 @@ def predict(
 
 
 def _check_input_fits(length: int, model: nn.Module, processor: Florence2Processor) -> None:
-    """The prompt (`--text` with the image's tokens) must fit the encoder's positions: past them
+    """The prompt (`--prompt` or `--text`, with the image's tokens) must fit the encoder's positions: past them
     the model fails with an index error deep in its embedding."""
     positions = model.config.text_config.max_position_embeddings
     if length > positions:
-        raise DataError(overlong_input("--prompt/--text", length, processor.image_processor.image_seq_length, positions))
+        raise DataError(
+            overlong_input("--prompt/--text", length, processor.image_processor.image_seq_length, positions)
+        )

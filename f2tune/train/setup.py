@@ -36,7 +36,7 @@ def assemble(
     trainer = build_trainer(recipe, run_dir, monitor_mode(recipe, datamodule.tasks(("val",))), extra_callbacks)
     processor = datamodule.processor = load_processor(recipe.model)
     model = build_trainable_model(recipe)
-    datamodule.max_input_tokens = text_positions(model, recipe)
+    datamodule.max_input_tokens = _checked_text_positions(model, recipe)
     module = Florence2Module(model, processor, recipe, eval_tasks=datamodule.tasks(), output_dir=run_dir)
     if module.feature_cache is not None:
         datamodule.images_cached = module.feature_cache.complete
@@ -69,7 +69,7 @@ def build_trainable_model(recipe: Recipe) -> nn.Module:
     return model
 
 
-def text_positions(model: nn.Module, recipe: Recipe) -> int:
+def _checked_text_positions(model: nn.Module, recipe: Recipe) -> int:
     """The positions of the model's text encoder and decoder (the prompt with its image tokens,
     and the target, must fit in them); a `data.max_target_tokens` beyond them is refused here,
     before a target that long stops training with an index error deep in the decoder."""
