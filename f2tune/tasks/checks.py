@@ -4,8 +4,9 @@ the mistakes that would otherwise train without an error:
 - `<loc_N>` with N beyond 999 (or anything but a plain number) is no token: the tokenizer spells
   `<loc_1000>` out in pieces, and the model learns to write those instead of a location;
 - a box task's answer whose location tokens do not come in fours (eights for OCR quads; for
-  polygons, pairs of at least three points) parses back into fewer shapes than were meant, so the
-  metrics score the model against an answer nobody wrote;
+  polygons, pairs of at least three points; for open-vocabulary detection, which answers with
+  either, pairs of at least two) parses back into fewer shapes than were meant, so the metrics
+  score the model against an answer nobody wrote;
 - a task that reads an input (a caption, an expression, a region's four locations) given none:
   the processor would ask the model about an empty phrase.
 
@@ -89,6 +90,13 @@ def _bad_shapes(spec: TaskSpec, target: str) -> str | None:
             return (
                 f"{spec.token} answers are polygons of x, y pairs, at least 3 points (6 location tokens) each, "
                 f"but one has {odd}: {_short(target)}"
+            )
+    if spec.token == "<OPEN_VOCABULARY_DETECTION>":
+        odd = next((n for n in runs if n % 2 or n < 4), None)
+        if odd is not None:
+            return (
+                f"{spec.token} answers are boxes (4 location tokens) or polygons (x, y pairs), but a run of {odd} "
+                f"stands here: {_short(target)}"
             )
     return None
 

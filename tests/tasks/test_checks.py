@@ -39,6 +39,7 @@ def test_every_answer_the_target_builders_write_passes(token, size, data):
         ("<REGION_TO_SEGMENTATION>" + BOX, f"{TRIANGLE}<sep><loc_1><loc_2><loc_3>", "but one has 3"),
         ("<REFERRING_EXPRESSION_SEGMENTATION>the cat", "the cat", "polygons of location tokens; this one has none"),
         ("<CAPTION_TO_PHRASE_GROUNDING>", f"cat{BOX}", "task token <CAPTION_TO_PHRASE_GROUNDING> reads text after it"),
+        ("<OPEN_VOCABULARY_DETECTION>a cat", "a cat<loc_1><loc_2><loc_3>", "boxes (4 location tokens) or polygons"),
         ("<REGION_TO_CATEGORY>the cat", "cat", "reads a region after it, four location tokens"),
         ("<REGION_TO_DESCRIPTION><loc_1><loc_2><loc_3>", "a cat", "but the prompt has '<loc_1><loc_2><loc_3>'"),
     ],
@@ -53,6 +54,7 @@ def test_mistakes_that_would_train_silently_are_named(prompt, target, problem):
         ("<OD>", f"car{BOX}{BOX}dog{BOX}"),  # one label before two boxes, as Florence-2 writes runs of a label
         ("<REFERRING_EXPRESSION_SEGMENTATION>the cat", f"{TRIANGLE}<sep>{TRIANGLE}"),
         ("<CAPTION>", "a sign reading <loc> in red"),  # no location token at all
+        ("<OPEN_VOCABULARY_DETECTION>a cat", f"a cat<poly>{TRIANGLE}</poly>"),
         ("What is at <loc_5><loc_6><loc_7><loc_8>?", "a cat"),
     ],
 )
