@@ -14,10 +14,12 @@ from pathlib import Path
 from f2tune.config import TINY_MODEL, DataSource, HfDatasetSource, Recipe
 from f2tune.data.datamodule import Florence2DataModule
 from f2tune.data.formats import source_name
+from f2tune.data.sample import Sample
 from f2tune.errors import DataError
-from f2tune.export.model_card import CardFacts
+from f2tune.export.model_card import REGION_PLACEHOLDER, CardFacts
 from f2tune.log import warn
 from f2tune.model.loading import TINY_SEED, base_model_name
+from f2tune.tasks import TASKS
 from f2tune.testing.tiny import save_tiny
 
 _STEP = re.compile(r"-step(\d+)$")
@@ -60,13 +62,27 @@ def gather_facts(
         samples = [s for part in datamodule.train_parts for s in part.samples]
         facts.train_samples = len(samples)
         facts.datasets = {name: len(part) for name, part in zip(names, datamodule.train_parts)}
-        facts.prompts = sorted({s.prompt for s in samples})[:10]
+        facts.prompts = sorted({shown_prompt(s) for s in samples})[:10]
         facts.tasks = sorted({s.task for s in samples if s.task})
         facts.hub_datasets = hub_dataset_ids(recipe.data.train)
     found = measured_metrics(run_dir, step)
     if found is not None:
         facts.metrics_source, facts.metrics = found
     return facts
+
+
+def shown_prompt(sample: Sample) -> str:
+    """The prompt a sample trains, as a user of the model would write it. Structured samples build
+    theirs from the annotation when loaded (their `prompt` is empty): the task token, then the text
+    it reads, or placeholders for a region, whose location tokens depend on each image's size."""
+    if sample.prompt or sample.reference is None:
+        return sample.prompt
+    spec = TASKS[sample.task]
+    if spec.input == "region":
+        return spec.token + REGION_PLACEHOLDER
+    if spec.input == "query":
+        return spec.token + str(sample.reference.get("query", ""))
+    return spec.token
 
 
 def hub_dataset_ids(sources: list[DataSource]) -> list[str]:

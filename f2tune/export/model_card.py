@@ -18,6 +18,9 @@ from f2tune.recipe import dump_recipe
 LICENSE = "mit"
 """Florence-2's weights are MIT-licensed; a fine-tune inherits the base model's license."""
 
+REGION_PLACEHOLDER = "<loc_x1><loc_y1><loc_x2><loc_y2>"
+"""A region input as a card shows it: four location tokens, bins of the image's width and height."""
+
 
 @dataclass
 class CardFacts:
@@ -105,7 +108,7 @@ def _usage(facts: CardFacts, adapter: bool) -> str:
         else 'model = AutoModelForImageTextToText.from_pretrained("THIS_FOLDER_OR_REPO")\n'
         'processor = AutoProcessor.from_pretrained("THIS_FOLDER_OR_REPO")\n'
     )
-    prompt = facts.prompts[0] if facts.prompts else "<CAPTION>"
+    prompt = next((p for p in facts.prompts if REGION_PLACEHOLDER not in p), "<CAPTION>")  # one that runs as written
     return (
         "from PIL import Image\n"
         "from transformers import AutoModelForImageTextToText, AutoProcessor\n"

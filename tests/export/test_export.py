@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 
 import lightning.pytorch as pl
 import pytest
@@ -17,10 +18,11 @@ import f2tune
 from f2tune.cli import main
 from f2tune.config import DataConfig
 from f2tune.data.collate import Florence2Collator
+from f2tune.data.sample import Sample
 from f2tune.eval.generate import MODEL_INPUTS
 from f2tune.export.checkpoint import export_checkpoint
-from f2tune.export.facts import hub_dataset_ids, measured_metrics
-from f2tune.export.model_card import CardFacts, card_metadata
+from f2tune.export.facts import hub_dataset_ids, measured_metrics, shown_prompt
+from f2tune.export.model_card import CardFacts, card_metadata, render_model_card
 from f2tune.recipe import validate_recipe
 from f2tune.testing.shapes import shape_samples
 from f2tune.train.run import fit
@@ -184,3 +186,23 @@ def test_not_a_run_is_one_clear_error(tmp_path, capsys):
     assert "neither a run folder nor a .ckpt file" in capsys.readouterr().err
     assert main(["export", str(tmp_path), "--out", str(tmp_path / "x")]) == 2
     assert "no checkpoint in" in capsys.readouterr().err
+
+
+def test_the_card_shows_the_prompts_structured_samples_train():
+    """Their `prompt` is empty until loaded (built from the annotation): the card showed `` and its
+    snippet ran the processor on an empty prompt."""
+
+    def sample(task: str, reference: dict | None, prompt: str = "") -> Sample:
+        return Sample(id="1", image=Path("a.png"), prompt=prompt, target="", origin="x", task=task, reference=reference)
+
+    assert shown_prompt(sample("<OD>", {"boxes": [[1, 2, 3, 4]], "labels": ["cat"]})) == "<OD>"
+    grounding = sample("<CAPTION_TO_PHRASE_GROUNDING>", {"query": "a cat", "boxes": [], "labels": []})
+    assert shown_prompt(grounding) == "<CAPTION_TO_PHRASE_GROUNDING>a cat"
+    assert shown_prompt(sample("<REGION_TO_CATEGORY>", {"region": [1, 2, 3, 4], "text": "cat"})) == (
+        "<REGION_TO_CATEGORY><loc_x1><loc_y1><loc_x2><loc_y2>"
+    )
+    assert shown_prompt(sample("", {"query": "What colour?", "text": "red", "answers": ["red"]})) == "What colour?"
+    assert shown_prompt(sample("<CAPTION>", None, prompt="<CAPTION>")) == "<CAPTION>"
+    facts = CardFacts(base_model="b", kind="adapter", train_samples=2)
+    facts.prompts = ["<REGION_TO_CATEGORY><loc_x1><loc_y1><loc_x2><loc_y2>", "<OD>"]
+    assert 'processor(text="<OD>"' in render_model_card(validate_recipe(tiny_recipe(Path("unused"))), facts)
