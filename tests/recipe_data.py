@@ -3,7 +3,7 @@ the paths its recipe names, so that a recipe runs end to end on the tiny model w
 
 One shape per image gives every format what it needs: a category and a box (`coco_detection`), a
 referring sentence and a polygon (`refcoco`), captions, a question with its answers, a text line
-with its quad (`ocr`).
+with its quad (`ocr`), a Hub detection dataset's objects row (`hf_dataset`).
 """
 
 from __future__ import annotations
@@ -158,6 +158,41 @@ def _write_structured(source, root: Path, drawn) -> None:
     _write_beside(source, root, drawn, lambda s: {"task": "<OD>", "boxes": [list(s.box)], "labels": [s.shape]})
 
 
+def _write_hub_objects(source, root: Path, drawn) -> None:
+    """A Hub detection dataset's parquet file for the source's split, in cppe-5's layout (objects as a
+    Sequence of {bbox as x, y, width, height, category as ClassLabel}, width and height columns)."""
+    import datasets
+
+    features = datasets.Features(
+        {
+            source.image_column: datasets.Image(),
+            "width": datasets.Value("int32"),
+            "height": datasets.Value("int32"),
+            source.objects_column: datasets.Sequence(
+                {
+                    source.box_key: datasets.Sequence(datasets.Value("float32"), length=4),
+                    source.label_key: datasets.ClassLabel(names=list(SHAPES)),
+                }
+            ),
+        }
+    )
+    rows = {
+        source.image_column: [image.render() for _, image in drawn],
+        "width": [IMAGE_SIZE] * len(drawn),
+        "height": [IMAGE_SIZE] * len(drawn),
+        source.objects_column: [_one_object(source, image) for _, image in drawn],
+    }
+    path = root / source.path / "data" / f"{source.split}-00000-of-00001.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    datasets.Dataset.from_dict(rows, features=features).to_parquet(str(path))
+
+
+def _one_object(source, image) -> dict:
+    x1, y1, x2, y2 = image.box
+    box = [x1, y1, x2 - x1, y2 - y1] if source.box_format == "xywh" else [x1, y1, x2, y2]
+    return {source.box_key: [box], source.label_key: [SHAPES.index(image.shape)]}
+
+
 _WRITERS = {
     "coco_detection": _write_coco_detection,
     "coco_captions": _write_coco_captions,
@@ -165,7 +200,8 @@ _WRITERS = {
     "ocr": _write_ocr,
     "jsonl": _write_jsonl_source,
     "structured_jsonl": _write_structured,
+    "hf_dataset": _write_hub_objects,
 }
 _SHARED_WRITERS = {"refcoco": _write_refcoco, "karpathy_captions": _write_karpathy}
-"""Formats without a writer here (`hf_dataset`) fail the recipe test with a KeyError naming them:
-a recipe that reads one needs its writer first."""
+"""Formats without a writer here fail the recipe test with a KeyError naming them: a recipe that
+reads one needs its writer first (the `hf_dataset` writer writes detection rows only)."""

@@ -1,10 +1,10 @@
 """Every shipped recipe runs as its header says: `f2tune fit`, then each `f2tune check-data|validate|test`
 line of its header, on the tiny model and stand-in data written where the recipe looks for its own.
 
-Only what a CPU test cannot have is overridden (model, devices, precision, steps, batch, workers,
-generation length); data formats, tasks, metrics, adaptation, augmentation, grouping and export
-stay as shipped, so a recipe whose keys no longer fit the readers, the tasks or the metrics fails
-here instead of on a user's cluster.
+Only what a CPU test or the tiny model cannot have is overridden (model, devices, precision, steps,
+batch, workers, generation length, target length); data formats, tasks, metrics, adaptation,
+augmentation, grouping and export stay as shipped, so a recipe whose keys no longer fit the readers,
+the tasks or the metrics fails here instead of on a user's cluster.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ TINY_RUN = [
     "eval.max_samples=2",
     "eval.max_new_tokens=8",
     "eval.every_n_validations=1",
+    "data.max_target_tokens=256",  # the tiny model's decoder positions (Florence-2's: 1024)
 ]
 
 
