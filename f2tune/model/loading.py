@@ -24,6 +24,9 @@ from f2tune.errors import ModelLoadError
 from f2tune.log import warn
 from f2tune.testing.tiny import build_tiny_model, build_tiny_processor
 
+NATIVE_VISION_TYPE = "florence_vision"
+"""`vision_config.model_type` of transformers' native Florence-2; the remote code's is `davit`."""
+
 TINY_SEED = 0
 """Weights of the tiny model are a function of this seed, so every process builds the same ones."""
 
@@ -150,8 +153,9 @@ def _refuse_remote_code_layout(config: ModelConfig, name: str) -> None:
         raw, _ = PretrainedConfig.get_config_dict(name, revision=config.revision)
     except (OSError, ValueError):
         return  # no config to read: `load` says why, in its own words
-    vision = raw.get("vision_config") or {}
-    if raw.get("model_type") == "florence2" and (raw.get("auto_map") or vision.get("model_type") == "davit"):
+    vision = (raw.get("vision_config") or {}).get("model_type")
+    remote = vision == "davit" or (raw.get("auto_map") and vision != NATIVE_VISION_TYPE)
+    if raw.get("model_type") == "florence2" and remote:
         raise ModelLoadError(
             f"model.name_or_path={name!r} is a Florence-2 checkpoint in the original remote-code layout "
             "(microsoft/Florence-2-*), whose weights are named for that code, not for transformers' native "

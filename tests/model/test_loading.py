@@ -91,6 +91,13 @@ def test_the_remote_code_layout_is_refused_before_any_weights_load(tiny_copy):
             load(ModelConfig(name_or_path=str(tiny_copy)))
 
 
+def test_a_native_checkpoint_that_keeps_an_auto_map_loads(tiny_copy):
+    config = json.loads((tiny_copy / "config.json").read_text())
+    config["auto_map"] = {"AutoConfig": "configuration_florence2.Florence2Config"}
+    (tiny_copy / "config.json").write_text(json.dumps(config))
+    assert load_model(ModelConfig(name_or_path=str(tiny_copy))).training
+
+
 def test_a_checkpoint_lacking_weights_is_refused_not_filled_with_random_values(tiny_copy):
     weights = load_file(tiny_copy / "model.safetensors")
     kept = {k: v for k, v in weights.items() if not k.startswith("model.multi_modal_projector.")}
