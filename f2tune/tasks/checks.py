@@ -22,11 +22,12 @@ from f2tune.tasks.table import CUSTOM, TaskSpec
 _LOC_LIKE = re.compile(r"<loc_([^<>]*)>")
 _LOC_RUN = re.compile(r"(?:<loc_\d+>)+")
 _REGION = re.compile(r"(?:<loc_\d+>){4}")
+_BOX = (4, "box (x1, y1, x2, y2)")
 _LOCS_PER_SHAPE = {
-    "<OD>": (4, "box (x1, y1, x2, y2)"),
-    "<DENSE_REGION_CAPTION>": (4, "box (x1, y1, x2, y2)"),
-    "<REGION_PROPOSAL>": (4, "box (x1, y1, x2, y2)"),
-    "<CAPTION_TO_PHRASE_GROUNDING>": (4, "box (x1, y1, x2, y2)"),
+    "<OD>": _BOX,
+    "<DENSE_REGION_CAPTION>": _BOX,
+    "<REGION_PROPOSAL>": _BOX,
+    "<CAPTION_TO_PHRASE_GROUNDING>": _BOX,
     "<OCR_WITH_REGION>": (8, "quad (four x, y corners)"),
 }
 _POLYGON_TASKS = ("<REFERRING_EXPRESSION_SEGMENTATION>", "<REGION_TO_SEGMENTATION>")
