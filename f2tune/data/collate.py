@@ -10,8 +10,8 @@ from PIL import Image
 from torch.utils.data import default_collate
 from transformers import Florence2Processor
 
-from f2tune.data.dataset import SKIP_HINT
 from f2tune.data.decoded import DecodedImages
+from f2tune.data.problems import SKIP_HINT
 from f2tune.data.shared_flag import SharedFlag
 from f2tune.errors import DataError
 
@@ -71,7 +71,7 @@ class Florence2Collator:
             padding="longest",
             **STAND_IN_UNTOUCHED,
         )
-        overlong = self._overlong_inputs(kept, inputs["attention_mask"].sum(dim=1).tolist())
+        overlong = self._overlong_inputs(kept, inputs["attention_mask"])
         if overlong:  # dropped under `skip` (else raised): the batch again without them
             return self([None if item is None or id(item) in overlong else item for item in items])
         labels, lengths, truncated = self.encode_targets([item["target"] for item in kept])
@@ -97,10 +97,11 @@ class Florence2Collator:
             batch["decoded_images"] = DecodedImages(images)
         return batch
 
-    def _overlong_inputs(self, items: list[dict[str, Any]], lengths: list[int]) -> set[int]:
+    def _overlong_inputs(self, items: list[dict[str, Any]], attention_mask: torch.Tensor) -> set[int]:
         """`id()` of the items whose prompt and image tokens exceed the encoder's positions."""
         if self.max_input_tokens is None:
             return set()
+        lengths = attention_mask.sum(dim=1).tolist()
         overlong = {id(item) for item, length in zip(items, lengths) if length > self.max_input_tokens}
         if overlong and self.on_bad_record != "skip":
             item, length = next((i, n) for i, n in zip(items, lengths) if id(i) in overlong)

@@ -12,12 +12,11 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from f2tune.data.images import load_image
+from f2tune.data.problems import SKIP_HINT
 from f2tune.data.sample import Sample
 from f2tune.data.transforms import Augmentation
 from f2tune.errors import DataError
 from f2tune.tasks import build_prompt, format_target
-
-SKIP_HINT = "(`f2tune check-data` lists every such record at once; data.on_bad_record: skip drops them)"
 
 
 class SampleDataset(Dataset):

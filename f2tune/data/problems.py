@@ -8,6 +8,8 @@ from typing import Literal
 from f2tune.errors import DataError
 
 SHOWN_EXAMPLES = 5
+SKIP_HINT = "(`f2tune check-data` lists every such record at once; data.on_bad_record: skip drops them)"
+"""Said after the first bad record stops a run: where to find the others, and how to drop them."""
 
 
 @dataclass
@@ -20,7 +22,7 @@ class RecordProblems:
     def report(self, message: str) -> None:
         """Raise for `error`; remember for `skip`. `message` already names file:line and the problem."""
         if self.policy == "error":
-            raise DataError(f"{message}\n(to drop such records instead, set data.on_bad_record: skip)")
+            raise DataError(f"{message}\n{SKIP_HINT}")
         self.found.append(message)
 
     def summary(self, what: str) -> str | None:
