@@ -34,17 +34,19 @@ TASKS_WITH_INPUT: tuple[str, ...] = (
 """Tokens followed by text or `<loc_N>` region input."""
 
 _TASK_LIKE = re.compile(r"^<([A-Z][A-Z_]*)>")
+_ANY_CASE = re.compile(r"^<([A-Za-z][A-Za-z_]*)>")
 
 
 def check_prompt(prompt: str) -> str | None:
     """Return why `prompt` is unusable, or None if it is fine.
 
     A prompt is free text unless it starts with an upper-case `<TOKEN>`; then the token must be one
-    of Florence-2's, and a no-input token must stand alone (the processor refuses extra text).
+    of Florence-2's, and a no-input token must stand alone (the processor refuses extra text). One of
+    Florence-2's tokens in another case (`<od>`) is refused too: it would train as free text.
     """
     match = _TASK_LIKE.match(prompt.strip())
     if match is None:
-        return None
+        return _lower_case_token(prompt)
     token = match.group(0)
     if token in TASKS_WITHOUT_INPUT:
         if prompt.strip() != token:
@@ -56,6 +58,18 @@ def check_prompt(prompt: str) -> str | None:
     return (
         f"unknown task token {token}{close_tokens(token)}; known task tokens: {', '.join(tokens)} "
         "(or write a free-text prompt)"
+    )
+
+
+def _lower_case_token(prompt: str) -> str | None:
+    """`<od>` or `<Caption>`: a task token in the wrong case, which the processor would not rewrite,
+    so the model would be trained on it as free text."""
+    match = _ANY_CASE.match(prompt.strip())
+    if match is None or match.group(0).upper() not in TASKS_WITHOUT_INPUT + TASKS_WITH_INPUT:
+        return None
+    return (
+        f"{match.group(0)} is no task token (they are upper case) and would be read as free text: "
+        f"write {match.group(0).upper()}"
     )
 
 

@@ -43,3 +43,11 @@ def test_unknown_token_suggests_the_close_ones(prompt, guess):
 
 def test_no_input_token_with_text_is_refused():
     assert "takes no input" in check_prompt("<OD> only cats")
+
+
+@pytest.mark.parametrize("prompt", ["<od>", "<Caption>", "<caption_to_phrase_grounding>a cat"])
+def test_a_task_token_in_another_case_is_refused_not_trained_as_free_text(prompt):
+    token = prompt.split(">")[0] + ">"
+    assert check_prompt(prompt) == (
+        f"{token} is no task token (they are upper case) and would be read as free text: write {token.upper()}"
+    )
