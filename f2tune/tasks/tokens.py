@@ -46,7 +46,7 @@ def check_prompt(prompt: str) -> str | None:
     """
     match = _TASK_LIKE.match(prompt.strip())
     if match is None:
-        return _lower_case_token(prompt)
+        return _miscased_token(prompt)
     token = match.group(0)
     if token in TASKS_WITHOUT_INPUT:
         if prompt.strip() != token:
@@ -61,7 +61,7 @@ def check_prompt(prompt: str) -> str | None:
     )
 
 
-def _lower_case_token(prompt: str) -> str | None:
+def _miscased_token(prompt: str) -> str | None:
     """`<od>` or `<Caption>`: a task token in the wrong case, which the processor would not rewrite,
     so the model would be trained on it as free text."""
     match = _ANY_CASE.match(prompt.strip())
