@@ -37,15 +37,17 @@ def validation_pictures(
 ) -> dict[str, Image.Image]:
     """`<TASK>-<k>-<id>` -> picture, for the first `per_task` records of each task.
 
-    Records name their sample by id; an id that several samples share (two sources numbering
-    their records alike) is left out rather than drawn on another sample's image."""
-    by_id: dict[str, Sample | None] = {}
+    Records name their sample by task and id (one dataset read for two tasks numbers both alike);
+    an id that several samples of a task share (two sources numbering their records alike) is
+    left out rather than drawn on another sample's image."""
+    by_key: dict[tuple[str, str], Sample | None] = {}
     for sample in samples:
-        by_id[sample.id] = None if sample.id in by_id else sample
+        key = (sample.task, sample.id)
+        by_key[key] = None if key in by_key else sample
     drawn: dict[str, int] = {}
     pictures: dict[str, Image.Image] = {}
     for record in records:
-        label, sample = task_label(record["task"]), by_id.get(record["id"])
+        label, sample = task_label(record["task"]), by_key.get((record["task"], record["id"]))
         if sample is None or drawn.get(label, 0) >= per_task:
             continue
         try:

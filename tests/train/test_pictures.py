@@ -3,6 +3,7 @@ TensorBoard at every validation that generates."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from helpers import tiny_recipe
@@ -27,12 +28,23 @@ def record(sample: Sample, task: str, box: list[float]) -> dict:
 
 
 def test_the_first_samples_of_each_task_are_drawn_and_shared_ids_left_out(tmp_path):
-    samples = shape_samples(5, seed=3)
-    twin = Sample(id=samples[4].id, image=samples[0].image, prompt="", target="", origin="other.jsonl:1")
+    samples = [replace(s, task="<OD>") for s in shape_samples(5, seed=3)]
+    samples[3] = replace(samples[3], task="")
+    twin = replace(samples[4], image=samples[0].image, origin="other.jsonl:1")
     records = [record(s, "<OD>", [1, 1, 20, 20]) for s in samples[:3]] + [record(samples[3], "", [2, 2, 9, 9])]
     records.append(record(samples[4], "<OD>", [3, 3, 9, 9]))
     pictures = validation_pictures(records, [*samples, twin], per_task=2)
     assert sorted(pictures) == ["OD-00-shapes-3-0", "OD-01-shapes-3-1", "custom-00-shapes-3-3"]
+
+
+def test_one_dataset_read_for_two_tasks_draws_both():
+    """Two sources over the same rows (grounding and segmentation of one dataset) number their
+    samples alike; each task's picture is drawn on its own sample."""
+    (detection,) = [replace(s, task="<OD>") for s in shape_samples(1, seed=3)]
+    caption = replace(detection, task="<CAPTION>")
+    records = [record(detection, "<OD>", [1, 1, 20, 20]), record(caption, "<CAPTION>", [1, 1, 20, 20])]
+    pictures = validation_pictures(records, [detection, caption], per_task=1)
+    assert sorted(pictures) == ["CAPTION-00-shapes-3-0", "OD-00-shapes-3-0"]
 
 
 def test_small_images_are_drawn_at_a_readable_size_with_their_boxes_scaled():
