@@ -7,11 +7,15 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from f2tune.config.base import Section
+from f2tune.tasks.tokens import TASKS_WITH_INPUT, TASKS_WITHOUT_INPUT
 
 CAPTION_TASKS = ("<CAPTION>", "<DETAILED_CAPTION>", "<MORE_DETAILED_CAPTION>")
 """Tasks whose answer is a caption, of which a dataset may hold several per image."""
 OBJECT_TASKS = ("<OD>", "<DENSE_REGION_CAPTION>")
 """Tasks whose answer is a list of named boxes, which a dataset's objects column can train."""
+ANNOTATION_FIELDS = ("text", "answers", "boxes", "labels", "polygons", "quads", "query", "region")
+"""The `Annotation` fields a dataset's columns can hold (as `structured_jsonl` records' keys do)."""
+AnnotationField = Literal["text", "answers", "boxes", "labels", "polygons", "quads", "query", "region"]
 
 
 class Source(Section):
@@ -148,8 +152,16 @@ class HfDatasetSource(Source):
         description="Detection rows: a column of objects (boxes and categories, as the Hub's detection datasets "
         "hold them) read as <OD> samples, or the task in `prompt`; prompt and target columns are then unused.",
     )
+    annotation_columns: dict[AnnotationField, str] | None = Field(
+        None,
+        description="Structured rows: the column holding each annotation field (boxes, labels, polygons, quads, "
+        "query, region, text, answers; in pixels, as structured_jsonl's keys), for the task in `prompt` "
+        "(grounding, referring expressions, segmentation, regions); prompt and target columns are then unused.",
+    )
     box_format: Literal["xywh", "xyxy"] | None = Field(
-        None, description="With objects_column: xywh (COCO's x, y, width, height) or xyxy, in pixels."
+        None,
+        description="With objects_column, or boxes/region in annotation_columns: xywh (COCO's x, y, width, "
+        "height) or xyxy, in pixels.",
     )
     box_key: str = Field("bbox", description="With objects_column: the objects' key holding their boxes.")
     label_key: str = Field(
@@ -158,6 +170,8 @@ class HfDatasetSource(Source):
 
     @model_validator(mode="after")
     def _objects_need_their_format(self) -> HfDatasetSource:
+        if self.annotation_columns is not None:
+            return self._check_annotation_columns()
         if self.objects_column is None:
             return self
         if self.box_format is None:
@@ -168,6 +182,24 @@ class HfDatasetSource(Source):
         if self.prompt not in (None, *OBJECT_TASKS):
             raise ValueError(
                 f"with objects_column, prompt is the task: {' or '.join(OBJECT_TASKS)}, got {self.prompt!r}"
+            )
+        return self
+
+    def _check_annotation_columns(self) -> HfDatasetSource:
+        if self.objects_column is not None:
+            raise ValueError("give objects_column or annotation_columns, not both")
+        if not self.annotation_columns:
+            raise ValueError(f"annotation_columns names no column; its keys are fields: {', '.join(ANNOTATION_FIELDS)}")
+        tokens = TASKS_WITHOUT_INPUT + TASKS_WITH_INPUT
+        if self.prompt not in tokens:
+            raise ValueError(
+                f"with annotation_columns, prompt is the task, one of Florence-2's: {', '.join(tokens)}; "
+                f"got {self.prompt!r}"
+            )
+        if self.box_format is None and {"boxes", "region"} & set(self.annotation_columns):
+            raise ValueError(
+                "boxes or region in annotation_columns need box_format: xywh (x, y, width, height, as COCO writes "
+                "boxes) or xyxy (x1, y1, x2, y2); datasets use both, so there is no default"
             )
         return self
 

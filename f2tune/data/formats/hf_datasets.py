@@ -8,7 +8,9 @@ A target column of answer lists (DocVQA's `answers`) makes free-text question sa
 Under a caption prompt a list holds an image's captions (COCO's five): one sample per caption, or
 with `one_per_image` one sample holding them all as references, as the caption formats do.
 Detection datasets, whose rows hold objects (boxes and categories) instead of text, are read by
-`hf_objects` when the source names its `objects_column`.
+`hf_objects` when the source names its `objects_column`; rows whose columns hold a task's
+annotation (grounding boxes and their query, polygons, regions) by `hf_structured` when it maps
+them in `annotation_columns`.
 The extra is optional (`pip install 'f2tune[datasets]'`), so it is imported only when such a source
 is read.
 
@@ -38,6 +40,7 @@ from f2tune.config import HfDatasetSource
 from f2tune.config.sources import CAPTION_TASKS
 from f2tune.data.formats.captions import caption_samples
 from f2tune.data.formats.hf_objects import RowSample, object_rows
+from f2tune.data.formats.hf_structured import structured_rows
 from f2tune.data.formats.vqa import question_sample
 from f2tune.data.problems import RecordProblems
 from f2tune.data.sample import RenderedImage, Sample
@@ -81,20 +84,22 @@ class DatasetImage:
 def read_hf_dataset(source: HfDatasetSource, problems: RecordProblems) -> list[Sample]:
     """Samples of one saved dataset (one split); bad rows go to `problems`."""
     dataset, where = _load(source)
-    if source.objects_column is not None:
-        columns = [source.image_column, source.objects_column]
-    else:
-        columns = [source.image_column, source.target_column] + ([source.prompt_column] if source.prompt_column else [])
-    missing = [c for c in columns if c not in dataset.column_names]
+    missing = [c for c in _columns_read(source) if c not in dataset.column_names]
     if missing:
         raise DataError(
             f"{where}: no column(s) {', '.join(missing)}; the dataset has {', '.join(dataset.column_names)}"
         )
-    if source.objects_column is None and source.prompt_column is None and source.prompt is None:
+    text_rows = source.objects_column is None and source.annotation_columns is None
+    if text_rows and source.prompt_column is None and source.prompt is None:
         raise DataError(f"{where}: set `prompt_column` or `prompt` on the data source")
     images = _lazy_images(dataset, source.image_column)
     name = Path(source.path).name
-    rows = object_rows(dataset, source) if source.objects_column is not None else _text_rows(dataset, source)
+    if source.objects_column is not None:
+        rows = object_rows(dataset, source)
+    elif source.annotation_columns is not None:
+        rows = structured_rows(dataset, source)
+    else:
+        rows = _text_rows(dataset, source)
     samples = []
     for index, row in enumerate(rows):
         origin = f"{where}:row {index}"
@@ -103,6 +108,15 @@ def read_hf_dataset(source: HfDatasetSource, problems: RecordProblems) -> list[S
         except DataError as err:
             problems.report(str(err))
     return samples
+
+
+def _columns_read(source: HfDatasetSource) -> list[str]:
+    """The columns the source's rows are read from."""
+    if source.objects_column is not None:
+        return [source.image_column, source.objects_column]
+    if source.annotation_columns is not None:
+        return [source.image_column, *dict.fromkeys(source.annotation_columns.values())]
+    return [source.image_column, source.target_column] + ([source.prompt_column] if source.prompt_column else [])
 
 
 def _text_rows(dataset: Any, source: HfDatasetSource) -> Iterator[RowSample]:

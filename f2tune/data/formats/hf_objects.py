@@ -81,7 +81,7 @@ def _reference(objects: Any, names: list[str] | None, source: HfDatasetSource, o
     boxes, labels = [], []
     for index, (raw_box, raw_label) in enumerate(_pairs(objects, source, origin)):
         where = f"{source.objects_column}[{index}]"
-        boxes.append(_box(raw_box, source.box_format, f"{where}.{source.box_key}", origin))
+        boxes.append(pixel_box(raw_box, source.box_format, f"{where}.{source.box_key}", origin))
         labels.append(_label(raw_label, names, f"{where}.{source.label_key}", origin))
     return {"boxes": boxes, "labels": labels} if boxes else None
 
@@ -117,7 +117,8 @@ def _require_keys(objects: dict[str, Any], keys: tuple[str, str], column: str | 
         )
 
 
-def _box(value: Any, box_format: str | None, what: str, origin: str) -> Box:
+def pixel_box(value: Any, box_format: str | None, what: str, origin: str) -> Box:
+    """x1, y1, x2, y2 of a box written in `box_format` (`xywh`, or `xyxy` when None)."""
     if box_format == "xywh":
         x, y, w, h = numbers(value, what, origin, 4)
         if w <= 0 or h <= 0:

@@ -109,7 +109,9 @@ def _ref_samples(
     texts = [s.get("sent") if isinstance(s, dict) else None for s in sentences]
     if not all(isinstance(t, str) and t.strip() for t in texts):
         raise DataError(f"{where}: every sentence needs a non-empty 'sent'")
-    polygons = _polygons(ann.get("segmentation"), f"{path}:annotation {ann['id']}") if task == SEGMENTATION else []
+    polygons = []
+    if task == SEGMENTATION:
+        polygons = segmentation_polygons(ann.get("segmentation"), f"{path}:annotation {ann['id']}")
     samples = []
     for index, text in enumerate(texts):
         sentence = text.strip()
@@ -132,7 +134,7 @@ def _ref_samples(
     return samples
 
 
-def _polygons(segmentation: Any, where: str) -> list[Polygon]:
+def segmentation_polygons(segmentation: Any, where: str) -> list[Polygon]:
     """COCO segmentation -> flat polygons: lists as they are, RLE dicts traced."""
     if isinstance(segmentation, list) and segmentation:
         for part in segmentation:

@@ -64,7 +64,7 @@ def _parse(record: dict[str, Any], origin: str, root: Path) -> Sample:
         known = ", ".join(TASKS_WITHOUT_INPUT + TASKS_WITH_INPUT)
         raise DataError(f"{origin}: 'task' must be a Florence-2 task token ({known}) or \"\", got {task!r}")
     image = image_path(record, origin, root)
-    reference = _annotation(record, origin)
+    reference = annotation_of(record, origin)
     if not any(key in reference for key in ANSWER_KEYS):
         raise DataError(f"{origin}: no answer: give one of {', '.join(ANSWER_KEYS)}")
     size = image_size_of(record, origin)
@@ -74,7 +74,8 @@ def _parse(record: dict[str, Any], origin: str, root: Path) -> Sample:
     return Sample(id=str(record_id), image=image, prompt="", target="", origin=origin, task=task, reference=reference)
 
 
-def _annotation(record: dict[str, Any], origin: str) -> Annotation:
+def annotation_of(record: dict[str, Any], origin: str) -> Annotation:
+    """The record's annotation fields, each checked for its shape (boxes x1 < x2, polygons of 3+ points...)."""
     reference: Annotation = {}
     for key in ("text", "query"):
         if key in record:

@@ -1,0 +1,126 @@
+"""Structured rows of a Hugging Face dataset: columns holding a task's annotation fields in pixels,
+as the Hub's grounding, referring-expression and segmentation datasets hold them.
+`format: hf_dataset` with `annotation_columns` (field -> column) and the task as `prompt`.
+
+Each row becomes a sample like a `structured_jsonl` record (the same field checks; the target text
+built after augmentation, so boxes and polygons follow flips and crops). What Hub datasets write
+differently from those records is accepted here:
+- one box, quad or polygon where the field holds a list of them (`bbox: [x, y, w, h]`), and boxes
+  and regions in `box_format` (`xywh` or `xyxy`);
+- a segmentation as COCO writes it: a flat polygon, a list of them, or an RLE dict (traced);
+- one label as a string;
+- a list of queries (an object's several referring expressions): one sample per query, as the
+  `refcoco` format makes them. A query task's boxes without a labels column are named by the query,
+  as Florence-2 answers `<OPEN_VOCABULARY_DETECTION>` and grounding prompts.
+
+Every row's prompt and target are built once when read (with a nominal image size), so a field the
+task needs and the mapping lacks is reported by row before training starts. Where the dataset has
+`width` and `height` columns, every coordinate is checked against them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from functools import partial
+from typing import Any
+
+from f2tune.config import HfDatasetSource
+from f2tune.data.formats.coco import is_number
+from f2tune.data.formats.hf_objects import RowSample, pixel_box
+from f2tune.data.formats.refcoco import segmentation_polygons
+from f2tune.data.formats.structured import ANSWER_KEYS, annotation_of, check_inside, image_size_of
+from f2tune.data.sample import RenderedImage, Sample
+from f2tune.data.sampler import NOMINAL_IMAGE_SIZE
+from f2tune.errors import DataError
+from f2tune.tasks import TASKS, build_prompt, format_target
+
+
+def structured_rows(dataset: Any, source: HfDatasetSource) -> Iterator[RowSample]:
+    """One sample builder per row of the dataset."""
+    columns = source.annotation_columns or {}
+    values = {field: dataset[column] for field, column in columns.items()}
+    sized = "width" in dataset.column_names and "height" in dataset.column_names
+    sizes = list(zip(dataset["width"], dataset["height"])) if sized else [None] * len(dataset)
+    for index, size in enumerate(sizes):
+        row = {field: column[index] for field, column in values.items()}
+        yield partial(_row_samples, row=row, size=size, source=source)
+
+
+def _row_samples(
+    sample_id: str,
+    image: RenderedImage,
+    origin: str,
+    *,
+    row: dict[str, Any],
+    size: tuple[Any, Any] | None,
+    source: HfDatasetSource,
+) -> list[Sample]:
+    """The row's sample, or one per query where the query column holds a list."""
+    task = TASKS[source.prompt or ""]
+    columns = source.annotation_columns or {}
+    record = {field: _as_record_value(field, value, columns[field], source, origin) for field, value in row.items()}
+    queries = record.pop("query", None)
+    if not isinstance(queries, list):
+        return [_sample(sample_id, image, origin, record, queries, size, task.token)]
+    return [
+        _sample(f"{sample_id}-{number}", image, f"{origin} query {number}", record, query, size, task.token)
+        for number, query in enumerate(queries)
+    ]
+
+
+def _sample(
+    sample_id: str,
+    image: RenderedImage,
+    origin: str,
+    record: dict[str, Any],
+    query: str | None,
+    size: tuple[Any, Any] | None,
+    task: str,
+) -> Sample:
+    record = dict(record)
+    if query is not None:
+        record["query"] = query
+        if TASKS[task].input == "query" and "boxes" in record and "labels" not in record:
+            record["labels"] = [query] * len(record["boxes"])
+    reference = annotation_of(record, origin)
+    if not any(key in reference for key in ANSWER_KEYS):
+        raise DataError(f"{origin}: no answer: map one of {', '.join(ANSWER_KEYS)} in annotation_columns")
+    if size is not None:
+        check_inside(reference, image_size_of({"width": size[0], "height": size[1]}, origin), origin)
+    try:  # what the task needs and the mapping lacks, found now rather than when a batch is made
+        build_prompt(task, reference, NOMINAL_IMAGE_SIZE)
+        format_target(task, reference, NOMINAL_IMAGE_SIZE)
+    except DataError as err:
+        raise DataError(f"{origin}: {err}") from None
+    return Sample(id=sample_id, image=image, prompt="", target="", origin=origin, task=task, reference=reference)
+
+
+def _as_record_value(field: str, value: Any, column: str, source: HfDatasetSource, origin: str) -> Any:
+    """A column's value as a `structured_jsonl` record holds that field."""
+    what = f"column '{column}'"
+    if value is None:
+        raise DataError(f"{origin}: {what} ({field}) holds no value in this row")
+    if field == "boxes":
+        boxes = [value] if _flat(value, 4) else value
+        if not isinstance(boxes, list):
+            raise DataError(f"{origin}: {what} must hold a box or a list of boxes, got {value!r}")
+        return [pixel_box(b, source.box_format, f"{what}[{i}]", origin) for i, b in enumerate(boxes)]
+    if field == "region":
+        return pixel_box(value, source.box_format, what, origin)
+    if field == "quads":
+        return [value] if _flat(value, 8) else value
+    if field == "polygons":
+        if isinstance(value, list) and value and all(is_number(v) for v in value):
+            value = [value]  # one polygon, as flat x, y numbers
+        return segmentation_polygons(value, f"{origin}: {what}")
+    if field in ("labels", "answers") and isinstance(value, str):
+        return [value]
+    if field == "query" and isinstance(value, list):
+        if not value or not all(isinstance(q, str) and q.strip() for q in value):
+            raise DataError(f"{origin}: {what} must hold a query or a list of non-empty queries, got {value!r}")
+    return value
+
+
+def _flat(value: Any, count: int) -> bool:
+    """Whether `value` is one shape of `count` numbers rather than a list of shapes."""
+    return isinstance(value, list) and len(value) == count and all(is_number(v) for v in value)
