@@ -98,6 +98,13 @@ def test_every_kind_of_answer(tmp_path):
         ({**OD, "width": 32}, "'width' and 'height' must both be positive"),
         ({**OD, "width": 15, "height": 24}, "boxes[1] lies outside the 15x24 image"),
         ({**OD, "image": "missing.png"}, "image not found: "),
+        # what the task needs, found when read rather than when its batch is made
+        ({"image": "img.png", "task": "<OD>", "boxes": [[1, 2, 9, 9]]}, "<OD> needs the annotation field 'labels'"),
+        (
+            {"image": "img.png", "task": "<CAPTION_TO_PHRASE_GROUNDING>", "boxes": [[1, 2, 9, 9]], "labels": ["a"]},
+            "<CAPTION_TO_PHRASE_GROUNDING> needs the annotation field 'query'",
+        ),
+        ({**OD, "labels": ["a<b", "c"]}, "label 'a<b' contains '<'"),
     ],
 )
 def test_bad_records_name_file_line_and_problem(tmp_path, record, expected):

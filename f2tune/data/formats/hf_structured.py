@@ -28,11 +28,16 @@ from f2tune.config import HfDatasetSource
 from f2tune.data.formats.coco import is_number
 from f2tune.data.formats.hf_objects import RowSample, pixel_box
 from f2tune.data.formats.refcoco import segmentation_polygons
-from f2tune.data.formats.structured import ANSWER_KEYS, annotation_of, check_inside, image_size_of
+from f2tune.data.formats.structured import (
+    ANSWER_KEYS,
+    annotation_of,
+    check_inside,
+    check_task_fields,
+    image_size_of,
+)
 from f2tune.data.sample import RenderedImage, Sample
-from f2tune.data.sampler import NOMINAL_IMAGE_SIZE
 from f2tune.errors import DataError
-from f2tune.tasks import TASKS, build_prompt, format_target
+from f2tune.tasks import TASKS
 
 
 def structured_rows(dataset: Any, source: HfDatasetSource) -> Iterator[RowSample]:
@@ -87,11 +92,7 @@ def _sample(
         raise DataError(f"{origin}: no answer: map one of {', '.join(ANSWER_KEYS)} in annotation_columns")
     if size is not None:
         check_inside(reference, image_size_of({"width": size[0], "height": size[1]}, origin), origin)
-    try:  # what the task needs and the mapping lacks, found now rather than when a batch is made
-        build_prompt(task, reference, NOMINAL_IMAGE_SIZE)
-        format_target(task, reference, NOMINAL_IMAGE_SIZE)
-    except DataError as err:
-        raise DataError(f"{origin}: {err}") from None
+    check_task_fields(task, reference, origin)
     return Sample(id=sample_id, image=image, prompt="", target="", origin=origin, task=task, reference=reference)
 
 

@@ -8,8 +8,9 @@ target is built from it after augmentation, so boxes follow flips and crops). Ke
 `height` (pixels) let coordinates be checked against the image without opening it. Unknown keys
 are errors, so that a typo (`bbox`) does not silently drop an answer.
 
-The shape checks here hold for every task; which fields a task needs is checked where the target
-is built. `numbers` also serves the OCR reader.
+Each record is checked for its fields' shapes and for what its task needs (its prompt and target
+built once at a nominal size), so that a bad record is named before training starts. `numbers`
+also serves the OCR reader.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from f2tune.data.formats.coco import BOX_TOLERANCE, is_number
 from f2tune.data.formats.lines import image_path, read_jsonl_objects, text_field
 from f2tune.data.problems import RecordProblems
 from f2tune.data.sample import Sample
+from f2tune.data.sampler import NOMINAL_IMAGE_SIZE
 from f2tune.errors import DataError
+from f2tune.tasks import build_prompt, format_target
 from f2tune.tasks.schema import Annotation
 from f2tune.tasks.tokens import TASKS_WITH_INPUT, TASKS_WITHOUT_INPUT
 
@@ -70,6 +73,7 @@ def _parse(record: dict[str, Any], origin: str, root: Path) -> Sample:
     size = image_size_of(record, origin)
     if size is not None:
         check_inside(reference, size, origin)
+    check_task_fields(task, reference, origin)
     record_id = record.get("id", Path(origin).name)
     return Sample(id=str(record_id), image=image, prompt="", target="", origin=origin, task=task, reference=reference)
 
@@ -124,6 +128,17 @@ def _polygon(value: Any, what: str, origin: str) -> list[float]:
     if len(points) < 6 or len(points) % 2:
         raise DataError(f"{origin}: {what} must be flat x, y pairs, at least 3 points, got {len(points)} numbers")
     return points
+
+
+def check_task_fields(task: str, reference: Annotation, origin: str) -> None:
+    """Refuse an annotation that lacks what `task` reads or writes (an `<OD>` record without labels),
+    found when the data is read rather than when a batch is made: the prompt and target are built
+    once at a nominal image size."""
+    try:
+        build_prompt(task, reference, NOMINAL_IMAGE_SIZE)
+        format_target(task, reference, NOMINAL_IMAGE_SIZE)
+    except DataError as err:
+        raise DataError(f"{origin}: {err}") from None
 
 
 def image_size_of(record: dict[str, Any], origin: str) -> tuple[float, float] | None:
