@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import lightning.pytorch as pl
 import torch
 from lightning.fabric.utilities.data import suggested_max_num_workers
@@ -14,6 +16,7 @@ from f2tune.data.dataset import SampleDataset
 from f2tune.data.formats import read_source, source_name
 from f2tune.data.problems import RecordProblems
 from f2tune.data.resume import ResumableLoader, ResumableSampler, WeightedEpochSampler
+from f2tune.data.sample import Sample
 from f2tune.data.sampler import LengthGroupedSampler, StableShareSampler, target_lengths
 from f2tune.data.shared_flag import SharedFlag
 from f2tune.data.transforms import Augmentation, build_augmentation
@@ -145,7 +148,7 @@ class Florence2DataModule(pl.LightningDataModule):
         name = source_name(source)
         if summary := problems.summary(f"{split} source '{name}'"):
             warn(summary)
-        say(f"{split} source '{name}': {len(samples)} samples")
+        say(f"{split} source '{name}': {len(samples)} samples ({task_counts(samples)})")
         return SampleDataset(samples, self.config.on_bad_record, augmentation)
 
     def _mixture_sampler(self) -> WeightedEpochSampler | None:
@@ -209,3 +212,10 @@ def auto_workers(processes_on_this_machine: int) -> int:
     run on, shared among the machine's training processes, less one for each of them), at most
     `MAX_AUTO_WORKERS`."""
     return min(MAX_AUTO_WORKERS, suggested_max_num_workers(max(processes_on_this_machine, 1)))
+
+
+def task_counts(samples: list[Sample]) -> str:
+    """`<OD> 120, free text 8`: the tasks a source's samples train, most common first (two
+    sources over one dataset, one per task, carry the same name)."""
+    counts = Counter(sample.task or "free text" for sample in samples)
+    return ", ".join(f"{task} {count}" for task, count in counts.most_common())

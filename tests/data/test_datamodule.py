@@ -102,3 +102,18 @@ def test_auto_workers_are_decided_once_for_every_loader_of_the_run(processor, mo
     pinned = Florence2DataModule(DataConfig(train=shapes, batch_size=2, num_workers=0), processor)
     pinned.setup("fit")
     assert pinned.train_dataloader().num_workers == 0
+
+
+def test_each_source_is_logged_with_the_tasks_it_trains(processor, write_jsonl, monkeypatch):
+    """Two sources over one dataset carry one name; their tasks tell them apart in the log."""
+    path = write_jsonl(
+        [
+            {"image": "images/shapes-5-0.png", "prompt": "<CAPTION>", "target": "a red circle"},
+            {"image": "images/shapes-5-0.png", "prompt": "What colour?", "target": "red"},
+            {"image": "images/shapes-5-0.png", "prompt": "<CAPTION>", "target": "a red square"},
+        ]
+    )
+    said = []
+    monkeypatch.setattr(datamodule_module, "say", said.append)
+    Florence2DataModule(DataConfig(train=[{"format": "jsonl", "path": str(path)}]), processor).setup("fit")
+    assert said == [f"train source '{path.stem}': 3 samples (<CAPTION> 2, free text 1)"]
