@@ -151,3 +151,21 @@ def test_the_recipe_says_what_annotation_columns_need(options, problem):
     with pytest.raises(RecipeError, match="data.train.0") as caught:
         validate_recipe(recipe)
     assert problem in str(caught.value)
+
+
+def test_ocr_lines_boxed_rather_than_quadded_become_their_corners(tmp_path):
+    rows = {
+        "image": [Image.new("RGB", (40, 30))],
+        "words": [["TOTAL", "9.99"]],
+        "boxes": [[[1, 2, 10, 5], [20, 2, 8, 5]]],
+    }
+    path = tmp_path / "receipts"
+    datasets.Dataset.from_dict(rows).save_to_disk(str(path))
+    columns = {"quads": "boxes", "labels": "words"}
+    samples, _ = read(path, "<OCR_WITH_REGION>", columns, box_format="xywh")
+    assert samples[0].reference == {
+        "quads": [[1, 2, 11, 2, 11, 7, 1, 7], [20, 2, 28, 2, 28, 7, 20, 7]],
+        "labels": ["TOTAL", "9.99"],
+    }
+    with pytest.raises(DataError, match=r"row 0: column 'boxes'\[0\] is a box of 4 numbers, not a quad of 8: set box"):
+        read(path, "<OCR_WITH_REGION>", columns)

@@ -7,6 +7,8 @@ built after augmentation, so boxes and polygons follow flips and crops). What Hu
 differently from those records is accepted here:
 - one box, quad or polygon where the field holds a list of them (`bbox: [x, y, w, h]`), and boxes
   and regions in `box_format` (`xywh` or `xyxy`);
+- text lines boxed rather than quadded (`<OCR_WITH_REGION>`): boxes of 4 numbers under `quads`,
+  in `box_format`, as their four corners;
 - a segmentation as COCO writes it: a flat polygon, a list of them, or an RLE dict (traced);
 - one label as a string;
 - a list of queries (an object's several referring expressions): one sample per query, as the
@@ -109,7 +111,10 @@ def _as_record_value(field: str, value: Any, column: str, source: HfDatasetSourc
     if field == "region":
         return pixel_box(value, source.box_format, what, origin)
     if field == "quads":
-        return [value] if _flat(value, 8) else value
+        quads = [value] if _flat(value, 8) or _flat(value, 4) else value
+        if not isinstance(quads, list):
+            raise DataError(f"{origin}: {what} must hold a quad or a list of quads, got {value!r}")
+        return [_box_quad(q, source, f"{what}[{i}]", origin) if _flat(q, 4) else q for i, q in enumerate(quads)]
     if field == "polygons":
         if isinstance(value, list) and value and all(is_number(v) for v in value):
             value = [value]  # one polygon, as flat x, y numbers
@@ -120,6 +125,18 @@ def _as_record_value(field: str, value: Any, column: str, source: HfDatasetSourc
         if not value or not all(isinstance(q, str) and q.strip() for q in value):
             raise DataError(f"{origin}: {what} must hold a query or a list of non-empty queries, got {value!r}")
     return value
+
+
+def _box_quad(value: list, source: HfDatasetSource, what: str, origin: str) -> list[float]:
+    """The four corners, clockwise from top-left, of a text line's box (OCR datasets that box
+    their words rather than give quads)."""
+    if source.box_format is None:
+        raise DataError(
+            f"{origin}: {what} is a box of 4 numbers, not a quad of 8: set box_format (xywh or xyxy) on the "
+            "data source to read it as one"
+        )
+    x1, y1, x2, y2 = pixel_box(value, source.box_format, what, origin)
+    return [x1, y1, x2, y1, x2, y2, x1, y2]
 
 
 def _flat(value: Any, count: int) -> bool:
