@@ -16,7 +16,7 @@ from f2tune.data.datamodule import Florence2DataModule
 from f2tune.data.formats import source_name
 from f2tune.data.sample import Sample
 from f2tune.errors import DataError
-from f2tune.export.model_card import REGION_PLACEHOLDER, CardFacts
+from f2tune.export.model_card import REGION_PLACEHOLDER, CardFacts, DataRow
 from f2tune.log import warn
 from f2tune.model.loading import TINY_SEED, base_model_name
 from f2tune.tasks import TASKS
@@ -57,11 +57,14 @@ def gather_facts(
             datamodule.setup("fit")
     except DataError as err:
         warn(f"model card: training data not readable now, sizes left out ({str(err).splitlines()[0]})")
-        facts.datasets = dict.fromkeys(names)
+        facts.datasets = [DataRow(name) for name in names]
     else:
         samples = [s for part in datamodule.train_parts for s in part.samples]
         facts.train_samples = len(samples)
-        facts.datasets = {name: len(part) for name, part in zip(names, datamodule.train_parts)}
+        facts.datasets = [
+            DataRow(name, sorted({s.task for s in part.samples}), len(part))
+            for name, part in zip(names, datamodule.train_parts)
+        ]
         facts.prompts = sorted({shown_prompt(s) for s in samples})[:10]
         facts.tasks = sorted({s.task for s in samples if s.task})
         facts.hub_datasets = hub_dataset_ids(recipe.data.train)

@@ -13,6 +13,7 @@ import yaml
 
 import f2tune
 from f2tune.config import Recipe
+from f2tune.eval.metrics import metric_text
 from f2tune.recipe import dump_recipe
 
 LICENSE = "mit"
@@ -20,6 +21,16 @@ LICENSE = "mit"
 
 REGION_PLACEHOLDER = "<loc_x1><loc_y1><loc_x2><loc_y2>"
 """A region input as a card shows it: four location tokens, bins of the image's width and height."""
+
+
+@dataclass
+class DataRow:
+    """One training source as the card lists it. Two sources over one dataset (one per task) carry
+    the same name, so each row names its tasks too."""
+
+    name: str
+    tasks: list[str] = field(default_factory=list)  # "" for free-text prompts
+    samples: int | None = None  # None: the data could not be read at export time
 
 
 @dataclass
@@ -31,7 +42,7 @@ class CardFacts:
     train_samples: int | None  # None: the training data could not be read at export time
     prompts: list[str] = field(default_factory=list)
     tasks: list[str] = field(default_factory=list)
-    datasets: dict[str, int | None] = field(default_factory=dict)  # source name -> samples
+    datasets: list[DataRow] = field(default_factory=list)  # one per training source
     hub_datasets: list[str] = field(default_factory=list)  # Hub ids of the training data, for the metadata
     metrics: dict[str, float] = field(default_factory=dict)
     metrics_source: str | None = None  # where the metrics were read, e.g. predictions/val-step000004
@@ -86,16 +97,27 @@ def _tasks(facts: CardFacts) -> str:
 def _data(facts: CardFacts) -> str:
     if not facts.datasets:
         return "Not recorded."
-    rows = "\n".join(f"| {name} | {'?' if n is None else n} |" for name, n in facts.datasets.items())
-    return f"| source | training samples |\n|---|---|\n{rows}"
+    rows = "\n".join(
+        f"| {row.name} | {_task_list(row.tasks)} | {'?' if row.samples is None else row.samples} |"
+        for row in facts.datasets
+    )
+    return f"| source | tasks | training samples |\n|---|---|---:|\n{rows}"
+
+
+def _task_list(tasks: list[str]) -> str:
+    """Task tokens in code spans (a bare `<OD>` is an HTML tag to the Hub's renderer, and vanishes)."""
+    if not tasks:
+        return "?"
+    return ", ".join(f"`{task}`" if task else "free text" for task in tasks)
 
 
 def _metrics(facts: CardFacts) -> str:
     if not facts.metrics:
         return "Not evaluated."
-    rows = "\n".join(f"| {k} | {v:.4f} |" for k, v in sorted(facts.metrics.items()))
+    rows = "\n".join(f"| {k} | {metric_text(k, v)} |" for k, v in sorted(facts.metrics.items()))
     source = f"Measured by the run (`{facts.metrics_source}/metrics.json`).\n\n" if facts.metrics_source else ""
-    return f"{source}| metric | value |\n|---|---|\n{rows}"
+    legend = "\n\nn/a: no reference box of that size (COCO reports -1)." if "| n/a |" in rows else ""
+    return f"{source}| metric | value |\n|---|---|\n{rows}{legend}"
 
 
 def _usage(facts: CardFacts, adapter: bool) -> str:

@@ -9,6 +9,7 @@ from lightning.pytorch.callbacks import EarlyStopping
 from rich.console import Console
 from rich.table import Table
 
+from f2tune.eval.metrics import metric_text
 from f2tune.train.trainer import best_checkpoints
 
 if TYPE_CHECKING:
@@ -24,7 +25,8 @@ def print_summary(result: FitResult, trainer: pl.Trainer) -> None:
     for name in sorted(set(result.metrics_before) | set(result.metrics_after)):
         before = result.metrics_before.get(name)
         after = result.metrics_after.get(name)
-        metrics.add_row(name, "-" if before is None else f"{before:.4f}", "-" if after is None else f"{after:.4f}")
+        shown = ["-" if value is None else metric_text(name, value) for value in (before, after)]
+        metrics.add_row(name, *shown)
     if result.metrics_after:
         console.print(metrics)
     truncated = trainer.callback_metrics.get("data/truncated_targets")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from f2tune.eval.metrics import build_metric
+from f2tune.eval.metrics import build_metric, metric_text
 from f2tune.eval.metrics.detection import CocoMeanAP, GroundingAccuracy, box_iou, label_id
 from f2tune.tasks.schema import Annotation
 
@@ -107,6 +107,17 @@ def test_coco_map_handles_empty_and_unlabelled_annotations() -> None:
     )
     result = metric.compute()
     assert result["map"] == pytest.approx(0.5)  # class "cat": missed (AP 0); proposals: found (AP 1)
+
+
+def test_sizes_without_reference_boxes_are_shown_as_not_applicable() -> None:
+    """COCO reports -1 for a size range without reference boxes; tables say n/a, not a score."""
+    metric = build_metric("coco_map")
+    metric.update([{"boxes": [[0, 0, 10, 10]], "labels": ["cat"]}], [{"boxes": [[0, 0, 10, 10]], "labels": ["cat"]}])
+    result = metric.compute()
+    assert result["map_large"] == result["mar_medium"] == -1.0 and result["map_small"] == 1.0
+    shown = {key: metric_text(f"val/OD/{key}", value) for key, value in result.items()}
+    assert shown["map_large"] == shown["mar_medium"] == "n/a" and shown["map_small"] == "1.0000"
+    assert metric_text("val/loss", -1.0) == "-1.0000"
 
 
 def test_label_ids_are_stable_and_normalized() -> None:

@@ -21,7 +21,7 @@ from f2tune.data.collate import Florence2Collator
 from f2tune.data.sample import Sample
 from f2tune.eval.generate import MODEL_INPUTS
 from f2tune.export.checkpoint import export_checkpoint
-from f2tune.export.facts import hub_dataset_ids, measured_metrics, shown_prompt
+from f2tune.export.facts import gather_facts, hub_dataset_ids, measured_metrics, shown_prompt
 from f2tune.export.model_card import CardFacts, card_metadata, render_model_card
 from f2tune.recipe import validate_recipe
 from f2tune.testing.shapes import shape_samples
@@ -111,7 +111,7 @@ def test_model_card_states_metadata_task_recipe_data_metrics_usage_and_version(l
     assert {"florence-2", "f2tune"} <= set(meta["tags"]) and "datasets" not in meta  # no Hub dataset
     assert meta["license"] == "mit"
     assert "## Tasks and prompt format" in body and "`<CAPTION>`" in body
-    assert "| shapes | 16 |" in body and "on 16 samples" in body
+    assert "| shapes | `<CAPTION>` | 16 |" in body and "on 16 samples" in body
     recipe_yaml = body.split("```yaml\n")[1].split("```")[0]
     assert yaml.safe_load(recipe_yaml) == validate_recipe(yaml.safe_load(recipe_yaml)).model_dump(mode="json")
     assert yaml.safe_load(recipe_yaml)["lora"]["r"] == 4
@@ -120,6 +120,25 @@ def test_model_card_states_metadata_task_recipe_data_metrics_usage_and_version(l
     assert all(f"| {k} | {v:.4f} |" in body for k, v in metrics.items())
     assert "PeftModel.from_pretrained(base" in body and "AutoProcessor.from_pretrained" in body
     assert f"f2tune {f2tune.__version__}" in body
+
+
+def test_sources_of_one_name_each_get_their_row_with_their_tasks(tmp_path, write_jsonl):
+    """Two sources over one file (one per task) carry one name; the card once listed them as one
+    source with the last one's sample count."""
+    path = write_jsonl([{"image": "images/shapes-5-0.png", "prompt": "What colour?", "target": "red"}])
+    recipe = tiny_recipe(tmp_path)
+    recipe["data"]["train"] = [{"format": "jsonl", "path": str(path)}, {"format": "shapes", "num_samples": 3}]
+    recipe["data"]["train"][1]["name"] = "train"
+    facts = gather_facts(validate_recipe(recipe), tmp_path, "adapter")
+    card = render_model_card(validate_recipe(recipe), facts)
+    assert "| train | free text | 1 |\n| train | `<CAPTION>` | 3 |" in card and "on 4 samples" in card
+
+
+def test_the_card_shows_coco_sizes_without_boxes_as_not_applicable():
+    facts = CardFacts(base_model="b", kind="adapter", train_samples=2)
+    facts.metrics = {"OD/map": 0.25, "OD/map_large": -1.0}
+    card = render_model_card(validate_recipe(tiny_recipe(Path("unused"))), facts)
+    assert "| OD/map | 0.2500 |\n| OD/map_large | n/a |\n\nn/a: no reference box of that size" in card
 
 
 def test_the_card_metadata_names_hub_datasets_only(tmp_path):

@@ -16,6 +16,7 @@ imports this package in every environment.
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -130,3 +131,16 @@ def result_keys(name: str) -> tuple[str, ...]:
     known without building it: `keys` where a metric returns several, else its one `key`."""
     cls = metric_class(name)
     return cls.keys if hasattr(cls, "keys") else (cls.key,)
+
+
+COCO_NONE = -1.0
+"""What COCO's summary (and so `coco_map`) reports for a size range without reference boxes."""
+_COCO_KEY = re.compile(r"(^|/)ma[pr](_\w+)?$")
+
+
+def metric_text(name: str, value: float) -> str:
+    """`value` as tables print it: COCO's -1 as `n/a`, which a reader of the summary or the model
+    card would otherwise take for a score (the logs keep -1, which the monitor can compare)."""
+    if value == COCO_NONE and _COCO_KEY.search(name):
+        return "n/a"
+    return f"{value:.4f}"
