@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import Field, model_validator
 
@@ -13,9 +13,9 @@ CAPTION_TASKS = ("<CAPTION>", "<DETAILED_CAPTION>", "<MORE_DETAILED_CAPTION>")
 """Tasks whose answer is a caption, of which a dataset may hold several per image."""
 OBJECT_TASKS = ("<OD>", "<DENSE_REGION_CAPTION>")
 """Tasks whose answer is a list of named boxes, which a dataset's objects column can train."""
-ANNOTATION_FIELDS = ("text", "answers", "boxes", "labels", "polygons", "quads", "query", "region")
-"""The `Annotation` fields a dataset's columns can hold (as `structured_jsonl` records' keys do)."""
 AnnotationField = Literal["text", "answers", "boxes", "labels", "polygons", "quads", "query", "region"]
+"""The `Annotation` fields a dataset's columns can hold (as `structured_jsonl` records' keys do)."""
+ANNOTATION_FIELDS: tuple[str, ...] = get_args(AnnotationField)
 
 
 class Source(Section):
@@ -169,7 +169,7 @@ class HfDatasetSource(Source):
     )
 
     @model_validator(mode="after")
-    def _objects_need_their_format(self) -> HfDatasetSource:
+    def _row_columns_are_complete(self) -> HfDatasetSource:
         if self.annotation_columns is not None:
             return self._check_annotation_columns()
         if self.objects_column is None:

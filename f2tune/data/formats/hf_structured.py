@@ -45,7 +45,7 @@ from f2tune.tasks import TASKS
 def structured_rows(dataset: Any, source: HfDatasetSource) -> Iterator[RowSample]:
     """One sample builder per row of the dataset."""
     columns = source.annotation_columns or {}
-    values = {field: dataset[column] for field, column in columns.items()}
+    values = {field: list(dataset[column]) for field, column in columns.items()}
     sized = "width" in dataset.column_names and "height" in dataset.column_names
     sizes = list(zip(dataset["width"], dataset["height"])) if sized else [None] * len(dataset)
     for index, size in enumerate(sizes):
