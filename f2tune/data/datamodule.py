@@ -23,6 +23,9 @@ from f2tune.data.transforms import Augmentation, build_augmentation
 from f2tune.errors import RecipeError
 from f2tune.log import say, warn
 
+STAGE_SPLITS = {"fit": ("train", "val", "test"), "validate": ("val",), "test": ("test",), "predict": ()}
+"""The data splits each Lightning stage reads."""
+
 
 class Florence2DataModule(pl.LightningDataModule):
     """Datasets and loaders for one recipe. Every process reads the (small) record lists itself;
@@ -46,13 +49,20 @@ class Florence2DataModule(pl.LightningDataModule):
         self.train_parts: list[SampleDataset] = []
         self.val_parts: list[SampleDataset] = []
         self.test_parts: list[SampleDataset] = []
+        self._splits_read: set[str] = set()
 
     def setup(self, stage: str | None = None) -> None:
-        if not self.train_parts:
-            augmentation = build_augmentation(self.config.augment, seed=self.seed)
-            self.train_parts = [self._read(s, "train", augmentation) for s in self.config.train]
-            self.val_parts = [self._read(s, "val") for s in self.config.val]
-            self.test_parts = [self._read(s, "test") for s in self.config.test]
+        """Read the sources of the splits `stage` uses, each split once (Lightning calls this again
+        for its own stage). A fit reads all three, so that every split's bad records show before
+        training; `validate` and `test` read only their own, so that a checkpoint can be evaluated
+        where its training data is not."""
+        for split in STAGE_SPLITS.get(stage or "fit", STAGE_SPLITS["fit"]):
+            if split in self._splits_read:
+                continue
+            augmentation = build_augmentation(self.config.augment, seed=self.seed) if split == "train" else None
+            parts = [self._read(source, split, augmentation) for source in getattr(self.config, split)]
+            setattr(self, f"{split}_parts", parts)
+            self._splits_read.add(split)
 
     @property
     def digest_images(self) -> bool:

@@ -25,7 +25,7 @@ def evaluate(recipe: Recipe, stage: Stage, checkpoint: str = "best") -> dict[str
     run_dir = run_dir_of(recipe)
     ckpt_path = resolve_checkpoint(run_dir, checkpoint)
     pl.seed_everything(recipe.trainer.seed, workers=True, verbose=False)
-    trainer, module, datamodule = assemble(recipe, run_dir)
+    trainer, module, datamodule = assemble(recipe, run_dir, stage=stage)
     module.evaluated_step = checkpoint_step(ckpt_path)  # Lightning restores the weights, not the step
     run = trainer.validate if stage == "validate" else trainer.test
     results = run(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=True)

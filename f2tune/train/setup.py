@@ -27,13 +27,16 @@ def run_dir_of(recipe: Recipe) -> Path:
 
 
 def assemble(
-    recipe: Recipe, run_dir: Path, extra_callbacks: list[pl.Callback] | None = None
+    recipe: Recipe, run_dir: Path, extra_callbacks: list[pl.Callback] | None = None, stage: str = "fit"
 ) -> tuple[pl.Trainer, Florence2Module, Florence2DataModule]:
-    """Trainer, module and datamodule for `recipe`, writing into `run_dir`."""
+    """Trainer, module and datamodule for `recipe`, writing into `run_dir`; the data of the splits
+    that `stage` (`fit`, `validate`, `test`) uses is read now."""
     _warn_ignored_lora(recipe)
     datamodule = Florence2DataModule(recipe.data, seed=recipe.trainer.seed)
-    datamodule.setup("fit")
-    trainer = build_trainer(recipe, run_dir, monitor_mode(recipe, datamodule.tasks(("val",))), extra_callbacks)
+    datamodule.setup(stage)
+    # only a fit keeps checkpoints by the monitor (validate and test save none, and test reads no val data)
+    mode = monitor_mode(recipe, datamodule.tasks(("val",))) if stage == "fit" else "min"
+    trainer = build_trainer(recipe, run_dir, mode, extra_callbacks)
     processor = datamodule.processor = load_processor(recipe.model)
     model = build_trainable_model(recipe)
     datamodule.max_input_tokens = _checked_text_positions(model, recipe)

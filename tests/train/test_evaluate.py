@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from helpers import tiny_recipe
 
+from f2tune.config import JsonlSource
 from f2tune.errors import RecipeError, RunError
 from f2tune.recipe import validate_recipe
 from f2tune.train.evaluate import evaluate
@@ -43,6 +44,17 @@ def test_untrained_weights_score_worse_than_the_trained_checkpoint(trained):
 
 def test_test_split(trained):
     assert "test/loss" in evaluate(trained, "test", "last")
+
+
+def test_a_checkpoint_is_evaluated_where_only_its_evaluation_data_is(trained, tmp_path):
+    """validate reads data.val, test data.test, nothing else: the training data (here a file
+    that is not there) may stay on the machine that trained."""
+    missing = [JsonlSource(format="jsonl", path=str(tmp_path / "gone.jsonl"))]
+    elsewhere = trained.model_copy(deep=True)
+    elsewhere.data.train = missing
+    assert "val/loss" in evaluate(elsewhere, "validate", "last")
+    elsewhere.data.val = missing
+    assert "test/loss" in evaluate(elsewhere, "test", "last")
 
 
 def test_missing_split_and_checkpoint_are_explained(tmp_path, trained):
