@@ -42,3 +42,13 @@ def monitor_mode(recipe: Recipe, val_tasks: Iterable[str]) -> Literal["min", "ma
     if recipe.trainer.monitor_mode != "auto":
         return recipe.trainer.monitor_mode
     return "max" if values[monitor] else "min"
+
+
+def monitored_tasks(monitor: str) -> list[str]:
+    """The task a `val/<TASK>/<key>` monitor names (none for `val/loss`). Where no validation data
+    is read (`f2tune test`), this is what `monitor_mode` needs: the checkpoint callbacks must be
+    built with the fit's mode, or Lightning would not match them to the checkpoint's own."""
+    parts = monitor.split("/")
+    if len(parts) != 3:
+        return []
+    return ["" if parts[1] == "custom" else f"<{parts[1]}>"]

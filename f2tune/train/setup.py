@@ -10,7 +10,7 @@ from torch import nn
 
 from f2tune.config import Recipe
 from f2tune.data.collate import target_limit_problem
-from f2tune.data.datamodule import Florence2DataModule
+from f2tune.data.datamodule import STAGE_SPLITS, Florence2DataModule
 from f2tune.errors import RecipeError
 from f2tune.log import say, warn
 from f2tune.model.adapt import apply_adaptation, freeze_parts
@@ -18,7 +18,7 @@ from f2tune.model.compile import compile_blocks
 from f2tune.model.loading import attach_adapter, load_model, load_processor
 from f2tune.model.report import parameter_report
 from f2tune.train.module import Florence2Module
-from f2tune.train.monitor import monitor_mode
+from f2tune.train.monitor import monitor_mode, monitored_tasks
 from f2tune.train.trainer import build_trainer
 
 
@@ -34,9 +34,8 @@ def assemble(
     _warn_ignored_lora(recipe)
     datamodule = Florence2DataModule(recipe.data, seed=recipe.trainer.seed)
     datamodule.setup(stage)
-    # only a fit keeps checkpoints by the monitor (validate and test save none, and test reads no val data)
-    mode = monitor_mode(recipe, datamodule.tasks(("val",))) if stage == "fit" else "min"
-    trainer = build_trainer(recipe, run_dir, mode, extra_callbacks)
+    val_tasks = datamodule.tasks(("val",)) if "val" in STAGE_SPLITS[stage] else monitored_tasks(recipe.trainer.monitor)
+    trainer = build_trainer(recipe, run_dir, monitor_mode(recipe, val_tasks), extra_callbacks)
     processor = datamodule.processor = load_processor(recipe.model)
     model = build_trainable_model(recipe)
     datamodule.max_input_tokens = _checked_text_positions(model, recipe)

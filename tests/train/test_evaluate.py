@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,21 @@ def test_a_checkpoint_is_evaluated_where_only_its_evaluation_data_is(trained, tm
     assert "val/loss" in evaluate(elsewhere, "validate", "last")
     elsewhere.data.val = missing
     assert "test/loss" in evaluate(elsewhere, "test", "last")
+
+
+def test_a_test_without_validation_data_builds_the_fits_checkpoint_callbacks(tmp_path):
+    """A monitor that is maximised (`auto` from its metric) gives the fit's checkpoint callbacks
+    the mode `max`; `f2tune test`, which reads no validation data, must build them alike, or
+    Lightning warns that the checkpoint's callbacks are missing."""
+    raw = tiny_recipe(tmp_path, eval={"before_fit": False}, trainer={"monitor": "val/CAPTION/exact_match"})
+    raw["data"]["test"] = [{"format": "shapes", "num_samples": 6, "seed": 3}]
+    recipe = validate_recipe(raw)
+    fit(recipe)
+    recipe.data.val = [JsonlSource(format="jsonl", path=str(tmp_path / "gone.jsonl"))]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert "test/loss" in evaluate(recipe, "test", "best")
+    assert not [w for w in caught if "callbacks used to create the checkpoint" in str(w.message)]
 
 
 def test_missing_split_and_checkpoint_are_explained(tmp_path, trained):
