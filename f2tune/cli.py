@@ -11,8 +11,8 @@ import sys
 import warnings
 
 from f2tune.commands import bench, check_data, convert, evaluate, export, fit, predict, push
-from f2tune.errors import F2TuneError, user_message
-from f2tune.log import setup_logging
+from f2tune.errors import F2TuneError, RecipeError, user_message
+from f2tune.log import on_rank_zero, setup_logging
 
 COMMANDS = (fit, evaluate, predict, check_data, export, push, convert, bench)
 """Modules with `register(subcommands)`; the order is the order of `f2tune --help`."""
@@ -47,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except F2TuneError as err:
+        # every process of a DDP run meets the same recipe problem (the validation interval is checked
+        # after the launch): rank 0 says it; data problems may be one process's own, so each says its own
+        if isinstance(err, RecipeError) and not on_rank_zero():
+            return 2
         print(f"f2tune: error: {user_message(err)}", file=sys.stderr)
         return 2
 

@@ -53,3 +53,8 @@ def say(message: str) -> None:
 def warn(message: str) -> None:
     """Something the user should act on; kept rare so that it is read."""
     logger.warning(message)
+
+
+def on_rank_zero() -> bool:
+    """Whether this process is the global rank 0 of its run (or its only process)."""
+    return rank_zero_only.rank == 0

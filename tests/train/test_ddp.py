@@ -74,3 +74,23 @@ def test_two_process_ddp_trains_on_different_data_and_exports_once(tmp_path):
     assert sorted(p.name for p in tmp_path.glob("export_called_by_rank*")) == ["export_called_by_rank0"]
     export = tmp_path / "runs" / "t" / "export"
     assert {p.name for p in export.iterdir()} == ADAPTER_EXPORT_FILES
+
+
+@pytest.mark.slow
+def test_a_recipe_problem_found_after_the_launch_is_said_once(tmp_path):
+    """The validation interval is checked in each process's training loader, after Lightning
+    launched them; the processes exit with the error, which only rank 0 prints."""
+    trainer = {"devices": 2, "strategy": "ddp", "val_check_interval": 50, "check_val_every_n_epoch": 1}
+    recipe = tiny_recipe(tmp_path, trainer=trainer)
+    (tmp_path / "recipe.yaml").write_text(json.dumps(recipe))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    done = subprocess.run(
+        [sys.executable, "-m", "f2tune.cli", "fit", str(tmp_path / "recipe.yaml")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode != 0
+    assert done.stderr.count("f2tune: error: trainer.val_check_interval is 50 training batches") == 1, done.stderr
+    assert "in each of the 2 processes" in done.stderr
