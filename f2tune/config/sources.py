@@ -138,6 +138,11 @@ class HfDatasetSource(Source):
     subset: str | None = Field(None, description="Configuration of a Hub dataset that has several (its `name`).")
     revision: str | None = Field(None, description="Hub branch, tag or commit of the dataset.")
     image_column: str = "image"
+    image_root: str | None = Field(
+        None,
+        description="Folder that relative image paths in image_column start from (datasets that name image "
+        "files, such as COCO's, rather than hold them); default the working directory.",
+    )
     prompt_column: str | None = Field("prompt", description="null: every row uses `prompt`.")
     prompt: str | None = Field(None, description="Prompt for rows without one (or when prompt_column is null).")
     target_column: str = Field(

@@ -201,6 +201,19 @@ def test_undecodable_image_names_the_row(tmp_path):
         sample.image.render()
 
 
+def test_image_paths_start_from_image_root(tmp_path):
+    """Datasets that name image files (COCO's) rather than hold them: paths relative to `image_root`,
+    a missing file named with its whole path."""
+    (tmp_path / "coco" / "train2014").mkdir(parents=True)
+    Image.new("RGB", (12, 8), (255, 0, 0)).save(tmp_path / "coco" / "train2014" / "a.png")
+    rows = {"img": ["train2014/a.png", "train2014/gone.png"], "prompt": ["<CAPTION>"] * 2, "answer": ["red"] * 2}
+    datasets.Dataset.from_dict(rows).save_to_disk(str(tmp_path / "refs"))
+    samples, _ = read(tmp_path / "refs", image_root=str(tmp_path / "coco"))
+    assert samples[0].image.render().size == (12, 8)
+    with pytest.raises(DataError, match=f"row 1: image not found: {tmp_path / 'coco' / 'train2014' / 'gone.png'}"):
+        samples[1].image.render()
+
+
 def test_images_are_upright_per_their_exif_orientation_as_datasets_decodes_them(tmp_path):
     """A phone photo stored sideways with Orientation 6: 40x20 pixels, seen (and annotated) as 20x40."""
     exif = Image.Exif()

@@ -22,7 +22,8 @@ which downloads once into the `datasets` cache (`HF_DATASETS_CACHE`) and memory-
 Images are not decoded when the data is read: each sample holds a `DatasetImage` (the dataset,
 memory-mapped and cheap to pickle into DataLoader workers, and a row index) whose `render()`
 decodes that row's image when the batch needs it. Image columns may be `datasets.Image` features
-(stored bytes or a path), raw bytes, or paths.
+(stored bytes or a path), raw bytes, or paths (relative to `image_root` where the source sets one:
+datasets that name COCO's files rather than hold them).
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ class DatasetImage:
     index: int
     column: str
     origin: str
+    root: str | None = None
+    """Where relative paths in the column start (`image_root`); else the working directory."""
 
     def render(self) -> Image.Image:
         """The decoded image, upright per its EXIF orientation, as `datasets` itself decodes it
@@ -72,10 +75,14 @@ class DatasetImage:
                 value = value.get("bytes") or value.get("path")
             if isinstance(value, (bytes, bytearray)):
                 value = io.BytesIO(value)
+            if isinstance(value, str) and self.root is not None:
+                value = str(Path(self.root) / value)
             if isinstance(value, (str, io.BytesIO)):
                 with Image.open(value) as opened:
                     opened.load()
                     return ImageOps.exif_transpose(opened)
+        except FileNotFoundError:
+            raise DataError(f"{self.origin}: image not found: {value}") from None
         except (OSError, ValueError) as err:
             raise DataError(f"{self.origin}: cannot decode image in column '{self.column}': {err}") from None
         raise DataError(f"{self.origin}: column '{self.column}' holds {type(value).__name__}, not an image")
@@ -104,7 +111,8 @@ def read_hf_dataset(source: HfDatasetSource, problems: RecordProblems) -> list[S
     for index, row in enumerate(rows):
         origin = f"{where}:row {index}"
         try:
-            samples += row(f"{name}-{index}", DatasetImage(images, index, source.image_column, origin), origin)
+            image = DatasetImage(images, index, source.image_column, origin, source.image_root)
+            samples += row(f"{name}-{index}", image, origin)
         except DataError as err:
             problems.report(str(err))
     return samples
