@@ -169,3 +169,17 @@ def test_ocr_lines_boxed_rather_than_quadded_become_their_corners(tmp_path):
     }
     with pytest.raises(DataError, match=r"row 0: column 'boxes'\[0\] is a box of 4 numbers, not a quad of 8: set box"):
         read(path, "<OCR_WITH_REGION>", columns)
+
+
+def test_detection_in_flat_columns_with_class_label_ids(tmp_path):
+    features = datasets.Features(
+        {
+            "image": datasets.Image(),
+            "boxes": datasets.List(datasets.List(datasets.Value("float32"))),
+            "classes": datasets.List(datasets.ClassLabel(names=["cup", "plate"])),
+        }
+    )
+    rows = {"image": [Image.new("RGB", (40, 30))], "boxes": [[[1, 1, 10, 10], [20, 5, 30, 25]]], "classes": [[1, 0]]}
+    datasets.Dataset.from_dict(rows, features=features).save_to_disk(str(tmp_path / "flat"))
+    samples, _ = read(tmp_path / "flat", "<OD>", {"boxes": "boxes", "labels": "classes"}, box_format="xyxy")
+    assert samples[0].reference == {"boxes": [[1, 1, 10, 10], [20, 5, 30, 25]], "labels": ["plate", "cup"]}

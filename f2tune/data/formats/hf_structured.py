@@ -10,7 +10,7 @@ differently from those records is accepted here:
 - text lines boxed rather than quadded (`<OCR_WITH_REGION>`): boxes of 4 numbers under `quads`,
   in `box_format`, as their four corners;
 - a segmentation as COCO writes it: a flat polygon, a list of them, or an RLE dict (traced);
-- one label as a string;
+- one label as a string, and labels as `ClassLabel` ids (named by the feature);
 - a list of queries (an object's several referring expressions): one sample per query, as the
   `refcoco` format makes them. A query task's boxes without a labels column are named by the query,
   as Florence-2 answers `<OPEN_VOCABULARY_DETECTION>` and grounding prompts.
@@ -46,11 +46,31 @@ def structured_rows(dataset: Any, source: HfDatasetSource) -> Iterator[RowSample
     """One sample builder per row of the dataset."""
     columns = source.annotation_columns or {}
     values = {field: list(dataset[column]) for field, column in columns.items()}
+    if "labels" in columns:
+        names = _class_label_names(dataset.features[columns["labels"]])
+        values["labels"] = [_named(labels, names) for labels in values["labels"]]
     sized = "width" in dataset.column_names and "height" in dataset.column_names
     sizes = list(zip(dataset["width"], dataset["height"])) if sized else [None] * len(dataset)
     for index, size in enumerate(sizes):
         row = {field: column[index] for field, column in values.items()}
         yield partial(_row_samples, row=row, size=size, source=source)
+
+
+def _class_label_names(feature: Any) -> list[str] | None:
+    """The names of a `ClassLabel` column, or of a list of them; None for any other feature."""
+    while hasattr(feature, "feature"):  # List / Sequence
+        feature = feature.feature
+    names = getattr(feature, "names", None)
+    return list(names) if names else None
+
+
+def _named(labels: Any, names: list[str] | None) -> Any:
+    """A row's ClassLabel ids as their names (ids out of range are left for the checks to name)."""
+    if names is None:
+        return labels
+    one = not isinstance(labels, list)
+    named = [names[i] if isinstance(i, int) and 0 <= i < len(names) else i for i in ([labels] if one else labels)]
+    return named[0] if one else named
 
 
 def _row_samples(
