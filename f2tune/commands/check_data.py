@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -15,6 +16,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("recipe", help="recipe YAML file")
     parser.add_argument("overrides", nargs="*", metavar="key.path=value")
+    parser.add_argument(
+        "--pictures",
+        metavar="DIR",
+        help="draw the first samples of each split's tasks into DIR, answers on their images, as training "
+        "reads them: a wrong box_format or image_root shows at a glance",
+    )
+    parser.add_argument("--pictures-per-task", type=int, default=8, metavar="N", help="with --pictures (8)")
     parser.set_defaults(run=run)
 
 
@@ -23,8 +31,12 @@ def run(args: argparse.Namespace) -> int:
 
     recipe = load_recipe(args.recipe, args.overrides)
     from f2tune.data.check import check_data
+    from f2tune.data.check_pictures import SamplePictures
     from f2tune.model.loading import load_processor, text_positions
 
-    report = check_data(recipe.data, load_processor(recipe.model), text_positions(recipe.model))
+    pictures = SamplePictures(Path(args.pictures), args.pictures_per_task) if args.pictures else None
+    report = check_data(recipe.data, load_processor(recipe.model), text_positions(recipe.model), pictures)
     print(report.render())
+    if pictures is not None:
+        print(f"pictures: {len(pictures.written)} in {args.pictures}")
     return 1 if report.problems else 0

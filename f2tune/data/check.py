@@ -20,6 +20,7 @@ from PIL import Image
 from transformers import Florence2Processor
 
 from f2tune.config import DataConfig
+from f2tune.data.check_pictures import SamplePictures
 from f2tune.data.collate import input_lengths, overlong_input, target_limit_problem
 from f2tune.data.formats import read_source, source_name
 from f2tune.data.images import load_image
@@ -91,9 +92,12 @@ def kind_of(message: str) -> str:
     return next((kind for kind, pattern in KINDS if re.search(pattern, message)), "other")
 
 
-def check_data(config: DataConfig, processor: Florence2Processor, positions: int) -> DataReport:
+def check_data(
+    config: DataConfig, processor: Florence2Processor, positions: int, pictures: SamplePictures | None = None
+) -> DataReport:
     """Read every source of train/val/test, open every image, tokenize every prompt and target;
-    `positions` is the model's text encoder length, which each prompt with its image tokens must fit."""
+    `positions` is the model's text encoder length, which each prompt with its image tokens must fit.
+    With `pictures`, the first usable samples of each split's tasks are drawn as training reads them."""
     report = DataReport(config.max_target_tokens)
     limit_problem = target_limit_problem(config.max_target_tokens, positions)
     if limit_problem is not None:
@@ -115,10 +119,12 @@ def check_data(config: DataConfig, processor: Florence2Processor, positions: int
                 lengths = input_lengths(processor, [prompt for _, prompt, _ in chunk])
                 fitting = [text for text, length in zip(chunk, lengths) if length <= positions]
                 report.problems += [
-                    overlong_input(origin, length, image_tokens, positions)
-                    for (origin, _, _), length in zip(chunk, lengths)
+                    overlong_input(sample.origin, length, image_tokens, positions)
+                    for (sample, _, _), length in zip(chunk, lengths)
                     if length > positions
                 ]
+                if pictures is not None:
+                    pictures.add(split, fitting)
                 stats.samples += len(fitting)
                 if fitting:
                     encoded = processor.tokenizer([target for _, _, target in fitting], add_special_tokens=True)
@@ -130,8 +136,8 @@ TOKENIZED_AT_ONCE = 1024
 """Samples whose prompts and targets are tokenized in one call (bounded memory on large splits)."""
 
 
-def _texts(samples: list[Sample], problems: list[str]) -> list[tuple[str, str, str]]:
-    """(origin, prompt, target) of every usable sample, as the dataset builds them; bad ones go to
+def _texts(samples: list[Sample], problems: list[str]) -> list[tuple[Sample, str, str]]:
+    """(sample, prompt, target) of every usable sample, as the dataset builds them; bad ones go to
     `problems`. Each image file is opened once, however many samples point at it."""
     sizes: dict[Path, tuple[int, int] | DataError] = {}
     texts = []
@@ -139,10 +145,10 @@ def _texts(samples: list[Sample], problems: list[str]) -> list[tuple[str, str, s
         try:
             size = _image_size(sample, sizes)
             if sample.reference is None:
-                texts.append((sample.origin, sample.prompt, sample.target))
+                texts.append((sample, sample.prompt, sample.target))
                 continue
             prompt = build_prompt(sample.task, sample.reference, size)
-            texts.append((sample.origin, prompt, format_target(sample.task, sample.reference, size)))
+            texts.append((sample, prompt, format_target(sample.task, sample.reference, size)))
         except DataError as err:
             message = str(err)
             problems.append(message if message.startswith(sample.origin) else f"{sample.origin}: {message}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import colorsys
 import hashlib
+from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
@@ -100,3 +101,32 @@ def _wrap(draw: ImageDraw.ImageDraw, font: ImageFont.ImageFont, text: str, width
                 line = candidate
         lines.append(line)
     return lines
+
+
+READABLE_SIDE = (384, 768)
+"""The longer side of a drawn image is brought into this range (pixels): a 96-pixel thumbnail
+becomes readable, a 4000-pixel scan does not fill the screen or TensorBoard."""
+
+COORDINATES = ("boxes", "polygons", "quads")
+
+
+def readable(image: Image.Image, *annotations: Annotation) -> tuple[Image.Image, ...]:
+    """`image` resized to a readable size (`READABLE_SIDE`), and each annotation's pixel
+    coordinates scaled with it (text and labels as they are): (image, *annotations)."""
+    low, high = READABLE_SIDE
+    longer = max(image.size)
+    factor = low / longer if longer < low else high / longer if longer > high else 1.0
+    if factor == 1.0:
+        return (image, *annotations)
+    size = (round(image.width * factor), round(image.height * factor))
+    return (image.resize(size, Image.Resampling.BICUBIC), *(_scaled(a, factor) for a in annotations))
+
+
+def _scaled(annotation: Annotation, factor: float) -> Annotation:
+    scaled: dict[str, Any] = dict(annotation)
+    for key in COORDINATES:
+        if key in annotation:
+            scaled[key] = [[v * factor for v in shape] for shape in annotation[key]]
+    if "region" in annotation:
+        scaled["region"] = [v * factor for v in annotation["region"]]
+    return scaled

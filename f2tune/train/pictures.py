@@ -22,14 +22,8 @@ from f2tune.data.images import load_image
 from f2tune.data.sample import Sample
 from f2tune.errors import DataError
 from f2tune.eval.evaluator import task_label
-from f2tune.predict.draw import draw_annotation
+from f2tune.predict.draw import draw_annotation, readable
 from f2tune.tasks.schema import Annotation
-
-PICTURE_SIDE = (384, 768)
-"""The longer side of each drawn image is brought into this range (pixels): a 96-pixel thumbnail
-becomes readable, a 4000-pixel scan does not fill TensorBoard."""
-
-COORDINATES = ("boxes", "polygons", "quads")
 
 
 def validation_pictures(
@@ -76,31 +70,10 @@ def save_pictures(
 
 def side_by_side(image: Image.Image, reference: Annotation, prediction: Annotation, prompt: str) -> Image.Image:
     """The reference drawn on the left, the prediction on the right, at a readable size."""
-    factor = _scale(image.size)
-    if factor != 1.0:
-        image = image.resize((round(image.width * factor), round(image.height * factor)), Image.Resampling.BICUBIC)
-    left = draw_annotation(image, _scaled(reference, factor), f"reference | {prompt}")
-    right = draw_annotation(image, _scaled(prediction, factor), "prediction")
+    image, reference, prediction = readable(image, reference, prediction)
+    left = draw_annotation(image, reference, f"reference | {prompt}")
+    right = draw_annotation(image, prediction, "prediction")
     canvas = Image.new("RGB", (left.width + right.width + 8, max(left.height, right.height)), (255, 255, 255))
     canvas.paste(left, (0, 0))
     canvas.paste(right, (left.width + 8, 0))
     return canvas
-
-
-def _scale(size: tuple[int, int]) -> float:
-    low, high = PICTURE_SIDE
-    longer = max(size)
-    return low / longer if longer < low else high / longer if longer > high else 1.0
-
-
-def _scaled(annotation: Annotation, factor: float) -> Annotation:
-    """The annotation with its pixel coordinates multiplied by `factor` (text and labels as they are)."""
-    if factor == 1.0:
-        return annotation
-    scaled: dict[str, Any] = dict(annotation)
-    for key in COORDINATES:
-        if key in annotation:
-            scaled[key] = [[v * factor for v in shape] for shape in annotation[key]]
-    if "region" in annotation:
-        scaled["region"] = [v * factor for v in annotation["region"]]
-    return scaled

@@ -6,10 +6,13 @@ import json
 
 import yaml
 from helpers import shape_records, tiny_recipe
+from PIL import Image, ImageChops
 
 from f2tune.cli import main
 from f2tune.config import DataConfig
 from f2tune.data.check import check_data, kind_of
+from f2tune.data.images import load_image
+from f2tune.predict.draw import readable
 
 
 def write_recipe(tmp_path, data: dict) -> str:
@@ -97,3 +100,20 @@ def test_kinds_come_from_the_messages():
         "bad location tokens"
     )
     assert kind_of("a.jsonl:3: task token <CAPTION_TO_PHRASE_GROUNDING> reads text after it") == "bad task or prompt"
+
+
+def test_pictures_draw_the_first_samples_of_each_task_with_their_answers(tmp_path, write_jsonl, capsys):
+    """Text targets are parsed back into boxes and drawn on their image, a few per split and task."""
+    box = "circle<loc_100><loc_100><loc_600><loc_600>"
+    records = [*shape_records(3), *({**r, "prompt": "<OD>", "target": box} for r in shape_records(2))]
+    train = write_jsonl(records, name="train.jsonl")
+    recipe = write_recipe(tmp_path, {"train": [{"format": "jsonl", "path": str(train)}]})
+    folder = tmp_path / "pictures"
+    assert main(["check-data", recipe, "--pictures", str(folder), "--pictures-per-task", "2"]) == 0
+    assert f"pictures: 6 in {folder}" in capsys.readouterr().out  # 2 captions + 2 boxes (train), 2 captions (val)
+    names = sorted(p.name for p in folder.iterdir())
+    assert ["-".join(n.split("-")[:2]) for n in names] == ["train-CAPTION"] * 2 + ["train-OD"] * 2 + ["val-CAPTION"] * 2
+    image = load_image(train.parent / records[3]["image"], "test")
+    drawn = Image.open(folder / names[2]).convert("RGB").crop((0, 0, *readable(image)[0].size))
+    plain = readable(image)[0].convert("RGB")
+    assert ImageChops.difference(drawn, plain).getbbox() is not None, "the box was not drawn"

@@ -1,0 +1,51 @@
+"""`f2tune check-data --pictures DIR`: the first samples of each split's tasks drawn as training
+reads them, before any training.
+
+A wrong `box_format`, an `image_root` pointing at other images, boxes in another image's
+coordinates or a polygon read as x/y swapped pass every check that reads numbers, and train a
+model on wrong answers without an error. On a picture they show at a glance: the target, parsed
+back into boxes, polygons, quads or text (or the structured answer itself), drawn on the image.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from f2tune.data.images import load_image
+from f2tune.data.sample import Sample
+from f2tune.errors import DataError
+from f2tune.eval.evaluator import task_label
+from f2tune.predict.draw import draw_annotation, readable
+from f2tune.tasks import parse_output
+
+
+class SamplePictures:
+    """Draws up to `per_task` samples of each (split, task) into `folder`, as they come."""
+
+    def __init__(self, folder: Path, per_task: int) -> None:
+        self.folder = folder
+        self.per_task = per_task
+        self.written: list[Path] = []
+        self._drawn: dict[tuple[str, str], int] = {}
+
+    def add(self, split: str, items: list[tuple[Sample, str, str]]) -> None:
+        """Draw those of `items` (sample, prompt, target text) whose split and task still have room."""
+        for sample, prompt, target in items:
+            key = (split, sample.task)
+            count = self._drawn.get(key, 0)
+            if count >= self.per_task:
+                continue
+            try:
+                image = load_image(sample.image, sample.origin)
+            except DataError:
+                continue  # reported by the check itself
+            reference = sample.reference or parse_output(sample.task, target, image.size)
+            image, reference = readable(image, reference)
+            picture = draw_annotation(image, reference, f"{split} | {sample.origin} | {prompt}")
+            name = re.sub(r"[^A-Za-z0-9_.-]+", "_", sample.id)
+            path = self.folder / f"{split}-{task_label(sample.task)}-{count:02d}-{name}.png"
+            self.folder.mkdir(parents=True, exist_ok=True)
+            picture.save(path)
+            self.written.append(path)
+            self._drawn[key] = count + 1
