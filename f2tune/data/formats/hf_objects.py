@@ -59,7 +59,10 @@ def _object_sample(
         try:
             check_inside(reference, (width, height), origin)
         except DataError as err:
-            raise DataError(f"{err} (is box_format {source.box_format} how this dataset writes boxes?)") from None
+            raise DataError(
+                f"{err} (is box_format {source.box_format} how this dataset writes boxes? "
+                "f2tune check-data RECIPE --pictures DIR draws them)"
+            ) from None
     task = source.prompt or "<OD>"
     return [Sample(id=sample_id, image=image, prompt="", target="", origin=origin, task=task, reference=reference)]
 
