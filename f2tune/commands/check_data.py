@@ -32,9 +32,13 @@ def run(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe, args.overrides)
     from f2tune.data.check import check_data
     from f2tune.data.check_pictures import SamplePictures
+    from f2tune.data.transforms import build_augmentation
     from f2tune.model.loading import load_processor, text_positions
 
-    pictures = SamplePictures(Path(args.pictures), args.pictures_per_task) if args.pictures else None
+    pictures = None
+    if args.pictures:
+        augmentation = build_augmentation(recipe.data.augment, seed=recipe.trainer.seed)
+        pictures = SamplePictures(Path(args.pictures), args.pictures_per_task, augmentation)
     report = check_data(recipe.data, load_processor(recipe.model), text_positions(recipe.model), pictures)
     print(report.render())
     if pictures is not None:

@@ -9,11 +9,13 @@ back into boxes, polygons, quads or text (or the structured answer itself), draw
 
 from __future__ import annotations
 
+import copy
 import re
 from pathlib import Path
 
 from f2tune.data.images import load_image
 from f2tune.data.sample import Sample
+from f2tune.data.transforms import Augmentation
 from f2tune.errors import DataError
 from f2tune.eval.evaluator import task_label
 from f2tune.predict.draw import draw_annotation, readable
@@ -21,11 +23,14 @@ from f2tune.tasks import parse_output
 
 
 class SamplePictures:
-    """Draws up to `per_task` samples of each (split, task) into `folder`, as they come."""
+    """Draws up to `per_task` samples of each (split, task) into `folder`, as they come; training
+    samples with structured answers through `augmentation` where the recipe has one, so that flips,
+    crops and rotations can be seen to carry the boxes with the pixels."""
 
-    def __init__(self, folder: Path, per_task: int) -> None:
+    def __init__(self, folder: Path, per_task: int, augmentation: Augmentation | None = None) -> None:
         self.folder = folder
         self.per_task = per_task
+        self.augmentation = augmentation
         self.written: list[Path] = []
         self._drawn: dict[tuple[str, str], int] = {}
 
@@ -40,9 +45,16 @@ class SamplePictures:
                 image = load_image(sample.image, sample.origin)
             except DataError:
                 continue  # reported by the check itself
-            reference = sample.reference or parse_output(sample.task, target, image.size)
+            title = f"{split} | {sample.origin} | {prompt}"
+            if sample.reference is None:
+                reference = parse_output(sample.task, target, image.size)
+            elif split == "train" and self.augmentation is not None:
+                image, reference, _ = self.augmentation(image, copy.deepcopy(sample.reference), task_text=sample.prompt)
+                title = f"{title} | augmented"
+            else:
+                reference = sample.reference
             image, reference = readable(image, reference)
-            picture = draw_annotation(image, reference, f"{split} | {sample.origin} | {prompt}")
+            picture = draw_annotation(image, reference, title)
             name = re.sub(r"[^A-Za-z0-9_.-]+", "_", sample.id)
             path = self.folder / f"{split}-{task_label(sample.task)}-{count:02d}-{name}.png"
             self.folder.mkdir(parents=True, exist_ok=True)

@@ -9,9 +9,12 @@ from helpers import shape_records, tiny_recipe
 from PIL import Image, ImageChops
 
 from f2tune.cli import main
-from f2tune.config import DataConfig
+from f2tune.config import AugmentConfig, DataConfig
 from f2tune.data.check import check_data, kind_of
+from f2tune.data.check_pictures import SamplePictures
 from f2tune.data.images import load_image
+from f2tune.data.sample import Sample
+from f2tune.data.transforms import build_augmentation
 from f2tune.predict.draw import readable
 
 
@@ -117,3 +120,24 @@ def test_pictures_draw_the_first_samples_of_each_task_with_their_answers(tmp_pat
     drawn = Image.open(folder / names[2]).convert("RGB").crop((0, 0, *readable(image)[0].size))
     plain = readable(image)[0].convert("RGB")
     assert ImageChops.difference(drawn, plain).getbbox() is not None, "the box was not drawn"
+
+
+def test_training_pictures_are_augmented_as_the_recipe_augments(tmp_path):
+    """A box on the left of a training image is drawn on the right after a certain flip; the
+    validation picture of the same sample is not flipped."""
+    image = Image.new("RGB", (96, 96), (128, 128, 128))
+    image.save(tmp_path / "img.png")
+    sample = Sample(
+        id="s", image=tmp_path / "img.png", prompt="", target="", origin="o", task="<OD>",
+        reference={"boxes": [[4, 40, 30, 60]], "labels": ["cup"]},
+    )  # fmt: skip
+    flip = build_augmentation(AugmentConfig(enabled=True, hflip=1.0), seed=0)
+    pictures = SamplePictures(tmp_path / "pictures", per_task=1, augmentation=flip)
+    pictures.add("train", [(sample, "<OD>", "")])
+    pictures.add("val", [(sample, "<OD>", "")])
+    train, val = (Image.open(path).convert("RGB") for path in pictures.written)
+    width = readable(image)[0].width
+    left, right = (0, 0, width // 2, width), (width // 2, 0, width, width)
+    plain = readable(image)[0]
+    assert ImageChops.difference(train.crop(left), plain.crop(left)).getbbox() is None, "train: the left half is empty"
+    assert ImageChops.difference(val.crop(right), plain.crop(right)).getbbox() is None, "val: the right half is empty"
