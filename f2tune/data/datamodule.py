@@ -52,11 +52,15 @@ class Florence2DataModule(pl.LightningDataModule):
         self._splits_read: set[str] = set()
 
     def setup(self, stage: str | None = None) -> None:
-        """Read the sources of the splits `stage` uses, each split once (Lightning calls this again
-        for its own stage). A fit reads all three, so that every split's bad records show before
-        training; `validate` and `test` read only their own, so that a checkpoint can be evaluated
-        where its training data is not."""
-        for split in STAGE_SPLITS.get(stage or "fit", STAGE_SPLITS["fit"]):
+        """Read the sources of the splits `stage` uses (Lightning calls this again for its own
+        stage). A fit reads all three, so that every split's bad records show before training;
+        `validate` and `test` read only their own, so that a checkpoint can be evaluated where its
+        training data is not."""
+        self.read_splits(STAGE_SPLITS.get(stage or "fit", STAGE_SPLITS["fit"]))
+
+    def read_splits(self, splits: tuple[str, ...]) -> None:
+        """Read the sources of `splits` ("train", "val", "test") not read yet."""
+        for split in splits:
             if split in self._splits_read:
                 continue
             augmentation = build_augmentation(self.config.augment, seed=self.seed) if split == "train" else None

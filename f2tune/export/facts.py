@@ -54,7 +54,7 @@ def gather_facts(
     try:
         if datamodule is None:
             datamodule = Florence2DataModule(recipe.data, seed=recipe.trainer.seed)
-            datamodule.setup("fit")
+            datamodule.read_splits(("train",))  # the card counts the training data only
     except DataError as err:
         warn(f"model card: training data not readable now, sizes left out ({str(err).splitlines()[0]})")
         facts.datasets = [DataRow(name) for name in names]

@@ -16,7 +16,7 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 
 import f2tune
 from f2tune.cli import main
-from f2tune.config import DataConfig
+from f2tune.config import DataConfig, JsonlSource
 from f2tune.data.collate import Florence2Collator
 from f2tune.data.sample import Sample
 from f2tune.eval.generate import MODEL_INPUTS
@@ -132,6 +132,17 @@ def test_sources_of_one_name_each_get_their_row_with_their_tasks(tmp_path, write
     facts = gather_facts(validate_recipe(recipe), tmp_path, "adapter")
     card = render_model_card(validate_recipe(recipe), facts)
     assert "| train | free text | 1 |\n| train | `<CAPTION>` | 3 |" in card and "on 4 samples" in card
+
+
+def test_the_card_counts_the_training_data_where_only_it_is_readable(tmp_path):
+    """An export elsewhere (no validation data there) still counts the training samples; without
+    the training data the card says its sizes are unknown."""
+    recipe = validate_recipe(tiny_recipe(tmp_path))
+    recipe.data.val = [JsonlSource(format="jsonl", path=str(tmp_path / "gone.jsonl"))]
+    assert [(row.name, row.samples) for row in gather_facts(recipe, tmp_path, "adapter").datasets] == [("shapes", 16)]
+    recipe.data.train = recipe.data.val
+    facts = gather_facts(recipe, tmp_path, "adapter")
+    assert facts.train_samples is None and [(row.name, row.samples) for row in facts.datasets] == [("gone", None)]
 
 
 def test_the_card_shows_coco_sizes_without_boxes_as_not_applicable():
