@@ -104,6 +104,8 @@ def _sample(
     size: tuple[Any, Any] | None,
     task: str,
 ) -> Sample:
+    """The row's sample for one of its queries (or for its only one, or none), checked as a
+    `structured_jsonl` record is."""
     record = dict(record)
     if query is not None:
         record["query"] = query
