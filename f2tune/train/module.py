@@ -54,6 +54,7 @@ class Florence2Module(pl.LightningModule):
         recipe: Recipe,
         eval_tasks: Iterable[str] = (),
         output_dir: Path | None = None,
+        cache_features: bool = True,
     ) -> None:
         super().__init__()
         self.model = model
@@ -74,7 +75,8 @@ class Florence2Module(pl.LightningModule):
         self.cache_lookups = {"hits": 0, "misses": 0}
         self.epoch_batches = 0
         self.model.train()
-        self.feature_cache = build_feature_cache(model, recipe, output_dir)
+        # `f2tune validate|test` sees each image once: a cache would only hash them
+        self.feature_cache = build_feature_cache(model, recipe, output_dir) if cache_features else None
         # Found once, as the cache is decided once: the search walks every vision weight (0.5 ms at base size).
         # With the cache on, the image parts run only inside it, which switches their mode itself.
         self.frozen_image_modules = frozen_image_modules(model) if self.feature_cache is None else []

@@ -39,7 +39,9 @@ def assemble(
     processor = datamodule.processor = load_processor(recipe.model)
     model = build_trainable_model(recipe)
     datamodule.max_input_tokens = _checked_text_positions(model, recipe)
-    module = Florence2Module(model, processor, recipe, eval_tasks=datamodule.tasks(), output_dir=run_dir)
+    module = Florence2Module(
+        model, processor, recipe, eval_tasks=datamodule.tasks(), output_dir=run_dir, cache_features=stage == "fit"
+    )
     if module.feature_cache is not None:
         datamodule.images_cached = module.feature_cache.complete
     return trainer, module, datamodule

@@ -23,3 +23,16 @@ def test_a_saved_recipe_rebuilds_its_model_without_that_warning(tmp_path, capsys
     assert "lora" in saved.model_fields_set
     build_trainable_model(saved)
     assert "ignored" not in capsys.readouterr().err
+
+
+def test_only_a_fit_caches_image_features(tmp_path, capsys):
+    """validate and test see each image once: no cache, no word about one, no image digests."""
+    setup_logging()
+    recipe = validate_recipe(tiny_recipe(tmp_path, adaptation={"method": "lora"}))
+    _, module, datamodule = assemble(recipe, tmp_path / "run")
+    assert module.feature_cache is not None and datamodule.digest_images
+    assert "image feature cache on" in capsys.readouterr().err
+    for stage in ("validate", "test"):
+        _, module, datamodule = assemble(recipe, tmp_path / "run", stage=stage)
+        assert module.feature_cache is None and not datamodule.digest_images
+        assert "image feature cache" not in capsys.readouterr().err
