@@ -71,10 +71,12 @@ def class_names(feature: Any, key: str) -> list[str] | None:
     """The names of a `ClassLabel` under the objects feature's `key`, or None when it is not one."""
     while not isinstance(feature, dict) and hasattr(feature, "feature"):  # List / Sequence of a dict
         feature = feature.feature
-    if not isinstance(feature, dict):
-        return None
-    feature = feature.get(key)
-    while hasattr(feature, "feature"):  # a List of ClassLabel in a dict of lists
+    return class_label_names(feature.get(key)) if isinstance(feature, dict) else None
+
+
+def class_label_names(feature: Any) -> list[str] | None:
+    """The names of a `ClassLabel` feature, or of a list of them; None for any other feature."""
+    while hasattr(feature, "feature"):  # List / Sequence
         feature = feature.feature
     names = getattr(feature, "names", None)
     return list(names) if names else None

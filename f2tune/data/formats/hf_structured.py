@@ -28,7 +28,7 @@ from typing import Any
 
 from f2tune.config import HfDatasetSource
 from f2tune.data.formats.coco import is_number
-from f2tune.data.formats.hf_objects import RowSample, pixel_box
+from f2tune.data.formats.hf_objects import RowSample, class_label_names, pixel_box
 from f2tune.data.formats.refcoco import segmentation_polygons
 from f2tune.data.formats.structured import (
     ANSWER_KEYS,
@@ -47,21 +47,13 @@ def structured_rows(dataset: Any, source: HfDatasetSource) -> Iterator[RowSample
     columns = source.annotation_columns or {}
     values = {field: list(dataset[column]) for field, column in columns.items()}
     if "labels" in columns:
-        names = _class_label_names(dataset.features[columns["labels"]])
+        names = class_label_names(dataset.features[columns["labels"]])
         values["labels"] = [_named(labels, names) for labels in values["labels"]]
     sized = "width" in dataset.column_names and "height" in dataset.column_names
     sizes = list(zip(dataset["width"], dataset["height"])) if sized else [None] * len(dataset)
     for index, size in enumerate(sizes):
         row = {field: column[index] for field, column in values.items()}
         yield partial(_row_samples, row=row, size=size, source=source)
-
-
-def _class_label_names(feature: Any) -> list[str] | None:
-    """The names of a `ClassLabel` column, or of a list of them; None for any other feature."""
-    while hasattr(feature, "feature"):  # List / Sequence
-        feature = feature.feature
-    names = getattr(feature, "names", None)
-    return list(names) if names else None
 
 
 def _named(labels: Any, names: list[str] | None) -> Any:
