@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from functools import partial
-from itertools import repeat
 from typing import Any
 
 from f2tune.config import HfDatasetSource
@@ -35,10 +34,16 @@ RowSample = Callable[[str, RenderedImage, str], list[Sample]]
 def object_rows(dataset: Any, source: HfDatasetSource) -> Iterator[RowSample]:
     """One sample builder per row of the dataset."""
     names = class_names(dataset.features[source.objects_column], source.label_key)
-    sized = "width" in dataset.column_names and "height" in dataset.column_names
-    sizes = zip(dataset["width"], dataset["height"]) if sized else repeat(None)
-    for objects, size in zip(dataset[source.objects_column], sizes):
+    for objects, size in zip(dataset[source.objects_column], row_sizes(dataset)):
         yield partial(_object_sample, objects=objects, size=size, names=names, source=source)
+
+
+def row_sizes(dataset: Any) -> list[tuple[Any, Any] | None]:
+    """Each row's (width, height) from the dataset's `width` and `height` columns, which let every
+    box be checked against its image without decoding it; None per row where there are none."""
+    if "width" in dataset.column_names and "height" in dataset.column_names:
+        return list(zip(dataset["width"], dataset["height"]))
+    return [None] * len(dataset)
 
 
 def _object_sample(

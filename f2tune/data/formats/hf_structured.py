@@ -28,7 +28,7 @@ from typing import Any
 
 from f2tune.config import HfDatasetSource
 from f2tune.data.formats.coco import is_number
-from f2tune.data.formats.hf_objects import RowSample, class_label_names, pixel_box
+from f2tune.data.formats.hf_objects import RowSample, class_label_names, pixel_box, row_sizes
 from f2tune.data.formats.refcoco import segmentation_polygons
 from f2tune.data.formats.structured import (
     ANSWER_KEYS,
@@ -49,9 +49,7 @@ def structured_rows(dataset: Any, source: HfDatasetSource) -> Iterator[RowSample
     if "labels" in columns:
         names = class_label_names(dataset.features[columns["labels"]])
         values["labels"] = [_named(labels, names) for labels in values["labels"]]
-    sized = "width" in dataset.column_names and "height" in dataset.column_names
-    sizes = list(zip(dataset["width"], dataset["height"])) if sized else [None] * len(dataset)
-    for index, size in enumerate(sizes):
+    for index, size in enumerate(row_sizes(dataset)):
         row = {field: column[index] for field, column in values.items()}
         yield partial(_row_samples, row=row, size=size, source=source)
 
