@@ -10,7 +10,6 @@ back into boxes, polygons, quads or text (or the structured answer itself), draw
 from __future__ import annotations
 
 import copy
-import re
 from pathlib import Path
 
 from f2tune.data.images import load_image
@@ -18,7 +17,7 @@ from f2tune.data.sample import Sample
 from f2tune.data.transforms import Augmentation
 from f2tune.errors import DataError
 from f2tune.eval.evaluator import task_label
-from f2tune.predict.draw import draw_annotation, readable
+from f2tune.predict.draw import draw_annotation, file_safe, readable
 from f2tune.tasks import parse_output
 
 
@@ -55,8 +54,7 @@ class SamplePictures:
                 reference = sample.reference
             image, reference = readable(image, reference)
             picture = draw_annotation(image, reference, title)
-            name = re.sub(r"[^A-Za-z0-9_.-]+", "_", sample.id)
-            path = self.folder / f"{split}-{task_label(sample.task)}-{count:02d}-{name}.png"
+            path = self.folder / f"{split}-{task_label(sample.task)}-{count:02d}-{file_safe(sample.id)}.png"
             self.folder.mkdir(parents=True, exist_ok=True)
             picture.save(path)
             self.written.append(path)

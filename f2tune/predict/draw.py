@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import colorsys
 import hashlib
+import re
 from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
@@ -130,3 +131,9 @@ def _scaled(annotation: Annotation, factor: float) -> Annotation:
     if "region" in annotation:
         scaled["region"] = [v * factor for v in annotation["region"]]
     return scaled
+
+
+def file_safe(text: str) -> str:
+    """`text` (a sample id) as part of a picture's file name: anything but letters, digits, `_`, `.`
+    and `-` becomes `_`."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)

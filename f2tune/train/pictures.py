@@ -9,7 +9,6 @@ shows the same images getting better.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from f2tune.data.images import load_image
 from f2tune.data.sample import Sample
 from f2tune.errors import DataError
 from f2tune.eval.evaluator import task_label
-from f2tune.predict.draw import draw_annotation, readable
+from f2tune.predict.draw import draw_annotation, file_safe, readable
 from f2tune.tasks.schema import Annotation
 
 
@@ -48,7 +47,7 @@ def validation_pictures(
             image = load_image(sample.image, sample.origin)
         except DataError:
             continue  # a file gone since the data was read: no picture, the run goes on
-        name = f"{label}-{drawn.get(label, 0):02d}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', sample.id)}"
+        name = f"{label}-{drawn.get(label, 0):02d}-{file_safe(sample.id)}"
         pictures[name] = side_by_side(image, record["reference"], record["prediction"], record["prompt"])
         drawn[label] = drawn.get(label, 0) + 1
     return pictures
