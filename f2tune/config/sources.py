@@ -161,7 +161,8 @@ class HfDatasetSource(Source):
         None,
         description="Structured rows: the column holding each annotation field (boxes, labels, polygons, quads, "
         "query, region, text, answers; in pixels, as structured_jsonl's keys), for the task in `prompt` "
-        "(grounding, referring expressions, segmentation, regions); prompt and target columns are then unused.",
+        "(grounding, referring expressions, segmentation, regions); a field of a struct column, or of each "
+        "record of a list of them, as `column.field`; prompt and target columns are then unused.",
     )
     box_format: Literal["xywh", "xyxy"] | None = Field(
         None,

@@ -15,7 +15,7 @@ from f2tune.data.formats import read_source
 from f2tune.data.problems import RecordProblems
 from f2tune.errors import DataError, RecipeError
 from f2tune.recipe import validate_recipe
-from f2tune.tasks import format_target
+from f2tune.tasks import format_target, parse_output
 
 datasets = pytest.importorskip("datasets")
 
@@ -183,3 +183,77 @@ def test_detection_in_flat_columns_with_class_label_ids(tmp_path):
     datasets.Dataset.from_dict(rows, features=features).save_to_disk(str(tmp_path / "flat"))
     samples, _ = read(tmp_path / "flat", "<OD>", {"boxes": "boxes", "labels": "classes"}, box_format="xyxy")
     assert samples[0].reference == {"boxes": [[1, 1, 10, 10], [20, 5, 30, 25]], "labels": ["plate", "cup"]}
+
+
+def grounding_layout(tmp_path: Path, entities: list[list[dict]]) -> Path:
+    """Rows laid out as phrase-grounding datasets hold them: a caption and a list of entity records,
+    each a phrase with every box it names (a phrase may name none)."""
+    features = datasets.Features(
+        {
+            "image": datasets.Image(),
+            "caption": datasets.Value("string"),
+            "entities": datasets.List(
+                {"phrase": datasets.Value("string"), "boxes": datasets.List(datasets.List(datasets.Value("int32")))}
+            ),
+        }
+    )
+    rows = {
+        "image": [Image.new("RGB", (40, 30))] * len(entities),
+        "caption": ["two dogs chase a ball in the park"] * len(entities),
+        "entities": entities,
+    }
+    path = tmp_path / "grounding"
+    datasets.Dataset.from_dict(rows, features=features).save_to_disk(str(path))
+    return path
+
+
+GROUNDING_COLUMNS = {"query": "caption", "labels": "entities.phrase", "boxes": "entities.boxes"}
+DOGS = [
+    {"phrase": "two dogs", "boxes": [[1, 1, 10, 10], [12, 1, 20, 10]]},
+    {"phrase": "the park", "boxes": []},  # named by the caption, boxed nowhere
+    {"phrase": "a ball", "boxes": [[25, 20, 30, 25]]},
+]
+
+
+def test_phrases_with_several_boxes_each_from_a_list_of_entity_records(tmp_path):
+    path = grounding_layout(tmp_path, [DOGS])
+    (sample,) = read(path, "<CAPTION_TO_PHRASE_GROUNDING>", GROUNDING_COLUMNS, box_format="xyxy")[0]
+    assert sample.reference == {
+        "query": "two dogs chase a ball in the park",
+        "boxes": [[1, 1, 10, 10], [12, 1, 20, 10], [25, 20, 30, 25]],
+        "labels": ["two dogs", "two dogs", "a ball"],
+    }
+    item = SampleDataset([sample])[0]
+    assert item["prompt"] == "<CAPTION_TO_PHRASE_GROUNDING>two dogs chase a ball in the park"
+    assert item["target"].count("two dogs") == 1  # one phrase for its run of boxes, as Florence-2 writes it
+    assert (
+        parse_output("<CAPTION_TO_PHRASE_GROUNDING>", item["target"], (40, 30))["labels"] == sample.reference["labels"]
+    )
+
+
+def test_a_field_of_a_struct_column(tmp_path):
+    features = datasets.Features(
+        {
+            "image": datasets.Image(),
+            "annotation": {"bbox": datasets.List(datasets.Value("float32")), "caption": datasets.Value("string")},
+        }
+    )
+    rows = {"image": [Image.new("RGB", (40, 30))], "annotation": [{"bbox": [2, 3, 10, 20], "caption": "the cup"}]}
+    datasets.Dataset.from_dict(rows, features=features).save_to_disk(str(tmp_path / "struct"))
+    columns = {"query": "annotation.caption", "boxes": "annotation.bbox"}
+    (sample,) = read(tmp_path / "struct", "<OPEN_VOCABULARY_DETECTION>", columns, box_format="xywh")[0]
+    assert sample.reference == {"query": "the cup", "boxes": [[2, 3, 12, 23]], "labels": ["the cup"]}
+
+
+def test_paths_the_records_lack_and_groups_their_labels_do_not_match_are_named(tmp_path):
+    path = grounding_layout(tmp_path, [DOGS])
+    task = "<CAPTION_TO_PHRASE_GROUNDING>"
+    with pytest.raises(DataError, match=r"'entities.box': the records of 'entities' have no field 'box'; their fields: "
+                       r"phrase, boxes"):  # fmt: skip
+        read(path, task, {**GROUNDING_COLUMNS, "boxes": "entities.box"}, box_format="xyxy")
+    with pytest.raises(DataError, match=r"'caption.text': column 'caption' holds Value\('string'\), not records"):
+        read(path, task, {**GROUNDING_COLUMNS, "query": "caption.text"}, box_format="xyxy")
+    columns = {**GROUNDING_COLUMNS, "labels": "caption"}  # one string where a label per group is needed
+    with pytest.raises(DataError, match=r"row 0: column 'entities.boxes' holds 3 groups of boxes \(one per label\), "
+                       r"but column 'caption' holds 1 label\(s\)"):  # fmt: skip
+        read(path, task, columns, box_format="xyxy")

@@ -40,6 +40,7 @@ from PIL import Image, ImageOps
 from f2tune.config import HfDatasetSource
 from f2tune.config.sources import CAPTION_TASKS
 from f2tune.data.formats.captions import caption_samples
+from f2tune.data.formats.hf_columns import check_column_paths, root_column
 from f2tune.data.formats.hf_objects import RowSample, object_rows
 from f2tune.data.formats.hf_structured import structured_rows
 from f2tune.data.formats.vqa import question_sample
@@ -91,11 +92,13 @@ class DatasetImage:
 def read_hf_dataset(source: HfDatasetSource, problems: RecordProblems) -> list[Sample]:
     """Samples of one saved dataset (one split); bad rows go to `problems`."""
     dataset, where = _load(source)
-    missing = [c for c in _columns_read(source) if c not in dataset.column_names]
+    missing = [c for c in _columns_read(source, dataset.column_names) if c not in dataset.column_names]
     if missing:
         raise DataError(
             f"{where}: no column(s) {', '.join(missing)}; the dataset has {', '.join(dataset.column_names)}"
         )
+    if source.annotation_columns is not None:
+        check_column_paths(dataset, list(source.annotation_columns.values()), where)
     text_rows = source.objects_column is None and source.annotation_columns is None
     if text_rows and source.prompt_column is None and source.prompt is None:
         raise DataError(f"{where}: set `prompt_column` or `prompt` on the data source")
@@ -118,12 +121,13 @@ def read_hf_dataset(source: HfDatasetSource, problems: RecordProblems) -> list[S
     return samples
 
 
-def _columns_read(source: HfDatasetSource) -> list[str]:
+def _columns_read(source: HfDatasetSource, column_names: list[str]) -> list[str]:
     """The columns the source's rows are read from."""
     if source.objects_column is not None:
         return [source.image_column, source.objects_column]
     if source.annotation_columns is not None:
-        return [source.image_column, *dict.fromkeys(source.annotation_columns.values())]
+        roots = (root_column(path, column_names) for path in source.annotation_columns.values())
+        return [source.image_column, *dict.fromkeys(roots)]
     return [source.image_column, source.target_column] + ([source.prompt_column] if source.prompt_column else [])
 
 

@@ -13,7 +13,12 @@ differently from those records is accepted here:
 - one label as a string, and labels as `ClassLabel` ids (named by the feature);
 - a list of queries (an object's several referring expressions): one sample per query, as the
   `refcoco` format makes them. A query task's boxes without a labels column are named by the query,
-  as Florence-2 answers `<OPEN_VOCABULARY_DETECTION>` and grounding prompts.
+  as Florence-2 answers `<OPEN_VOCABULARY_DETECTION>` and grounding prompts;
+- boxes grouped by label (a phrase of a grounded caption and every box it names: a list of lists
+  of boxes, one list per label), each label given to its group's boxes; a phrase with no box is
+  left out, as Florence-2's grounding answers name only what they box;
+- a field inside a struct column, or inside each item of a list of structs, named by a dotted path
+  (`entities.phrase`, `entities.boxes`): Hub datasets keep annotations as records.
 
 Every row's prompt and target are built once when read (with a nominal image size), so a field the
 task needs and the mapping lacks is reported by row before training starts. Where the dataset has
@@ -28,6 +33,7 @@ from typing import Any
 
 from f2tune.config import HfDatasetSource
 from f2tune.data.formats.coco import is_number
+from f2tune.data.formats.hf_columns import column_values, feature_at
 from f2tune.data.formats.hf_objects import RowSample, class_label_names, pixel_box, row_sizes
 from f2tune.data.formats.refcoco import segmentation_polygons
 from f2tune.data.formats.structured import (
@@ -43,11 +49,11 @@ from f2tune.tasks import TASKS
 
 
 def structured_rows(dataset: Any, source: HfDatasetSource) -> Iterator[RowSample]:
-    """One sample builder per row of the dataset."""
+    """One sample builder per row of the dataset (its column paths checked by `check_column_paths`)."""
     columns = source.annotation_columns or {}
-    values = {field: list(dataset[column]) for field, column in columns.items()}
+    values = {field: column_values(dataset, column) for field, column in columns.items()}
     if "labels" in columns:
-        names = class_label_names(dataset.features[columns["labels"]])
+        names = class_label_names(feature_at(dataset, columns["labels"]))
         values["labels"] = [_named(labels, names) for labels in values["labels"]]
     for index, size in enumerate(row_sizes(dataset)):
         row = {field: column[index] for field, column in values.items()}
@@ -76,6 +82,8 @@ def _row_samples(
     task = TASKS[source.prompt or ""]
     columns = source.annotation_columns or {}
     record = {field: _as_record_value(field, value, columns[field], source, origin) for field, value in row.items()}
+    if _grouped(record.get("boxes")):
+        record = _ungrouped(record, columns, origin)
     queries = record.pop("query", None)
     if not isinstance(queries, list):
         return [_sample(sample_id, image, origin, record, queries, size, task.token)]
@@ -119,7 +127,9 @@ def _as_record_value(field: str, value: Any, column: str, source: HfDatasetSourc
         boxes = [value] if _flat(value, 4) else value
         if not isinstance(boxes, list):
             raise DataError(f"{origin}: {what} must hold a box or a list of boxes, got {value!r}")
-        return [pixel_box(b, source.box_format, f"{what}[{i}]", origin) for i, b in enumerate(boxes)]
+        if _grouped(boxes):
+            return [_pixel_boxes(group, source, f"{what}[{i}]", origin) for i, group in enumerate(boxes)]
+        return _pixel_boxes(boxes, source, what, origin)
     if field == "region":
         return pixel_box(value, source.box_format, what, origin)
     if field == "quads":
@@ -137,6 +147,37 @@ def _as_record_value(field: str, value: Any, column: str, source: HfDatasetSourc
         if not value or not all(isinstance(q, str) and q.strip() for q in value):
             raise DataError(f"{origin}: {what} must hold a query or a list of non-empty queries, got {value!r}")
     return value
+
+
+def _pixel_boxes(boxes: list, source: HfDatasetSource, what: str, origin: str) -> list[list[float]]:
+    if not isinstance(boxes, list):
+        raise DataError(f"{origin}: {what} must hold a list of boxes, got {boxes!r}")
+    return [pixel_box(b, source.box_format, f"{what}[{i}]", origin) for i, b in enumerate(boxes)]
+
+
+def _grouped(boxes: Any) -> bool:
+    """Whether `boxes` holds lists of boxes (one per label) rather than boxes."""
+    return (
+        isinstance(boxes, list)
+        and bool(boxes)
+        and all(isinstance(group, list) and all(isinstance(b, list) for b in group) for group in boxes)
+    )
+
+
+def _ungrouped(record: dict[str, Any], columns: dict[str, str], origin: str) -> dict[str, Any]:
+    """The record with its boxes in one list, each group's label repeated for the group's boxes."""
+    groups = record["boxes"]
+    record = {**record, "boxes": [b for group in groups for b in group]}
+    if "labels" not in record:
+        return record
+    labels = record["labels"]
+    if not isinstance(labels, list) or len(labels) != len(groups):
+        raise DataError(
+            f"{origin}: column '{columns['boxes']}' holds {len(groups)} groups of boxes (one per label), but "
+            f"column '{columns['labels']}' holds {len(labels) if isinstance(labels, list) else 'no list of'} label(s)"
+        )
+    record["labels"] = [label for label, group in zip(labels, groups) for _ in group]
+    return record
 
 
 def _box_quad(value: list, source: HfDatasetSource, what: str, origin: str) -> list[float]:
