@@ -7,8 +7,11 @@ command per device); steps that write shared files are guarded to run on global 
 from __future__ import annotations
 
 import os
+import shutil
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +21,7 @@ from torch import nn
 
 from f2tune.config import Recipe
 from f2tune.data.datamodule import Florence2DataModule
-from f2tune.errors import RunError
+from f2tune.errors import RecipeError, RunError
 from f2tune.export.checkpoint import export_checkpoint
 from f2tune.export.facts import gather_facts
 from f2tune.export.writer import export_kind, export_model
@@ -60,6 +63,7 @@ def fit(recipe: Recipe, resume: bool = False, extra_callbacks: list[pl.Callback]
     changes = check_resume(recipe, last_checkpoint(run_dir)) if resume else []
     pl.seed_everything(recipe.trainer.seed, workers=True, verbose=False)
 
+    new_folder = launching and not run_dir.exists()
     trainer, module, datamodule = assemble(recipe, run_dir, extra_callbacks)
     if launching:  # only now: bad data or a monitor the run does not log leave no folder behind
         record_changes(run_dir, changes)
@@ -67,12 +71,13 @@ def fit(recipe: Recipe, resume: bool = False, extra_callbacks: list[pl.Callback]
 
     result = FitResult(run_dir=run_dir)
     has_val = bool(recipe.data.val)
-    if has_val and recipe.eval.before_fit and not resume:
-        result.metrics_before = _validate(trainer, module, datamodule)
-    with oom_advice(), warnings.catch_warnings():
-        if resume:  # the folder holds this run's own checkpoints: Lightning's warning about them is no news
-            warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
-        trainer.fit(module, datamodule=datamodule, ckpt_path=str(last_checkpoint(run_dir)) if resume else None)
+    with _removed_on_recipe_error(run_dir if new_folder else None, trainer):
+        if has_val and recipe.eval.before_fit and not resume:
+            result.metrics_before = _validate(trainer, module, datamodule)
+        with oom_advice(), warnings.catch_warnings():
+            if resume:  # the folder holds this run's own checkpoints: Lightning's warning about them is no news
+                warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+            trainer.fit(module, datamodule=datamodule, ckpt_path=str(last_checkpoint(run_dir)) if resume else None)
     if has_val:
         result.metrics_after = _ended_with_validation(trainer, module) or _validate(trainer, module, datamodule)
     result.best_checkpoint = getattr(best_checkpoints(trainer), "best_model_path", None) or None
@@ -175,6 +180,20 @@ def _check_run_dir(run_dir: Path, resume: bool) -> None:
             f"{run_dir} already holds a run ({last}). Continue it with --resume, or start a new one "
             f"with trainer.run_name=NEW_NAME (or delete the folder)."
         )
+
+
+@contextmanager
+def _removed_on_recipe_error(new_folder: Path | None, trainer: pl.Trainer) -> Iterator[None]:
+    """Remove the run folder this run made when a recipe problem stops it before its first step:
+    the problems Lightning's start meets (the validation interval against an epoch's batches, known
+    once each process has its training loader) leave no folder behind, as those found before the
+    folder was made do."""
+    try:
+        yield
+    except RecipeError:
+        if new_folder is not None and trainer.global_step == 0:
+            shutil.rmtree(new_folder, ignore_errors=True)
+        raise
 
 
 def _save_recipe(recipe: Recipe, run_dir: Path) -> None:

@@ -94,3 +94,4 @@ def test_a_recipe_problem_found_after_the_launch_is_said_once(tmp_path):
     assert done.returncode != 0
     assert done.stderr.count("f2tune: error: trainer.val_check_interval is 50 training batches") == 1, done.stderr
     assert "in each of the 2 processes" in done.stderr
+    assert not (tmp_path / "runs" / "t").exists()  # the folder rank 0 made for the run is gone

@@ -148,6 +148,7 @@ def test_a_validation_interval_longer_than_an_epoch_names_the_recipe_keys(tmp_pa
     trainer = {"val_check_interval": 5, "check_val_every_n_epoch": 1}  # 16 samples, batch 4: 4 batches
     with pytest.raises(RecipeError, match="trainer.val_check_interval is 5 training batches, but an epoch has 4: "):
         fit(validate_recipe(tiny_recipe(tmp_path, trainer=trainer, eval={"before_fit": False})))
+    assert not (tmp_path / "runs" / "t").exists()  # found once Lightning asked for the loader: no folder left
 
 
 class CountValidations(pl.Callback):
