@@ -147,6 +147,23 @@ def test_grounding_accuracy_uses_the_first_box() -> None:
     assert metric.compute() == {"grounding_acc": pytest.approx(2 / 5)}
 
 
+def test_grounding_accuracy_counts_each_phrase_of_a_grounded_caption() -> None:
+    """Flickr30k Entities' Recall@1: per phrase, its first predicted box against any of its boxes."""
+    metric = GroundingAccuracy()
+    reference: Annotation = {
+        "boxes": [[0, 0, 10, 10], [20, 0, 30, 10], [40, 40, 50, 50], [60, 60, 70, 70]],
+        "labels": ["two dogs", "two dogs", "a ball", "the park"],
+    }
+    prediction: Annotation = {
+        "boxes": [[60, 60, 70, 70], [20, 0, 30, 10], [0, 0, 10, 10], [41, 41, 50, 50]],
+        "labels": ["a bench", "Two  Dogs", "two dogs", "a ball"],  # "the park" is not named
+    }
+    metric.update([prediction], [reference])
+    assert metric.compute() == {"grounding_acc": pytest.approx(2 / 3)}  # over phrases, not samples
+    metric.update([{"boxes": [], "labels": []}], [{"boxes": [[0, 0, 10, 10]], "labels": ["a cat"]}])
+    assert metric.compute() == {"grounding_acc": pytest.approx(2 / 4)}
+
+
 def test_grounding_accuracy_merges_like_ddp() -> None:
     """Two processes' states summed (what DDP sync does) give the single-process mean."""
     first, second = build_metric("grounding_acc"), build_metric("grounding_acc")

@@ -1,4 +1,4 @@
-"""Box metrics: COCO mAP for detection outputs, Acc@IoU0.5 for referring-expression grounding.
+"""Box metrics: COCO mAP for detection outputs, Acc@IoU0.5 for referring expressions and phrase grounding.
 
 mAP ranks detections by confidence, so every predicted box should carry a score (Florence-2 has no
 detection head; `f2tune.eval.scores.box_scores` derives one from the generated tokens'
@@ -137,11 +137,16 @@ def box_iou(a: Box, b: Box) -> float:
 
 
 class GroundingAccuracy(PerSampleMean):
-    """Acc@IoU0.5 of referring-expression comprehension (RefCOCO's protocol): a sample is correct when
-    the first predicted box overlaps the reference's first box with IoU >= `threshold`.
+    """Acc@IoU0.5 over the reference's phrases: RefCOCO's accuracy for a referring expression (one
+    phrase) and Flickr30k Entities' Recall@1 for the phrases of a grounded caption (ANY-box
+    protocol: a phrase is found when its first predicted box overlaps one of the phrase's reference
+    boxes with IoU >= `threshold`). The mean is over phrases, not samples, as Recall@1 is reported.
 
-    The model is asked for one object, so only its first box counts: a model that lists many boxes
-    must not be rewarded for one of them hitting. A prediction without boxes is wrong.
+    A reference's phrases are its distinct labels (one phrase without labels). For one phrase the
+    prediction's first box counts, whatever it is named: the model is asked for one object, and a
+    model that lists many boxes must not be rewarded for one of them hitting. For several, each
+    phrase's first box is the first predicted box named by it (names compared normalized); a
+    phrase the prediction does not name is not found.
     """
 
     key = "grounding_acc"
@@ -150,7 +155,25 @@ class GroundingAccuracy(PerSampleMean):
         super().__init__(**kwargs)
         self.threshold = threshold
 
-    def score(self, prediction: Annotation, reference: Annotation) -> float:
-        if not prediction.get("boxes"):
-            return 0.0
-        return float(box_iou(prediction["boxes"][0], reference["boxes"][0]) >= self.threshold)
+    def update(self, predictions: Sequence[Annotation], references: Sequence[Annotation]) -> None:
+        for prediction, reference in zip(predictions, references, strict=True):
+            phrases = _phrases(reference)
+            self.total += sum(self._found(prediction, phrase, boxes, len(phrases) == 1) for phrase, boxes in phrases)
+            self.count += len(phrases)
+
+    def _found(self, prediction: Annotation, phrase: str, boxes: list[Box], only_phrase: bool) -> bool:
+        predicted = prediction.get("boxes") or []
+        if not only_phrase:
+            names = [normalize(label) for label in prediction.get("labels") or []]
+            predicted = [box for box, name in zip(predicted, names) if name == phrase]
+        return bool(predicted) and any(box_iou(predicted[0], box) >= self.threshold for box in boxes)
+
+
+def _phrases(reference: Annotation) -> list[tuple[str, list[Box]]]:
+    """(normalized phrase, its boxes) per distinct label of the reference, in order of appearance."""
+    boxes = reference.get("boxes") or []
+    labels = reference.get("labels") or [""] * len(boxes)
+    phrases: dict[str, list[Box]] = {}
+    for box, label in zip(boxes, labels):
+        phrases.setdefault(normalize(label), []).append(box)
+    return list(phrases.items())
