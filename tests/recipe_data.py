@@ -3,7 +3,8 @@ the paths its recipe names, so that a recipe runs end to end on the tiny model w
 
 One shape per image gives every format what it needs: a category and a box (`coco_detection`), a
 referring sentence and a polygon (`refcoco`), captions, a question with its answers, a text line
-with its quad (`ocr`), a Hub detection dataset's objects row (`hf_dataset`).
+with its quad (`ocr`), a Hub detection dataset's objects row (`hf_dataset`), a caption grounding the
+shape's phrase (`flickr30k_entities`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from f2tune.config import Recipe
+from f2tune.testing.flickr_entities import write_entities_image, write_split
 from f2tune.testing.shapes import SHAPES, shape_samples
 
 IMAGE_SIZE = 64
@@ -193,8 +195,26 @@ def _one_object(source, image) -> dict:
     return {source.box_key: [box], source.label_key: [SHAPES.index(image.shape)]}
 
 
+def _write_flickr_entities(source, root: Path, drawn) -> None:
+    """The release layout for the source's split: a caption per image grounding its shape's phrase,
+    and one with a phrase that has no box (the background)."""
+    folder = root / source.path
+    ids = [Path(name).stem for name, _ in drawn]
+    for image_id, (_, image) in zip(ids, drawn):
+        (root / source.image_root).mkdir(parents=True, exist_ok=True)
+        image.render().save(root / source.image_root / f"{image_id}.jpg")
+        captions = [
+            f"[/EN#1/other A {image.colour} {image.shape}] on [/EN#2/scene a plain background] .",
+            f"[/EN#1/other One {image.shape}] .",
+        ]
+        objects = [(["1"], image.box), (["2"], None)]
+        write_entities_image(folder, image_id, captions, objects, (IMAGE_SIZE, IMAGE_SIZE))
+    write_split(folder, source.split, ids)
+
+
 _WRITERS = {
     "coco_detection": _write_coco_detection,
+    "flickr30k_entities": _write_flickr_entities,
     "coco_captions": _write_coco_captions,
     "vqa": _write_vqa,
     "ocr": _write_ocr,

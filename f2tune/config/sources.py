@@ -112,6 +112,16 @@ class KarpathyCaptionsSource(CaptionsSource):
     )
 
 
+class Flickr30kEntitiesSource(Source):
+    """Flickr30k Entities as released (Sentences/, Annotations/, split lists) + the Flickr30k images:
+    one phrase-grounding sample per caption."""
+
+    format: Literal["flickr30k_entities"]
+    path: str = Field(description="Folder holding Sentences/, Annotations/ and train.txt, val.txt, test.txt.")
+    image_root: str = Field(description="Folder of the Flickr30k images, <image id>.jpg each (flickr30k-images/).")
+    split: Literal["train", "val", "test"] = Field(description="The split list whose images are read.")
+
+
 class VqaSource(Source):
     """JSONL: `{"image", "question", "answers": [...]}` per line (DocVQA, VQAv2 converted)."""
 
@@ -218,6 +228,7 @@ DataSource = Annotated[
     | OcrSource
     | CocoCaptionsSource
     | KarpathyCaptionsSource
+    | Flickr30kEntitiesSource
     | VqaSource
     | StructuredJsonlSource
     | HfDatasetSource,

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from f2tune.config import (
     CocoCaptionsSource,
     CocoDetectionSource,
+    Flickr30kEntitiesSource,
     JsonlSource,
     KarpathyCaptionsSource,
     OcrSource,
@@ -161,6 +162,39 @@ def test_karpathy_reader_reports_or_reads_any_file(data):
         (root / "dataset.json").write_text(json.dumps(data))
         source = {"path": str(root / "dataset.json"), "image_root": str(root), "splits": ["train", "val"]}
         read_quietly(KarpathyCaptionsSource(format="karpathy_captions", **source))
+
+
+caption_text = st.lists(
+    st.sampled_from(["[/EN#1/people", "[/EN#2/other/scene", "[/EN#x", "A man", "]", "[", "/", " ", ".", "\u00e9"]),
+    max_size=12,
+).map(" ".join)
+xml_number = st.one_of(st.integers(-5, 60).map(str), st.sampled_from(["", "nan", "inf", "1e9", "x", "&amp;", "<"]))
+
+
+@FUZZ
+@given(
+    captions=st.lists(caption_text, max_size=4),
+    boxes=st.lists(
+        st.tuples(st.sampled_from(["1", "2", ""]), st.lists(xml_number, min_size=4, max_size=4)), max_size=3
+    ),
+    size=st.tuples(xml_number, xml_number),
+)  # fmt: skip
+def test_flickr_entities_reader_reports_or_reads_any_release(captions, boxes, size):
+    with folder() as root:
+        (root / "Sentences").mkdir()
+        (root / "Annotations").mkdir()
+        (root / "Sentences" / "7.txt").write_text("\n".join(captions))
+        objects = "".join(
+            f"<object><name>{name}</name><bndbox><xmin>{a}</xmin><ymin>{b}</ymin><xmax>{c}</xmax><ymax>{d}</ymax>"
+            "</bndbox></object>"
+            for name, (a, b, c, d) in boxes
+        )
+        size_xml = f"<size><width>{size[0]}</width><height>{size[1]}</height></size>"
+        (root / "Annotations" / "7.xml").write_text(f"<annotation>{size_xml}{objects}</annotation>")
+        (root / "train.txt").write_text("7\n")
+        shape_samples(1, seed=0)[0].image.render().save(root / "images" / "7.jpg")
+        source = {"path": str(root), "image_root": str(root / "images"), "split": "train"}
+        read_quietly(Flickr30kEntitiesSource(format="flickr30k_entities", **source))
 
 
 @FUZZ

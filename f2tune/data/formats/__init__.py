@@ -13,6 +13,7 @@ from f2tune.config import (
     CocoCaptionsSource,
     CocoDetectionSource,
     DataSource,
+    Flickr30kEntitiesSource,
     HfDatasetSource,
     JsonlSource,
     KarpathyCaptionsSource,
@@ -24,6 +25,7 @@ from f2tune.config import (
 )
 from f2tune.data.formats.captions import read_coco_captions, read_karpathy_captions
 from f2tune.data.formats.coco import read_coco_detection
+from f2tune.data.formats.flickr_entities import read_flickr_entities
 from f2tune.data.formats.hf_datasets import read_hf_dataset
 from f2tune.data.formats.jsonl import read_jsonl
 from f2tune.data.formats.ocr import read_ocr
@@ -41,6 +43,7 @@ _READERS = {
     OcrSource: read_ocr,
     CocoCaptionsSource: read_coco_captions,
     KarpathyCaptionsSource: read_karpathy_captions,
+    Flickr30kEntitiesSource: read_flickr_entities,
     VqaSource: read_vqa,
     StructuredJsonlSource: read_structured,
     HfDatasetSource: read_hf_dataset,
@@ -59,6 +62,8 @@ def source_name(source: DataSource) -> str:
         return Path(source.path).stem + "-" + "+".join(source.splits)
     if isinstance(source, HfDatasetSource):
         return Path(source.path).name + (f"-{source.split}" if source.split else "")
+    if isinstance(source, Flickr30kEntitiesSource):
+        return f"{Path(source.path).name}-{source.split}"
     return Path(source.path).stem
 
 
@@ -75,6 +80,8 @@ def read_source(source: DataSource, problems: RecordProblems) -> list[Sample]:
         where = source.refs + (f" (split {source.split})" if source.split else "")
     if isinstance(source, KarpathyCaptionsSource):
         where = f"{source.path} (splits {', '.join(source.splits)})"
+    if isinstance(source, Flickr30kEntitiesSource):
+        where = f"{source.path} (split {source.split})"
     if not samples:
         dropped = f" ({len(problems.found)} bad record(s) skipped)" if problems.found else ""
         raise DataError(f"{where}: the dataset is empty{dropped}")
