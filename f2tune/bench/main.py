@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import statistics
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,13 +49,16 @@ HEADER = (
 
 def run(args: argparse.Namespace) -> int:
     quiet()
+    if args.repeats < 1:
+        raise SystemExit(f"--repeats must be at least 1, got {args.repeats}")
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(args.device)
     threads = args.threads or torch.get_num_threads()
     print(f"machine: {describe_machine(device)}; torch {torch.__version__}, {threads} thread(s)")
     print(
-        f"batch size {args.batch_size}, {args.steps} steps per pass, f2tune precision {args.precision},"
+        f"batch size {args.batch_size}, {args.steps} steps per pass, {args.repeats} round(s),"
+        f" f2tune precision {args.precision},"
         f" reference precision {args.reference_precision}, bf16 peak {peak_tflops(device, args.peak_tflops) or '?'}"
         " TFLOP/s\n"
     )
@@ -102,9 +106,11 @@ def measure(size: str, mode: str, image_size: int, args: argparse.Namespace, dev
             counting = partial(count_training_flops, size, processor, plain)
             flops = in_child(partial(quietly, counting), args.threads, device)
     peak = peak_tflops(device, args.peak_tflops)
-    rows, base_rate = [], None
-    for variant in variants:
-        timing = in_child(partial(quietly, variant.run), args.threads, device)
+    runs = measured_rounds(variants, args.repeats, args.threads, device)
+    rows = []
+    for variant, timings in zip(variants, runs):
+        failed = next((t for t in timings if isinstance(t, str)), None)
+        timing = failed or median_timing(timings)
         label = variant.label
         if variant.compiled and not isinstance(timing, str):
             label += f" (warm-up pass {timing.warmup_s:.0f} s)"
@@ -113,12 +119,44 @@ def measure(size: str, mode: str, image_size: int, args: argparse.Namespace, dev
         if isinstance(timing, str):
             rows.append(f"{prefix} failed: {timing} | | | | | |")
             continue
-        base_rate = base_rate or timing.samples_per_s
         rows.append(
             f"{prefix} {timing.step_s * 1000:.0f} | {timing.samples_per_s:.2f} | {timing.peak_mib:.0f} |"
-            f" {timing.samples_per_s / base_rate:.2f}x | {utilization_cells(flops, variant.cached, timing, peak)} |"
+            f" {speed_cell(timings, runs[0])} | {utilization_cells(flops, variant.cached, timing, peak)} |"
         )
     return rows
+
+
+def measured_rounds(
+    variants: list[Variant], repeats: int, threads: int, device: torch.device
+) -> list[list[Timing | str]]:
+    """Each variant's timings, one per round; a round measures every variant once, one after the
+    other, so that the ratios taken within a round compare runs the machine's drift (clock, other
+    jobs) touched alike."""
+    runs: list[list[Timing | str]] = [[] for _ in variants]
+    for _ in range(repeats):
+        for timings, variant in zip(runs, variants):
+            timings.append(in_child(partial(quietly, variant.run), threads, device))
+    return runs
+
+
+def median_timing(timings: list[Timing]) -> Timing:
+    """The rounds' median step time and samples/s, and their highest peak memory."""
+    return Timing(
+        step_s=statistics.median(t.step_s for t in timings),
+        samples_per_s=statistics.median(t.samples_per_s for t in timings),
+        peak_mib=max(t.peak_mib for t in timings),
+        warmup_s=statistics.median(t.warmup_s for t in timings),
+    )
+
+
+def speed_cell(timings: list[Timing], reference: list[Timing | str]) -> str:
+    """samples/s over the reference's in the same round: the median ratio, and with several rounds
+    their range; "-" where the reference failed."""
+    ratios = [t.samples_per_s / r.samples_per_s for t, r in zip(timings, reference) if isinstance(r, Timing)]
+    if not ratios:
+        return "-"
+    spread = f" ({min(ratios):.2f}-{max(ratios):.2f})" if len(ratios) > 1 else ""
+    return f"{statistics.median(ratios):.2f}x{spread}"
 
 
 def training_variants(

@@ -15,6 +15,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sizes", default="tiny,base", help="comma-separated: tiny, base (Florence-2-base sizes)")
     parser.add_argument("--modes", default=",".join(MODES), help="comma-separated: full, lora, frozen, generate, load")
     parser.add_argument("--steps", type=int, default=4, help="batches per pass (two passes; the second is timed)")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="rounds of every row (each row once per round, in order): the median of the rounds, and the "
+        "range of each round's speed against its reference (for noisy machines and the tiny model)",
+    )
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--tiny-image-size", type=int, default=96)
     parser.add_argument("--base-image-size", type=int, default=192, help="768 is the real size (577 image tokens)")

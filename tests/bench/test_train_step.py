@@ -152,3 +152,14 @@ def test_cuda_rows_run_in_fresh_processes_on_pickled_work(processor):
     timing = in_child(work, threads=1, device=torch.device("cuda"))
     assert isinstance(timing, Timing) and timing.samples_per_s > 0
     assert in_child(partial(os.getpid), device=torch.device("cuda")) != os.getpid()
+
+
+def test_rounds_give_the_median_and_the_range_of_the_speed_within_rounds(capsys):
+    assert main(["--sizes", "tiny", "--modes", "full", "--steps", "1", "--batch-size", "2", "--repeats", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "2 round(s)" in out
+    rows = [line.split("|") for line in out.splitlines() if line.startswith("| tiny")]
+    assert [row[4].strip() for row in rows] == ["reference", "f2tune", "f2tune +grouped"]
+    assert rows[0][9].strip() == "1.00x (1.00-1.00)"
+    low, high = (float(x) for x in rows[1][9].split("(")[1].rstrip("x) ").split("-"))
+    assert low <= float(rows[1][9].split("x")[0]) <= high
