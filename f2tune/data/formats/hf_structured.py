@@ -150,6 +150,7 @@ def _as_record_value(field: str, value: Any, column: str, source: HfDatasetSourc
 
 
 def _pixel_boxes(boxes: list, source: HfDatasetSource, what: str, origin: str) -> list[list[float]]:
+    """A list of boxes in `box_format` as x1, y1, x2, y2, each named by its index where it is bad."""
     if not isinstance(boxes, list):
         raise DataError(f"{origin}: {what} must hold a list of boxes, got {boxes!r}")
     return [pixel_box(b, source.box_format, f"{what}[{i}]", origin) for i, b in enumerate(boxes)]
