@@ -200,8 +200,8 @@ def _write_flickr_entities(source, root: Path, drawn) -> None:
     and one with a phrase that has no box (the background)."""
     folder = root / source.path
     ids = [Path(name).stem for name, _ in drawn]
+    (root / source.image_root).mkdir(parents=True, exist_ok=True)
     for image_id, (_, image) in zip(ids, drawn):
-        (root / source.image_root).mkdir(parents=True, exist_ok=True)
         image.render().save(root / source.image_root / f"{image_id}.jpg")
         captions = [
             f"[/EN#1/other A {image.colour} {image.shape}] on [/EN#2/scene a plain background] .",
