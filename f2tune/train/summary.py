@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 def print_summary(result: FitResult, trainer: pl.Trainer) -> None:
     console = Console(stderr=True, soft_wrap=True)
     metrics = Table(title="f2tune: validation metrics", show_header=True)
-    metrics.add_column("metric")
+    metrics.add_column("metric", overflow="fold")  # whole names: two metrics of a task may differ at the end
     metrics.add_column("before training")
     metrics.add_column("after training")
     for name in sorted(set(result.metrics_before) | set(result.metrics_after)):

@@ -1,0 +1,33 @@
+"""The closing summary of a fit, as a terminal of a given width shows it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+from f2tune.train.run import FitResult
+from f2tune.train.summary import print_summary
+
+
+def test_metric_names_are_shown_whole_on_a_narrow_terminal(monkeypatch, capsys) -> None:
+    """Two metrics of one task differ only at the end of their names (`grounding_acc` and
+    `grounding_acc_merged`): cut short with an ellipsis, their rows would read the same."""
+    monkeypatch.setenv("COLUMNS", "60")
+    names = ["val/CAPTION_TO_PHRASE_GROUNDING/grounding_acc", "val/CAPTION_TO_PHRASE_GROUNDING/grounding_acc_merged"]
+    result = FitResult(run_dir=Path("runs/x"), metrics_after={names[0]: 0.25, names[1]: 0.5})
+    trainer = SimpleNamespace(global_step=2, callback_metrics={}, callbacks=[], checkpoint_callbacks=[])
+    print_summary(result, trainer)  # type: ignore[arg-type]
+    shown = capsys.readouterr().err
+    assert "…" not in shown
+    rows = [line for line in shown.splitlines() if line.startswith("│")]
+    assert "".join(row.split("│")[1].strip() for row in rows) == "".join(names)  # folded in its column
+    assert max(map(len, rows)) <= 60
+
+
+def test_wide_terminal_shows_one_line_per_metric(monkeypatch, capsys) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    result = FitResult(run_dir=Path("runs/x"), metrics_after={"val/loss": 1.5})
+    trainer = SimpleNamespace(global_step=2, callback_metrics={}, callbacks=[], checkpoint_callbacks=[])
+    print_summary(result, trainer)  # type: ignore[arg-type]
+    rows = [line for line in capsys.readouterr().err.splitlines() if line.startswith("│")]
+    assert len(rows) == 1 and "val/loss" in rows[0] and "1.5000" in rows[0]
