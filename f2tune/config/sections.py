@@ -223,7 +223,7 @@ class TrainerConfig(Section):
 
 
 MetricName = Literal[
-    "auto", "none", "coco_map", "grounding_acc", "miou", "cider", "bleu4", "rougeL",
+    "auto", "none", "coco_map", "grounding_acc", "grounding_acc_merged", "miou", "cider", "bleu4", "rougeL",
     "vqa_accuracy", "exact_match", "anls", "cer", "wer",
 ]  # fmt: skip
 """`auto`: each task's metric from the task table (`f2tune.tasks.TASKS`)."""

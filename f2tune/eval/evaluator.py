@@ -27,9 +27,11 @@ COMPANIONS: dict[str, tuple[str, ...]] = {
     "cider": ("bleu4", "rougeL"),
     "vqa_accuracy": ("exact_match", "anls"),
     "cer": ("wer",),
+    "grounding_acc": ("grounding_acc_merged",),
 }
 """With `eval.metric: auto`, the metrics reported next to a task's main one (captions get BLEU-4 and
-ROUGE-L, answers exact match and ANLS (DocVQA's metric), OCR word error rate)."""
+ROUGE-L, answers exact match and ANLS (DocVQA's metric), OCR word error rate, phrase grounding its
+Recall@1 under the MERGED-BOXES protocol beside ANY-BOX's)."""
 
 
 def task_label(task: str) -> str:

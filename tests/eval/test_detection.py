@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from f2tune.eval.metrics import build_metric, metric_text
-from f2tune.eval.metrics.detection import CocoMeanAP, GroundingAccuracy, box_iou, label_id
+from f2tune.eval.metrics.detection import (
+    CocoMeanAP,
+    GroundingAccuracy,
+    MergedGroundingAccuracy,
+    box_iou,
+    enclosing_box,
+    label_id,
+)
 from f2tune.tasks.schema import Annotation
 
 pytest.importorskip("pycocotools")
@@ -172,3 +179,34 @@ def test_grounding_accuracy_merges_like_ddp() -> None:
     second.update([{"boxes": []}, {"boxes": [[1, 1, 10, 10]]}], [reference, reference])
     first.merge_state(second)
     assert first.compute()["grounding_acc"] == pytest.approx(2 / 3)
+
+
+def test_merged_grounding_accuracy_compares_enclosing_boxes() -> None:
+    """MERGED-BOXES: a phrase of several objects is the box around them, answered by the box around
+    the boxes the prediction names with it; ANY-BOX reads the same answers differently."""
+    reference: Annotation = {
+        "boxes": [[0, 0, 10, 10], [20, 0, 30, 10], [40, 40, 50, 50]],
+        "labels": ["two dogs", "two dogs", "a ball"],
+    }
+    both_dogs: Annotation = {"boxes": [[0, 0, 10, 10], [20, 0, 30, 10]], "labels": ["two dogs", "two dogs"]}
+    one_wide_box: Annotation = {"boxes": [[0, 0, 30, 10], [40, 40, 50, 50]], "labels": ["two dogs", "a ball"]}
+    any_box, merged = GroundingAccuracy(), MergedGroundingAccuracy()
+    for metric in (any_box, merged):
+        metric.update([both_dogs, one_wide_box], [reference, reference])
+    # ANY-BOX: dogs found by their first box, then missed by the wide box (IoU 1/3); the ball once.
+    assert any_box.compute() == {"grounding_acc": pytest.approx(2 / 4)}
+    # MERGED-BOXES: both dog answers enclose [0, 0, 30, 10], the reference's merged region.
+    assert merged.compute() == {"grounding_acc_merged": pytest.approx(3 / 4)}
+
+
+def test_merged_grounding_accuracy_equals_any_box_for_one_box_answers() -> None:
+    reference: Annotation = {"boxes": [[0, 0, 10, 10]], "labels": ["the cat"]}
+    predictions: list[Annotation] = [{"boxes": [[0, 0, 10, 5]]}, {"boxes": [[0, 0, 10, 4.9]]}, {"boxes": []}]
+    any_box, merged = GroundingAccuracy(), MergedGroundingAccuracy()
+    for metric in (any_box, merged):
+        metric.update(predictions, [reference] * 3)
+    assert any_box.compute()["grounding_acc"] == merged.compute()["grounding_acc_merged"] == pytest.approx(1 / 3)
+
+
+def test_enclosing_box() -> None:
+    assert enclosing_box([[5, 1, 10, 10], [0, 3, 7, 12]]) == [0, 1, 10, 12]

@@ -95,11 +95,13 @@ def test_a_single_metric_for_every_task(processor):
 
 
 def test_auto_adds_the_companion_metrics_of_each_task(processor):
-    evaluator = Evaluator({"<CAPTION>", "", "<OCR>", "<OD>"}, EvalConfig(metric="auto"), processor)
+    tasks = {"<CAPTION>", "", "<OCR>", "<OD>", "<CAPTION_TO_PHRASE_GROUNDING>"}
+    evaluator = Evaluator(tasks, EvalConfig(metric="auto"), processor)
     assert evaluator.metric_names == {
         "<CAPTION>": ["cider", "bleu4", "rougeL"],
         "": ["vqa_accuracy", "exact_match", "anls"],
         "<OCR>": ["cer", "wer"],
         "<OD>": ["coco_map"],
+        "<CAPTION_TO_PHRASE_GROUNDING>": ["grounding_acc", "grounding_acc_merged"],
     }
     assert Evaluator({"<OD>"}, EvalConfig(metric="none"), processor).metric_names == {"<OD>": []}

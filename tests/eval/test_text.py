@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from f2tune.eval.metrics import build_metric, exact_match, normalize
+from f2tune.eval.metrics import _METRICS, build_metric, exact_match, normalize
 from f2tune.eval.metrics.text import ANLS, CER, WER, ExactMatch, VQAAccuracy, anls, vqa_accuracy, vqa_normalize
 
 
@@ -90,7 +90,7 @@ def test_mean_metrics_merge_like_ddp() -> None:
 
 
 def test_build_metric_names_and_errors() -> None:
-    names = ["coco_map", "grounding_acc", "miou", "cider", "bleu4", "rougeL"]
+    names = ["coco_map", "grounding_acc", "grounding_acc_merged", "miou", "cider", "bleu4", "rougeL"]
     names += ["vqa_accuracy", "exact_match", "anls", "cer", "wer"]
     if importlib.util.find_spec("torchvision") is None:  # torchmetrics' MeanAveragePrecision needs it
         names.remove("coco_map")
@@ -140,6 +140,10 @@ DDP_CASES: dict[str, list[list[Any]]] = {
         [{"boxes": [BOXES[1]], "labels": ["dog"], "scores": [0.7]}, {"boxes": [BOXES[1]], "labels": ["dog"]}],
     ],
     "grounding_acc": [[{"boxes": [b]}, {"boxes": [BOXES[0]]}] for b in BOXES],
+    "grounding_acc_merged": [
+        [{"boxes": [BOXES[0], b], "labels": ["two", "two"]}, {"boxes": BOXES[:2], "labels": ["two", "two"]}]
+        for b in BOXES
+    ],
     "miou": [
         [{"polygons": [[0, 0, s, 0, 0, s]]}, {"polygons": [[0, 0, 10, 0, 10, 10, 0, 10]]}, [16, 12]]
         for s in (5, 10, 14)
@@ -161,6 +165,7 @@ DDP_CASES: dict[str, list[list[Any]]] = {
 def test_every_metric_syncs_across_processes(tmp_path: Path) -> None:
     """Two gloo processes, with uneven shares and with one process left without samples, report the
     single-process value (torchmetrics' own ROUGE and mAP states fail at both)."""
+    assert set(DDP_CASES) == set(_METRICS), "every metric needs a case here"
     has_torchvision = importlib.util.find_spec("torchvision") is not None  # MeanAveragePrecision needs it
     cases = {name: samples for name, samples in DDP_CASES.items() if has_torchvision or name != "coco_map"}
     (tmp_path / "cases.json").write_text(json.dumps(cases))

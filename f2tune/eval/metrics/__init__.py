@@ -94,6 +94,7 @@ class PerSampleMean(Metric):
 _METRICS: dict[str, tuple[str, str]] = {
     "coco_map": ("detection", "CocoMeanAP"),
     "grounding_acc": ("detection", "GroundingAccuracy"),
+    "grounding_acc_merged": ("detection", "MergedGroundingAccuracy"),
     "miou": ("segmentation", "PolygonIoU"),
     "cider": ("captioning", "CiderD"),
     "bleu4": ("captioning", "Bleu4"),
