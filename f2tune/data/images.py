@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from f2tune.data.sample import RenderedImage
 from f2tune.errors import DataError
@@ -23,3 +23,21 @@ def load_image(image: Path | RenderedImage, origin: str) -> Image.Image:
         raise DataError(f"{origin}: image not found: {image}") from None
     except (UnidentifiedImageError, OSError, ValueError) as err:
         raise DataError(f"{origin}: cannot read image {image}: {err}") from None
+
+
+TURNED_ORIENTATIONS = frozenset({5, 6, 7, 8})
+"""EXIF orientations that turn the image a quarter: upright, its width and height swap."""
+
+
+def upright_size(image: Path) -> tuple[int, int]:
+    """(width, height) of the image as `load_image` returns it, from the file's header only (nothing
+    decoded); `DataError` naming the path if it is missing or not an image PIL knows."""
+    try:
+        with Image.open(image) as opened:
+            width, height = opened.size
+            turned = opened.getexif().get(ExifTags.Base.Orientation) in TURNED_ORIENTATIONS
+    except FileNotFoundError:
+        raise DataError(f"image not found: {image}") from None
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        raise DataError(f"cannot read image {image}: {err}") from None
+    return (height, width) if turned else (width, height)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from f2tune.data.images import upright_size
 from f2tune.errors import DataError
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
@@ -26,6 +27,22 @@ def image_files(paths: list[Path]) -> list[Path]:
             raise DataError(f"{path}: a folder with no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
         files += found
     return files
+
+
+def image_sizes(files: list[Path]) -> list[tuple[int, int]]:
+    """Each image's upright (width, height), read from the file headers before the model loads, so
+    that a file in a folder of thousands that is no image stops the run before any work, with every
+    such file named at once, not when its batch comes (the output is written all or nothing)."""
+    sizes, problems = [], []
+    for file in files:
+        try:
+            sizes.append(upright_size(file))
+        except DataError as err:
+            problems.append(str(err))
+    if problems:
+        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+        raise DataError(f"{len(problems)} of {len(files)} images cannot be read: {shown}")
+    return sizes
 
 
 def picture_names(images: list[Path]) -> list[str]:

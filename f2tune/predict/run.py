@@ -18,7 +18,7 @@ from f2tune.export.atomic import atomic_folder
 from f2tune.log import say
 from f2tune.model.attention import attention_for, use_attention
 from f2tune.predict.draw import draw_annotation
-from f2tune.predict.inputs import image_files, picture_names
+from f2tune.predict.inputs import image_files, image_sizes, picture_names
 from f2tune.predict.load import inference_device, load_for_inference
 from f2tune.tasks import CUSTOM, TASKS, TaskSpec, build_prompt
 from f2tune.tasks.schema import Annotation
@@ -35,15 +35,32 @@ class PredictRequest:
     prompt: str | None = None
 
     def spec(self) -> TaskSpec:
+        """The task asked for, its inputs checked against it."""
         if self.prompt is not None:
-            return CUSTOM
-        if self.task not in TASKS or not self.task:
+            spec = CUSTOM
+        elif self.task in TASKS and self.task:
+            spec = TASKS[self.task]
+        else:
             known = ", ".join(t for t in TASKS if t)
             raise DataError(
                 f"unknown task {self.task!r}{close_tokens(self.task)}; known tasks: {known} "
                 "(or use --prompt for free text)"
             )
-        return TASKS[self.task]
+        self._check_inputs(spec)
+        return spec
+
+    def _check_inputs(self, spec: TaskSpec) -> None:
+        """Checked before the model loads: without this a grounding task without `--text` fails
+        naming the data field (`query`), and an input the task takes none of is dropped unsaid."""
+        if self.prompt is not None and self.text is not None:
+            raise DataError("--prompt is the whole prompt and --text a task's text input: give one of them")
+        given = {"query": self.text if self.prompt is None else self.prompt, "region": self.region}
+        needed = {"query": "--text TEXT", "region": "--region x1,y1,x2,y2"}
+        if spec.input in needed and given[spec.input] is None:
+            raise DataError(f"{spec.name} takes an input: give it with {needed[spec.input]}")
+        for kind, flag in (("query", "--text"), ("region", "--region")):
+            if spec.input != kind and given[kind] is not None:
+                raise DataError(f"{flag} is not an input of {spec.name}, which takes {_input_of(spec)}")
 
     def annotation(self) -> Annotation:
         given: Annotation = {}
@@ -71,6 +88,9 @@ def predict(
     spec = request.spec()
     target = inference_device(device)
     images = image_files([Path(p) for p in images])
+    sizes = image_sizes(images)
+    if request.region is not None:
+        _check_region(request.region, images, sizes)
     pictures_named = picture_names(images)
     model, processor = load_for_inference(source, dtype)
     use_attention(model, attention_for(target.type, dtype == "bfloat16"))
@@ -110,3 +130,33 @@ def _check_input_fits(length: int, model: nn.Module, processor: Florence2Process
         raise DataError(
             overlong_input("--prompt/--text", length, processor.image_processor.image_seq_length, positions)
         )
+
+
+def _input_of(spec: TaskSpec) -> str:
+    """The option that gives `spec` its input, for messages."""
+    if spec is CUSTOM:
+        return "--prompt alone"
+    return {"none": "none", "query": "--text", "region": "--region"}[spec.input]
+
+
+def _check_region(region: list[float], images: list[Path], sizes: list[tuple[int, int]]) -> None:
+    """`--region` in pixels of every image: a region past an image's edge would be clamped to it,
+    a different region than asked (typically pixels of the image before it was resized)."""
+    x1, y1, x2, y2 = region
+    if x2 < x1 or y2 < y1:
+        raise DataError(f"--region {_listed(region)}: x2 < x1 or y2 < y1; a region is x1,y1,x2,y2 in pixels")
+    outside = [
+        f"{path} ({width}x{height})"
+        for path, (width, height) in zip(images, sizes)
+        if min(region) < 0 or x2 > width or y2 > height
+    ]
+    if outside:
+        shown = ", ".join(outside[:5]) + (f" and {len(outside) - 5} more" if len(outside) > 5 else "")
+        raise DataError(
+            f"--region {_listed(region)} lies outside {shown}: "
+            "a region is x1,y1,x2,y2 in the pixels of every image given"
+        )
+
+
+def _listed(region: list[float]) -> str:
+    return ",".join(f"{value:g}" for value in region)

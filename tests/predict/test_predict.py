@@ -77,6 +77,54 @@ def test_bad_requests_are_explained(tiny_dir, images, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.parametrize(
+    ("request_", "message"),
+    [
+        (PredictRequest(task="<CAPTION_TO_PHRASE_GROUNDING>"), "takes an input: give it with --text TEXT"),
+        (PredictRequest(task="<REGION_TO_CATEGORY>"), "takes an input: give it with --region x1,y1,x2,y2"),
+        (PredictRequest(text="a cat"), "--text is not an input of <CAPTION>, which takes none"),
+        (PredictRequest(task="<OD>", region=[1, 1, 5, 5]), "--region is not an input of <OD>"),
+        (PredictRequest(prompt="What is it?", text="a cat"), "give one of them"),
+        (PredictRequest(prompt="What is it?", region=[1, 1, 5, 5]), "which takes --prompt alone"),
+        (PredictRequest(task="<REGION_TO_CATEGORY>", region=[9, 1, 5, 5]), "x2 < x1 or y2 < y1"),
+        (PredictRequest(task="<REGION_TO_CATEGORY>", region=[1, 1, 5, 500]), r"lies outside .*\(96x96\): a region is"),
+    ],
+)
+def test_inputs_that_do_not_fit_the_task_stop_before_the_model_loads(images, tmp_path, request_, message):
+    """The model named does not exist: each request is refused before anything is loaded."""
+    with pytest.raises(DataError, match=message):
+        predict(str(tmp_path / "no-model"), images, request_, tmp_path / "x")
+
+
+def test_files_that_are_no_images_are_all_named_before_the_model_loads(images, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.open(images[0]).save(folder / "a.png")
+    for name in ("b.jpg", "c.png"):
+        (folder / name).write_bytes(b"not an image")
+    with pytest.raises(DataError, match=r"2 of 3 images cannot be read: cannot read image .*b.jpg.*; .*c.png"):
+        predict(str(tmp_path / "no-model"), [folder], PredictRequest(), tmp_path / "x")
+
+
+def test_region_is_checked_against_the_upright_image(tiny_dir, tmp_path):
+    """A photo stored sideways with an EXIF orientation is predicted on upright (as `load_image`
+    turns it), so `--region` is in the upright image's pixels."""
+    sideways = Image.new("RGB", (60, 40), "red")
+    exif = sideways.getexif()
+    exif[0x0112] = 6  # turned a quarter: upright it is 40 wide, 60 high
+    sideways.save(tmp_path / "photo.jpg", exif=exif)
+    request = PredictRequest(task="<REGION_TO_CATEGORY>", region=[0, 0, 40, 60])
+    out = predict(str(tiny_dir), [tmp_path / "photo.jpg"], request, tmp_path / "out")
+    assert json.loads((out / "predictions.jsonl").read_text())["prompt"].startswith("<REGION_TO_CATEGORY><loc_0>")
+    with pytest.raises(DataError, match=r"lies outside .*photo.jpg \(40x60\)"):
+        predict(
+            str(tiny_dir),
+            [tmp_path / "photo.jpg"],
+            PredictRequest(task="<REGION_TO_CATEGORY>", region=[0, 0, 60, 40]),
+            tmp_path / "y",
+        )
+
+
 def test_cli_predict_with_a_region(tiny_dir, images, tmp_path, capsys):
     out = tmp_path / "cli"
     code = main(
