@@ -25,7 +25,8 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     if not path.is_file():
         raise RecipeError(f"recipe not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        with path.open() as stream:  # a stream with a name: YAML's errors point at the file, line, column
+            raw = yaml.safe_load(stream) or {}
     except yaml.YAMLError as err:
         raise RecipeError(f"{path}: not valid YAML: {err}") from None
     if not isinstance(raw, dict):

@@ -107,3 +107,10 @@ def test_yaml_is_parsed_safely(tmp_path):
     path.write_text("model: !!python/object/apply:os.system ['echo hacked']\n")
     with pytest.raises(RecipeError, match="not valid YAML"):
         load_recipe(path)
+
+
+def test_yaml_errors_point_at_the_file_and_line(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("model:\n  name_or_path: f2tune://tiny\ndata: [1, 2\n")
+    with pytest.raises(RecipeError, match=r'(?s)not valid YAML: .* in ".*broken.yaml", line 3, column 7'):
+        load_recipe(path)
