@@ -16,7 +16,12 @@ def register(commands: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("source", type=Path, help="model folder, .safetensors/.bin file, or peft adapter folder")
-    parser.add_argument("--out", type=Path, required=True, help="output folder (replaced as a whole)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="output folder: new, empty, or an earlier convert output (replaced whole)",
+    )
     parser.add_argument(
         "--base",
         help="native model (Hub id or folder) of the same size: gives config and processor, and the adapter's base. "

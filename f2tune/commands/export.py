@@ -13,7 +13,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         description="Write any checkpoint of a run as a peft adapter or a merged model folder, atomically.",
     )
     parser.add_argument("source", help="a run folder (its best or last checkpoint) or a .ckpt file")
-    parser.add_argument("--out", type=Path, required=True, help="export folder (replaced as a whole)")
+    parser.add_argument(
+        "--out", type=Path, required=True, help="export folder: new, empty, or an earlier export (replaced whole)"
+    )
     parser.add_argument(
         "--kind",
         choices=("adapter", "merged"),

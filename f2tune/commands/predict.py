@@ -16,7 +16,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--text", help="text input of the task (e.g. the phrase to ground)")
     parser.add_argument("--region", help="region input x1,y1,x2,y2 in pixels (REGION_TO_* tasks)")
     parser.add_argument("--prompt", help="a free-text prompt instead of a task token")
-    parser.add_argument("--out", type=Path, default=Path("predictions"), help="output folder (replaced)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("predictions"),
+        help="output folder: new, empty, or earlier predictions (replaced whole)",
+    )
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument(
         "--device", default="auto", help="auto (a GPU when torch sees one, else the CPU), cpu, cuda or cuda:N"

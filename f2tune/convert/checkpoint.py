@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from f2tune.convert.rules import ConvertError, convert_state_dict, match_rule, unknown_keys_message
-from f2tune.export.atomic import atomic_folder
+from f2tune.export.atomic import atomic_folder, check_replaceable
 from f2tune.log import say
 
 _PEFT_PREFIX = "base_model.model."
@@ -29,6 +29,7 @@ def convert(source: Path, out: Path, base: str | None = None) -> Path:
     source = Path(source)
     if not source.exists():
         raise ConvertError(f"convert: no such file or folder: {source}")
+    check_replaceable(out, "convert")
     if (source / "adapter_config.json").is_file():
         return convert_adapter(source, out, base)
     return convert_model(source, out, base)
@@ -54,7 +55,7 @@ def convert_model(source: Path, out: Path, base: str | None = None) -> Path:
             f"{source}: after conversion {len(missing)} weight(s) of {base} are missing and {len(unexpected)} are "
             f"unknown: {', '.join((missing + unexpected)[:8])}; is --base the same model size?"
         )
-    with atomic_folder(out) as staging:
+    with atomic_folder(out, "convert") as staging:
         model.save_pretrained(staging)
         AutoProcessor.from_pretrained(base).save_pretrained(staging)
     say(f"convert: {source} -> {out} (native model, config and processor of {base})")
@@ -73,7 +74,7 @@ def convert_adapter(source: Path, out: Path, base: str | None = None) -> Path:
             )
     weights, targets = convert_adapter_state(_read_weights(source), str(source))
     config.update(base_model_name_or_path=base, target_modules=sorted(targets))
-    with atomic_folder(out) as staging:
+    with atomic_folder(out, "convert") as staging:
         save_file(weights, str(staging / "adapter_model.safetensors"), metadata={"format": "pt"})
         (staging / "adapter_config.json").write_text(json.dumps(config, indent=2))
     say(f"convert: {source} -> {out} (peft adapter on {base}, {len(targets)} target modules)")

@@ -1,4 +1,9 @@
-"""Folders that appear whole or not at all: written under a temporary name, then renamed."""
+"""Folders that appear whole or not at all: written under a temporary name, then renamed.
+
+Replacing a folder deletes what it held, so only a folder f2tune wrote for the same purpose (it
+holds the `OUTPUT_MARKER` file naming that purpose) or an empty one is replaced: `--out ~/photos`
+by mistake must not delete the photos.
+"""
 
 from __future__ import annotations
 
@@ -10,19 +15,50 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from f2tune.errors import RunError
+
+OUTPUT_MARKER = ".f2tune-output"
+"""The file in every folder written here; it holds what wrote it (`export`, `predict`, `convert`)."""
+
+
+def check_replaceable(target: Path, purpose: str) -> None:
+    """Raise `RunError` unless `target` is absent, an empty folder, or f2tune's `purpose` output.
+
+    Called before the work too, so that a folder that cannot be replaced stops a command before
+    its hours of work, not after."""
+    target = Path(target)
+    if not target.exists() and not target.is_symlink():
+        return
+    if not target.is_dir():
+        raise RunError(f"{target} exists and is not a folder; give a new folder for the {purpose} output")
+    entries = sorted(entry.name for entry in target.iterdir())
+    marker = target / OUTPUT_MARKER
+    written_by = marker.read_text().strip() if marker.is_file() else None
+    if not entries or written_by == purpose:
+        return
+    held = ", ".join(entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
+    origin = f"the {written_by} output of f2tune" if written_by else "files f2tune did not write"
+    raise RunError(
+        f"{target} exists and holds {origin} ({held}); it would be replaced by the {purpose} output. "
+        "Give a new or empty folder, or remove this one yourself."
+    )
+
 
 @contextmanager
-def atomic_folder(target: Path) -> Iterator[Path]:
-    """Yield an empty temporary folder beside `target`; on success it replaces `target`.
+def atomic_folder(target: Path, purpose: str) -> Iterator[Path]:
+    """Yield an empty temporary folder beside `target`; on success it replaces `target`, which
+    must be replaceable (`check_replaceable`), and holds the `OUTPUT_MARKER` for `purpose`.
 
     If the block raises (or the process dies), `target` keeps its previous content and the
     temporary folder is removed (or, after a kill, left as a dot-named `.NAME.tmp-*` folder).
     """
     target = Path(target)
+    check_replaceable(target, purpose)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         yield staging
+        (staging / OUTPUT_MARKER).write_text(purpose + "\n")
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -18,6 +18,7 @@ from torch import nn
 from f2tune.config import Recipe
 from f2tune.data.datamodule import Florence2DataModule
 from f2tune.errors import RunError
+from f2tune.export.atomic import check_replaceable
 from f2tune.export.facts import gather_facts
 from f2tune.export.writer import ExportError, export_kind, export_model
 from f2tune.log import say
@@ -49,6 +50,7 @@ def export_checkpoint(
 ) -> Path:
     """Export `source` (a run folder -> its `which` checkpoint, or a .ckpt file) into `out`;
     `datamodule`: the run's data, already read (the card's data sizes), else read again."""
+    check_replaceable(Path(out), "export")
     checkpoint = read_checkpoint(source, which)
     recipe = checkpoint.recipe
     natural = "adapter" if export_kind(recipe) == "adapter" else "merged"

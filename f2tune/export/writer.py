@@ -38,7 +38,7 @@ def export_model(
             f"{target}: cannot write an adapter: the run trained every weight (adaptation.method: full), so there "
             "is no LoRA adapter to save; export a model folder instead (--kind merged)"
         )
-    with atomic_folder(target) as staging:
+    with atomic_folder(target, "export") as staging:
         if facts.kind == "adapter":
             model.peft_config["default"].base_model_name_or_path = facts.base_model
             model.save_pretrained(staging)

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 from f2tune.errors import F2TuneError
+from f2tune.export.atomic import OUTPUT_MARKER
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 EXPORT_MARKERS = ("adapter_config.json", "config.json")
@@ -55,7 +56,11 @@ def push_folder(
         if revision:
             api.create_branch(repo, branch=revision, exist_ok=True)
         info = api.upload_folder(
-            folder_path=folder, repo_id=repo, revision=revision, commit_message=f"Upload {folder.name} with f2tune"
+            folder_path=folder,
+            repo_id=repo,
+            revision=revision,
+            commit_message=f"Upload {folder.name} with f2tune",
+            ignore_patterns=[OUTPUT_MARKER],  # which f2tune command wrote the folder: local bookkeeping
         )
     except Exception as err:  # the client raises many types (HTTP, transport, offline mode): all one message
         raise PushError(_explain(err, folder, repo, endpoint).replace(token, "***")) from None

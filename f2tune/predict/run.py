@@ -14,7 +14,7 @@ from f2tune.data.images import load_image
 from f2tune.errors import DataError
 from f2tune.eval.generate import generate
 from f2tune.eval.scores import parse_generation, special_ids
-from f2tune.export.atomic import atomic_folder
+from f2tune.export.atomic import atomic_folder, check_replaceable
 from f2tune.log import say
 from f2tune.model.attention import attention_for, use_attention
 from f2tune.predict.draw import draw_annotation
@@ -86,6 +86,7 @@ def predict(
     or nothing), with the model on `device` (`auto`: a GPU when there is one) in `dtype`. `images`
     may name folders: their image files are read."""
     spec = request.spec()
+    check_replaceable(out, "predict")
     target = inference_device(device)
     images = image_files([Path(p) for p in images])
     sizes = image_sizes(images)
@@ -96,7 +97,7 @@ def predict(
     use_attention(model, attention_for(target.type, dtype == "bfloat16"))
     model.to(target)
     ids = special_ids(processor.tokenizer)
-    with atomic_folder(out) as staging, (staging / "predictions.jsonl").open("w") as lines:
+    with atomic_folder(out, "predict") as staging, (staging / "predictions.jsonl").open("w") as lines:
         for start in range(0, len(images), batch_size):
             paths, names = images[start : start + batch_size], pictures_named[start : start + batch_size]
             pictures = [load_image(Path(p), str(p)) for p in paths]

@@ -22,6 +22,7 @@ from torch import nn
 from f2tune.config import Recipe
 from f2tune.data.datamodule import Florence2DataModule
 from f2tune.errors import RecipeError, RunError
+from f2tune.export.atomic import check_replaceable
 from f2tune.export.checkpoint import export_checkpoint
 from f2tune.export.facts import gather_facts
 from f2tune.export.writer import export_kind, export_model
@@ -60,6 +61,8 @@ def fit(recipe: Recipe, resume: bool = False, extra_callbacks: list[pl.Callback]
     launching = _is_launching_process()
     if launching:
         _check_run_dir(run_dir, resume)
+        if recipe.export.enabled:
+            check_replaceable(export_dir_of(recipe, run_dir), "export")
     changes = check_resume(recipe, last_checkpoint(run_dir)) if resume else []
     pl.seed_everything(recipe.trainer.seed, workers=True, verbose=False)
 
@@ -110,7 +113,7 @@ def export_run(
     `model` (the final weights) or, when given, `checkpoint` is exported, as `f2tune export` would.
     The card reports the metrics of the run's last validation (its `metrics.json`), else `metrics`.
     """
-    target = Path(recipe.export.dir) if recipe.export.dir else run_dir / "export"
+    target = export_dir_of(recipe, run_dir)
     if checkpoint is not None:
         export_checkpoint(checkpoint, target, datamodule=datamodule)
     else:
@@ -124,6 +127,11 @@ def export_run(
 
         say(f"export: pushed to {push_folder(target, recipe.export.push_to)}")
     return target
+
+
+def export_dir_of(recipe: Recipe, run_dir: Path) -> Path:
+    """Where fit exports: `export.dir`, else the run folder's `export/`."""
+    return Path(recipe.export.dir) if recipe.export.dir else run_dir / "export"
 
 
 def _best_to_export(recipe: Recipe, best_checkpoint: str | None) -> Path | None:

@@ -171,3 +171,13 @@ def test_base_is_required_when_the_source_does_not_name_one(tmp_path, capsys):
     save_file({"image_proj_norm.weight": torch.ones(2)}, str(folder / "model.safetensors"))
     assert main(["convert", str(folder), "--out", str(tmp_path / "x")]) == 2
     assert "pass --base florence-community/Florence-2-base" in capsys.readouterr().err
+
+
+def test_converting_into_the_source_folder_is_refused_before_reading_it(remote_folder, tiny_dir, capsys):
+    """`--out` the checkpoint's own folder would replace the original weights with the converted
+    ones: refused, the folder untouched."""
+    folder, _ = remote_folder
+    before = sorted(p.name for p in folder.iterdir())
+    assert main(["convert", str(folder), "--out", str(folder), "--base", str(tiny_dir)]) == 2
+    assert "holds files f2tune did not write (config.json, model.safetensors)" in capsys.readouterr().err
+    assert sorted(p.name for p in folder.iterdir()) == before

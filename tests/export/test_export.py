@@ -20,6 +20,7 @@ from f2tune.config import DataConfig, JsonlSource
 from f2tune.data.collate import Florence2Collator
 from f2tune.data.sample import Sample
 from f2tune.eval.generate import MODEL_INPUTS
+from f2tune.export.atomic import OUTPUT_MARKER
 from f2tune.export.checkpoint import export_checkpoint
 from f2tune.export.facts import gather_facts, hub_dataset_ids, measured_metrics, shown_prompt
 from f2tune.export.model_card import CardFacts, card_metadata, render_model_card
@@ -80,7 +81,12 @@ def test_adapter_and_merged_exports_of_any_checkpoint_give_its_outputs(lora_run,
     expected = logits(trained_at(snapshots, step), processor)
 
     adapter = export_checkpoint(source, tmp_path / "adapter", kind="adapter", which=which)
-    assert {p.name for p in adapter.iterdir()} == {"README.md", "adapter_config.json", "adapter_model.safetensors"}
+    assert {p.name for p in adapter.iterdir()} == {
+        "README.md",
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        OUTPUT_MARKER,
+    }
     config = json.loads((adapter / "adapter_config.json").read_text())
     base = AutoModelForImageTextToText.from_pretrained(config["base_model_name_or_path"])
     assert torch.allclose(logits(PeftModel.from_pretrained(base, adapter), processor), expected, atol=1e-5)
@@ -184,11 +190,12 @@ def test_full_run_exports_a_model_and_refuses_an_adapter(tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("previous export")
+    (out / OUTPUT_MARKER).write_text("export\n")  # an earlier export, so replaceable
     capsys.readouterr()
     assert main(["export", str(result.run_dir), "--kind", "adapter", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("f2tune: error: ") and "--kind adapter needs a LoRA checkpoint" in err
-    assert "--kind merged" in err and [p.name for p in out.iterdir()] == ["keep.txt"]
+    assert "--kind merged" in err and sorted(p.name for p in out.iterdir()) == [OUTPUT_MARKER, "keep.txt"]
 
     assert main(["export", str(result.run_dir), "--checkpoint", "last", "--out", str(out)]) == 0
     assert "ignored" not in capsys.readouterr().err  # the saved recipe lists `lora:`, as every section
@@ -209,6 +216,14 @@ def test_a_checkpoint_without_recipe_uses_the_runs_config_yaml(lora_run, tmp_pat
         assert (export_checkpoint(bare, tmp_path / "x") / "adapter_config.json").is_file()
     finally:
         bare.unlink()
+
+
+def test_exporting_into_the_run_folder_is_refused(lora_run, capsys):
+    result, _ = lora_run
+    before = sorted(p.name for p in result.run_dir.iterdir())
+    assert main(["export", str(result.run_dir), "--out", str(result.run_dir)]) == 2
+    assert "holds files f2tune did not write" in capsys.readouterr().err
+    assert sorted(p.name for p in result.run_dir.iterdir()) == before
 
 
 def test_not_a_run_is_one_clear_error(tmp_path, capsys):

@@ -19,6 +19,8 @@ import yaml
 from fake_hub import FakeHub, HubState
 from helpers import tiny_recipe
 
+from f2tune.export.atomic import OUTPUT_MARKER
+
 TOKEN = "hf_f2tuneTestSecretToken123456"
 
 
@@ -38,6 +40,7 @@ def export_dir(tmp_path: Path) -> Path:
     (folder / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA"}))
     (folder / "adapter_model.safetensors").write_bytes(bytes(range(256)) * 40)
     (folder / "README.md").write_text("---\nlibrary_name: peft\n---\n# card\n")
+    (folder / OUTPUT_MARKER).write_text("export\n")  # as f2tune export leaves it
     return folder
 
 
@@ -57,7 +60,8 @@ def test_push_creates_the_repo_and_uploads_every_file(hub, export_dir, tmp_path)
     assert done.returncode == 0, done.stderr
     repo = hub.state.repos["alice/tiny-lora"]
     assert repo["private"] is True
-    assert repo["branches"]["main"] == {p.name: p.read_bytes() for p in export_dir.iterdir()}
+    uploaded = {p.name: p.read_bytes() for p in export_dir.iterdir() if p.name != OUTPUT_MARKER}
+    assert repo["branches"]["main"] == uploaded  # the marker of f2tune's output folders stays local
     assert hub.state.unexpected == []
     assert ("POST", "/api/repos/create") in hub.state.calls
     assert ("POST", "/api/models/alice/tiny-lora/commit/main") in hub.state.calls
@@ -116,5 +120,6 @@ def test_recipe_push_to_uploads_the_export_at_the_end_of_fit(hub, tmp_path):
     done = f2tune(["fit", str(tmp_path / "r.yaml")], hub.url, tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     export = tmp_path / "runs" / "t" / "export"
-    assert hub.state.repos["alice/from-fit"]["branches"]["main"] == {p.name: p.read_bytes() for p in export.iterdir()}
+    uploaded = {p.name: p.read_bytes() for p in export.iterdir() if p.name != OUTPUT_MARKER}
+    assert hub.state.repos["alice/from-fit"]["branches"]["main"] == uploaded
     assert TOKEN not in done.stdout + done.stderr

@@ -96,6 +96,15 @@ def test_inputs_that_do_not_fit_the_task_stop_before_the_model_loads(images, tmp
         predict(str(tmp_path / "no-model"), images, request_, tmp_path / "x")
 
 
+def test_an_output_folder_of_other_files_is_refused_before_the_model_loads(images, tmp_path, capsys):
+    """`--out` pointing at the photos themselves: nothing is written, nothing deleted."""
+    photos = images[0].parent
+    before = sorted(p.name for p in photos.iterdir())
+    assert main(["predict", str(tmp_path / "no-model"), str(images[0]), "--out", str(photos)]) == 2
+    assert "holds files f2tune did not write" in capsys.readouterr().err
+    assert sorted(p.name for p in photos.iterdir()) == before
+
+
 def test_files_that_are_no_images_are_all_named_before_the_model_loads(images, tmp_path):
     folder = tmp_path / "photos"
     folder.mkdir()

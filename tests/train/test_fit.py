@@ -17,6 +17,7 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 from f2tune.data.collate import Florence2Collator
 from f2tune.errors import RecipeError, RunError
 from f2tune.eval.generate import MODEL_INPUTS
+from f2tune.export.atomic import OUTPUT_MARKER
 from f2tune.log import setup_logging
 from f2tune.model.adapt import florence2
 from f2tune.recipe import validate_recipe
@@ -24,6 +25,7 @@ from f2tune.testing.shapes import shape_samples
 from f2tune.train.run import fit
 
 FULL_EXPORT_FILES = {
+    OUTPUT_MARKER,
     "README.md",
     "config.json",
     "generation_config.json",
@@ -32,7 +34,7 @@ FULL_EXPORT_FILES = {
     "tokenizer.json",
     "tokenizer_config.json",
 }
-ADAPTER_EXPORT_FILES = {"README.md", "adapter_config.json", "adapter_model.safetensors"}
+ADAPTER_EXPORT_FILES = {"README.md", "adapter_config.json", "adapter_model.safetensors", OUTPUT_MARKER}
 
 
 def batch_for(processor) -> dict:
@@ -135,6 +137,19 @@ def test_existing_run_needs_resume_and_resume_needs_a_checkpoint(tmp_path):
     fit(recipe)
     with pytest.raises(RunError, match="--resume"):
         fit(recipe)
+
+
+def test_an_export_dir_holding_other_files_stops_the_run_before_training(tmp_path):
+    """`export.dir` is replaced at the end of fit: a folder of other files is refused at the start,
+    not deleted at the end (nor found unreplaceable after the training)."""
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "florence-2-base.safetensors").write_text("weights")
+    recipe = validate_recipe(tiny_recipe(tmp_path, export={"dir": str(models)}))
+    with pytest.raises(RunError, match="models exists and holds files f2tune did not write"):
+        fit(recipe)
+    assert [p.name for p in models.iterdir()] == ["florence-2-base.safetensors"]
+    assert not (tmp_path / "runs").exists()
 
 
 def test_a_recipe_refused_after_reading_the_data_leaves_no_run_folder(tmp_path):
