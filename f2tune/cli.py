@@ -11,7 +11,7 @@ import sys
 import warnings
 
 from f2tune.commands import bench, check_data, convert, evaluate, export, fit, predict, push
-from f2tune.errors import F2TuneError, RecipeError, user_message
+from f2tune.errors import F2TuneError, RecipeError, RunStopped, user_message
 from f2tune.log import on_rank_zero, setup_logging
 
 COMMANDS = (fit, evaluate, predict, check_data, export, push, convert, bench)
@@ -49,10 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     except F2TuneError as err:
         # every process of a DDP run meets the same recipe problem (the validation interval is checked
         # after the launch): rank 0 says it; data problems may be one process's own, so each says its own
-        if isinstance(err, RecipeError) and not on_rank_zero():
-            return 2
+        code = err.exit_code
+        if isinstance(err, (RecipeError, RunStopped)) and not on_rank_zero():
+            return code
         print(f"f2tune: error: {user_message(err)}", file=sys.stderr)
-        return 2
+        return code
 
 
 if __name__ == "__main__":

@@ -14,6 +14,9 @@ _RAISED_IN_A_WORKER = re.compile(r"Caught \w+ in DataLoader worker process \d+\.
 class F2TuneError(Exception):
     """Base class: a problem the user can fix; the message says what, where and what to do."""
 
+    exit_code = 2
+    """The command's exit status when this ends it."""
+
 
 class RecipeError(F2TuneError):
     """The recipe (YAML or a command-line override) does not match the schema."""
@@ -29,6 +32,15 @@ class ModelLoadError(F2TuneError):
 
 class RunError(F2TuneError):
     """The run directory is not in the state the command needs (e.g. resume without a checkpoint)."""
+
+
+class RunStopped(RunError):
+    """A fit stopped on request (SIGTERM, Ctrl-C) before its last step; the exit status is the
+    signal's, as a shell reports a process the signal ended (143, 130)."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 def user_message(err: F2TuneError) -> str:

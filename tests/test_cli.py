@@ -10,6 +10,8 @@ from PIL import Image
 from test_recipe import MINIMAL
 
 from f2tune.cli import main
+from f2tune.commands import fit as fit_command
+from f2tune.errors import RunStopped
 
 
 def test_print_config_shows_the_effective_recipe(tmp_path, capsys):
@@ -85,3 +87,15 @@ def test_a_target_limit_beyond_the_decoders_positions_is_refused(tmp_path, capsy
     path.write_text(yaml.safe_dump(recipe))
     assert main(["fit", str(path)]) == 2
     assert "data.max_target_tokens is 5000, but the model's decoder has 256 positions" in capsys.readouterr().err
+
+
+def test_a_stopped_run_exits_with_the_signals_status(monkeypatch, capsys):
+    """A fit stopped by SIGTERM exits 143, as a shell reports a process the signal ended, so a
+    script's `f2tune fit ... && f2tune push ...` does not go on."""
+
+    def stopped(args):
+        raise RunStopped("stopped by SIGTERM at step 3: ...", 143)
+
+    monkeypatch.setattr(fit_command, "run", stopped)
+    assert main(["fit", "recipe.yaml"]) == 143
+    assert capsys.readouterr().err == "f2tune: error: stopped by SIGTERM at step 3: ...\n"

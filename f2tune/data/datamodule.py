@@ -20,6 +20,7 @@ from f2tune.data.sample import Sample
 from f2tune.data.sampler import LengthGroupedSampler, StableShareSampler, target_lengths
 from f2tune.data.shared_flag import SharedFlag
 from f2tune.data.transforms import Augmentation, build_augmentation
+from f2tune.data.worker_start import WorkerStart
 from f2tune.errors import RecipeError
 from f2tune.log import say, warn
 
@@ -195,6 +196,7 @@ class Florence2DataModule(pl.LightningDataModule):
             self.max_input_tokens,
             self.config.on_bad_record,
         )
+        trainer = getattr(self, "trainer", None)
         options = dict(
             batch_size=batch_size,
             shuffle=shuffle,
@@ -203,11 +205,11 @@ class Florence2DataModule(pl.LightningDataModule):
             collate_fn=collate,
             pin_memory=torch.cuda.is_available(),
             persistent_workers=workers > 0,
+            worker_init_fn=WorkerStart(trainer.global_rank if trainer else None) if workers > 0 else None,
         )
         if not isinstance(sampler, ResumableSampler):
             return DataLoader(dataset, **options)
         # training: the loader's position (batches the training loop consumed) travels in checkpoints
-        trainer = getattr(self, "trainer", None)
         consumed = (lambda: trainer.fit_loop.epoch_loop.batch_progress.current.processed) if trainer else None
         return ResumableLoader(dataset, consumed_batches=consumed, **options)
 

@@ -7,12 +7,14 @@ from pathlib import Path
 from typing import Literal
 
 import lightning.pytorch as pl
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from f2tune.config import Recipe
-from f2tune.errors import RecipeError, RunError
+from f2tune.errors import RecipeError, RunError, RunStopped
 from f2tune.log import say
 from f2tune.train.locate import checkpoint_step, run_checkpoint
 from f2tune.train.setup import assemble, run_dir_of
+from f2tune.train.stopping import SIGNAL_STATUS
 
 Stage = Literal["validate", "test"]
 
@@ -28,7 +30,13 @@ def evaluate(recipe: Recipe, stage: Stage, checkpoint: str = "best") -> dict[str
     trainer, module, datamodule = assemble(recipe, run_dir, stage=stage)
     module.evaluated_step = checkpoint_step(ckpt_path)  # Lightning restores the weights, not the step
     run = trainer.validate if stage == "validate" else trainer.test
-    results = run(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=True)
+    try:
+        results = run(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=True)
+    except SIGTERMException:  # Lightning's stop for SIGTERM, a SystemExit: else the command exits 0
+        raise RunStopped(
+            f"{stage} stopped by SIGTERM before its last batch: no metrics were computed; run it again",
+            SIGNAL_STATUS["SIGTERM"],
+        ) from None
     say(f"{stage}: checkpoint {ckpt_path or 'none (untrained weights)'}; predictions under {run_dir / 'predictions'}")
     return {k: float(v) for k, v in (results[0] if results else {}).items()}
 

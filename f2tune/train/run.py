@@ -17,6 +17,7 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 from lightning.pytorch.strategies import FSDPStrategy
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch import nn
 
 from f2tune.config import Recipe
@@ -34,6 +35,7 @@ from f2tune.train.module import Florence2Module
 from f2tune.train.plots import plot_loss_curves
 from f2tune.train.resume import check_resume, record_changes
 from f2tune.train.setup import assemble, build_trainable_model, run_dir_of
+from f2tune.train.stopping import StopOnRequest
 from f2tune.train.summary import print_summary
 from f2tune.train.trainer import best_checkpoints
 
@@ -74,9 +76,11 @@ def fit(recipe: Recipe, resume: bool = False, extra_callbacks: list[pl.Callback]
 
     result = FitResult(run_dir=run_dir)
     has_val = bool(recipe.data.val)
-    with _removed_on_recipe_error(run_dir if new_folder else None, trainer):
+    with _removed_on_recipe_error(run_dir if new_folder else None, trainer), _stopped_on_request(trainer, run_dir):
         if has_val and recipe.eval.before_fit and not resume:
             result.metrics_before = _validate(trainer, module, datamodule)
+            if trainer.received_sigterm:  # met at its last batch: Lightning ends the validation as usual
+                raise SIGTERMException
         with oom_advice(), warnings.catch_warnings():
             if resume:  # the folder holds this run's own checkpoints: Lightning's warning about them is no news
                 warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
@@ -188,6 +192,17 @@ def _check_run_dir(run_dir: Path, resume: bool) -> None:
             f"{run_dir} already holds a run ({last}). Continue it with --resume, or start a new one "
             f"with trainer.run_name=NEW_NAME (or delete the folder)."
         )
+
+
+@contextmanager
+def _stopped_on_request(trainer: pl.Trainer, run_dir: Path) -> Iterator[None]:
+    """A stop Lightning makes for SIGTERM or Ctrl-C ends the command as `RunStopped` (see
+    `f2tune.train.stopping`), not as a silent exit with status 0."""
+    try:
+        yield
+    except SIGTERMException:
+        stop = next(c for c in trainer.callbacks if isinstance(c, StopOnRequest))
+        raise stop.stopped(trainer, run_dir / "config.yaml") from None
 
 
 @contextmanager

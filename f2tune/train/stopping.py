@@ -1,0 +1,82 @@
+"""A fit stopped on request (SIGTERM from a scheduler, Ctrl-C) keeps its progress and says so.
+
+Lightning stops a fit on SIGTERM at the end of a training step by raising `SIGTERMException`, a
+`SystemExit`: left alone, the process exits with status 0, nothing saved since the last
+`last.ckpt`, and a script's `f2tune fit ... && f2tune push ...` goes on as if training had ended.
+`StopOnRequest` writes `last.ckpt` at that step, and `fit` turns the exception into `RunStopped`,
+whose message says what `--resume` will continue from and whose exit status is the signal's.
+
+Ctrl-C asks for the same stop (Lightning's own handling of it exits at once, mid-step, without a
+checkpoint); a second Ctrl-C stops at once. Only a run of one process saves: under DDP the
+processes do not reach Lightning's stop at the same step (each checks its own SIGTERM flag at the
+end of a step), so a checkpoint, which every process must join, could wait forever; there the
+message names the `last.ckpt` the run saved before.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+
+import lightning.pytorch as pl
+from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from f2tune.errors import RunStopped
+from f2tune.log import say
+
+SIGNAL_STATUS = {"SIGTERM": 128 + signal.SIGTERM, "Ctrl-C": 128 + signal.SIGINT}
+"""The exit status of a stopped run, as a shell reports a process ended by the signal."""
+
+
+class StopOnRequest(pl.Callback):
+    """Saves `last.ckpt` where Lightning stops for SIGTERM, and turns Ctrl-C into that stop."""
+
+    def __init__(self, last_checkpoint: Path) -> None:
+        self.last_checkpoint = last_checkpoint
+        self.by: str | None = None
+        """What stopped the run: "SIGTERM" or "Ctrl-C" (None: nothing yet)."""
+        self.saved_step: int | None = None
+        self._pid = os.getpid()
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Installed now, after Lightning has noted the process's handlers at the start of the fit:
+        it puts them back when the fit ends, however it ends."""
+        if trainer.world_size == 1 and threading.current_thread() is threading.main_thread():
+            self._pid = os.getpid()
+            signal.signal(signal.SIGINT, self._on_ctrl_c)
+
+    def _on_ctrl_c(self, signum: int, frame: FrameType | None) -> None:
+        if os.getpid() != self._pid:  # a loader worker forked with this handler, before `WorkerStart`
+            return
+        if self.by == "Ctrl-C":  # the second: Lightning's own stop, at once
+            raise KeyboardInterrupt
+        self.by = "Ctrl-C"
+        say("Ctrl-C: stopping after this training step and saving checkpoints/last.ckpt (Ctrl-C again: at once)")
+        os.kill(os.getpid(), signal.SIGTERM)  # Lightning's SIGTERM handler: the stop at the step's end
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        if not isinstance(exception, SIGTERMException):
+            return
+        self.by = self.by or "SIGTERM"
+        # Mid-validation (SIGTERM also ends a validation early) the evaluator's sums are not in a
+        # checkpoint: resuming from there would report metrics of part of the validation data.
+        if trainer.world_size == 1 and trainer.state.fn == TrainerFn.FITTING and not trainer.validating:
+            trainer.save_checkpoint(self.last_checkpoint, weights_only=False)
+            self.saved_step = trainer.global_step
+
+    def stopped(self, trainer: pl.Trainer, recipe_file: Path) -> RunStopped:
+        """The error to end the command with once the stop has unwound the fit; `recipe_file`: the
+        run's effective recipe, which resumes it whatever overrides started it."""
+        by = self.by or "SIGTERM"
+        at = f"stopped by {by} at step {trainer.global_step}"
+        if self.saved_step is not None:
+            kept = f"{self.last_checkpoint} holds step {self.saved_step}"
+        elif self.last_checkpoint.is_file():
+            kept = f"{self.last_checkpoint} holds the run as it was last saved"
+        else:
+            return RunStopped(f"{at}, before any checkpoint was saved: the run starts over", SIGNAL_STATUS[by])
+        return RunStopped(f"{at}: {kept}; continue with `f2tune fit {recipe_file} --resume`", SIGNAL_STATUS[by])

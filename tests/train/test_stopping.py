@@ -1,0 +1,134 @@
+"""A fit stopped by SIGTERM or Ctrl-C saves its step, says how to continue, and resumes exactly."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import time
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from helpers import tiny_recipe
+
+from f2tune.errors import RunStopped
+from f2tune.recipe import validate_recipe
+from f2tune.train.evaluate import evaluate
+from f2tune.train.module import Florence2Module
+from f2tune.train.run import fit
+
+STEPS = 8
+
+
+def recipe_for(tmp_path, name: str, workers: int = 0) -> dict:
+    raw = tiny_recipe(
+        tmp_path,
+        trainer={"max_steps": STEPS, "run_name": name, "loggers": ["csv"]},
+        eval={"before_fit": False, "metric": "none"},
+        export={"enabled": False},
+    )
+    raw["data"].update(val=[], num_workers=workers)
+    return raw
+
+
+class Losses(pl.Callback):
+    """Training loss by optimizer step (1-based, as `trainer.global_step` after the step)."""
+
+    def __init__(self) -> None:
+        self.by_step: dict[int, float] = {}
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.by_step[trainer.global_step] = float(outputs["loss"])
+
+
+class SignalAt(pl.Callback):
+    """Sends this process `signals` after step `step`; first, as a scheduler signals every process
+    of a job, each loader worker gets SIGTERM and SIGINT, and whether it outlived them is kept."""
+
+    def __init__(self, step: int, *signals: signal.Signals) -> None:
+        self.step, self.signals = step, signals
+        self.workers_alive: list[bool] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step != self.step:
+            return
+        workers = multiprocessing.active_children()
+        for worker in workers:
+            os.kill(worker.pid, signal.SIGTERM)
+            os.kill(worker.pid, signal.SIGINT)
+        time.sleep(0.5)
+        self.workers_alive = [worker.is_alive() for worker in workers]
+        for number in self.signals:
+            signal.raise_signal(number)
+
+
+@pytest.mark.slow
+def test_sigterm_saves_the_step_and_the_resumed_run_matches_an_uninterrupted_one(tmp_path):
+    raw = recipe_for(tmp_path, "stopped", workers=1)
+    stop = SignalAt(3, signal.SIGTERM)
+    with pytest.raises(RunStopped) as stopped:
+        fit(validate_recipe(raw), extra_callbacks=[stop])
+    run_dir = tmp_path / "runs" / "stopped"
+    assert stop.workers_alive == [True], "a loader worker must outlive the signals meant for the run"
+    assert stopped.value.exit_code == 128 + signal.SIGTERM
+    assert str(stopped.value) == (
+        f"stopped by SIGTERM at step 3: {run_dir}/checkpoints/last.ckpt holds step 3; "
+        f"continue with `f2tune fit {run_dir}/config.yaml --resume`"
+    )
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 3
+
+    resumed, reference = Losses(), Losses()
+    fit(validate_recipe(raw), resume=True, extra_callbacks=[resumed])
+    fit(validate_recipe(recipe_for(tmp_path, "reference", workers=1)), extra_callbacks=[reference])
+    assert sorted(resumed.by_step) == list(range(4, STEPS + 1))
+    expected = [reference.by_step[step] for step in sorted(resumed.by_step)]
+    assert [resumed.by_step[step] for step in sorted(resumed.by_step)] == pytest.approx(expected, rel=1e-5)
+
+
+def test_ctrl_c_stops_after_the_step_and_a_second_one_at_once(tmp_path):
+    with pytest.raises(RunStopped, match=r"^stopped by Ctrl-C at step 2: .*holds step 2; continue with") as stopped:
+        fit(validate_recipe(recipe_for(tmp_path, "once")), extra_callbacks=[SignalAt(2, signal.SIGINT)])
+    assert stopped.value.exit_code == 128 + signal.SIGINT
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C is Python's again
+
+    try:  # Lightning's own handling of an interrupt: exit 1 at once, nothing saved
+        with pytest.raises(SystemExit) as exited:
+            fit(validate_recipe(recipe_for(tmp_path, "twice")), extra_callbacks=[SignalAt(2, *[signal.SIGINT] * 2)])
+        assert exited.value.code == 1
+        assert not (tmp_path / "runs" / "twice" / "checkpoints" / "last.ckpt").exists()
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # whatever happened above, not this suite's Ctrl-C
+
+
+@pytest.mark.parametrize("batch", [0, 1], ids=["mid-validation", "at-its-last-batch"])
+def test_a_stop_in_the_validation_before_training_ends_the_run(tmp_path, batch):
+    """Nothing to save or resume from yet; at the validation's last batch Lightning itself lets the
+    signal pass (the fit would then train on, as if never asked to stop)."""
+    raw = recipe_for(tmp_path, "early")
+    raw["data"]["val"] = [{"format": "shapes", "num_samples": 8, "seed": 2}]  # two batches of 4
+    raw["eval"] = {"before_fit": True, "metric": "exact_match", "max_new_tokens": 4, "max_samples": 8}
+
+    class SignalInValidation(pl.Callback):
+        def on_validation_batch_end(self, trainer, pl_module, outputs, batch_, batch_idx, dataloader_idx=0):
+            if batch_idx == batch:
+                signal.raise_signal(signal.SIGTERM)
+
+    with pytest.raises(RunStopped, match=r"^stopped by SIGTERM at step 0, before any checkpoint was saved"):
+        fit(validate_recipe(raw), extra_callbacks=[SignalInValidation()])
+    assert not (tmp_path / "runs" / "early" / "checkpoints").exists()
+
+
+def test_sigterm_during_validate_is_an_error_not_a_silent_success(tmp_path, monkeypatch):
+    """`f2tune validate` stopped before its last batch has no metrics: it must not exit 0."""
+    raw = tiny_recipe(tmp_path, eval={"before_fit": False, "max_new_tokens": 4})  # 8 samples: two batches
+    original = Florence2Module.validation_step
+
+    def signalled(self, batch, batch_idx, *args):
+        signal.raise_signal(signal.SIGTERM)
+        return original(self, batch, batch_idx, *args)
+
+    monkeypatch.setattr(Florence2Module, "validation_step", signalled)
+    with pytest.raises(RunStopped, match="^validate stopped by SIGTERM before its last batch") as stopped:
+        evaluate(validate_recipe(raw), "validate", "none")
+    assert stopped.value.exit_code == 128 + signal.SIGTERM
