@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+import torch
 import yaml
 from helpers import tiny_recipe
 from PIL import Image
@@ -99,3 +101,20 @@ def test_a_stopped_run_exits_with_the_signals_status(monkeypatch, capsys):
     monkeypatch.setattr(fit_command, "run", stopped)
     assert main(["fit", "recipe.yaml"]) == 143
     assert capsys.readouterr().err == "f2tune: error: stopped by SIGTERM at step 3: ...\n"
+
+
+def test_auto_resume_starts_a_new_run_then_continues_it(tmp_path, capsys):
+    """One command line for a job a scheduler may start again: the first start trains from step 0,
+    the next continues from `last.ckpt`; with `--resume` the same second start would be needed."""
+    recipe = tiny_recipe(tmp_path, trainer={"max_steps": 2}, eval={"before_fit": False, "metric": "none"})
+    recipe["export"] = {"enabled": False}
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    last = tmp_path / "runs" / "t" / "checkpoints" / "last.ckpt"
+    assert main(["fit", str(path), "--auto-resume"]) == 0
+    assert torch.load(last, weights_only=False)["global_step"] == 2
+    assert main(["fit", str(path), "--auto-resume", "trainer.max_steps=4"]) == 0
+    assert torch.load(last, weights_only=False)["global_step"] == 4
+    assert "--resume: changed since step 2: trainer.max_steps 2 -> 4" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse: not both
+        main(["fit", str(path), "--resume", "--auto-resume"])
