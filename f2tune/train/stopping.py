@@ -6,11 +6,12 @@ Lightning stops a fit on SIGTERM at the end of a training step by raising `SIGTE
 `StopOnRequest` writes `last.ckpt` at that step, and `fit` turns the exception into `RunStopped`,
 whose message says what `--resume` will continue from and whose exit status is the signal's.
 
-Ctrl-C asks for the same stop (Lightning's own handling of it exits at once, mid-step, without a
-checkpoint); a second Ctrl-C stops at once. Only a run of one process saves: under DDP the
-processes do not reach Lightning's stop at the same step (each checks its own SIGTERM flag at the
-end of a step), so a checkpoint, which every process must join, could wait forever; there the
-message names the `last.ckpt` the run saved before.
+Ctrl-C asks for the same stop in a run of one process (Lightning's own handling of it exits at
+once, mid-step, without a checkpoint); a second Ctrl-C stops at once. Under DDP the processes do
+not always reach Lightning's stop at the same step (each also checks its own SIGTERM flag at the
+end of a step), so `trainer.save_checkpoint`, which every process must join, could wait forever:
+rank 0 writes alone. FSDP's sharded state needs every process, so an FSDP run saves nothing more
+and the message names the `last.ckpt` it saved before.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 from types import FrameType
 
 import lightning.pytorch as pl
+from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -64,8 +66,17 @@ class StopOnRequest(pl.Callback):
         self.by = self.by or "SIGTERM"
         # Mid-validation (SIGTERM also ends a validation early) the evaluator's sums are not in a
         # checkpoint: resuming from there would report metrics of part of the validation data.
-        if trainer.world_size == 1 and trainer.state.fn == TrainerFn.FITTING and not trainer.validating:
+        if trainer.state.fn != TrainerFn.FITTING or trainer.validating:
+            return
+        if trainer.world_size == 1:
             trainer.save_checkpoint(self.last_checkpoint, weights_only=False)
+            self.saved_step = trainer.global_step
+        elif type(trainer.strategy) is DDPStrategy and trainer.is_global_zero:
+            # Rank 0 alone, without the barriers of `trainer.save_checkpoint`: the other processes
+            # may stop a step later or be waiting in the next one. Under DDP its weights and
+            # optimizer state are every process's, and its step is whole.
+            checkpoint = trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
+            trainer.strategy.checkpoint_io.save_checkpoint(checkpoint, self.last_checkpoint)
             self.saved_step = trainer.global_step
 
     def stopped(self, trainer: pl.Trainer, recipe_file: Path) -> RunStopped:

@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
 from helpers import tiny_recipe
 from test_fit import ADAPTER_EXPORT_FILES
 
@@ -95,3 +96,46 @@ def test_a_recipe_problem_found_after_the_launch_is_said_once(tmp_path):
     assert done.stderr.count("f2tune: error: trainer.val_check_interval is 50 training batches") == 1, done.stderr
     assert "in each of the 2 processes" in done.stderr
     assert not (tmp_path / "runs" / "t").exists()  # the folder rank 0 made for the run is gone
+
+
+STOP_SCRIPT = """
+import json, os, signal, sys
+from pathlib import Path
+import lightning.pytorch as pl
+from f2tune.cli import main
+
+class SigtermAfterStep3(pl.Callback):  # as a scheduler: the job's processes, here through rank 0
+    def on_train_batch_end(self, trainer, *args):
+        if trainer.global_step == 3 and trainer.global_rank == 0:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+import f2tune.train.run as run
+original_fit = run.fit
+run.fit = lambda recipe, resume=False: original_fit(recipe, resume, extra_callbacks=[SigtermAfterStep3()])
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_sigterm_under_ddp_saves_the_step_on_rank_0_and_the_run_resumes(tmp_path):
+    recipe = tiny_recipe(
+        tmp_path,
+        trainer={"devices": 2, "strategy": "ddp", "max_steps": 6, "val_check_interval": 4, "loggers": ["csv"]},
+        eval={"before_fit": False, "metric": "none"},
+        export={"enabled": False},
+    )
+    recipe["data"].update(batch_size=2, val=[])
+    (tmp_path / "recipe.yaml").write_text(json.dumps(recipe))  # JSON is YAML
+    script = tmp_path / "stop_ddp.py"
+    script.write_text(textwrap.dedent(STOP_SCRIPT))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    command = [sys.executable, str(script), "fit", str(tmp_path / "recipe.yaml")]
+    stopped = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    last = tmp_path / "runs" / "t" / "checkpoints" / "last.ckpt"
+    assert stopped.returncode == 143, stopped.stderr[-3000:]
+    assert f"f2tune: error: stopped by SIGTERM at step 3: {last} holds step 3" in stopped.stderr
+    assert torch.load(last, weights_only=False)["global_step"] == 3
+
+    resumed = subprocess.run(command + ["--resume"], env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert torch.load(last, weights_only=False)["global_step"] == 6
