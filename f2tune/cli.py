@@ -7,6 +7,7 @@ and exit code 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 import warnings
 
@@ -22,6 +23,11 @@ LIBRARY_WARNINGS = (
     r"`is_gradient_checkpointing` is deprecated",  # peft reads transformers' old alias (5.24+) in get_peft_model
 )
 """Warnings raised between the libraries, about their own code: nothing a user can act on."""
+
+
+FULL_OR_READ_ONLY = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+"""File system errors met while writing (usually a checkpoint, hours in): what the user must fix
+is the disk, which the message says; no traceback."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,6 +60,17 @@ def main(argv: list[str] | None = None) -> int:
             return code
         print(f"f2tune: error: {user_message(err)}", file=sys.stderr)
         return code
+    except OSError as err:
+        if err.errno not in FULL_OR_READ_ONLY:
+            raise
+        where = f" ({err.filename})" if err.filename else ""
+        print(
+            f"f2tune: error: {err.strerror}{where}. What was written before is whole (checkpoints and "
+            "output folders are written beside their target, then renamed); free space or give another "
+            "folder, then run the command again (a fit with --resume).",
+            file=sys.stderr,
+        )
+        return 2
 
 
 if __name__ == "__main__":

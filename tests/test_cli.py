@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 
 import pytest
@@ -118,3 +119,21 @@ def test_auto_resume_starts_a_new_run_then_continues_it(tmp_path, capsys):
     assert "--resume: changed since step 2: trainer.max_steps 2 -> 4" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # argparse: not both
         main(["fit", str(path), "--resume", "--auto-resume"])
+
+
+def test_a_full_disk_is_one_line_that_says_what_is_kept(monkeypatch, capsys):
+    def full(args):
+        raise OSError(errno.ENOSPC, "No space left on device", "runs/t/checkpoints/.last.ckpt.tmp-x")
+
+    monkeypatch.setattr(fit_command, "run", full)
+    assert main(["fit", "recipe.yaml"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("f2tune: error: No space left on device (runs/t/checkpoints/.last.ckpt.tmp-x). ")
+    assert "run the command again (a fit with --resume)" in err and err.count("\n") == 1
+
+    def broken(args):
+        raise OSError("not about a disk")  # any other OSError is a bug to see whole
+
+    monkeypatch.setattr(fit_command, "run", broken)
+    with pytest.raises(OSError, match="not about a disk"):
+        main(["fit", "recipe.yaml"])

@@ -21,12 +21,29 @@ OUTPUT_MARKER = ".f2tune-output"
 """The file in every folder written here; it holds what wrote it (`export`, `predict`, `convert`)."""
 
 
+def check_writable(folder: Path, what: str) -> None:
+    """Raise `RunError` unless `folder` can be made (or exists) and written: a folder made and
+    removed in its nearest existing parent proves it, where permission bits do not (a root user
+    passes them on a read-only mount). Before the work, so that a mistyped output path stops a
+    command at once, not at its first checkpoint, after the data and the model have loaded."""
+    folder = Path(folder).absolute()
+    parent = next(path for path in (folder, *folder.parents) if path.exists())
+    if not parent.is_dir():
+        raise RunError(f"{folder}, {what}, cannot be made: {parent} is a file")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".f2tune-write-test-", dir=parent))
+    except OSError as err:
+        raise RunError(f"{folder}, {what}, cannot be written: {err.strerror} in {parent}") from None
+
+
 def check_replaceable(target: Path, purpose: str) -> None:
-    """Raise `RunError` unless `target` is absent, an empty folder, or f2tune's `purpose` output.
+    """Raise `RunError` unless `target` is absent, an empty folder, or f2tune's `purpose` output,
+    in a folder that can be written.
 
     Called before the work too, so that a folder that cannot be replaced stops a command before
     its hours of work, not after."""
     target = Path(target)
+    check_writable(target.absolute().parent, f"the folder of the {purpose} output {target}")
     if not target.exists() and not target.is_symlink():
         return
     if not target.is_dir():

@@ -23,7 +23,7 @@ from torch import nn
 from f2tune.config import Recipe
 from f2tune.data.datamodule import Florence2DataModule
 from f2tune.errors import RecipeError, RunError
-from f2tune.export.atomic import check_replaceable
+from f2tune.export.atomic import check_replaceable, check_writable
 from f2tune.export.checkpoint import export_checkpoint
 from f2tune.export.facts import gather_facts
 from f2tune.export.writer import export_kind, export_model
@@ -62,6 +62,7 @@ def fit(recipe: Recipe, resume: bool = False, extra_callbacks: list[pl.Callback]
     run_dir = run_dir_of(recipe)
     launching = _is_launching_process()
     if launching:
+        check_writable(run_dir, "the run folder (trainer.output_dir / trainer.run_name)")
         _check_run_dir(run_dir, resume)
         if recipe.export.enabled:
             check_replaceable(export_dir_of(recipe, run_dir), "export")

@@ -3,10 +3,12 @@ holds anything but the same command's earlier output."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from f2tune.errors import RunError
-from f2tune.export.atomic import OUTPUT_MARKER, atomic_folder, check_replaceable
+from f2tune.export.atomic import OUTPUT_MARKER, atomic_folder, check_replaceable, check_writable
 
 
 def test_new_folder_appears_complete(tmp_path):
@@ -67,3 +69,16 @@ def test_another_commands_output_and_a_file_are_not_replaced(tmp_path):
     (tmp_path / "model.bin").write_text("x")
     with pytest.raises(RunError, match="model.bin exists and is not a folder"):
         check_replaceable(tmp_path / "model.bin", "export")
+
+
+def test_an_output_that_cannot_be_written_is_named_before_the_work(tmp_path):
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(RunError, match=r"notes.txt/out, the run folder, cannot be made: .*notes.txt is a file"):
+        check_writable(tmp_path / "notes.txt" / "out", "the run folder")
+    with pytest.raises(RunError, match=r"^/proc/f2tune-out, the run folder, cannot be written: .* in /proc$"):
+        check_writable(Path("/proc/f2tune-out"), "the run folder")  # refused even to root
+    check_writable(tmp_path / "new" / "deeper", "the run folder")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]  # the test folder is gone again
+    with pytest.raises(RunError, match="the folder of the predict output .*notes.txt/preds"):
+        with atomic_folder(tmp_path / "notes.txt" / "preds", "predict"):
+            pytest.fail("the block must not run")

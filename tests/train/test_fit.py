@@ -152,6 +152,12 @@ def test_an_export_dir_holding_other_files_stops_the_run_before_training(tmp_pat
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_run_folder_that_cannot_be_made_stops_the_run_at_once(tmp_path):
+    (tmp_path / "runs").write_text("a file where the runs should go")
+    with pytest.raises(RunError, match=r"runs/t, the run folder \(trainer.output_dir / trainer.run_name\), cannot"):
+        fit(validate_recipe(tiny_recipe(tmp_path)))
+
+
 def test_a_recipe_refused_after_reading_the_data_leaves_no_run_folder(tmp_path):
     recipe = validate_recipe(tiny_recipe(tmp_path, trainer={"monitor": "val/OD/map"}))  # shapes are <CAPTION>
     with pytest.raises(RecipeError, match="does not log 'val/OD/map'"):
