@@ -31,6 +31,7 @@ from f2tune.tasks import build_prompt, format_target
 
 KINDS = (
     ("invalid JSON", r"not valid JSON|expected a JSON|expected an object"),
+    ("not UTF-8", r"not UTF-8 text"),
     ("missing image", r"image not found"),
     ("unreadable image", r"cannot read image"),
     ("empty source", r"the dataset is empty"),

@@ -135,6 +135,9 @@ def test_not_json_and_missing_file(tmp_path):
     path.write_text("{oops")
     with pytest.raises(DataError, match="instances.json: not valid JSON"):
         read(path)
+    path.write_bytes(b'{"images": ["caf\xe9"]}')
+    with pytest.raises(DataError, match=r"instances.json: not UTF-8 text \(byte 0xe9 at offset 16\)"):
+        read(path)
     with pytest.raises(DataError, match="COCO annotation file not found: .*nope.json"):
         read(tmp_path / "nope.json")
 

@@ -79,6 +79,13 @@ def test_bad_captions_annotations_and_images_are_named(tmp_path):
     assert "Sentences/42.txt:3: boxes[0] lies outside the 40x30 image" in second
 
 
+def test_a_captions_file_that_is_not_utf8_is_named(tmp_path):
+    root = release(tmp_path)
+    (root / "Sentences" / "42.txt").write_bytes(b"[/EN#1/people Two men] in a caf\xe9 .")
+    with pytest.raises(DataError, match=r"Sentences/42.txt: not UTF-8 text \(byte 0xe9 at offset 31\)"):
+        read(root)
+
+
 def test_missing_files_are_named(tmp_path):
     root = release(tmp_path, image=False)
     with pytest.raises(DataError, match=r"Sentences/42.txt: image not found: .*images/42.jpg"):

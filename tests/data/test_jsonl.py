@@ -81,3 +81,16 @@ def test_skip_policy_keeps_good_records_and_counts_bad_ones(write_jsonl):
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(DataError, match="JSONL file not found: .*nope.jsonl"):
         read_jsonl(tmp_path / "nope.jsonl", RecordProblems())
+
+
+def test_a_line_that_is_not_utf8_is_that_lines_problem(write_jsonl):
+    """Bytes that are not UTF-8 (a Latin-1 caption) used to end the read with a UnicodeDecodeError."""
+    good = shape_records(2)
+    path = write_jsonl(good)
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"\xef\xbb\xbf" + lines[0] + b'{"image": "x.png", "target": "caf\xe9"}\n' + lines[1])  # BOM first
+    problems = RecordProblems("skip")
+    assert [s.target for s in read_jsonl(path, problems)] == [r["target"] for r in good]
+    assert problems.found == [
+        f"{path}:2: not UTF-8 text (byte 0xe9 at column 34); JSONL files are UTF-8: re-save it as UTF-8"
+    ]

@@ -53,6 +53,8 @@ def read_coco_json(path: Path, required: tuple[str, ...], kind: str = "COCO") ->
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise DataError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start})") from None
     if not isinstance(data, dict):
         raise DataError(f"{path}: expected a JSON object with keys {', '.join(required)}")
     missing = [key for key in required if key not in data]

@@ -62,8 +62,14 @@ def _image_samples(image_id: str, root: Path, image_root: Path, messages: list[s
         raise DataError(f"{sentences}: not found (image {image_id} is in the split list)")
     boxes, size = read_annotation(root / "Annotations" / f"{image_id}.xml")
     image = existing_image(image_root / f"{image_id}.jpg", f"{sentences}")
+    try:
+        text = sentences.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise DataError(
+            f"{sentences}: not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start})"
+        ) from None
     samples = []
-    for number, line in enumerate(sentences.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         origin = f"{sentences}:{number}"
         try:
             reference = caption_reference(line, boxes, origin)

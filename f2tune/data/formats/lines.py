@@ -19,12 +19,13 @@ def read_jsonl_objects(path: Path, problems: RecordProblems, parse: LineParser) 
     if not path.is_file():
         raise DataError(f"JSONL file not found: {path}")
     samples = []
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
+    with path.open("rb") as lines:  # bytes: a line that is not UTF-8 is that line's problem, not the file's
+        for number, raw in enumerate(lines, start=1):
             origin = f"{path}:{number}"
             try:
+                line = _decoded(raw, number, origin)
+                if not line.strip():
+                    continue
                 try:
                     record = json.loads(line)
                 except json.JSONDecodeError as err:
@@ -35,6 +36,17 @@ def read_jsonl_objects(path: Path, problems: RecordProblems, parse: LineParser) 
             except DataError as err:
                 problems.report(str(err))
     return samples
+
+
+def _decoded(raw: bytes, number: int, origin: str) -> str:
+    """The line as text (the first may start with a UTF-8 byte order mark, which editors write)."""
+    try:
+        return raw.decode("utf-8-sig" if number == 1 else "utf-8")
+    except UnicodeDecodeError as err:
+        raise DataError(
+            f"{origin}: not UTF-8 text (byte 0x{raw[err.start]:02x} at column {err.start + 1}); "
+            "JSONL files are UTF-8: re-save it as UTF-8"
+        ) from None
 
 
 def image_path(record: dict[str, Any], origin: str, root: Path) -> Path:
