@@ -114,3 +114,19 @@ def test_yaml_errors_point_at_the_file_and_line(tmp_path):
     path.write_text("model:\n  name_or_path: f2tune://tiny\ndata: [1, 2\n")
     with pytest.raises(RecipeError, match=r'(?s)not valid YAML: .* in ".*broken.yaml", line 3, column 7'):
         load_recipe(path)
+
+
+def test_a_leading_tilde_in_a_path_is_the_home_folder(monkeypatch, tmp_path):
+    """No shell expands `~` in YAML: left as it is, `output_dir: ~/runs` makes a folder named `~`."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    recipe = validate_recipe(
+        {
+            **MINIMAL,
+            "data": {"train": [{"format": "jsonl", "path": "~/data/train.jsonl"}]},
+            "trainer": {"max_steps": 1, "output_dir": "~/runs"},
+            "export": {"dir": "~/exports/x"},
+        }
+    )
+    assert recipe.data.train[0].path == str(tmp_path / "data" / "train.jsonl")
+    assert (recipe.trainer.output_dir, recipe.export.dir) == (str(tmp_path / "runs"), str(tmp_path / "exports" / "x"))
+    assert recipe.model.name_or_path == "f2tune://tiny"  # not a path: unchanged
