@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from rich.console import Console
+from rich.progress import track
 from torch import nn
 from transformers import Florence2Processor
 
@@ -98,7 +100,8 @@ def predict(
     model.to(target)
     ids = special_ids(processor.tokenizer)
     with atomic_folder(out, "predict") as staging, (staging / "predictions.jsonl").open("w") as lines:
-        for start in range(0, len(images), batch_size):
+        batches = range(0, len(images), batch_size)
+        for start in track(batches, f"predict: {len(images)} images", console=Console(stderr=True)):
             paths, names = images[start : start + batch_size], pictures_named[start : start + batch_size]
             pictures = [load_image(Path(p), str(p)) for p in paths]
             prompts = [build_prompt(spec, request.annotation(), img.size) for img in pictures]
