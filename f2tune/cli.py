@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import signal
 import sys
 import warnings
 
@@ -60,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
             return code
         print(f"f2tune: error: {user_message(err)}", file=sys.stderr)
         return code
+    except KeyboardInterrupt:  # Ctrl-C while loading, reading data, generating...: nothing to keep
+        print("f2tune: interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
     except OSError as err:
         if err.errno not in FULL_OR_READ_ONLY:
             raise

@@ -137,3 +137,12 @@ def test_a_full_disk_is_one_line_that_says_what_is_kept(monkeypatch, capsys):
     monkeypatch.setattr(fit_command, "run", broken)
     with pytest.raises(OSError, match="not about a disk"):
         main(["fit", "recipe.yaml"])
+
+
+def test_ctrl_c_outside_training_is_one_line_not_a_traceback(monkeypatch, capsys):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fit_command, "run", interrupted)
+    assert main(["fit", "recipe.yaml"]) == 130
+    assert capsys.readouterr().err == "f2tune: interrupted\n"
