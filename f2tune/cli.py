@@ -1,7 +1,8 @@
 """Command line entry point: `f2tune COMMAND ...`; each command lives in `f2tune.commands`.
 
 Only dispatch and error printing live here: an `F2TuneError` becomes one `f2tune: error:` message
-and exit code 2, never a traceback.
+and its exit code (2; a run stopped by a signal, 128 + the signal), never a traceback; so do Ctrl-C
+outside training (130) and a full or read-only disk (2).
 """
 
 from __future__ import annotations
