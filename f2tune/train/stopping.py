@@ -6,8 +6,8 @@ Lightning stops a fit on SIGTERM at the end of a training step by raising `SIGTE
 `StopOnRequest` writes `last.ckpt` at that step, and `fit` turns the exception into `RunStopped`,
 whose message says what `--resume` will continue from and whose exit status is the signal's.
 
-Ctrl-C asks for the same stop in a run of one process (Lightning's own handling of it exits at
-once, mid-step, without a checkpoint); a second Ctrl-C stops at once. Under DDP the processes do
+Ctrl-C asks for the same stop (Lightning's own handling of it exits at once, mid-step, without a
+checkpoint); a second Ctrl-C stops at once. Under DDP the processes do
 not always reach Lightning's stop at the same step (each also checks its own SIGTERM flag at the
 end of a step), so `trainer.save_checkpoint`, which every process must join, could wait forever:
 rank 0 writes alone. FSDP's sharded state needs every process, so an FSDP run saves nothing more
@@ -47,7 +47,7 @@ class StopOnRequest(pl.Callback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Installed now, after Lightning has noted the process's handlers at the start of the fit:
         it puts them back when the fit ends, however it ends."""
-        if trainer.world_size == 1 and threading.current_thread() is threading.main_thread():
+        if threading.current_thread() is threading.main_thread():
             self._pid = os.getpid()
             signal.signal(signal.SIGINT, self._on_ctrl_c)
 

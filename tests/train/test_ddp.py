@@ -104,20 +104,21 @@ from pathlib import Path
 import lightning.pytorch as pl
 from f2tune.cli import main
 
-class SigtermAfterStep3(pl.Callback):  # as a scheduler: the job's processes, here through rank 0
+class SignalAfterStep3(pl.Callback):  # to rank 0, which Lightning has pass SIGTERM on to the others
     def on_train_batch_end(self, trainer, *args):
         if trainer.global_step == 3 and trainer.global_rank == 0:
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), getattr(signal, os.environ["STOP_SIGNAL"]))
 
 import f2tune.train.run as run
 original_fit = run.fit
-run.fit = lambda recipe, resume=False: original_fit(recipe, resume, extra_callbacks=[SigtermAfterStep3()])
+run.fit = lambda recipe, resume=False: original_fit(recipe, resume, extra_callbacks=[SignalAfterStep3()])
 sys.exit(main(sys.argv[1:]))
 """
 
 
 @pytest.mark.slow
-def test_sigterm_under_ddp_saves_the_step_on_rank_0_and_the_run_resumes(tmp_path):
+@pytest.mark.parametrize(("stop", "by", "status"), [("SIGTERM", "SIGTERM", 143), ("SIGINT", "Ctrl-C", 130)])
+def test_a_stop_under_ddp_saves_the_step_on_rank_0_and_the_run_resumes(tmp_path, stop, by, status):
     recipe = tiny_recipe(
         tmp_path,
         trainer={"devices": 2, "strategy": "ddp", "max_steps": 6, "val_check_interval": 4, "loggers": ["csv"]},
@@ -128,13 +129,16 @@ def test_sigterm_under_ddp_saves_the_step_on_rank_0_and_the_run_resumes(tmp_path
     (tmp_path / "recipe.yaml").write_text(json.dumps(recipe))  # JSON is YAML
     script = tmp_path / "stop_ddp.py"
     script.write_text(textwrap.dedent(STOP_SCRIPT))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    pythonpath = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": pythonpath, "STOP_SIGNAL": stop}
     command = [sys.executable, str(script), "fit", str(tmp_path / "recipe.yaml")]
     stopped = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     last = tmp_path / "runs" / "t" / "checkpoints" / "last.ckpt"
-    assert stopped.returncode == 143, stopped.stderr[-3000:]
-    assert f"f2tune: error: stopped by SIGTERM at step 3: {last} holds step 3" in stopped.stderr
+    assert stopped.returncode == status, stopped.stderr[-3000:]
+    assert f"f2tune: error: stopped by {by} at step 3: {last} holds step 3" in stopped.stderr
     assert torch.load(last, weights_only=False)["global_step"] == 3
+    if stop == "SIGINT":
+        return  # the same checkpoint as SIGTERM's: resumed once, there
 
     resumed = subprocess.run(command + ["--resume"], env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
