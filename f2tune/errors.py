@@ -35,8 +35,8 @@ class RunError(F2TuneError):
 
 
 class RunStopped(RunError):
-    """A fit stopped on request (SIGTERM, Ctrl-C) before its last step; the exit status is the
-    signal's, as a shell reports a process the signal ended (143, 130)."""
+    """A fit, validate or test stopped on request (SIGTERM, Ctrl-C) before its end; the exit status
+    is the signal's, as a shell reports a process the signal ended (143, 130)."""
 
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
