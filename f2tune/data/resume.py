@@ -23,6 +23,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from f2tune.data.sampler import share_of
+from f2tune.log import warn
 
 
 class WeightedEpochSampler(DistributedSampler):
@@ -101,7 +102,25 @@ class ResumableLoader(DataLoader):
 
     def state_dict(self) -> dict[str, int]:
         batches = self.consumed_batches() if self.consumed_batches is not None else 0
-        return {"epoch": self.sampler.epoch, "samples": batches * (self.batch_size or 1)}
+        return {"epoch": self.sampler.epoch, "samples": batches * (self.batch_size or 1), "processes": self.processes}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        self.sampler.resume(state["epoch"], state["samples"])
+        """Skips what every process of the saved run trained of its epoch, also when the run goes on
+        with another number of processes (a job restarted on fewer GPUs): each process's count is
+        rescaled to the same share of the epoch, so that with plain shuffling, whose order does not
+        depend on the number of processes, the rest of the epoch is exactly the samples not trained
+        yet. The other samplers draw by process (length groups, weights, fixed shares): there the
+        rest of that epoch is near it, and the log says so."""
+        saved = state.get("processes", self.processes)  # checkpoints before the count was kept: the same
+        if saved != self.processes and type(self.sampler.inner) is not DistributedSampler:
+            warn(
+                f"resumed on {self.processes} training processes, saved on {saved}: the rest of epoch "
+                f"{state['epoch']} is drawn for {self.processes}, so some of its samples may come twice or not "
+                "at all (this data's sampler orders each process's share); the next epochs are whole"
+            )
+        self.sampler.resume(state["epoch"], state["samples"] * saved // self.processes)
+
+    @property
+    def processes(self) -> int:
+        """The number of training processes sharing each epoch."""
+        return self.sampler.num_replicas

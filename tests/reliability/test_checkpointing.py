@@ -6,7 +6,9 @@ import pytest
 import torch
 from torch.utils.data import DistributedSampler
 
-from f2tune.data.resume import ResumableSampler, WeightedEpochSampler
+from f2tune.data import resume
+from f2tune.data.resume import ResumableLoader, ResumableSampler, WeightedEpochSampler
+from f2tune.data.sampler import StableShareSampler
 from f2tune.train import checkpointing
 from f2tune.train.checkpointing import AtomicCheckpointIO
 
@@ -58,3 +60,46 @@ def test_weighted_sampler_is_a_function_of_the_epoch_and_shards_across_ranks():
     for rank in ranks:
         rank.set_epoch(5)
     assert list(ranks[0]) == drawn[0::2] and list(ranks[1]) == drawn[1::2]
+
+
+def loaders(processes: int, inner=DistributedSampler) -> list[ResumableLoader]:
+    """One loader per process of a run, each over its rank's share of 48 samples, 2 per batch."""
+    return [
+        ResumableLoader(
+            range(48),
+            batch_size=2,
+            sampler=ResumableSampler(inner(range(48), num_replicas=processes, rank=rank, shuffle=True, seed=7)),
+        )
+        for rank in range(processes)
+    ]
+
+
+@pytest.mark.parametrize(("saved_on", "resumed_on"), [(4, 2), (2, 4), (4, 3)])
+def test_a_run_resumed_on_another_number_of_processes_trains_the_rest_of_the_epoch(saved_on, resumed_on):
+    """Saved after 3 batches of epoch 1 on `saved_on` processes, each of `resumed_on` processes skips
+    its share of the 3 x 2 x `saved_on` samples trained: together they train exactly the others."""
+    before = loaders(saved_on)
+    for loader in before:
+        loader.sampler.set_epoch(1)
+    trained = {index for loader in before for index in list(loader.sampler)[:6]}
+    state = ResumableLoader.state_dict(before[0]) | {"epoch": 1, "samples": 6}  # what rank 0 saves at batch 3
+    assert state["processes"] == saved_on
+
+    after = loaders(resumed_on)
+    for loader in after:
+        loader.load_state_dict(state)
+        loader.sampler.set_epoch(1)
+    rest = [index for loader in after for index in loader.sampler]
+    assert set(rest) == set(range(48)) - trained and len(rest) == 48 - len(trained)
+
+
+def test_samplers_that_order_each_share_say_the_resumed_epoch_is_approximate(monkeypatch):
+    def share_sampler(data, num_replicas, rank, shuffle, seed):
+        return StableShareSampler(len(data), num_replicas=num_replicas, rank=rank, seed=seed)
+
+    warned: list[str] = []
+    monkeypatch.setattr(resume, "warn", warned.append)
+    loaders(2, share_sampler)[0].load_state_dict({"epoch": 1, "samples": 6, "processes": 4})
+    assert len(warned) == 1 and warned[0].startswith("resumed on 2 training processes, saved on 4: the rest of epoch 1")
+    loaders(2)[0].load_state_dict({"epoch": 1, "samples": 6, "processes": 4})
+    assert len(warned) == 1  # plain shuffling resumes exactly: nothing to say
