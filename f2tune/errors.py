@@ -7,6 +7,7 @@ these, so the CLI can print a one-paragraph message instead of a stack trace.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 _RAISED_IN_A_WORKER = re.compile(r"Caught \w+ in DataLoader worker process \d+\.\nOriginal Traceback")
 
@@ -41,6 +42,12 @@ class RunStopped(RunError):
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+def first_few(items: Sequence[str], separator: str = ", ", shown: int = 5) -> str:
+    """`a, b, c, d, e and 3 more`: the start of a long list, for a message that names what it found."""
+    more = f" and {len(items) - shown} more" if len(items) > shown else ""
+    return separator.join(items[:shown]) + more
 
 
 def user_message(err: F2TuneError) -> str:

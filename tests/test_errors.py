@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from torch._utils import ExceptionWrapper
 
-from f2tune.errors import DataError, RecipeError, user_message
+from f2tune.errors import DataError, RecipeError, first_few, user_message
 
 
 def test_an_error_re_raised_from_a_loader_worker_prints_as_raised():
@@ -19,3 +19,8 @@ def test_an_error_re_raised_from_a_loader_worker_prints_as_raised():
     assert "Traceback" in str(caught.value)
     assert user_message(caught.value) == "a.jsonl:2: cannot read image b.png\n(a hint on its own line)"
     assert user_message(RecipeError("r.yaml: 1 problem(s)")) == "r.yaml: 1 problem(s)"
+
+
+def test_first_few_names_the_start_of_a_long_list():
+    assert first_few(["a", "b"]) == "a, b"
+    assert first_few([str(n) for n in range(8)], "; ", shown=3) == "0; 1; 2 and 5 more"

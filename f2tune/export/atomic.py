@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from f2tune.errors import RunError
+from f2tune.errors import RunError, first_few
 
 OUTPUT_MARKER = ".f2tune-output"
 """The file in every folder written here; it holds what wrote it (`export`, `predict`, `convert`)."""
@@ -53,10 +53,9 @@ def check_replaceable(target: Path, purpose: str) -> None:
     written_by = marker.read_text().strip() if marker.is_file() else None
     if not entries or written_by == purpose:
         return
-    held = ", ".join(entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
     origin = f"the {written_by} output of f2tune" if written_by else "files f2tune did not write"
     raise RunError(
-        f"{target} exists and holds {origin} ({held}); it would be replaced by the {purpose} output. "
+        f"{target} exists and holds {origin} ({first_few(entries)}); it would be replaced by the {purpose} output. "
         "Give a new or empty folder, or remove this one yourself."
     )
 

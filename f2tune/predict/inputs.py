@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from f2tune.data.images import upright_size
-from f2tune.errors import DataError
+from f2tune.errors import DataError, first_few
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
 """What a folder given to `predict` is searched for (case-insensitive); files named directly may be any
@@ -16,7 +16,7 @@ def image_files(paths: list[Path]) -> list[Path]:
     """The files given, with each folder replaced by the image files directly inside it (sorted)."""
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
-        raise DataError(f"image not found: {', '.join(missing[:5])}" + (" ..." if len(missing) > 5 else ""))
+        raise DataError(f"image not found: {first_few(missing)}")
     files: list[Path] = []
     for path in paths:
         if not path.is_dir():
@@ -40,8 +40,7 @@ def image_sizes(files: list[Path]) -> list[tuple[int, int]]:
         except DataError as err:
             problems.append(str(err))
     if problems:
-        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
-        raise DataError(f"{len(problems)} of {len(files)} images cannot be read: {shown}")
+        raise DataError(f"{len(problems)} of {len(files)} images cannot be read: {first_few(problems, '; ')}")
     return sizes
 
 

@@ -13,7 +13,7 @@ from transformers import Florence2Processor
 
 from f2tune.data.collate import overlong_input
 from f2tune.data.images import load_image
-from f2tune.errors import DataError
+from f2tune.errors import DataError, first_few
 from f2tune.eval.generate import generate
 from f2tune.eval.scores import parse_generation, special_ids
 from f2tune.export.atomic import atomic_folder, check_replaceable
@@ -155,9 +155,8 @@ def _check_region(region: list[float], images: list[Path], sizes: list[tuple[int
         if min(region) < 0 or x2 > width or y2 > height
     ]
     if outside:
-        shown = ", ".join(outside[:5]) + (f" and {len(outside) - 5} more" if len(outside) > 5 else "")
         raise DataError(
-            f"--region {_listed(region)} lies outside {shown}: "
+            f"--region {_listed(region)} lies outside {first_few(outside)}: "
             "a region is x1,y1,x2,y2 in the pixels of every image given"
         )
 
