@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import argparse
 import errno
-import signal
 import sys
 import warnings
 
 from f2tune.commands import bench, check_data, convert, evaluate, export, fit, predict, push
-from f2tune.errors import F2TuneError, RecipeError, RunStopped, user_message
+from f2tune.errors import SIGNAL_STATUS, F2TuneError, RecipeError, RunStopped, user_message
 from f2tune.log import on_rank_zero, setup_logging
 
 COMMANDS = (fit, evaluate, predict, check_data, export, push, convert, bench)
@@ -64,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         return code
     except KeyboardInterrupt:  # Ctrl-C while loading, reading data, generating...: nothing to keep
         print("f2tune: interrupted", file=sys.stderr)
-        return 128 + signal.SIGINT
+        return SIGNAL_STATUS["Ctrl-C"]
     except OSError as err:
         if err.errno not in FULL_OR_READ_ONLY:
             raise

@@ -7,6 +7,7 @@ these, so the CLI can print a one-paragraph message instead of a stack trace.
 from __future__ import annotations
 
 import re
+import signal
 from collections.abc import Sequence
 
 _RAISED_IN_A_WORKER = re.compile(r"Caught \w+ in DataLoader worker process \d+\.\nOriginal Traceback")
@@ -33,6 +34,10 @@ class ModelLoadError(F2TuneError):
 
 class RunError(F2TuneError):
     """The run directory is not in the state the command needs (e.g. resume without a checkpoint)."""
+
+
+SIGNAL_STATUS = {"SIGTERM": 128 + signal.SIGTERM, "Ctrl-C": 128 + signal.SIGINT}
+"""The exit status of a command stopped by a signal, as a shell reports a process the signal ended."""
 
 
 class RunStopped(RunError):

@@ -10,11 +10,10 @@ import lightning.pytorch as pl
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from f2tune.config import Recipe
-from f2tune.errors import RecipeError, RunError, RunStopped
+from f2tune.errors import SIGNAL_STATUS, RecipeError, RunError, RunStopped
 from f2tune.log import say
 from f2tune.train.locate import checkpoint_step, run_checkpoint
 from f2tune.train.setup import assemble, run_dir_of
-from f2tune.train.stopping import SIGNAL_STATUS
 
 Stage = Literal["validate", "test"]
 

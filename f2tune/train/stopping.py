@@ -27,11 +27,8 @@ from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from f2tune.errors import RunStopped
+from f2tune.errors import SIGNAL_STATUS, RunStopped
 from f2tune.log import say
-
-SIGNAL_STATUS = {"SIGTERM": 128 + signal.SIGTERM, "Ctrl-C": 128 + signal.SIGINT}
-"""The exit status of a stopped run, as a shell reports a process ended by the signal."""
 
 
 class StopOnRequest(pl.Callback):
