@@ -7,11 +7,11 @@ Lightning stops a fit on SIGTERM at the end of a training step by raising `SIGTE
 whose message says what `--resume` will continue from and whose exit status is the signal's.
 
 Ctrl-C asks for the same stop (Lightning's own handling of it exits at once, mid-step, without a
-checkpoint); a second Ctrl-C stops at once. Under DDP the processes do
-not always reach Lightning's stop at the same step (each also checks its own SIGTERM flag at the
-end of a step), so `trainer.save_checkpoint`, which every process must join, could wait forever:
-rank 0 writes alone. FSDP's sharded state needs every process, so an FSDP run saves nothing more
-and the message names the `last.ckpt` it saved before.
+checkpoint); a second Ctrl-C stops at once. Under DDP the processes do not always reach
+Lightning's stop at the same step (each also checks its own SIGTERM flag at the end of a step), so
+`trainer.save_checkpoint`, which every process must join, could wait forever: rank 0 writes alone.
+FSDP's sharded state needs every process, so an FSDP run saves nothing more and the message names
+the `last.ckpt` it saved before.
 """
 
 from __future__ import annotations

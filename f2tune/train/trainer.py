@@ -18,6 +18,7 @@ from f2tune.errors import RecipeError
 from f2tune.train.callbacks import ProgressBar, SamplesPerSecond
 from f2tune.train.checkpointing import AtomicCheckpointIO, RandomState
 from f2tune.train.guards import NonFiniteGuard
+from f2tune.train.locate import last_checkpoint
 from f2tune.train.stopping import StopOnRequest
 
 FSDP_WRAPPED_LAYERS = {BartEncoderLayer, BartDecoderLayer, Florence2VisionBlock}
@@ -48,7 +49,7 @@ def build_trainer(
         LearningRateMonitor("step"),
         NonFiniteGuard(cfg.max_nonfinite_steps),
         RandomState(),
-        StopOnRequest(run_dir / "checkpoints" / "last.ckpt"),
+        StopOnRequest(last_checkpoint(run_dir)),
     ]
     if cfg.early_stopping_patience:
         callbacks.append(EarlyStopping(cfg.monitor, patience=cfg.early_stopping_patience, mode=monitor_mode))
