@@ -54,10 +54,19 @@ class RandomState(pl.Callback):
     Restored in `on_train_start`, after Lightning has built the data iterator (which draws a seed
     from the torch generator in every run, resumed or not). Under DDP every rank starts from the
     same seed and draws alike, so rank 0's state is every rank's.
+
+    A checkpoint written during fit's validation (`checkpoint_before_validation`) resumes by running
+    that validation again, whose loader draws again: it carries the generators as they were at the
+    end of the training step before it, kept in `before_validation`.
     """
 
     def __init__(self) -> None:
         self._pending: dict[str, Any] | None = None
+        self.before_validation: dict[str, Any] | None = None
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        """Kept at every step: a validation due after it draws in its loader before any hook."""
+        self.before_validation = self.state_dict()
 
     def state_dict(self) -> dict[str, Any]:
         name, keys, position, has_gauss, gauss = np.random.get_state()
@@ -83,3 +92,25 @@ class RandomState(pl.Callback):
         random.setstate(state["python"])
         if "cuda" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def checkpoint_before_validation(trainer: pl.Trainer) -> dict[str, Any]:
+    """The checkpoint of a fit stopped during one of its validations, as if that validation had
+    not begun: resumed, the validation runs again from its first batch, then training goes on.
+
+    Lightning's own resume from a checkpoint written mid-validation runs only the batches not yet
+    seen, from the loader's start (the first ones again, the last ones never), and the evaluator's
+    sums are not in any checkpoint: metrics of part of the data, logged as the whole. The training
+    step before the validation is whole, so its weights and optimizer state are what to keep.
+    """
+    checkpoint = trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
+    progress = checkpoint["loops"]["fit_loop"]["epoch_loop.val_loop.batch_progress"]
+    earlier = progress["total"]["completed"] - progress["current"]["completed"]  # this epoch's earlier validations
+    # One batch fetched, none processed: Lightning's "restarted mid-evaluation", with nothing to skip.
+    progress["current"] = {"ready": 1, "started": 1, "processed": 0, "completed": 0}
+    progress["total"] = {"ready": earlier + 1, "started": earlier + 1, "processed": earlier, "completed": earlier}
+    progress["is_last_batch"] = False
+    for callback in trainer.callbacks:
+        if isinstance(callback, RandomState) and callback.before_validation is not None:
+            checkpoint["callbacks"][callback.state_key] = callback.before_validation
+    return checkpoint

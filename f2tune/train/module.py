@@ -65,6 +65,8 @@ class Florence2Module(pl.LightningModule):
         self.strict_loading = recipe.adaptation.method != "lora"
         self.evaluator = Evaluator(eval_tasks, recipe.eval, processor) if recipe.eval.metric != "none" else None
         self.evaluations = 0
+        """Validations and tests run, the pre-fit one included: `eval.every_n_validations` counts
+        them, and a resumed fit goes on counting (kept in its checkpoints)."""
         self.validated_in_full_at: int | None = None
         """The step of fit's latest validation if it computed every metric (the loss, and generated)."""
         self.evaluated_step: int | None = None
@@ -163,7 +165,8 @@ class Florence2Module(pl.LightningModule):
             self.feature_cache.end_pass(whole=self.epoch_batches >= len(self.trainer.train_dataloader))
 
     def on_validation_epoch_start(self) -> None:
-        self._start_evaluation()
+        # `every_n_validations` thins fit's validations; `f2tune validate` always generates.
+        self._start_evaluation(always=self.trainer.state.fn != TrainerFn.FITTING)
 
     def on_test_epoch_start(self) -> None:
         self._start_evaluation(always=True)
@@ -277,6 +280,10 @@ class Florence2Module(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["f2tune_evaluations"] = self.evaluations
         if self.recipe.adaptation.method == "lora":
             trainable = {f"model.{name}" for name, p in self.model.named_parameters() if p.requires_grad}
             checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.evaluations = checkpoint.get("f2tune_evaluations", 0)

@@ -11,7 +11,8 @@ checkpoint); a second Ctrl-C stops at once. Under DDP the processes do not alway
 Lightning's stop at the same step (each also checks its own SIGTERM flag at the end of a step), so
 `trainer.save_checkpoint`, which every process must join, could wait forever: rank 0 writes alone.
 FSDP's sharded state needs every process, so an FSDP run saves nothing more and the message names
-the `last.ckpt` it saved before.
+the `last.ckpt` it saved before. A stop during one of fit's validations saves the training step
+before it, with that validation marked as not begun (`checkpoint_before_validation`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from f2tune.errors import SIGNAL_STATUS, RunStopped
 from f2tune.log import say
+from f2tune.train.checkpointing import checkpoint_before_validation
 
 
 class StopOnRequest(pl.Callback):
@@ -39,6 +41,8 @@ class StopOnRequest(pl.Callback):
         self.by: str | None = None
         """What stopped the run: "SIGTERM" or "Ctrl-C" (None: nothing yet)."""
         self.saved_step: int | None = None
+        self.during_validation = False
+        """Whether the stop came during one of fit's validations (resumed, it runs again)."""
         self._pid = os.getpid()
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -61,19 +65,19 @@ class StopOnRequest(pl.Callback):
         if not isinstance(exception, SIGTERMException):
             return
         self.by = self.by or "SIGTERM"
-        # Mid-validation (SIGTERM also ends a validation early) the evaluator's sums are not in a
-        # checkpoint: resuming from there would report metrics of part of the validation data.
-        if trainer.state.fn != TrainerFn.FITTING or trainer.validating:
+        if trainer.state.fn != TrainerFn.FITTING:
             return
-        if trainer.world_size == 1:
-            trainer.save_checkpoint(self.last_checkpoint, weights_only=False)
-            self.saved_step = trainer.global_step
-        elif type(trainer.strategy) is DDPStrategy and trainer.is_global_zero:
-            # Rank 0 alone, without the barriers of `trainer.save_checkpoint`: the other processes
-            # may stop a step later or be waiting in the next one. Under DDP its weights and
+        self.during_validation = trainer.validating
+        if trainer.world_size == 1 or (type(trainer.strategy) is DDPStrategy and trainer.is_global_zero):
+            # Under DDP rank 0 alone, without the barriers of `trainer.save_checkpoint`: the other
+            # processes may stop a step later or be waiting in the next one. Its weights and
             # optimizer state are every process's, and its step is whole.
-            checkpoint = trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
-            trainer.strategy.checkpoint_io.save_checkpoint(checkpoint, self.last_checkpoint)
+            checkpoint = (
+                checkpoint_before_validation(trainer)
+                if trainer.validating
+                else trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
+            )
+            trainer.strategy.save_checkpoint(checkpoint, self.last_checkpoint)
             self.saved_step = trainer.global_step
 
     def stopped(self, trainer: pl.Trainer, recipe_file: Path) -> RunStopped:
@@ -83,6 +87,8 @@ class StopOnRequest(pl.Callback):
         at = f"stopped by {by} at step {trainer.global_step}"
         if self.saved_step is not None:
             kept = f"{self.last_checkpoint} holds step {self.saved_step}"
+            if self.during_validation:
+                kept += " (its validation runs again first)"
         elif self.last_checkpoint.is_file():
             kept = f"{self.last_checkpoint} holds the run as it was last saved"
         else:

@@ -43,6 +43,14 @@ def test_untrained_weights_score_worse_than_the_trained_checkpoint(trained):
     assert last["val/loss"] < untrained["val/loss"]
 
 
+def test_validate_generates_whatever_the_fits_every_n_validations(trained):
+    """The fit validated twice (the count is in its checkpoint); `every_n_validations` thins the
+    fit's validations, never the metrics `f2tune validate` is asked for."""
+    thinned = trained.model_copy(deep=True)
+    thinned.eval.every_n_validations = 3
+    assert "val/CAPTION/exact_match" in evaluate(thinned, "validate", "last")
+
+
 def test_test_split(trained):
     assert "test/loss" in evaluate(trained, "test", "last")
 

@@ -87,6 +87,70 @@ def test_sigterm_saves_the_step_and_the_resumed_run_matches_an_uninterrupted_one
     assert [resumed.by_step[step] for step in sorted(resumed.by_step)] == pytest.approx(expected, rel=1e-5)
 
 
+class Validations(pl.Callback):
+    """Each validation of a fit: its step, the samples it saw, the metrics it logged, and whether
+    it generated."""
+
+    def __init__(self) -> None:
+        self.seen: dict[int, list[str]] = {}
+        self.metrics: dict[int, dict[str, float]] = {}
+        self.generated: list[int] = []
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        self.seen.setdefault(trainer.global_step, []).extend(batch["ids"])
+
+    def on_validation_end(self, trainer, pl_module):  # after the module's epoch end: its metrics are logged
+        # (a validation that does not generate leaves the previous task metrics in `callback_metrics`)
+        logged = {
+            k for k in trainer.callback_metrics if k == "val/loss" or (pl_module.generating and k.startswith("val/"))
+        }
+        self.metrics[trainer.global_step] = {k: float(trainer.callback_metrics[k]) for k in logged}
+        if pl_module.generating:
+            self.generated.append(trainer.global_step)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop_step", [4, 8], ids=["mid-epoch", "at-the-epoch-end"])
+def test_a_stop_during_a_validation_keeps_its_step_and_the_resumed_run_validates_it_again(tmp_path, stop_step):
+    """Resumed, the interrupted validation runs whole (every sample, its metrics as the
+    uninterrupted run's), then training goes on as if never stopped; every other validation
+    generates (`every_n_validations: 2`), counted across the resume."""
+
+    def recipe(name: str) -> dict:
+        raw = recipe_for(tmp_path, name)
+        raw["trainer"].update(max_steps=12, val_check_interval=4)
+        raw["data"]["train"] = [{"format": "shapes", "num_samples": 32, "seed": 1}]  # 8 steps an epoch
+        raw["data"]["val"] = [{"format": "shapes", "num_samples": 8, "seed": 2}]  # two batches of 4
+        raw["eval"] = {"before_fit": False, "metric": "exact_match", "max_new_tokens": 4, "every_n_validations": 2}
+        return raw
+
+    class StopInValidation(pl.Callback):
+        def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+            if trainer.global_step == stop_step and batch_idx == 0:
+                signal.raise_signal(signal.SIGTERM)
+
+    run_dir = tmp_path / "runs" / "stopped"
+    with pytest.raises(RunStopped, match=rf"holds step {stop_step} \(its validation runs again first\)"):
+        fit(validate_recipe(recipe("stopped")), extra_callbacks=[StopInValidation()])
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == stop_step
+
+    resumed, reference = (Losses(), Validations()), (Losses(), Validations())
+    fit(validate_recipe(recipe("stopped")), resume=True, extra_callbacks=list(resumed))
+    fit(validate_recipe(recipe("reference")), extra_callbacks=list(reference))
+    losses, validations = resumed
+    assert sorted(losses.by_step) == list(range(stop_step + 1, 13))
+    assert [losses.by_step[s] for s in sorted(losses.by_step)] == pytest.approx(
+        [reference[0].by_step[s] for s in sorted(losses.by_step)], rel=1e-5
+    )
+    later = [step for step in (4, 8, 12) if step >= stop_step]
+    assert sorted(validations.seen) == later
+    assert all(sorted(validations.seen[step]) == [f"shapes-2-{i}" for i in range(8)] for step in later)
+    for step in later:
+        assert validations.metrics[step] == pytest.approx(reference[1].metrics[step], rel=1e-5)
+    assert reference[1].generated == [4, 12]
+    assert validations.generated == [step for step in later if step != 8]
+
+
 def test_ctrl_c_stops_after_the_step_and_a_second_one_at_once(tmp_path):
     with pytest.raises(RunStopped, match=r"^stopped by Ctrl-C at step 2: .*holds step 2; continue with") as stopped:
         fit(validate_recipe(recipe_for(tmp_path, "once")), extra_callbacks=[SignalAt(2, signal.SIGINT)])
