@@ -24,7 +24,7 @@ from f2tune.export.writer import ExportError, export_kind, export_model
 from f2tune.log import say
 from f2tune.model.loading import load_processor
 from f2tune.recipe import validate_recipe
-from f2tune.train.locate import run_checkpoint
+from f2tune.train.locate import checkpoint_contents, run_checkpoint
 from f2tune.train.setup import build_trainable_model
 
 Kind = Literal["adapter", "merged"]
@@ -82,7 +82,7 @@ def read_checkpoint(source: str | Path, which: str = "best") -> Checkpoint:
         run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
     else:
         raise RunError(f"export: {source} is neither a run folder nor a .ckpt file")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = checkpoint_contents(path, mmap=False)
     raw = state.get("hyper_parameters", {}).get("recipe") or _config_yaml(run_dir, path)
     recipe = validate_recipe(raw, source=f"recipe of {path}")
     return Checkpoint(path, run_dir, recipe, state.get("global_step"), state["state_dict"])

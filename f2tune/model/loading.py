@@ -106,7 +106,7 @@ def attach_adapter(model: PreTrainedModel, config: ModelConfig, trainable: bool)
     adapter = config.adapter
     looks_local = adapter.startswith(("/", ".", "~")) or adapter.count("/") > 1
     if looks_local and not Path(adapter).expanduser().is_dir():
-        raise ModelLoadError(f"model.adapter: no such folder: {adapter} (a Hub id has the form owner/name)")
+        raise ModelLoadError(f"model.adapter: {no_folder(adapter)}")
     try:
         peft_model = PeftModel.from_pretrained(model, adapter, is_trainable=trainable)
     except (OSError, ValueError) as err:
@@ -127,7 +127,7 @@ def _from_hub_or_folder(config: ModelConfig, load: Callable[[], T]) -> T:
     name = base_model_name(config)
     looks_local = name.startswith(("/", ".", "~")) or name.count("/") > 1
     if looks_local and not Path(name).expanduser().is_dir():
-        raise ModelLoadError(f"model.name_or_path: no such folder: {name} (a Hub id has the form owner/name)")
+        raise ModelLoadError(f"model.name_or_path: {no_folder(name)}")
     _refuse_remote_code_layout(config, name)
     try:
         return load()
@@ -175,6 +175,20 @@ def _refuse_random_weights(name: str, info: dict) -> None:
             f"would start from random values: {shown}. Is it a complete Florence-2 model in transformers' native "
             "layout (a peft adapter goes in model.adapter)?"
         )
+
+
+def no_folder(name: str) -> str:
+    """Why a local-looking model source is not one: absent, or a file (a training checkpoint is
+    the usual one, which `f2tune export` turns into a model folder)."""
+    path = Path(name).expanduser()
+    if not path.is_file():
+        return f"no such folder: {name} (a Hub id has the form owner/name)"
+    if path.suffix == ".ckpt":
+        return (
+            f"{name} is a training checkpoint, not a model folder: make one of it with "
+            f"`f2tune export {name} --out DIR` (`f2tune predict` also takes the run folder)"
+        )
+    return f"{name} is a file, not a model folder (a folder with config.json and the weights, or a Hub id)"
 
 
 def _first_line(err: Exception) -> str:

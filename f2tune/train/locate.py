@@ -1,8 +1,10 @@
-"""Finding a run's checkpoints: `last`, and `best` as the checkpoint callback recorded it."""
+"""Finding a run's checkpoints (`last`, and `best` as the checkpoint callback recorded it) and
+reading them."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -25,7 +27,7 @@ def run_checkpoint(run_dir: Path, which: str) -> Path:
     if not last.is_file():
         raise RunError(f"no checkpoint in {last.parent}: train first (f2tune fit), or pass a .ckpt path")
     if which == "best":
-        state = torch.load(last, map_location="cpu", mmap=True, weights_only=True)
+        state = checkpoint_contents(last)
         for key, value in state.get("callbacks", {}).items():
             # the writers of last.ckpt are ModelCheckpoints too, without a monitor
             best = value.get("best_model_path") if "ModelCheckpoint" in key and value.get("monitor") else None
@@ -38,4 +40,27 @@ def checkpoint_step(path: str | Path | None) -> int:
     """The optimizer step a checkpoint was saved at (0 for no checkpoint: the untrained weights)."""
     if path is None:
         return 0
-    return int(torch.load(path, map_location="cpu", mmap=True, weights_only=True).get("global_step", 0))
+    return int(checkpoint_contents(path).get("global_step", 0))
+
+
+def checkpoint_contents(path: str | Path, mmap: bool = True) -> dict[str, Any]:
+    """A checkpoint's contents (tensors on the CPU, plain types only), or a `RunError` naming the
+    file when it is not a whole checkpoint: torch's own errors for a file cut short (a copy that
+    did not finish, a full disk) say "central directory", "Invalid argument" or nothing useful.
+    """
+    try:
+        try:
+            return torch.load(path, map_location="cpu", mmap=mmap, weights_only=True)
+        except RuntimeError as err:
+            if not (mmap and str(err).startswith("mmap can only be used")):
+                raise
+            return torch.load(path, map_location="cpu", weights_only=True)  # what it is, if not a zip file
+    except FileNotFoundError:  # callers name a missing checkpoint in their own terms
+        raise
+    except Exception as err:  # unpickling bytes that are not a pickle raises whatever they lead to
+        reason = "an empty file" if Path(path).stat().st_size == 0 else str(err).split(". ")[0].strip() or repr(err)
+        raise RunError(
+            f"{path} cannot be read as a checkpoint ({reason}): it is cut short (a copy that did not "
+            "finish, a full disk) or not a .ckpt file; use another one (the run's checkpoints/ folder "
+            "keeps the best ones beside last.ckpt)"
+        ) from None

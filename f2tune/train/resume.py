@@ -11,12 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from f2tune.config import Recipe
 from f2tune.errors import RunError
 from f2tune.log import say
-from f2tune.train.locate import checkpoint_step, last_checkpoint
+from f2tune.train.locate import checkpoint_contents, checkpoint_step, last_checkpoint
 
 FIXED_ON_RESUME = (
     "model.name_or_path", "model.adapter", "model.revision", "adaptation.", "lora.r", "lora.alpha",
@@ -43,7 +41,7 @@ def check_resume(recipe: Recipe, checkpoint: Path) -> list[tuple[str, Any, Any]]
     """The changes from the checkpoint's recipe to `recipe`; a `RunError` if one may not change."""
     if not checkpoint.is_file():  # the launching process has said so
         return []
-    saved = torch.load(checkpoint, map_location="cpu", mmap=True, weights_only=True)
+    saved = checkpoint_contents(checkpoint)
     before = saved.get("hyper_parameters", {}).get("recipe")
     if before is None:  # not written by f2tune fit: nothing to compare with
         return []

@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForImageTextToText, Florence2VisionConfig
 
 from f2tune.errors import ModelLoadError
+from f2tune.model.loading import no_folder
 from f2tune.vision.extractor import DaViTFeatureExtractor, davit_config
 
 PREFIX = "model.vision_tower."
@@ -120,7 +121,7 @@ def _find(source: str | Path, filename: str, revision: str | None) -> Path | Non
         return path if path.is_file() else None
     looks_local = str(source).startswith(("/", ".", "~")) or str(source).count("/") > 1
     if looks_local:
-        raise ModelLoadError(f"{source}: no such folder (a Hub id has the form owner/name)")
+        raise ModelLoadError(no_folder(str(source)))
     try:
         return Path(hf_hub_download(str(source), filename, revision=revision))
     except LocalEntryNotFoundError:  # offline and not cached: absence on the Hub is unknown

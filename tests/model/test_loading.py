@@ -12,7 +12,7 @@ from safetensors.torch import load_file, save_file
 
 from f2tune.config import TINY_MODEL, ModelConfig
 from f2tune.errors import ModelLoadError
-from f2tune.model.loading import load_model, load_processor
+from f2tune.model.loading import attach_adapter, load_model, load_processor
 
 
 def test_local_folder_loads_in_train_mode_with_the_requested_dtype(tiny_dir):
@@ -42,6 +42,21 @@ def test_remote_code_stays_off_unless_asked(tiny_dir, monkeypatch):
 def test_missing_folder_is_named(tmp_path):
     with pytest.raises(ModelLoadError, match=f"no such folder: {tmp_path / 'absent'}"):
         load_model(ModelConfig(name_or_path=str(tmp_path / "absent")))
+
+
+def test_a_file_given_as_the_model_says_what_it_is(tmp_path):
+    """The usual one is a training checkpoint, which `f2tune export` turns into a model folder."""
+    checkpoint, other = tmp_path / "last.ckpt", tmp_path / "model.safetensors"
+    checkpoint.write_bytes(b"")
+    other.write_bytes(b"")
+    with pytest.raises(
+        ModelLoadError,
+        match=rf"^model.name_or_path: {checkpoint} is a training checkpoint, .*f2tune export {checkpoint} --out DIR",
+    ):
+        load_model(ModelConfig(name_or_path=str(checkpoint)))
+    with pytest.raises(ModelLoadError, match=rf"^model.adapter: {other} is a file, not a model folder"):
+        config = ModelConfig(name_or_path=TINY_MODEL, adapter=str(other))
+        attach_adapter(load_model(config), config, trainable=False)
 
 
 def test_unreachable_hub_id_is_one_message_with_advice(tmp_path, monkeypatch):
