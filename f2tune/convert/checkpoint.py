@@ -64,7 +64,7 @@ def convert_model(source: Path, out: Path, base: str | None = None) -> Path:
 
 def convert_adapter(source: Path, out: Path, base: str | None = None) -> Path:
     """A peft adapter whose keys and `target_modules` name the native model's modules."""
-    config = json.loads((source / "adapter_config.json").read_text())
+    config = _read_json(source / "adapter_config.json")
     base = base or _default_base(source / "adapter_config.json", "base_model_name_or_path")
     for field in ("rank_pattern", "alpha_pattern"):
         if config.get(field):
@@ -119,16 +119,29 @@ def _read_weights(source: Path) -> dict[str, torch.Tensor]:
         raise ConvertError(f"{source}: no .safetensors or .bin weights found")
     state: dict[str, torch.Tensor] = {}
     for path in files:
-        if path.suffix == ".safetensors":
-            state.update(load_file(str(path)))
-        else:
-            state.update(torch.load(path, map_location="cpu", weights_only=True))
+        try:
+            if path.suffix == ".safetensors":
+                state.update(load_file(str(path)))
+            else:
+                state.update(torch.load(path, map_location="cpu", weights_only=True))
+        except Exception as err:  # a file cut short or of another kind: whatever its reader raises
+            reason = str(err).split(". ")[0].strip() or type(err).__name__
+            raise ConvertError(
+                f"{path}: cannot read its weights ({reason}); is the file whole (a finished download)?"
+            ) from None
     return state
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ConvertError(f"{path}: not valid JSON ({err})") from None
 
 
 def _default_base(config_file: Path, field: str) -> str:
     """florence-community/Florence-2-X for a source whose config names microsoft/Florence-2-X."""
-    named = json.loads(config_file.read_text()).get(field, "") if config_file.is_file() else ""
+    named = _read_json(config_file).get(field, "") if config_file.is_file() else ""
     match = _REMOTE_BASE.search(named or "")
     if not match:
         raise ConvertError(

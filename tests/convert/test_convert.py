@@ -181,3 +181,15 @@ def test_converting_into_the_source_folder_is_refused_before_reading_it(remote_f
     assert main(["convert", str(folder), "--out", str(folder), "--base", str(tiny_dir)]) == 2
     assert "holds files f2tune did not write (config.json, model.safetensors)" in capsys.readouterr().err
     assert sorted(p.name for p in folder.iterdir()) == before
+
+
+def test_a_download_cut_short_or_a_broken_config_is_named(remote_folder, tiny_dir, tmp_path):
+    folder, _ = remote_folder
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(ConvertError, match=rf"^{weights}: cannot read its weights \(.+\); is the file whole"):
+        convert(folder, tmp_path / "x", base=str(tiny_dir))
+    (folder / "config.json").write_text("{'not': 'json'}")
+    with pytest.raises(ConvertError, match=rf"^{folder / 'config.json'}: not valid JSON"):
+        convert(folder, tmp_path / "x")
+    assert not (tmp_path / "x").exists()
