@@ -55,6 +55,12 @@ def first_few(items: Sequence[str], separator: str = ", ", shown: int = 5) -> st
     return separator.join(items[:shown]) + more
 
 
+def first_sentence(err: BaseException) -> str:
+    """The gist of a library's error for a one-line message: torch's and safetensors' reports of an
+    unreadable file run to a paragraph of advice after their first sentence."""
+    return str(err).strip().split(". ")[0].splitlines()[0] if str(err).strip() else type(err).__name__
+
+
 def user_message(err: F2TuneError) -> str:
     """What to print for `err`. An error raised in a DataLoader worker process (an unreadable image
     found mid-epoch) reaches the training process re-raised by torch with the worker's traceback

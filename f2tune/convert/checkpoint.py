@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from f2tune.convert.rules import ConvertError, convert_state_dict, match_rule, unknown_keys_message
+from f2tune.errors import first_sentence
 from f2tune.export.atomic import atomic_folder, check_replaceable
 from f2tune.log import say
 
@@ -125,9 +126,8 @@ def _read_weights(source: Path) -> dict[str, torch.Tensor]:
             else:
                 state.update(torch.load(path, map_location="cpu", weights_only=True))
         except Exception as err:  # a file cut short or of another kind: whatever its reader raises
-            reason = str(err).split(". ")[0].strip() or type(err).__name__
             raise ConvertError(
-                f"{path}: cannot read its weights ({reason}); is the file whole (a finished download)?"
+                f"{path}: cannot read its weights ({first_sentence(err)}); is the file whole (a finished download)?"
             ) from None
     return state
 

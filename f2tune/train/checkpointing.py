@@ -105,7 +105,8 @@ def checkpoint_before_validation(trainer: pl.Trainer) -> dict[str, Any]:
     """
     checkpoint = trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
     progress = checkpoint["loops"]["fit_loop"]["epoch_loop.val_loop.batch_progress"]
-    earlier = progress["total"]["completed"] - progress["current"]["completed"]  # this epoch's earlier validations
+    # The totals count this epoch's validation batches; those of its earlier validations stay.
+    earlier = progress["total"]["completed"] - progress["current"]["completed"]
     # One batch fetched, none processed: Lightning's "restarted mid-evaluation", with nothing to skip.
     progress["current"] = {"ready": 1, "started": 1, "processed": 0, "completed": 0}
     progress["total"] = {"ready": earlier + 1, "started": earlier + 1, "processed": earlier, "completed": earlier}

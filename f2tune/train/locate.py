@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from f2tune.errors import RunError
+from f2tune.errors import RunError, first_sentence
 
 
 def last_checkpoint(run_dir: Path) -> Path:
@@ -58,7 +58,7 @@ def checkpoint_contents(path: str | Path, mmap: bool = True) -> dict[str, Any]:
     except FileNotFoundError:  # callers name a missing checkpoint in their own terms
         raise
     except Exception as err:  # unpickling bytes that are not a pickle raises whatever they lead to
-        reason = "an empty file" if Path(path).stat().st_size == 0 else str(err).split(". ")[0].strip() or repr(err)
+        reason = "an empty file" if Path(path).stat().st_size == 0 else first_sentence(err)
         raise RunError(
             f"{path} cannot be read as a checkpoint ({reason}): it is cut short (a copy that did not "
             "finish, a full disk) or not a .ckpt file; use another one (the run's checkpoints/ folder "
