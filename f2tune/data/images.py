@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from f2tune.data.sample import RenderedImage
@@ -13,16 +14,33 @@ from f2tune.errors import DataError
 def load_image(image: Path | RenderedImage, origin: str) -> Image.Image:
     """An RGB image, upright per its EXIF orientation; `DataError` naming the path if unreadable."""
     if not isinstance(image, Path):
-        return image.render().convert("RGB")
+        return as_rgb(image.render())
     try:
         with Image.open(image) as opened:
             opened.load()
-            upright = ImageOps.exif_transpose(opened)
-            return upright.convert("RGB")
+            return as_rgb(ImageOps.exif_transpose(opened))
     except FileNotFoundError:
         raise DataError(f"{origin}: image not found: {image}") from None
     except (UnidentifiedImageError, OSError, ValueError) as err:
         raise DataError(f"{origin}: cannot read image {image}: {err}") from None
+
+
+WIDE_INTEGER_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I"})
+"""One-channel modes of more than 8 bits (16-bit PNG and TIFF scans, depth maps; "I" read as 16-bit)."""
+
+
+def as_rgb(image: Image.Image) -> Image.Image:
+    """`image` as 8-bit RGB. PIL's own `convert("RGB")` clips wider values at 255 instead of
+    scaling them: a 16-bit grey scan comes out nearly white, a float image in 0..1 black. Those
+    are scaled to 0..255 here (16-bit: / 257; floats: x 255 when they lie in 0..1, else clipped)."""
+    if image.mode in WIDE_INTEGER_MODES:
+        values = np.asarray(image, dtype=np.float32) / 257.0
+    elif image.mode == "F":
+        values = np.asarray(image, dtype=np.float32)
+        values = values * 255.0 if values.size and values.min() >= 0.0 and values.max() <= 1.0 else values
+    else:
+        return image.convert("RGB")
+    return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8)).convert("RGB")
 
 
 TURNED_ORIENTATIONS = frozenset({5, 6, 7, 8})

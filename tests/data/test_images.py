@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -24,3 +25,25 @@ def test_upright_size_names_missing_and_unreadable_files(tmp_path) -> None:
     (tmp_path / "text.png").write_text("not an image")
     with pytest.raises(DataError, match="cannot read image .*text.png"):
         upright_size(tmp_path / "text.png")
+
+
+@pytest.mark.parametrize(
+    ("mode", "values", "expected"),
+    [
+        ("I;16", [[0, 257 * 100], [65535, 32896]], [[0, 100], [255, 128]]),  # a 16-bit scan: scaled, not clipped
+        ("I", [[0, 257 * 100], [65535, 32896]], [[0, 100], [255, 128]]),
+        ("F", [[0.0, 0.5], [1.0, 0.25]], [[0, 128], [255, 64]]),  # floats in 0..1
+        ("F", [[0.0, 100.0], [300.0, 7.0]], [[0, 100], [255, 7]]),  # floats in 0..255: clipped
+        ("L", [[0, 100], [255, 7]], [[0, 100], [255, 7]]),
+    ],
+)
+def test_images_wider_than_8_bits_are_scaled_to_8_bits(tmp_path, mode, values, expected) -> None:
+    dtype = {"I;16": np.uint16, "I": np.int32, "F": np.float32, "L": np.uint8}[mode]
+    image = Image.fromarray(np.asarray(values, dtype=dtype))
+    path = tmp_path / ("image.tiff" if mode in ("I", "F") else "image.png")
+    image.save(path)
+    with Image.open(path) as opened:
+        assert opened.mode == mode
+    rgb = np.asarray(load_image(path, "test"))
+    assert rgb.shape == (2, 2, 3)
+    assert rgb[..., 0].tolist() == expected and (rgb[..., 0] == rgb[..., 2]).all()
