@@ -18,6 +18,9 @@ from f2tune.errors import DataError
 IGNORE_INDEX = -100
 """Label value that cross-entropy skips: padding must never be a training target."""
 
+DATA_COUNTS = ("skipped_records", "truncated_targets", "dropped_annotations")
+"""What the collator counts per batch, logged per epoch as `data/<name>`."""
+
 
 class Florence2Collator:
     """Turns dataset items into model inputs plus the bookkeeping the training loop logs.
@@ -61,7 +64,7 @@ class Florence2Collator:
     def __call__(self, items: list[dict[str, Any] | None]) -> dict[str, Any]:
         kept = [item for item in items if item is not None]
         if not kept:
-            return {"skipped_records": len(items)}
+            return self.empty_batch(len(items))
         images = [item["image"] for item in kept]
         skip_pixels = self.digest_images and self.images_cached is not None and bool(self.images_cached)
         inputs = self.processor(
@@ -96,6 +99,22 @@ class Florence2Collator:
         if skip_pixels:
             batch["decoded_images"] = DecodedImages(images)
         return batch
+
+    def empty_batch(self, skipped: int) -> dict[str, Any]:
+        """A batch whose every record was dropped (`on_bad_record: skip`): no samples, its counts,
+        and a `stand_in` of one blank image with an empty prompt and target, model inputs only.
+        Under DDP or FSDP a process without a sample must still run a forward and backward, or the
+        others wait for its gradients forever: it trains on the stand-in's loss times zero."""
+        labels, lengths, _ = self.encode_targets([""])
+        inputs = self.processor(text=[""], images=[STAND_IN], return_tensors="pt", **STAND_IN_UNTOUCHED)
+        stand_in = {
+            "input_ids": inputs["input_ids"],
+            "attention_mask": inputs["attention_mask"],
+            "pixel_values": image_pixels(self.processor, [STAND_IN]),
+            "labels": labels,
+            "target_lengths": lengths,
+        }
+        return {**dict.fromkeys(DATA_COUNTS, 0), "skipped_records": skipped, "stand_in": stand_in}
 
     def _overlong_inputs(self, items: list[dict[str, Any]], attention_mask: torch.Tensor) -> set[int]:
         """`id()` of the items whose prompt and image tokens exceed the encoder's positions."""

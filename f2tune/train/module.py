@@ -18,7 +18,7 @@ from torch import nn
 from transformers import Florence2Processor
 
 from f2tune.config import Recipe
-from f2tune.data.collate import image_pixels
+from f2tune.data.collate import DATA_COUNTS, image_pixels
 from f2tune.data.decoded import DecodedImages
 from f2tune.eval.evaluator import Evaluator
 from f2tune.log import say
@@ -35,9 +35,7 @@ from f2tune.train.guards import NonFiniteGuard, parameters_with_gradients
 from f2tune.train.loss import target_loss
 from f2tune.train.optim import build_optimizer, build_scheduler, follow_recipe_settings, group_settings
 from f2tune.train.pictures import save_pictures, validation_pictures
-
-DATA_COUNTS = ("skipped_records", "truncated_targets", "dropped_annotations")
-"""What the collator counts per batch, logged per epoch as `data/<name>`."""
+from f2tune.train.skipped import check_evaluated, check_trained, forget_step_metrics
 
 
 class Florence2Module(pl.LightningModule):
@@ -73,9 +71,12 @@ class Florence2Module(pl.LightningModule):
         """The step of the checkpoint `f2tune validate|test` evaluates (predictions are filed under it)."""
         self.generating = False
         self.records: list[dict[str, Any]] = []
+        self.evaluated_samples = 0
+        """Samples of this process in the current validation or test (none: all skipped)."""
         self.data_counts = dict.fromkeys(DATA_COUNTS, 0)
         self.cache_lookups = {"hits": 0, "misses": 0}
         self.epoch_batches = 0
+        self.epoch_samples = 0
         self.model.train()
         # `f2tune validate|test` sees each image once: a cache would only hash them
         self.feature_cache = build_feature_cache(model, recipe, output_dir) if cache_features else None
@@ -93,25 +94,26 @@ class Florence2Module(pl.LightningModule):
             if use_attention(self.model, chosen):
                 say(f"attention: {chosen} (model.attn_implementation: auto, for {device} at {precision})")
 
-    def forward(self, batch: dict[str, Any]) -> torch.Tensor:
+    def forward(self, batch: dict[str, Any], cached: bool = True) -> torch.Tensor:
         """The batch's loss; a frozen vision tower or projector runs in eval mode (`in_eval_mode`;
-        the feature cache computes its missing features so)."""
+        the feature cache computes its missing features so). `cached=False` leaves the feature
+        cache out (for a stand-in image, which is not the data's)."""
         with in_eval_mode(self.frozen_image_modules):
             return target_loss(
                 self.model,
                 batch["labels"],
                 batch["input_ids"],
                 batch["attention_mask"],
-                **self._images(batch),
+                **self._images(batch, cached),
                 target_lengths=batch.get("target_lengths"),
                 split_by_length=self.recipe.trainer.strategy != "fsdp",
             )
 
-    def _images(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+    def _images(self, batch: dict[str, Any], cached: bool = True) -> dict[str, torch.Tensor]:
         """The batch's images as the loss takes them: pixels for image parts that train, projected
         features for frozen ones, from the feature cache or, with it off, made as it makes them."""
         pixels, base = batch["pixel_values"], florence2(self.model)
-        if self.feature_cache is not None:
+        if self.feature_cache is not None and cached:
             pixels_of = partial(self._pixels_of, batch.get("decoded_images"))
             return {"image_features": self.feature_cache.features(base, pixels, batch.get("image_digests"), pixels_of)}
         if self.image_parts_frozen:
@@ -132,10 +134,11 @@ class Florence2Module(pl.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
         size = len(batch.get("ids", []))
         self.epoch_batches += 1
+        self.epoch_samples += size
         for name in DATA_COUNTS:
             self.data_counts[name] += batch[name]
         if not size:
-            return None
+            return self._empty_batch_loss(batch)
         cache = self.feature_cache
         before = (cache.hits, cache.misses) if cache is not None else (0, 0)
         loss = self(batch)
@@ -145,10 +148,23 @@ class Florence2Module(pl.LightningModule):
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=size)
         return loss
 
+    def _empty_batch_loss(self, batch: dict[str, Any]) -> torch.Tensor | None:
+        """A batch whose every record was skipped trains nothing. A process alone skips the step
+        (None: no backward, and the optimizer leaves the weights as they are). With others it must
+        take part in their gradients' exchange all the same, or they wait for it forever: the
+        collator's `stand_in` through the model, times zero, so this process adds zeros to the
+        average (the other processes' gradients count for a share the smaller, this step only).
+        The step still counts (`global_step`, the schedule)."""
+        forget_step_metrics(self.trainer)
+        if self.trainer.world_size == 1:
+            return None
+        return self(batch["stand_in"], cached=False) * 0.0
+
     def on_train_epoch_start(self) -> None:
         self.data_counts = dict.fromkeys(DATA_COUNTS, 0)
         self.cache_lookups = {"hits": 0, "misses": 0}
         self.epoch_batches = 0
+        self.epoch_samples = 0
 
     def on_train_epoch_end(self) -> None:
         """Each count's epoch total over all processes, logged once (per-step logging of three
@@ -156,6 +172,8 @@ class Florence2Module(pl.LightningModule):
         the share of this epoch's training images it served (`train/image_cache_hit_rate`, averaged
         over processes): 0 in the first epoch, 1 in the next ones when every image fits. A whole
         epoch of this process's share, every image kept, lets the loader leave out the pixels."""
+        skipped = self.data_counts["skipped_records"]
+        check_trained(self.trainer, self.device, self.epoch_samples, self.epoch_batches, skipped)
         for name, count in self.data_counts.items():
             self.log(f"data/{name}", float(count), reduce_fx="sum", on_epoch=True, sync_dist=True)
         if self.feature_cache is not None:  # on every process alike: the log synchronizes them
@@ -187,9 +205,11 @@ class Florence2Module(pl.LightningModule):
         every = self.recipe.eval.every_n_validations
         self.generating = self.evaluator is not None and (always or self.evaluations % every == 0)
         self.records = []
+        self.evaluated_samples = 0
 
     def _evaluation_step(self, batch: dict[str, Any], stage: str) -> None:
         size = len(batch.get("ids", []))
+        self.evaluated_samples += size
         if not size:
             return
         self.log(f"{stage}/loss", self(batch), prog_bar=True, sync_dist=True, batch_size=size)
@@ -197,6 +217,7 @@ class Florence2Module(pl.LightningModule):
             self.records += self.evaluator.update(self.model, batch)
 
     def _finish_evaluation(self, stage: str) -> None:
+        check_evaluated(self.trainer, self.device, self.evaluated_samples, stage)
         self.evaluations += 1
         if stage == "val" and self.trainer.state.fn == TrainerFn.FITTING:
             self.validated_in_full_at = self.trainer.global_step if self.generating or not self.evaluator else None

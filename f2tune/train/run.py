@@ -83,6 +83,8 @@ def fit(recipe: Recipe, resume: bool = False, extra_callbacks: list[pl.Callback]
             if trainer.received_sigterm:  # met at its last batch: Lightning ends the validation as usual
                 raise SIGTERMException
         with oom_advice(), warnings.catch_warnings():
+            # a batch whose every record was skipped skips its step on purpose (counted in data/skipped_records)
+            warnings.filterwarnings("ignore", message=r"`training_step` returned `None`")
             if resume:  # the folder holds this run's own checkpoints: Lightning's warning about them is no news
                 warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
             trainer.fit(module, datamodule=datamodule, ckpt_path=str(last_checkpoint(run_dir)) if resume else None)

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from f2tune.data.collate import IGNORE_INDEX, Florence2Collator, image_digest
+from f2tune.data.collate import DATA_COUNTS, IGNORE_INDEX, Florence2Collator, image_digest
 from f2tune.data.shared_flag import SharedFlag
 from f2tune.errors import DataError
 from f2tune.eval.generate import MODEL_INPUTS
@@ -60,7 +60,21 @@ def test_long_targets_are_truncated_keeping_the_end_token_and_counted(processor)
 def test_items_dropped_by_the_dataset_are_counted(processor):
     batch = Florence2Collator(processor, 16)(items(["a red circle"]) + [None])
     assert batch["skipped_records"] == 1 and batch["ids"] == ["shapes-7-0"]
-    assert Florence2Collator(processor, 16)([None, None]) == {"skipped_records": 2}
+
+
+def test_a_batch_of_dropped_items_has_its_counts_and_a_stand_in_to_train_on(processor):
+    """A DDP process with such a batch runs the stand-in through the model, times zero, so that the
+    other processes do not wait for its gradients."""
+    batch = Florence2Collator(processor, 16)([None, None])
+    assert {name: batch[name] for name in DATA_COUNTS} == {
+        "skipped_records": 2,
+        "truncated_targets": 0,
+        "dropped_annotations": 0,
+    }
+    assert "ids" not in batch
+    stand_in = batch["stand_in"]
+    assert stand_in["labels"].shape[0] == stand_in["input_ids"].shape[0] == stand_in["pixel_values"].shape[0] == 1
+    assert stand_in["target_lengths"] == [2]  # <s></s>
 
 
 def test_target_lengths_are_the_label_counts_known_without_the_device(processor):
@@ -119,6 +133,5 @@ def test_an_input_beyond_the_encoders_positions_is_named_or_dropped(processor):
     batch = Florence2Collator(processor, 64, max_input_tokens=limit, on_bad_record="skip")(batch_items)
     assert batch["ids"] == [batch_items[0]["id"]] and batch["skipped_records"] == 1
     assert batch["input_ids"].shape[1] <= limit
-    assert Florence2Collator(processor, 64, max_input_tokens=limit, on_bad_record="skip")(batch_items[1:]) == {
-        "skipped_records": 1
-    }
+    alone = Florence2Collator(processor, 64, max_input_tokens=limit, on_bad_record="skip")(batch_items[1:])
+    assert "ids" not in alone and alone["skipped_records"] == 1

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from helpers import tiny_recipe
+from PIL import Image
 from test_fit import ADAPTER_EXPORT_FILES
 
 SCRIPT = """
@@ -143,3 +144,39 @@ def test_a_stop_under_ddp_saves_the_step_on_rank_0_and_the_run_resumes(tmp_path,
     resumed = subprocess.run(command + ["--resume"], env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert torch.load(last, weights_only=False)["global_step"] == 6
+
+
+@pytest.mark.slow
+def test_a_process_whose_batch_was_all_skipped_still_takes_part_in_the_step(tmp_path):
+    """One record per batch, one image broken: at its step one process has no sample while the
+    other has one. Were it to skip its backward, the other would wait for its gradients forever."""
+    records = [{"image": "images/good.png", "prompt": "<CAPTION>", "target": "a square"}] * 4
+    records[1] = {**records[1], "image": "images/broken.png"}
+    (tmp_path / "images").mkdir()
+    Image.new("RGB", (32, 32)).save(tmp_path / "images" / "good.png")
+    (tmp_path / "images" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n cut short")
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(record) + "\n" for record in records))
+    recipe = tiny_recipe(
+        tmp_path,
+        trainer={"devices": 2, "strategy": "ddp", "max_steps": 4, "loggers": ["csv"]},
+        eval={"before_fit": False, "metric": "none"},
+        export={"enabled": False},
+    )
+    recipe["data"] |= {
+        "train": [{"format": "jsonl", "path": str(tmp_path / "train.jsonl")}],
+        "val": [],
+        "batch_size": 1,
+        "on_bad_record": "skip",
+    }
+    (tmp_path / "recipe.yaml").write_text(json.dumps(recipe))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    done = subprocess.run(
+        [sys.executable, "-m", "f2tune.cli", "fit", str(tmp_path / "recipe.yaml")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = list(csv.DictReader((tmp_path / "runs" / "t" / "logs" / "csv" / "version_0" / "metrics.csv").open()))
+    assert [float(row["data/skipped_records"]) for row in rows if row["data/skipped_records"]] == [1.0, 1.0]
