@@ -166,6 +166,7 @@ def build_prompt(task: str | TaskSpec, annotation: Annotation, image_size: Image
     query = targets.text_field(annotation, "query", spec.name)
     if spec is CUSTOM and task_of(query) is not CUSTOM:
         raise DataError(f"free-text prompt {query!r} starts with a task token; give that task instead")
+    task_of(spec.token + query)  # a task token inside the query (`a cat <OD>`) is refused
     return spec.token + query
 
 

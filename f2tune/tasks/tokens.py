@@ -34,31 +34,44 @@ TASKS_WITH_INPUT: tuple[str, ...] = (
 """Tokens followed by text or `<loc_N>` region input."""
 
 _TASK_LIKE = re.compile(r"^<([A-Z][A-Z_]*)>")
+_TASK_LIKE_ANYWHERE = re.compile(r"<[A-Z][A-Z_]*>")
 _ANY_CASE = re.compile(r"^<([A-Za-z][A-Za-z_]*)>")
 
 
 def check_prompt(prompt: str) -> str | None:
     """Return why `prompt` is unusable, or None if it is fine.
 
-    A prompt is free text unless it starts with an upper-case `<TOKEN>`; then the token must be one
-    of Florence-2's, and a no-input token must stand alone (the processor refuses extra text). One of
-    Florence-2's tokens in another case (`<od>`) is refused too: it would train as free text.
+    A prompt is free text unless it holds an upper-case `<TOKEN>`. One at its start must be one of
+    Florence-2's. The processor rewrites a known token wherever it stands: a no-input one must be
+    the whole prompt, to the character (else the processor raises, mid-epoch), and a token with
+    input must open it and be its only one (elsewhere, free text would silently become that task's
+    sentence, and a second token turn up inside the first one's input). One of Florence-2's tokens
+    in another case (`<od>`) is refused too: it would train as free text.
     """
+    known = [token for token in _TASK_LIKE_ANYWHERE.findall(prompt) if token in TASKS_WITHOUT_INPUT + TASKS_WITH_INPUT]
     match = _TASK_LIKE.match(prompt.strip())
     if match is None:
-        return _miscased_token(prompt)
+        return _misplaced_token(prompt, known) or _miscased_token(prompt)
     token = match.group(0)
-    if token in TASKS_WITHOUT_INPUT:
-        if prompt.strip() != token:
-            return f"task token {token} takes no input, but the prompt has more text: {prompt!r}"
+    if token not in TASKS_WITHOUT_INPUT + TASKS_WITH_INPUT:
+        tokens = TASKS_WITHOUT_INPUT + TASKS_WITH_INPUT
+        return (
+            f"unknown task token {token}{close_tokens(token)}; known task tokens: {', '.join(tokens)} "
+            "(or write a free-text prompt)"
+        )
+    if token in TASKS_WITHOUT_INPUT and prompt != token:
+        more = "more text" if prompt.strip() != token else "spaces around it"
+        return f"task token {token} takes no input and must be the whole prompt, but the prompt has {more}: {prompt!r}"
+    if len(known) > 1:
+        return f"a prompt takes one task token, but {prompt!r} holds {', '.join(known)}"
+    return None
+
+
+def _misplaced_token(prompt: str, known: list[str]) -> str | None:
+    """A known task token inside free text, which the processor would rewrite all the same."""
+    if not known:
         return None
-    if token in TASKS_WITH_INPUT:
-        return None
-    tokens = TASKS_WITHOUT_INPUT + TASKS_WITH_INPUT
-    return (
-        f"unknown task token {token}{close_tokens(token)}; known task tokens: {', '.join(tokens)} "
-        "(or write a free-text prompt)"
-    )
+    return f"task token {known[0]} must open the prompt (and a no-input one be all of it): {prompt!r}"
 
 
 def _miscased_token(prompt: str) -> str | None:

@@ -163,6 +163,10 @@ def test_bad_prompt_inputs_are_data_errors():
         build_prompt("<REGION_TO_OCR>", {"region": [5, 5, 0, 0]}, SIZE)
     with pytest.raises(DataError, match="starts with a task token"):
         build_prompt("", {"query": "<OD>"}, SIZE)
+    with pytest.raises(DataError, match="a prompt takes one task token"):
+        build_prompt("<OPEN_VOCABULARY_DETECTION>", {"query": "a cat <OD>"}, SIZE)
+    with pytest.raises(DataError, match="task token <OD> must open the prompt"):
+        build_prompt("", {"query": "what is <OD> here"}, SIZE)
 
 
 def test_targets_in_florence2s_own_format():

@@ -51,3 +51,34 @@ def test_a_task_token_in_another_case_is_refused_not_trained_as_free_text(prompt
     assert check_prompt(prompt) == (
         f"{token} is no task token (they are upper case) and would be read as free text: write {token.upper()}"
     )
+
+
+@pytest.mark.parametrize(
+    ("prompt", "reason"),
+    [
+        (" <CAPTION>", "task token <CAPTION> takes no input and must be the whole prompt, but the prompt has spaces"),
+        ("<OD>\n", "task token <OD> takes no input and must be the whole prompt, but the prompt has spaces"),
+        ("What is <OD> here?", "task token <OD> must open the prompt"),
+        ("say <REGION_TO_CATEGORY> now", "task token <REGION_TO_CATEGORY> must open the prompt"),
+        ("<OPEN_VOCABULARY_DETECTION>a cat <OD>", "a prompt takes one task token, but"),
+        ("<CAPTION_TO_PHRASE_GROUNDING>x <REGION_TO_OCR>", "a prompt takes one task token, but"),
+    ],
+)
+def test_a_task_token_the_processor_would_refuse_or_rewrite_is_refused(processor, prompt, reason):
+    """The processor rewrites a known token wherever it stands: one that is not a no-input prompt's
+    whole or the start of one with input raises there (mid-epoch) or turns free text into a task."""
+    assert check_prompt(prompt).startswith(reason)
+    try:
+        rewritten = processor._construct_prompts([prompt])[0]
+    except ValueError as err:
+        assert "should be the only content in the prompt" in str(err)
+    else:
+        assert rewritten != prompt  # rewritten as a task it was not read as
+
+
+@pytest.mark.parametrize(
+    "prompt", ["<OD>", " <CAPTION_TO_PHRASE_GROUNDING>a dog", "<REGION_TO_OCR><loc_1><loc_2><loc_3><loc_4>", "a <FOO>"]
+)
+def test_an_accepted_prompt_is_one_the_processor_takes(processor, prompt):
+    assert check_prompt(prompt) is None
+    processor._construct_prompts([prompt])
