@@ -21,8 +21,8 @@ def load_image(image: Path | RenderedImage, origin: str) -> Image.Image:
             return as_rgb(ImageOps.exif_transpose(opened))
     except FileNotFoundError:
         raise DataError(f"{origin}: image not found: {image}") from None
-    except (UnidentifiedImageError, OSError, ValueError) as err:
-        raise DataError(f"{origin}: cannot read image {image}: {err}") from None
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as err:
+        raise DataError(f"{origin}: cannot read image {image}: {reason(err)}") from None
 
 
 WIDE_INTEGER_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I"})
@@ -56,6 +56,14 @@ def upright_size(image: Path) -> tuple[int, int]:
             turned = opened.getexif().get(ExifTags.Base.Orientation) in TURNED_ORIENTATIONS
     except FileNotFoundError:
         raise DataError(f"image not found: {image}") from None
-    except (UnidentifiedImageError, OSError, ValueError) as err:
-        raise DataError(f"cannot read image {image}: {err}") from None
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as err:
+        raise DataError(f"cannot read image {image}: {reason(err)}") from None
     return (height, width) if turned else (width, height)
+
+
+def reason(err: Exception) -> str:
+    """PIL's reason an image cannot be opened; for one past its pixel limit (`MAX_IMAGE_PIXELS`,
+    about 179 million, a guard against files that decompress to gigabytes), what to do."""
+    if isinstance(err, Image.DecompressionBombError):
+        return f"{err} (PIL's guard against decompression bombs): shrink the image"
+    return str(err)

@@ -118,6 +118,11 @@ BAD = [
     (lambda d: _set(d["images"][0], "width", -64), "image 1: width and height must be positive"),
     (lambda d: d["images"][1].pop("file_name"), "image 2: missing 'file_name'"),
     (lambda d: d["categories"][0].pop("name"), "category 1: missing 'name'"),
+    (lambda d: _set(d["annotations"][0], "iscrowd", "0"), "annotation 10: 'iscrowd' must be 0 or 1, got '0'"),
+    (
+        lambda d: _set(d["annotations"][0], "bbox", [10**400, 6, 10, 20]),
+        "annotation 10: 'bbox' must be 4 numbers x, y, width, height",
+    ),
 ]
 
 
@@ -147,6 +152,13 @@ def test_missing_image_file_names_its_path(tmp_path):
     with pytest.raises(DataError) as caught:
         read(path)
     assert f"image 2: image not found: {tmp_path / 'images' / 'b.png'}" in str(caught.value)
+
+
+def test_a_folder_named_as_an_image_is_called_a_folder(tmp_path):
+    path = write_coco(tmp_path, COCO, images=("a.png",))
+    (tmp_path / "images" / "b.png").mkdir()
+    with pytest.raises(DataError, match="image 2: the image is a folder, not a file: .*b.png"):
+        read(path)
 
 
 def test_error_lists_the_first_offending_ids_at_once(tmp_path):

@@ -27,6 +27,17 @@ def test_upright_size_names_missing_and_unreadable_files(tmp_path) -> None:
         upright_size(tmp_path / "text.png")
 
 
+def test_an_image_past_pils_pixel_limit_is_named_with_what_to_do(tmp_path, monkeypatch) -> None:
+    """PIL raises its own error (no OSError) for an image of more than twice `MAX_IMAGE_PIXELS`."""
+    Image.new("RGB", (64, 64)).save(tmp_path / "huge.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 64 * 64 // 3)
+    expected = r"cannot read image .*huge.png: .* decompression bomb.*: shrink the image"
+    with pytest.raises(DataError, match=rf"train.jsonl:3: {expected}"):
+        load_image(tmp_path / "huge.png", "train.jsonl:3")
+    with pytest.raises(DataError, match=expected):
+        upright_size(tmp_path / "huge.png")
+
+
 @pytest.mark.parametrize(
     ("mode", "values", "expected"),
     [

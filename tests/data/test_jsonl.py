@@ -45,6 +45,8 @@ def test_default_prompt_from_the_source(write_jsonl):
             "unknown task token <CAPTON> (did you mean <CAPTION>?); known task tokens: <CAPTION>",
         ),
         ('{"image": "images/shapes-5-0.png", "prompt": "<OD> cats", "target": "x"}', "takes no input"),
+        ('{"image": "images/shapes-5-0.png", "prompt": "<OD> ", "target": "x"}', "but the prompt has spaces around it"),
+        ('{"image": "images", "prompt": "<CAPTION>", "target": "x"}', "the image is a folder, not a file: "),
         (
             '{"image": "images/shapes-5-0.png", "prompt": "<OD>", "target": "cat<loc_1><loc_2><loc_3><loc_1000>"}',
             "the target has <loc_1000>, which is no location token",

@@ -137,6 +137,8 @@ def instance_box(ann: Any, images: dict[int, CocoImage], categories: dict[int, s
         raise DataError(f"{where}: image_id {ann['image_id']!r} is not listed in 'images'")
     if categories is not None and ann["category_id"] not in categories:
         raise DataError(f"{where}: category_id {ann['category_id']!r} is not in 'categories'")
+    if ann.get("iscrowd", 0) not in (0, 1):  # a string "0" would read as a crowd, and be left out
+        raise DataError(f"{where}: 'iscrowd' must be 0 or 1, got {ann['iscrowd']!r}")
     bbox = ann["bbox"]
     if not (isinstance(bbox, list) and len(bbox) == 4 and all(is_number(v) for v in bbox)):
         raise DataError(f"{where}: 'bbox' must be 4 numbers x, y, width, height, got {bbox!r}")
@@ -151,6 +153,8 @@ def instance_box(ann: Any, images: dict[int, CocoImage], categories: dict[int, s
 
 def existing_image(path: Path, where: str) -> Path:
     """The image path, or DataError naming it: found now rather than mid-epoch."""
+    if path.is_dir():
+        raise DataError(f"{where}: the image is a folder, not a file: {path}")
     if not path.is_file():
         raise DataError(f"{where}: image not found: {path}")
     return path
@@ -217,4 +221,11 @@ def require_int(record: dict[str, Any], key: str, where: str) -> int:
 
 
 def is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite int or float: no bool, and no integer beyond a float's range (`10**400`), which
+    `math.isfinite` cannot even convert."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False

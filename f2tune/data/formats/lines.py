@@ -53,6 +53,8 @@ def image_path(record: dict[str, Any], origin: str, root: Path) -> Path:
     """The record's `image`, relative to the JSONL file; DataError naming the path when it is missing."""
     image = text_field(record, "image", origin)
     path = Path(image) if Path(image).is_absolute() else root / image
+    if path.is_dir():
+        raise DataError(f"{origin}: the image is a folder, not a file: {path}")
     if not path.is_file():
         raise DataError(f"{origin}: image not found: {path}")
     return path
