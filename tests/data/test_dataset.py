@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,21 @@ def test_a_zero_size_image_is_reported(tmp_path):
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + b"\x00" * 8 + b"\x08\x02\x00\x00\x00" + b"\x00" * 4)
     with pytest.raises(DataError, match="cannot read image"):
         SampleDataset([sample_for(path)])[0]
+
+
+@pytest.mark.parametrize(
+    ("reference", "task", "outside"),
+    [
+        ({"boxes": [[10.0, 20.0, 260.0, 70.0]], "labels": ["cat"]}, "<OD>", "boxes[0] lies outside the 200x100 image"),
+        ({"region": [0.0, 0.0, 50.0, 150.0], "text": "cat"}, "<REGION_TO_CATEGORY>", "region lies outside the 200x100"),
+        ({"query": "a", "polygons": [[1.0, 1.0, 9.0, 1.0, 5.0, 180.0]]}, "<REFERRING_EXPRESSION_SEGMENTATION>", ""),
+    ],
+)
+def test_coordinates_past_the_opened_image_are_named_not_clamped_to_its_edge(tmp_path, reference, task, outside):
+    """A structured record without width/height, or an annotation file whose sizes are not those of
+    the files (images resized on disk): checked against the image as opened."""
+    bad = structured_sample(tmp_path, reference, task)
+    expected = f"coco.json:image 3: {re.escape(outside)}.* are they for another size or orientation of it"
+    with pytest.raises(DataError, match=expected):
+        SampleDataset([bad])[0]
+    assert SampleDataset([bad], on_bad_record="skip")[0] is None

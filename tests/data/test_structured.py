@@ -97,6 +97,10 @@ def test_every_kind_of_answer(tmp_path):
         ({"image": "img.png", "task": "<OD>"}, "no answer: give one of"),
         ({**OD, "width": 32}, "'width' and 'height' must both be positive"),
         ({**OD, "width": 15, "height": 24}, "boxes[1] lies outside the 15x24 image"),
+        (
+            {"image": "img.png", "task": "<REGION_TO_CATEGORY>", "region": [-5, 2, 10, 12], "text": "cat"},
+            "region lies outside the image (negative coordinates): [-5.0, 2.0, 10.0, 12.0]",
+        ),
         ({**OD, "image": "missing.png"}, "image not found: "),
         # what the task needs, found when read rather than when its batch is made
         ({"image": "img.png", "task": "<OD>", "boxes": [[1, 2, 9, 9]]}, "<OD> needs the annotation field 'labels'"),

@@ -90,6 +90,17 @@ def test_prompts_too_long_for_the_encoder_and_an_impossible_target_limit_are_pro
     assert kind_of(limit) == "recipe setting"
 
 
+def test_coordinates_past_an_image_of_unknown_size_are_found_when_it_is_opened(tmp_path, write_jsonl, capsys):
+    """Structured records need not give width/height; their boxes are checked against the file."""
+    image = shape_records(1)[0]["image"]
+    records = [{"image": image, "task": "<OD>", "boxes": [[5, 5, 500, 40]], "labels": ["circle"]}]
+    path = write_jsonl(records, name="objects.jsonl")
+    recipe = write_recipe(tmp_path, {"train": [{"format": "structured_jsonl", "path": str(path)}], "val": []})
+    assert main(["check-data", recipe]) == 1
+    out = capsys.readouterr().out
+    assert f"[coordinates out of range] {path}:1: boxes[0] lies outside the " in out
+
+
 def test_clean_data_exits_zero(tmp_path, capsys):
     assert main(["check-data", write_recipe(tmp_path, {})]) == 0
     assert "0 problem(s)" in capsys.readouterr().out

@@ -5,7 +5,8 @@ One object per line, e.g. `{"image": "a.jpg", "task": "<OD>", "boxes": [[x1, y1,
 target is built from it after augmentation, so boxes follow flips and crops). Keys are the
 `Annotation` fields: `boxes` (x1, y1, x2, y2), `labels`, `polygons` (a list of flat x, y lists),
 `quads` (8 numbers each), `text`, `answers`, and the inputs `query` / `region`; optional `width` /
-`height` (pixels) let coordinates be checked against the image without opening it. Unknown keys
+`height` (pixels) let coordinates be checked against the image without opening it (else they are
+checked when it is opened, `SampleDataset` and `f2tune check-data`). Unknown keys
 are errors, so that a typo (`bbox`) does not silently drop an answer.
 
 Each record is checked for its fields' shapes and for what its task needs (its prompt and target
@@ -15,6 +16,7 @@ also serves the OCR reader.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -70,9 +72,8 @@ def _parse(record: dict[str, Any], origin: str, root: Path) -> Sample:
     reference = annotation_of(record, origin)
     if not any(key in reference for key in ANSWER_KEYS):
         raise DataError(f"{origin}: no answer: give one of {', '.join(ANSWER_KEYS)}")
-    size = image_size_of(record, origin)
-    if size is not None:
-        check_inside(reference, size, origin)
+    # without the size, the far edges are checked when the image is opened (`SampleDataset`, check-data)
+    check_inside(reference, image_size_of(record, origin) or (math.inf, math.inf), origin)
     check_task_fields(task, reference, origin)
     record_id = record.get("id", Path(origin).name)
     return Sample(id=str(record_id), image=image, prompt="", target="", origin=origin, task=task, reference=reference)
@@ -152,13 +153,21 @@ def image_size_of(record: dict[str, Any], origin: str) -> tuple[float, float] | 
     return float(width), float(height)
 
 
-def check_inside(reference: Annotation, size: tuple[float, float], origin: str) -> None:
-    """Refuse coordinates outside the image (beyond rounding): a sign of the wrong box format or size."""
+OPENED_IMAGE_HINT = " (the image as opened and turned upright: are they for another size or orientation of it?)"
+"""Said of coordinates past the image file itself, where the annotation's own size, if any, held them."""
+
+
+def check_inside(reference: Annotation, size: tuple[float, float], origin: str, hint: str = "") -> None:
+    """Refuse coordinates outside the image (beyond rounding): a sign of the wrong box format or
+    size. Florence-2's location tokens would clamp them into boxes on the image's edge, silently.
+    `size` may be infinite, to refuse negative coordinates where the size is not known yet."""
     width, height = size
     shapes = [("region", reference["region"])] if "region" in reference else []
     for key in ("boxes", "quads", "polygons"):
         shapes += [(f"{key}[{i}]", s) for i, s in enumerate(reference.get(key, []))]
     for what, coords in shapes:
         xs, ys = coords[0::2], coords[1::2]
-        if min(xs + ys) < -BOX_TOLERANCE or max(xs) > width + BOX_TOLERANCE or max(ys) > height + BOX_TOLERANCE:
-            raise DataError(f"{origin}: {what} lies outside the {width:g}x{height:g} image: {coords}")
+        if min(xs + ys) < -BOX_TOLERANCE:
+            raise DataError(f"{origin}: {what} lies outside the image (negative coordinates): {coords}{hint}")
+        if max(xs) > width + BOX_TOLERANCE or max(ys) > height + BOX_TOLERANCE:
+            raise DataError(f"{origin}: {what} lies outside the {width:g}x{height:g} image: {coords}{hint}")
