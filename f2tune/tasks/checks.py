@@ -31,6 +31,8 @@ _LOCS_PER_SHAPE = {
     "<OCR_WITH_REGION>": (8, "quad (four x, y corners)"),
 }
 _POLYGON_TASKS = ("<REFERRING_EXPRESSION_SEGMENTATION>", "<REGION_TO_SEGMENTATION>")
+SPECIAL_TOKENS = ("</s>", "<s>", "<pad>", "<unk>", "<mask>", "<image>")
+"""Florence-2's tokenizer's control tokens (BART's, and the image's place in the input)."""
 _SHOWN = 80
 """Characters of a target quoted in a message."""
 
@@ -38,10 +40,24 @@ _SHOWN = 80
 def check_text_sample(spec: TaskSpec, prompt: str, target: str) -> str | None:
     """Why this prompt/target pair would train something other than what was meant, or None."""
     return (
-        _bad_location(prompt, "the prompt")
+        _special_token(prompt, "the prompt")
+        or _special_token(target, "the target")
+        or _bad_location(prompt, "the prompt")
         or _bad_location(target, "the target")
         or _missing_input(spec, prompt)
         or _bad_shapes(spec, target)
+    )
+
+
+def _special_token(text: str, what: str) -> str | None:
+    """The tokenizer reads these as its control tokens, wherever they stand: a `</s>` inside a
+    target would teach the model to stop there, a `<pad>` or `<image>` would be no text at all."""
+    found = next((token for token in SPECIAL_TOKENS if token in text), None)
+    if found is None:
+        return None
+    return (
+        f"{what} has {found}, one of the tokenizer's special tokens, which it would read as that token, "
+        f"not as text: remove it ({text[:_SHOWN]!r})"
     )
 
 

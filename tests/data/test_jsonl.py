@@ -48,6 +48,14 @@ def test_default_prompt_from_the_source(write_jsonl):
         ('{"image": "images/shapes-5-0.png", "prompt": "<OD> ", "target": "x"}', "but the prompt has spaces around it"),
         ('{"image": "images", "prompt": "<CAPTION>", "target": "x"}', "the image is a folder, not a file: "),
         (
+            '{"image": "images/shapes-5-0.png", "prompt": "<CAPTION>", "target": "a cat</s> on a mat"}',
+            "the target has </s>, one of the tokenizer's special tokens",
+        ),
+        (
+            '{"image": "images/shapes-5-0.png", "prompt": "<image> what?", "target": "x"}',
+            "the prompt has <image>, one of the tokenizer's special tokens",
+        ),
+        (
             '{"image": "images/shapes-5-0.png", "prompt": "<OD>", "target": "cat<loc_1><loc_2><loc_3><loc_1000>"}',
             "the target has <loc_1000>, which is no location token",
         ),

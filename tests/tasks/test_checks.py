@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from strategies import annotation
 
 from f2tune.tasks import TASKS, build_prompt, format_target, task_of
-from f2tune.tasks.checks import check_text_sample
+from f2tune.tasks.checks import SPECIAL_TOKENS, check_text_sample
 
 BOX = "<loc_10><loc_20><loc_30><loc_40>"
 TRIANGLE = "<loc_1><loc_2><loc_30><loc_2><loc_15><loc_40>"
@@ -60,3 +60,10 @@ def test_mistakes_that_would_train_silently_are_named(prompt, target, problem):
 )
 def test_answers_in_florence2s_own_forms_pass(prompt, target):
     assert check_text_sample(task_of(prompt), prompt, target) is None
+
+
+def test_the_special_tokens_refused_in_text_are_the_tokenizers(processor):
+    """A `</s>` in a target is encoded as the end of the answer, not as text."""
+    specials = {token for token in processor.tokenizer.all_special_tokens if not token.startswith("<loc_")}
+    assert set(SPECIAL_TOKENS) == specials
+    assert "</s>, one of the tokenizer's special tokens" in check_text_sample(TASKS["<CAPTION>"], "<CAPTION>", "a</s>b")
