@@ -119,6 +119,7 @@ BAD = [
     (lambda d: d["images"][1].pop("file_name"), "image 2: missing 'file_name'"),
     (lambda d: d["categories"][0].pop("name"), "category 1: missing 'name'"),
     (lambda d: _set(d["annotations"][0], "iscrowd", "0"), "annotation 10: 'iscrowd' must be 0 or 1, got '0'"),
+    (lambda d: d["categories"].append({"id": 1, "name": "hat"}), "category 1: category id listed twice"),
     (
         lambda d: _set(d["annotations"][0], "bbox", [10**400, 6, 10, 20]),
         "annotation 10: 'bbox' must be 4 numbers x, y, width, height",
@@ -152,6 +153,16 @@ def test_missing_image_file_names_its_path(tmp_path):
     with pytest.raises(DataError) as caught:
         read(path)
     assert f"image 2: image not found: {tmp_path / 'images' / 'b.png'}" in str(caught.value)
+
+
+def test_a_file_of_crowds_only_says_why_it_is_empty(tmp_path):
+    data = json.loads(json.dumps(COCO))
+    for ann in data["annotations"]:
+        ann["iscrowd"] = 1
+    with pytest.raises(
+        DataError, match=r"the dataset is empty: none of its 3 image\(s\) has an object that is not a crowd"
+    ):
+        read(write_coco(tmp_path, data))
 
 
 def test_a_folder_named_as_an_image_is_called_a_folder(tmp_path):

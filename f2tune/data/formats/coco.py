@@ -108,6 +108,8 @@ def index_categories(data: dict[str, Any], path: Path, messages: list[str]) -> d
     for position, entry in enumerate(data["categories"]):
         if not isinstance(entry, dict) or not is_int(entry.get("id")):
             messages.append(f"{path}:categories[{position}]: missing or non-integer 'id'")
+        elif entry["id"] in categories:
+            messages.append(f"{path}:category {entry['id']}: category id listed twice")
         elif not isinstance(entry.get("name"), str) or not entry["name"].strip():
             messages.append(f"{path}:category {entry['id']}: missing 'name'")
         else:
@@ -169,6 +171,7 @@ def read_coco_detection(source: CocoDetectionSource, problems: RecordProblems) -
     categories = index_categories(data, path, messages)
     per_image: dict[int, list[tuple[int, Box, str]]] = {image_id: [] for image_id in images}
     broken: set[int] = set()
+    crowds = 0
     for position, ann in enumerate(data["annotations"]):
         where = annotation_where(path, position, ann)
         try:
@@ -178,7 +181,9 @@ def read_coco_detection(source: CocoDetectionSource, problems: RecordProblems) -
             if isinstance(ann, dict) and is_int(ann.get("image_id")) and ann["image_id"] in images:
                 broken.add(ann["image_id"])
             continue
-        if not ann.get("iscrowd"):
+        if ann.get("iscrowd"):
+            crowds += 1
+        else:
             per_image[ann["image_id"]].append((ann["id"], box, categories[ann["category_id"]]))
     samples: list[Sample] = []
     for image_id, objects in per_image.items():
@@ -201,6 +206,11 @@ def read_coco_detection(source: CocoDetectionSource, problems: RecordProblems) -
             reference = {"boxes": [b for _, b, _ in objects], "labels": [n for _, _, n in objects]}
             samples.append(_sample(str(image_id), image_path, where, source.task, reference))
     report_all(problems, messages, path)
+    if images and not samples and not messages:
+        raise DataError(
+            f"{path}: the dataset is empty: none of its {len(images)} image(s) has an object that is not "
+            f"a crowd ({len(data['annotations'])} annotation(s), {crowds} of them crowds, which are left out)"
+        )
     return samples
 
 
