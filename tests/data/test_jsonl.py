@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 from helpers import shape_records
 
@@ -40,6 +43,11 @@ def test_default_prompt_from_the_source(write_jsonl):
         ('{"prompt": "<CAPTION>", "target": "x"}', "missing field 'image'"),
         ('{"image": "images/shapes-5-0.png", "prompt": "<CAPTION>"}', "missing field 'target' or 'suffix'"),
         ('{"image": "images/shapes-5-0.png", "target": "x"}', "missing field 'prompt' or 'prefix'"),
+        (
+            '{"image": "images/shapes-5-0.png", "task": "<OD>", "boxes": [[1, 2, 3, 4]], "labels": ["a"]}',
+            "missing field 'prompt' or 'prefix' (its boxes, labels, task are structured_jsonl's fields: set `format: "
+            "structured_jsonl`)",
+        ),
         (
             '{"image": "images/shapes-5-0.png", "prompt": "<CAPTON>", "target": "x"}',
             "unknown task token <CAPTON> (did you mean <CAPTION>?); known task tokens: <CAPTION>",
@@ -104,3 +112,14 @@ def test_a_line_that_is_not_utf8_is_that_lines_problem(write_jsonl):
     assert problems.found == [
         f"{path}:2: not UTF-8 text (byte 0xe9 at column 34); JSONL files are UTF-8: re-save it as UTF-8"
     ]
+
+
+def test_a_json_array_over_many_lines_is_named_once_for_the_file(write_jsonl):
+    """Not one 'not valid JSON' per line: the file is of another format, which skip cannot mend."""
+    records = shape_records(2)
+    path = write_jsonl(["[", json.dumps(records[0]) + ",", json.dumps(records[1]), "]"])
+    with pytest.raises(DataError, match=rf"^{re.escape(str(path))}: one JSON array over many lines, not JSON Lines"):
+        read_jsonl(path, RecordProblems("skip"))
+    path.write_text(json.dumps(records))  # an array on one line: one record of the wrong type
+    with pytest.raises(DataError, match=":1: expected a JSON object, got list"):
+        read_jsonl(path, RecordProblems())

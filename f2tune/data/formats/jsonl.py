@@ -19,6 +19,9 @@ from f2tune.tasks.checks import check_text_sample
 
 FIELD_ALIASES: dict[str, tuple[str, ...]] = {"prompt": ("prompt", "prefix"), "target": ("target", "suffix")}
 
+STRUCTURED_FIELDS = frozenset({"task", "boxes", "polygons", "quads", "region", "labels"})
+"""Fields of `structured_jsonl` records, which a record of this format lacking its own is likely one of."""
+
 
 def read_jsonl(path: Path, problems: RecordProblems, default_prompt: str | None = None) -> list[Sample]:
     """All usable records of `path`; bad ones go to `problems` (which raises or counts them)."""
@@ -47,5 +50,9 @@ def _aliased(record: dict[str, Any], name: str, origin: str, default: str | None
     if default is not None:
         return default
     names = " or ".join(repr(k) for k in FIELD_ALIASES[name])
-    hint = " (or set `prompt:` on the data source)" if name == "prompt" else ""
+    structured = sorted(STRUCTURED_FIELDS & set(record))
+    if structured:
+        hint = f" (its {', '.join(structured)} are structured_jsonl's fields: set `format: structured_jsonl`)"
+    else:
+        hint = " (or set `prompt:` on the data source)" if name == "prompt" else ""
     raise DataError(f"{origin}: missing field {names}{hint}")

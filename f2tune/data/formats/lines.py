@@ -13,11 +13,19 @@ from f2tune.errors import DataError
 
 LineParser = Callable[[dict[str, Any], str, Path], Sample]
 
+ARRAY_NOT_LINES = (
+    "one JSON array over many lines, not JSON Lines (one object per line): "
+    "rewrite it so, e.g. `jq -c '.[]' FILE.json > FILE.jsonl`"
+)
+"""A whole file refused at its first line: each of its lines would otherwise be its own problem."""
+
 
 def read_jsonl_objects(path: Path, problems: RecordProblems, parse: LineParser) -> list[Sample]:
     """Apply `parse(record, "file:line", folder)` to every JSON object line; bad lines go to `problems`."""
     if not path.is_file():
         raise DataError(f"JSONL file not found: {path}")
+    if _opens_an_array(path):
+        raise DataError(f"{path}: {ARRAY_NOT_LINES}")
     samples = []
     with path.open("rb") as lines:  # bytes: a line that is not UTF-8 is that line's problem, not the file's
         for number, raw in enumerate(lines, start=1):
@@ -36,6 +44,19 @@ def read_jsonl_objects(path: Path, problems: RecordProblems, parse: LineParser) 
             except DataError as err:
                 problems.report(str(err))
     return samples
+
+
+def _opens_an_array(path: Path) -> bool:
+    """Whether the first line that is not blank opens a JSON array it does not close."""
+    with path.open("rb") as lines:
+        first = next((line for line in lines if line.strip()), b"")
+    if not first.lstrip(b"\xef\xbb\xbf \t").startswith(b"["):
+        return False
+    try:
+        json.loads(first)
+    except ValueError:  # JSONDecodeError, or UnicodeDecodeError for bytes that are not text
+        return True
+    return False
 
 
 def _decoded(raw: bytes, number: int, origin: str) -> str:
