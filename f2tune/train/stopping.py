@@ -7,23 +7,30 @@ Lightning stops a fit on SIGTERM at the end of a training step by raising `SIGTE
 whose message says what `--resume` will continue from and whose exit status is the signal's.
 
 Ctrl-C asks for the same stop (Lightning's own handling of it exits at once, mid-step, without a
-checkpoint); a second Ctrl-C stops at once. Under DDP the processes do not always reach
-Lightning's stop at the same step (each also checks its own SIGTERM flag at the end of a step), so
-`trainer.save_checkpoint`, which every process must join, could wait forever: rank 0 writes alone.
-FSDP's sharded state needs every process, so an FSDP run saves nothing more and the message names
-the `last.ckpt` it saved before. A stop during one of fit's validations saves the training step
-before it, with that validation marked as not begun (`checkpoint_before_validation`).
+checkpoint); a second Ctrl-C stops at once. A stop during one of fit's validations saves the
+training step before it, with that validation marked as not begun (`checkpoint_before_validation`).
+
+Under DDP, Lightning's SIGTERM handler broadcasts from rank 0 inside the handler, wherever the
+process is: a SIGTERM that reaches one process other than rank 0 alone (a `kill` of its PID)
+pairs that broadcast with whatever collective rank 0 runs next, and the run crashed in gloo/NCCL
+without a checkpoint. With more than one process the handler only notes the request here, and
+the processes agree at the end of each training and validation batch (one all-reduce of a flag)
+before Lightning's own stop is set, on all of them at the same batch. Rank 0 writes `last.ckpt`
+alone, without the barriers of `trainer.save_checkpoint`. FSDP's sharded state needs every
+process, so an FSDP run saves nothing more and the message names the `last.ckpt` it saved before.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 from pathlib import Path
 from types import FrameType
 
 import lightning.pytorch as pl
+import torch
 from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -44,6 +51,9 @@ class StopOnRequest(pl.Callback):
         self.during_validation = False
         """Whether the stop came during one of fit's validations (resumed, it runs again)."""
         self._pid = os.getpid()
+        self._requested = False
+        """Under DDP: this process was sent SIGTERM (or Ctrl-C), not yet agreed on with the others."""
+        self._trainer: pl.Trainer | None = None
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Installed now, after Lightning has noted the process's handlers at the start of the fit:
@@ -51,6 +61,38 @@ class StopOnRequest(pl.Callback):
         if threading.current_thread() is threading.main_thread():
             self._pid = os.getpid()
             signal.signal(signal.SIGINT, self._on_ctrl_c)
+            if trainer.world_size > 1:
+                self._trainer = trainer
+                signal.signal(signal.SIGTERM, self._on_sigterm)
+
+    def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:
+        """Under DDP: the request noted, and passed on to the processes this one launched (as
+        Lightning's handler does), without a collective."""
+        if os.getpid() != self._pid or self._requested:
+            return
+        self._requested = True
+        if self.by != "Ctrl-C":  # each process that was sent it, as Lightning says it (Ctrl-C has said so)
+            rank = self._trainer.global_rank
+            print(f"f2tune: [rank {rank}] SIGTERM: all processes stop at the end of this batch", file=sys.stderr)
+        launcher = self._trainer.strategy.launcher
+        if launcher is not None:
+            launcher.kill(signum)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
+        self._agree_on_stopping(trainer)
+
+    def on_validation_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
+        if trainer.state.fn == TrainerFn.FITTING:
+            self._agree_on_stopping(trainer)
+
+    def _agree_on_stopping(self, trainer: pl.Trainer) -> None:
+        """Lightning's stop set on every process at once when any of them was asked to stop."""
+        if trainer.world_size == 1 or trainer.received_sigterm:
+            return
+        asked = torch.tensor([float(self._requested)], device=trainer.strategy.root_device)
+        torch.distributed.all_reduce(asked, op=torch.distributed.ReduceOp.MAX)
+        if asked.item():
+            trainer._signal_connector.received_sigterm = True
 
     def _on_ctrl_c(self, signum: int, frame: FrameType | None) -> None:
         if os.getpid() != self._pid:  # a loader worker forked with this handler, before `WorkerStart`

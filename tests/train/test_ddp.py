@@ -105,21 +105,27 @@ from pathlib import Path
 import lightning.pytorch as pl
 from f2tune.cli import main
 
-class SignalAfterStep3(pl.Callback):  # to rank 0, which Lightning has pass SIGTERM on to the others
-    def on_train_batch_end(self, trainer, *args):
-        if trainer.global_step == 3 and trainer.global_rank == 0:
+class SignalDuringStep4(pl.Callback):  # to one process only; the others learn of it from it
+    def on_train_batch_start(self, trainer, *args):
+        if trainer.global_step == 3 and trainer.global_rank == int(os.environ["STOP_RANK"]):
             os.kill(os.getpid(), getattr(signal, os.environ["STOP_SIGNAL"]))
 
 import f2tune.train.run as run
 original_fit = run.fit
-run.fit = lambda recipe, resume=False: original_fit(recipe, resume, extra_callbacks=[SignalAfterStep3()])
+run.fit = lambda recipe, resume=False: original_fit(recipe, resume, extra_callbacks=[SignalDuringStep4()])
 sys.exit(main(sys.argv[1:]))
 """
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("stop", "by", "status"), [("SIGTERM", "SIGTERM", 143), ("SIGINT", "Ctrl-C", 130)])
-def test_a_stop_under_ddp_saves_the_step_on_rank_0_and_the_run_resumes(tmp_path, stop, by, status):
+@pytest.mark.parametrize(
+    ("stop", "by", "status", "rank"),
+    [("SIGTERM", "SIGTERM", 143, 0), ("SIGINT", "Ctrl-C", 130, 0), ("SIGTERM", "SIGTERM", 143, 1)],
+)
+def test_a_stop_under_ddp_saves_the_step_on_rank_0_and_the_run_resumes(tmp_path, stop, by, status, rank):
+    """Sent to one process, rank 0 (which Lightning's launcher started the other from) or the
+    other alone, where Lightning's own handler paired a broadcast with rank 0's next collective:
+    every process stops at the end of the step it came in."""
     recipe = tiny_recipe(
         tmp_path,
         trainer={"devices": 2, "strategy": "ddp", "max_steps": 6, "val_check_interval": 4, "loggers": ["csv"]},
@@ -131,13 +137,13 @@ def test_a_stop_under_ddp_saves_the_step_on_rank_0_and_the_run_resumes(tmp_path,
     script = tmp_path / "stop_ddp.py"
     script.write_text(textwrap.dedent(STOP_SCRIPT))
     pythonpath = str(Path(__file__).resolve().parents[2])
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": pythonpath, "STOP_SIGNAL": stop}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": pythonpath, "STOP_SIGNAL": stop, "STOP_RANK": str(rank)}
     command = [sys.executable, str(script), "fit", str(tmp_path / "recipe.yaml")]
     stopped = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     last = tmp_path / "runs" / "t" / "checkpoints" / "last.ckpt"
     assert stopped.returncode == status, stopped.stderr[-3000:]
-    assert f"f2tune: error: stopped by {by} at step 3: {last} holds step 3" in stopped.stderr
-    assert torch.load(last, weights_only=False)["global_step"] == 3
+    assert f"f2tune: error: stopped by {by} at step 4: {last} holds step 4" in stopped.stderr
+    assert torch.load(last, weights_only=False)["global_step"] == 4
     if stop == "SIGINT":
         return  # the same checkpoint as SIGTERM's: resumed once, there
 
