@@ -86,8 +86,9 @@ class StopOnRequest(pl.Callback):
             self._agree_on_stopping(trainer)
 
     def _agree_on_stopping(self, trainer: pl.Trainer) -> None:
-        """Lightning's stop set on every process at once when any of them was asked to stop."""
-        if trainer.world_size == 1 or trainer.received_sigterm:
+        """Lightning's stop set on every process at once when any of them was asked to stop (all
+        of them join each time: one that left out a batch would leave the others waiting)."""
+        if trainer.world_size == 1:
             return
         asked = torch.tensor([float(self._requested)], device=trainer.strategy.root_device)
         torch.distributed.all_reduce(asked, op=torch.distributed.ReduceOp.MAX)
