@@ -45,5 +45,5 @@ def run(args: argparse.Namespace) -> int:
     from f2tune.train.setup import run_dir_of
 
     resume = args.resume or (args.auto_resume and last_checkpoint(run_dir_of(recipe)).is_file())
-    fit(recipe, resume=resume)
+    fit(recipe, resume=resume, resumes_on_restart=args.auto_resume or args.resume)
     return 0

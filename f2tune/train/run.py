@@ -56,8 +56,15 @@ class FitResult:
     seconds: float = 0.0
 
 
-def fit(recipe: Recipe, resume: bool = False, extra_callbacks: list[pl.Callback] | None = None) -> FitResult:
-    """Train as the recipe says; with `resume`, continue from `<run dir>/checkpoints/last.ckpt`."""
+def fit(
+    recipe: Recipe,
+    resume: bool = False,
+    extra_callbacks: list[pl.Callback] | None = None,
+    resumes_on_restart: bool = False,
+) -> FitResult:
+    """Train as the recipe says; with `resume`, continue from `<run dir>/checkpoints/last.ckpt`.
+    `resumes_on_restart`: the command continues the run when started again (`--auto-resume`), so
+    that SLURM's requeue signal may requeue the job (`f2tune.train.requeue`)."""
     started = time.perf_counter()
     run_dir = run_dir_of(recipe)
     launching = _is_launching_process()
@@ -71,6 +78,7 @@ def fit(recipe: Recipe, resume: bool = False, extra_callbacks: list[pl.Callback]
 
     new_folder = launching and not run_dir.exists()
     trainer, module, datamodule = assemble(recipe, run_dir, extra_callbacks)
+    _stop_callback(trainer).resumes_on_restart = resumes_on_restart
     if launching:  # only now: bad data or a monitor the run does not log leave no folder behind
         record_changes(run_dir, changes)
         _save_recipe(recipe, run_dir)
@@ -204,8 +212,11 @@ def _stopped_on_request(trainer: pl.Trainer, run_dir: Path) -> Iterator[None]:
     try:
         yield
     except SIGTERMException:
-        stop = next(c for c in trainer.callbacks if isinstance(c, StopOnRequest))
-        raise stop.stopped(trainer, run_dir / "config.yaml") from None
+        raise _stop_callback(trainer).stopped(trainer, run_dir / "config.yaml") from None
+
+
+def _stop_callback(trainer: pl.Trainer) -> StopOnRequest:
+    return next(c for c in trainer.callbacks if isinstance(c, StopOnRequest))
 
 
 @contextmanager

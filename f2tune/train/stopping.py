@@ -38,6 +38,10 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from f2tune.errors import SIGNAL_STATUS, RunStopped
 from f2tune.log import say
 from f2tune.train.checkpointing import checkpoint_before_validation
+from f2tune.train.requeue import requeue_job, requeue_signal
+
+NOTHING, STOP, REQUEUE = 0, 1, 2
+"""What a process was asked, in the order the processes' agreement (a maximum) ranks them."""
 
 
 class StopOnRequest(pl.Callback):
@@ -51,9 +55,16 @@ class StopOnRequest(pl.Callback):
         self.during_validation = False
         """Whether the stop came during one of fit's validations (resumed, it runs again)."""
         self._pid = os.getpid()
-        self._requested = False
-        """Under DDP: this process was sent SIGTERM (or Ctrl-C), not yet agreed on with the others."""
+        self._requested = NOTHING
+        """Under DDP: what this process was sent (`STOP`: SIGTERM or Ctrl-C; `REQUEUE`: SLURM's
+        requeue signal), not yet agreed on with the others."""
         self._trainer: pl.Trainer | None = None
+        self.resumes_on_restart = False
+        """Whether the command continues the run when started again (`--auto-resume`, `--resume`):
+        only then is the job requeued on SLURM's requeue signal (`f2tune.train.requeue`)."""
+        self.requeue = False
+        """Whether the stop was for SLURM's requeue signal (agreed on by every process)."""
+        self._requeue_signal = "SIGUSR1"
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Installed now, after Lightning has noted the process's handlers at the start of the fit:
@@ -61,16 +72,31 @@ class StopOnRequest(pl.Callback):
         if threading.current_thread() is threading.main_thread():
             self._pid = os.getpid()
             signal.signal(signal.SIGINT, self._on_ctrl_c)
+            self._trainer = trainer
             if trainer.world_size > 1:
-                self._trainer = trainer
                 signal.signal(signal.SIGTERM, self._on_sigterm)
+            requeue = requeue_signal(trainer)
+            if requeue is not None:
+                self._requeue_signal = signal.Signals(requeue).name
+                signal.signal(requeue, self._on_requeue_signal)
+
+    def _on_requeue_signal(self, signum: int, frame: FrameType | None) -> None:
+        """SLURM's requeue signal: the stop SIGTERM makes, then the job requeued."""
+        if os.getpid() != self._pid:
+            return
+        self.by = self.by or signal.Signals(signum).name
+        if self._trainer.world_size == 1:
+            self.requeue = True
+            self._trainer._signal_connector.received_sigterm = True  # Lightning's stop at the step's end
+        else:
+            self._requested = REQUEUE
 
     def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:
         """Under DDP: the request noted, and passed on to the processes this one launched (as
         Lightning's handler does), without a collective."""
         if os.getpid() != self._pid or self._requested:
             return
-        self._requested = True
+        self._requested = STOP
         if self.by != "Ctrl-C":  # each process that was sent it, as Lightning says it (Ctrl-C has said so)
             rank = self._trainer.global_rank
             print(f"f2tune: [rank {rank}] SIGTERM: all processes stop at the end of this batch", file=sys.stderr)
@@ -92,7 +118,10 @@ class StopOnRequest(pl.Callback):
             return
         asked = torch.tensor([float(self._requested)], device=trainer.strategy.root_device)
         torch.distributed.all_reduce(asked, op=torch.distributed.ReduceOp.MAX)
-        if asked.item():
+        if asked.item() >= STOP:
+            self.requeue = asked.item() >= REQUEUE
+            if self.requeue:  # in the processes that were not sent it, too
+                self.by = self.by or self._requeue_signal
             trainer._signal_connector.received_sigterm = True
 
     def _on_ctrl_c(self, signum: int, frame: FrameType | None) -> None:
@@ -127,6 +156,7 @@ class StopOnRequest(pl.Callback):
         """The error to end the command with once the stop has unwound the fit; `recipe_file`: the
         run's effective recipe, which resumes it whatever overrides started it."""
         by = self.by or "SIGTERM"
+        status = SIGNAL_STATUS.get(by, 128 + getattr(signal, by, 0))
         at = f"stopped by {by} at step {trainer.global_step}"
         if self.saved_step is not None:
             kept = f"{self.last_checkpoint} holds step {self.saved_step}"
@@ -135,5 +165,9 @@ class StopOnRequest(pl.Callback):
         elif self.last_checkpoint.is_file():
             kept = f"{self.last_checkpoint} holds the run as it was last saved"
         else:
-            return RunStopped(f"{at}, before any checkpoint was saved: the run starts over", SIGNAL_STATUS[by])
-        return RunStopped(f"{at}: {kept}; continue with `f2tune fit {recipe_file} --resume`", SIGNAL_STATUS[by])
+            return RunStopped(f"{at}, before any checkpoint was saved: the run starts over", status)
+        if self.requeue and trainer.is_global_zero:
+            if self.resumes_on_restart:
+                return RunStopped(f"{at} (SLURM's requeue signal): {kept}; {requeue_job()}", status)
+            kept += " (the job is not requeued: its command starts a new run, `--auto-resume` would continue it)"
+        return RunStopped(f"{at}: {kept}; continue with `f2tune fit {recipe_file} --resume`", status)

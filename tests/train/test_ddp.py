@@ -112,7 +112,7 @@ class SignalDuringStep4(pl.Callback):  # to one process only; the others learn o
 
 import f2tune.train.run as run
 original_fit = run.fit
-run.fit = lambda recipe, resume=False: original_fit(recipe, resume, extra_callbacks=[SignalDuringStep4()])
+run.fit = lambda recipe, resume=False, **options: original_fit(recipe, resume, [SignalDuringStep4()], **options)
 sys.exit(main(sys.argv[1:]))
 """
 
