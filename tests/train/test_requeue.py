@@ -53,7 +53,7 @@ def slurm_job(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("PATH", f"{tools}{os.pathsep}{os.environ['PATH']}")
     original_fit = run.fit
     monkeypatch.setattr(
-        run, "fit", lambda recipe, resume=False, **options: original_fit(recipe, resume, [SignalDuringStep4()], **options)
+        run, "fit", lambda recipe, resume=False, **kw: original_fit(recipe, resume, [SignalDuringStep4()], **kw)
     )
     return tmp_path / "scontrol.log"
 
