@@ -18,6 +18,8 @@ the processes agree at the end of each training and validation batch (one all-re
 before Lightning's own stop is set, on all of them at the same batch. Rank 0 writes `last.ckpt`
 alone, without the barriers of `trainer.save_checkpoint`. FSDP's sharded state needs every
 process, so an FSDP run saves nothing more and the message names the `last.ckpt` it saved before.
+
+SLURM's requeue signal makes the same stop, and then the job is requeued (`f2tune.train.requeue`).
 """
 
 from __future__ import annotations
@@ -45,12 +47,13 @@ NOTHING, STOP, REQUEUE = 0, 1, 2
 
 
 class StopOnRequest(pl.Callback):
-    """Saves `last.ckpt` where Lightning stops for SIGTERM, and turns Ctrl-C into that stop."""
+    """Saves `last.ckpt` where Lightning stops for SIGTERM, and turns Ctrl-C and SLURM's requeue
+    signal into that stop."""
 
     def __init__(self, last_checkpoint: Path) -> None:
         self.last_checkpoint = last_checkpoint
         self.by: str | None = None
-        """What stopped the run: "SIGTERM" or "Ctrl-C" (None: nothing yet)."""
+        """What stopped the run: "SIGTERM", "Ctrl-C" or the requeue signal's name (None: nothing yet)."""
         self.saved_step: int | None = None
         self.during_validation = False
         """Whether the stop came during one of fit's validations (resumed, it runs again)."""
@@ -85,6 +88,8 @@ class StopOnRequest(pl.Callback):
         if os.getpid() != self._pid:
             return
         self.by = self.by or signal.Signals(signum).name
+        rank = self._trainer.global_rank
+        print(f"f2tune: [rank {rank}] {self.by}: stopping at the end of this batch to requeue the job", file=sys.stderr)
         if self._trainer.world_size == 1:
             self.requeue = True
             self._trainer._signal_connector.received_sigterm = True  # Lightning's stop at the step's end
