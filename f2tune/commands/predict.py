@@ -10,7 +10,9 @@ from f2tune.errors import RecipeError
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("predict", help="run a model on images; write JSONL and pictures")
-    parser.add_argument("model", help="Hub id, exported model or adapter folder, or a run folder")
+    parser.add_argument(
+        "model", help="Hub id, exported model or adapter folder, a run folder, or a training checkpoint (.ckpt)"
+    )
     parser.add_argument("images", nargs="+", type=Path, help="image files, or folders of them")
     parser.add_argument("--task", default="<CAPTION>", help="Florence-2 task token (default <CAPTION>)")
     parser.add_argument("--text", help="text input of the task (e.g. the phrase to ground)")

@@ -186,7 +186,7 @@ def no_folder(name: str) -> str:
     if path.suffix == ".ckpt":
         return (
             f"{name} is a training checkpoint, not a model folder: make one of it with "
-            f"`f2tune export {name} --out DIR` (`f2tune predict` also takes the run folder)"
+            f"`f2tune export {name} --out DIR` (`f2tune predict` takes it as it is)"
         )
     return f"{name} is a file, not a model folder (a folder with config.json and the weights, or a Hub id)"
 

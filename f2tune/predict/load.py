@@ -1,5 +1,6 @@
 """Loading something to predict with: a Hub id, an exported model folder, a peft adapter (folder or
-Hub id; its base comes from `adapter_config.json`), or a run folder (its `export/`)."""
+Hub id; its base comes from `adapter_config.json`), a run folder (its `export/`), or a training
+checkpoint (`.ckpt`: the model rebuilt from the recipe inside it, as `f2tune export` does)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from transformers import Florence2Processor
 
 from f2tune.config import ModelConfig
 from f2tune.errors import RecipeError
+from f2tune.export.checkpoint import model_from_checkpoint, read_checkpoint
 from f2tune.model.loading import attach_adapter, load_model, load_processor
 
 
@@ -25,6 +27,10 @@ def resolve_source(source: str) -> Path | str:
 def load_for_inference(source: str, dtype: str = "float32") -> tuple[nn.Module, Florence2Processor]:
     """Model in eval mode and its processor; adapters are applied on top of their base model."""
     resolved = resolve_source(source)
+    if isinstance(resolved, Path) and resolved.is_file() and resolved.suffix == ".ckpt":
+        checkpoint = read_checkpoint(resolved)
+        model = model_from_checkpoint(checkpoint).to(getattr(torch, dtype))
+        return model.eval(), load_processor(checkpoint.recipe.model)
     if _is_adapter(resolved):
         config = ModelConfig(adapter=str(resolved), dtype=dtype)
         model = attach_adapter(load_model(config), config, trainable=False)

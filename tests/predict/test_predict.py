@@ -1,4 +1,5 @@
-"""`f2tune predict`: JSONL results and pictures, from a model folder, an adapter folder or a run."""
+"""`f2tune predict`: JSONL results and pictures, from a model folder, an adapter folder, a run or
+one of its checkpoints."""
 
 from __future__ import annotations
 
@@ -195,3 +196,14 @@ def test_predict_from_a_lora_run_folder_uses_its_adapter(tmp_path, images):
     assert type(model).__name__ == "PeftModel" and not model.training
     out = predict(str(run), images[:2], PredictRequest(), tmp_path / "from-run")
     assert len((out / "predictions.jsonl").read_text().splitlines()) == 2
+
+    # its last checkpoint, as it is: the final weights, which the export holds too
+    last = run / "checkpoints" / "last.ckpt"
+    model, _ = load_for_inference(str(last))
+    assert type(model).__name__ == "PeftModel" and not model.training
+    from_checkpoint = predict(str(last), images[:2], PredictRequest(), tmp_path / "from-checkpoint")
+    results = [
+        [json.loads(line)["result"] for line in (folder / "predictions.jsonl").read_text().splitlines()]
+        for folder in (out, from_checkpoint)
+    ]
+    assert results[0] == results[1]
