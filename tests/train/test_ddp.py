@@ -78,21 +78,21 @@ def test_two_process_ddp_trains_on_different_data_and_exports_once(tmp_path):
     assert {p.name for p in export.iterdir()} == ADAPTER_EXPORT_FILES
 
 
+def fit_from_the_command_line(recipe: dict, tmp_path: Path) -> subprocess.CompletedProcess:
+    """`f2tune fit` of `recipe` in a new process, which launches the others as a user's would."""
+    (tmp_path / "recipe.yaml").write_text(json.dumps(recipe))  # JSON is YAML
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    command = [sys.executable, "-m", "f2tune.cli", "fit", str(tmp_path / "recipe.yaml")]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+
 @pytest.mark.slow
 def test_a_recipe_problem_found_after_the_launch_is_said_once(tmp_path):
     """The validation interval is checked in each process's training loader, after Lightning
     launched them; the processes exit with the error, which only rank 0 prints."""
     trainer = {"devices": 2, "strategy": "ddp", "val_check_interval": 50, "check_val_every_n_epoch": 1}
     recipe = tiny_recipe(tmp_path, trainer=trainer)
-    (tmp_path / "recipe.yaml").write_text(json.dumps(recipe))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    done = subprocess.run(
-        [sys.executable, "-m", "f2tune.cli", "fit", str(tmp_path / "recipe.yaml")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = fit_from_the_command_line(recipe, tmp_path)
     assert done.returncode != 0
     assert done.stderr.count("f2tune: error: trainer.val_check_interval is 50 training batches") == 1, done.stderr
     assert "in each of the 2 processes" in done.stderr
@@ -174,15 +174,7 @@ def test_a_process_whose_batch_was_all_skipped_still_takes_part_in_the_step(tmp_
         "batch_size": 1,
         "on_bad_record": "skip",
     }
-    (tmp_path / "recipe.yaml").write_text(json.dumps(recipe))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    done = subprocess.run(
-        [sys.executable, "-m", "f2tune.cli", "fit", str(tmp_path / "recipe.yaml")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+    done = fit_from_the_command_line(recipe, tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = list(csv.DictReader((tmp_path / "runs" / "t" / "logs" / "csv" / "version_0" / "metrics.csv").open()))
     assert [float(row["data/skipped_records"]) for row in rows if row["data/skipped_records"]] == [1.0, 1.0]
