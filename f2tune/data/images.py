@@ -11,6 +11,15 @@ from f2tune.data.sample import RenderedImage
 from f2tune.errors import DataError
 
 
+def existing_image(path: Path, where: str) -> Path:
+    """The image path, or DataError naming it: found now rather than mid-epoch."""
+    if path.is_dir():
+        raise DataError(f"{where}: the image is a folder, not a file: {path}")
+    if not path.is_file():
+        raise DataError(f"{where}: image not found: {path}")
+    return path
+
+
 def load_image(image: Path | RenderedImage, origin: str) -> Image.Image:
     """An RGB image, upright per its EXIF orientation; `DataError` naming the path if unreadable."""
     if not isinstance(image, Path):

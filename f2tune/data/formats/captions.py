@@ -17,13 +17,13 @@ from f2tune.config import CocoCaptionsSource, KarpathyCaptionsSource
 from f2tune.config.sources import CaptionsSource
 from f2tune.data.formats.coco import (
     annotation_where,
-    existing_image,
     index_images,
     is_int,
     read_coco_json,
     report_all,
     require_int,
 )
+from f2tune.data.images import existing_image
 from f2tune.data.problems import RecordProblems
 from f2tune.data.sample import RenderedImage, Sample
 from f2tune.errors import DataError

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from f2tune.config import CocoDetectionSource
+from f2tune.data.images import existing_image
 from f2tune.data.problems import SHOWN_EXAMPLES, RecordProblems
 from f2tune.data.sample import Sample
 from f2tune.errors import DataError
@@ -151,15 +152,6 @@ def instance_box(ann: Any, images: dict[int, CocoImage], categories: dict[int, s
     if x < -tol or y < -tol or x + w > image.width + tol or y + h > image.height + tol:
         raise DataError(f"{where}: bbox {bbox} lies outside its image {image.id} ({image.width}x{image.height})")
     return [max(x, 0.0), max(y, 0.0), min(x + w, float(image.width)), min(y + h, float(image.height))]
-
-
-def existing_image(path: Path, where: str) -> Path:
-    """The image path, or DataError naming it: found now rather than mid-epoch."""
-    if path.is_dir():
-        raise DataError(f"{where}: the image is a folder, not a file: {path}")
-    if not path.is_file():
-        raise DataError(f"{where}: image not found: {path}")
-    return path
 
 
 def read_coco_detection(source: CocoDetectionSource, problems: RecordProblems) -> list[Sample]:

@@ -25,8 +25,9 @@ import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 from f2tune.config import Flickr30kEntitiesSource
-from f2tune.data.formats.coco import existing_image, report_all
+from f2tune.data.formats.coco import report_all
 from f2tune.data.formats.structured import check_inside, check_task_fields
+from f2tune.data.images import existing_image
 from f2tune.data.problems import RecordProblems
 from f2tune.data.sample import Sample
 from f2tune.errors import DataError

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from f2tune.data.images import existing_image
 from f2tune.data.problems import RecordProblems
 from f2tune.data.sample import Sample
 from f2tune.errors import DataError
@@ -73,12 +74,7 @@ def _decoded(raw: bytes, number: int, origin: str) -> str:
 def image_path(record: dict[str, Any], origin: str, root: Path) -> Path:
     """The record's `image`, relative to the JSONL file; DataError naming the path when it is missing."""
     image = text_field(record, "image", origin)
-    path = Path(image) if Path(image).is_absolute() else root / image
-    if path.is_dir():
-        raise DataError(f"{origin}: the image is a folder, not a file: {path}")
-    if not path.is_file():
-        raise DataError(f"{origin}: image not found: {path}")
-    return path
+    return existing_image(Path(image) if Path(image).is_absolute() else root / image, origin)
 
 
 def text_field(record: dict[str, Any], key: str, origin: str) -> str:
