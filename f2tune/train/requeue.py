@@ -35,14 +35,14 @@ def job_id() -> str:
     return os.environ["SLURM_JOB_ID"]
 
 
-def requeue_job() -> str:
-    """Ask SLURM to requeue this job; what happened, for the run's last message."""
+def requeue_job() -> tuple[bool, str]:
+    """Ask SLURM to requeue this job: whether it did, and what happened, for the run's last message."""
     job = job_id()
     scontrol = shutil.which("scontrol")
     if scontrol is None:
-        return f"job {job} not requeued: no `scontrol` on the PATH (requeue it with `scontrol requeue {job}`)"
+        return False, f"job {job} not requeued: no `scontrol` on the PATH"
     done = subprocess.run([scontrol, "requeue", job], capture_output=True, text=True)
     if done.returncode != 0:
         why = (done.stderr or done.stdout).strip().splitlines()
-        return f"requeueing job {job} failed ({why[0] if why else f'status {done.returncode}'})"
-    return f"job {job} requeued: its next start continues the run"
+        return False, f"requeueing job {job} failed: {why[0] if why else f'status {done.returncode}'}"
+    return True, f"job {job} requeued: its next start continues the run"

@@ -172,7 +172,11 @@ class StopOnRequest(pl.Callback):
         else:
             return RunStopped(f"{at}, before any checkpoint was saved: the run starts over", status)
         if self.requeue and trainer.is_global_zero:
-            if self.resumes_on_restart:
-                return RunStopped(f"{at} (SLURM's requeue signal): {kept}; {requeue_job()}", status)
-            kept += " (the job is not requeued: its command starts a new run, `--auto-resume` would continue it)"
+            if not self.resumes_on_restart:
+                kept += " (the job is not requeued: its command starts a new run, `--auto-resume` would continue it)"
+            else:
+                requeued, said = requeue_job()
+                if requeued:
+                    return RunStopped(f"{at} (SLURM's requeue signal): {kept}; {said}", status)
+                kept += f" ({said})"
         return RunStopped(f"{at}: {kept}; continue with `f2tune fit {recipe_file} --resume`", status)

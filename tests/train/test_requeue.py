@@ -91,3 +91,12 @@ def test_a_job_whose_command_starts_a_new_run_is_not_requeued(tmp_path, slurm_jo
     err = capsys.readouterr().err
     assert "holds step 4 (the job is not requeued: its command starts a new run, `--auto-resume` would" in err
     assert "--resume`" in err and not slurm_job.exists()
+
+
+def test_a_requeue_that_fails_says_how_to_continue(tmp_path, slurm_job, capsys):
+    """scontrol refusing (a job not requeueable, `--no-requeue`): the run is saved all the same."""
+    (tmp_path / "bin" / "scontrol").write_text("#!/bin/sh\necho 'Requeue of JobId=4242 not allowed' >&2\nexit 1\n")
+    recipe = write_recipe(tmp_path)
+    assert main(["fit", recipe, "--auto-resume"]) == 128 + signal.SIGUSR1
+    err = capsys.readouterr().err
+    assert f"holds step 4 (requeueing job {JOB} failed: Requeue of JobId=4242 not allowed); continue with" in err
