@@ -105,7 +105,8 @@ def _describe(errors: list[dict[str, Any]]) -> str:
         message = error["msg"].removeprefix("Value error, ")
         return f"{key}: {message}" if shown else message
     given = error.get("input")
-    message = "; or ".join([errors[0]["msg"], *(e["msg"].removeprefix("Input should be ") for e in errors[1:])])
+    alternatives = [errors[0]["msg"], *(e["msg"].removeprefix("Input should be ") for e in errors[1:])]
+    message = "; or ".join(dict.fromkeys(alternatives))  # `int > 0 | float > 0` fail alike: said once
     return f"{key}: {message} (got {given!r})" if not isinstance(given, dict) else f"{key}: {message}"
 
 

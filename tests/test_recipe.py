@@ -80,6 +80,40 @@ def test_a_value_that_fits_no_alternative_is_one_problem_naming_each(key, value,
     assert str(caught.value).splitlines()[1:] == [f"  - {problem}"]
 
 
+@pytest.mark.parametrize(
+    ("trainer", "optim", "problem"),
+    [
+        (
+            {"max_steps": 0},
+            {},
+            "trainer.max_steps: 0 trains nothing: give the optimizer steps to train, or -1 to run trainer.max_epochs",
+        ),
+        ({"max_steps": 5, "val_check_interval": 0}, {}, "trainer.val_check_interval: Input should be greater than 0"),
+        ({"max_steps": 5, "val_check_interval": 1.5}, {}, "less than or equal to 1 (got 1.5)"),
+        (
+            {"max_steps": 100},
+            {"warmup_steps": 100},
+            "optim.warmup_steps is 100, but trainer.max_steps is 100: the learning rate would never reach optim.lr",
+        ),
+    ],
+)
+def test_values_that_would_train_nothing_or_crash_later_are_refused(trainer, optim, problem):
+    """Each of these ran: max_steps 0 exported the starting weights as final, a validation interval
+    of 0 crashed mid-fit (ZeroDivisionError), and a warmup as long as the run never reached the
+    learning rate, without a word."""
+    with pytest.raises(RecipeError) as caught:
+        validate_recipe({**MINIMAL, "trainer": trainer, "optim": optim})
+    [line] = str(caught.value).splitlines()[1:]
+    assert problem in line
+
+
+def test_a_warmup_shorter_than_the_run_and_a_fraction_of_an_epoch_are_kept():
+    recipe = validate_recipe(
+        {**MINIMAL, "trainer": {"max_steps": 100, "val_check_interval": 0.25}, "optim": {"warmup_steps": 99}}
+    )
+    assert (recipe.trainer.val_check_interval, recipe.optim.warmup_steps) == (0.25, 99)
+
+
 def test_overrides_parse_yaml_values_and_reach_lists(tmp_path):
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump(MINIMAL))

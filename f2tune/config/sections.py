@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from f2tune.config.augment import AugmentConfig
 from f2tune.config.base import TINY_MODEL, Section
@@ -157,8 +157,8 @@ class TrainerConfig(Section):
     precision: Precision = "bf16-mixed"
     max_steps: int = Field(-1, ge=-1, description="-1: run max_epochs.")
     max_epochs: int | None = Field(None, gt=0)
-    val_check_interval: int | float | None = Field(
-        None, description="Validate every N training batches (int) or fraction of an epoch (float)."
+    val_check_interval: Annotated[int, Field(gt=0)] | Annotated[float, Field(gt=0, le=1)] | None = Field(
+        None, description="Validate every N training batches (int) or fraction of an epoch (float, up to 1.0)."
     )
     check_val_every_n_epoch: int | None = Field(1, gt=0)
     log_every_n_steps: int = Field(10, gt=0)
@@ -208,6 +208,13 @@ class TrainerConfig(Section):
         "first steps; not with fsdp). On a CPU it measured no faster (benchmarks/README.md).",
     )
     seed: int = 42
+
+    @field_validator("max_steps")
+    @classmethod
+    def _trains_something(cls, steps: int) -> int:
+        if steps == 0:
+            raise ValueError("0 trains nothing: give the optimizer steps to train, or -1 to run trainer.max_epochs")
+        return steps
 
     @model_validator(mode="after")
     def _has_length(self) -> TrainerConfig:
@@ -292,4 +299,15 @@ class Recipe(Section):
             raise ValueError("trainer.early_stopping_patience and export.weights: best need data.val")
         if self.export.weights == "best" and trainer.save_top_k == 0:
             raise ValueError("export.weights: best needs trainer.save_top_k >= 1 (a best checkpoint to export)")
+        if 0 < trainer.max_steps <= self.optim.warmup_steps:
+            raise ValueError(warmup_too_long(self.optim.warmup_steps, f"trainer.max_steps is {trainer.max_steps}"))
         return self
+
+
+def warmup_too_long(warmup_steps: int, length: str) -> str:
+    """Why a warmup as long as the run is refused: the learning rate would still be climbing when
+    training ends, never reaching optim.lr nor decaying."""
+    return (
+        f"optim.warmup_steps is {warmup_steps}, but {length}: the learning rate would never reach optim.lr; "
+        "give fewer warmup steps or use optim.warmup_ratio (a share of the run)"
+    )

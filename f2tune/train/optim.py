@@ -14,6 +14,8 @@ from transformers import (
 )
 
 from f2tune.config import OptimConfig
+from f2tune.config.sections import warmup_too_long
+from f2tune.errors import RecipeError
 from f2tune.log import warn
 
 SCHEDULES = {
@@ -87,7 +89,11 @@ def follow_recipe_settings(
 def build_scheduler(
     optimizer: torch.optim.Optimizer, config: OptimConfig, total_steps: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """`total_steps` are optimizer steps (after accumulation), as Lightning estimates them."""
+    """`total_steps` are optimizer steps (after accumulation), as Lightning estimates them. A run
+    whose length is set by `trainer.max_epochs` learns its step count only here, after the data is
+    read: a warmup as long as that is refused now (the recipe check covers `trainer.max_steps`)."""
+    if config.warmup_steps >= total_steps:
+        raise RecipeError(warmup_too_long(config.warmup_steps, f"the whole run is {total_steps} optimizer step(s)"))
     warmup = config.warmup_steps or int(config.warmup_ratio * total_steps)
     if config.schedule == "constant":
         return get_constant_schedule_with_warmup(optimizer, warmup)

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from f2tune.config import AdaptationConfig, LoraSettings, OptimConfig
+from f2tune.errors import RecipeError
 from f2tune.log import setup_logging
 from f2tune.model.adapt import apply_adaptation
 from f2tune.train.optim import build_optimizer, build_scheduler, parameter_groups
@@ -78,6 +79,14 @@ def test_warmup_ratio_and_constant(tiny_model):
         optimizer.step()
         scheduler.step()
     assert optimizer.param_groups[0]["lr"] == pytest.approx(1.0)
+
+
+def test_a_warmup_as_long_as_the_run_is_refused_once_its_length_is_known(tiny_model):
+    """With trainer.max_epochs the step count is known only from the data: the recipe check cannot."""
+    config = OptimConfig(warmup_steps=50)
+    optimizer = build_optimizer(tiny_model, config, "32-true")
+    with pytest.raises(RecipeError, match="optim.warmup_steps is 50, but the whole run is 40 optimizer step"):
+        build_scheduler(optimizer, config, total_steps=40)
 
 
 def test_lr_scale_gives_each_part_its_learning_rate(tiny_model):
