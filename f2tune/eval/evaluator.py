@@ -49,6 +49,17 @@ def metrics_for(task: str, config: EvalConfig) -> list[str]:
     return [main, *COMPANIONS.get(main, ())]
 
 
+def metric_options(spec: TaskSpec, name: str) -> dict[str, bool]:
+    """What a box metric needs to know of the task it scores: whether its answers name each phrase
+    of a grounded caption (grounding accuracy matches boxes to phrases by name), and whether they
+    carry labels at all (`<REGION_PROPOSAL>`: class-agnostic mAP, whatever labels the reference has)."""
+    if name.startswith("grounding_acc"):
+        return {"by_name": spec.post_processing == "phrase_grounding"}
+    if name == "coco_map":
+        return {"class_agnostic": spec.post_processing == "bboxes"}
+    return {}
+
+
 @dataclass(frozen=True)
 class Decoding:
     """A task's decoding settings with the recipe's overrides applied."""
@@ -75,7 +86,11 @@ class Evaluator(nn.Module):
         self.processor = processor
         self.metric_names = {task: metrics_for(task, config) for task in sorted(set(tasks))}
         self.metrics = nn.ModuleDict(
-            {_key(task, name): build_metric(name) for task, names in self.metric_names.items() for name in names}
+            {
+                _key(task, name): build_metric(name, **metric_options(TASKS[task], name))
+                for task, names in self.metric_names.items()
+                for name in names
+            }
         )
         self._ids = special_ids(processor.tokenizer)
         self.seen: dict[str, int] = {}

@@ -28,6 +28,8 @@ class Annotation(TypedDict, total=False):
     - VQA: `answers` (every reference answer; `text` is the one trained on)
     Inputs: `query` (text after a text-input task token: caption, expression, category) and
     `region` (the box after a region-input task token).
+    Evaluation only, never trained on: `crowd_boxes` + `crowd_labels`, COCO's `iscrowd` regions,
+    which COCO mAP ignores detections in.
     """
 
     text: str
@@ -39,3 +41,5 @@ class Annotation(TypedDict, total=False):
     scores: list[float]
     query: str
     region: Box
+    crowd_boxes: list[Box]
+    crowd_labels: list[str]

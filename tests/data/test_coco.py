@@ -1,4 +1,4 @@
-"""COCO detection: boxes converted to corners, crowds left out, every malformed-file case named."""
+"""COCO detection: boxes converted to corners, crowds left out of targets, every malformed-file case named."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from f2tune.data.formats import read_source, source_name
 from f2tune.data.formats.coco import read_coco_detection
 from f2tune.data.problems import RecordProblems
 from f2tune.errors import DataError
+from f2tune.tasks import format_target
 
 COCO = {
     "images": [
@@ -58,7 +59,8 @@ def read(path: Path, task: str = "<OD>", policy: str = "error") -> tuple[list, R
     return read_coco_detection(config.train[0], problems), problems
 
 
-def test_one_od_sample_per_image_with_corner_boxes_and_no_crowds(tmp_path):
+def test_one_od_sample_per_image_with_corner_boxes_and_crowds_kept_apart(tmp_path):
+    """Crowds are not trained on, and stay in the reference as COCO mAP's ignore regions."""
     path = write_coco(tmp_path, COCO)
     samples, _ = read(path)
     assert [s.id for s in samples] == ["1", "2"]  # image 3 has no annotation
@@ -67,7 +69,9 @@ def test_one_od_sample_per_image_with_corner_boxes_and_no_crowds(tmp_path):
     assert first.reference == {"boxes": [[4.0, 6.0, 14.0, 26.0], [30.0, 10.0, 50.0, 40.0]], "labels": ["cat", "dog"]}
     assert first.image == tmp_path / "images" / "a.png"
     assert first.origin == f"{path}:image 1"
-    assert samples[1].reference == {"boxes": [[0.0, 0.0, 32.0, 32.0]], "labels": ["dog"]}
+    crowd = {"crowd_boxes": [[1.0, 1.0, 6.0, 6.0]], "crowd_labels": ["cat"]}
+    assert samples[1].reference == {"boxes": [[0.0, 0.0, 32.0, 32.0]], "labels": ["dog"], **crowd}
+    assert format_target("<OD>", samples[1].reference, (32, 32)) == "dog<loc_0><loc_0><loc_999><loc_999>"
 
 
 def test_dense_region_caption_uses_category_names(tmp_path):

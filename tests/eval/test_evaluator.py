@@ -105,3 +105,16 @@ def test_auto_adds_the_companion_metrics_of_each_task(processor):
         "<CAPTION_TO_PHRASE_GROUNDING>": ["grounding_acc", "grounding_acc_merged"],
     }
     assert Evaluator({"<OD>"}, EvalConfig(metric="none"), processor).metric_names == {"<OD>": []}
+
+
+def test_box_metrics_are_told_how_each_task_answers(processor):
+    """Grounded captions match phrases by name; one-expression tasks take the first box; proposals
+    are scored class-agnostic whatever labels their references carry."""
+    grounding = Evaluator(
+        {"<CAPTION_TO_PHRASE_GROUNDING>", "<OPEN_VOCABULARY_DETECTION>"}, EvalConfig(metric="grounding_acc"), processor
+    )
+    assert grounding.metrics["CAPTION_TO_PHRASE_GROUNDING-grounding_acc"].by_name
+    assert not grounding.metrics["OPEN_VOCABULARY_DETECTION-grounding_acc"].by_name
+    detection = Evaluator({"<REGION_PROPOSAL>", "<OD>"}, EvalConfig(metric="auto"), processor)
+    assert detection.metrics["REGION_PROPOSAL-coco_map"].class_agnostic
+    assert not detection.metrics["OD-coco_map"].class_agnostic

@@ -3,8 +3,10 @@
 `format: coco_detection`. One `<OD>` (or `<DENSE_REGION_CAPTION>`) sample per image whose labels are
 the category names, or one `<REGION_TO_CATEGORY>` sample per annotation (`region` = its box, `text` =
 its category). COCO boxes are `x, y, w, h`; `Annotation` boxes are `x1, y1, x2, y2`, converted here.
-`iscrowd` annotations are left out: they mark a crowd, not one object, and COCO's own evaluation
-ignores them. Images without a usable annotation give no detection sample (nothing to learn).
+`iscrowd` annotations are left out of the targets: they mark a crowd, not one object. A detection
+sample keeps them as `crowd_boxes` for COCO mAP, which, as COCO's own evaluation does, ignores the
+detections inside them. Images without a usable annotation give no detection sample (nothing to
+learn).
 
 The shared helpers (`read_coco_json`, `index_images`, `instance_box`, `report_all`) also serve the
 RefCOCO and captions readers, which use the same file layout.
@@ -162,8 +164,8 @@ def read_coco_detection(source: CocoDetectionSource, problems: RecordProblems) -
     images = index_images(data, path, Path(source.image_root), messages)
     categories = index_categories(data, path, messages)
     per_image: dict[int, list[tuple[int, Box, str]]] = {image_id: [] for image_id in images}
+    crowds_of: dict[int, list[tuple[int, Box, str]]] = {image_id: [] for image_id in images}
     broken: set[int] = set()
-    crowds = 0
     for position, ann in enumerate(data["annotations"]):
         where = annotation_where(path, position, ann)
         try:
@@ -173,10 +175,8 @@ def read_coco_detection(source: CocoDetectionSource, problems: RecordProblems) -
             if isinstance(ann, dict) and is_int(ann.get("image_id")) and ann["image_id"] in images:
                 broken.add(ann["image_id"])
             continue
-        if ann.get("iscrowd"):
-            crowds += 1
-        else:
-            per_image[ann["image_id"]].append((ann["id"], box, categories[ann["category_id"]]))
+        kept = crowds_of if ann.get("iscrowd") else per_image
+        kept[ann["image_id"]].append((ann["id"], box, categories[ann["category_id"]]))
     samples: list[Sample] = []
     for image_id, objects in per_image.items():
         if image_id in broken or not objects:
@@ -196,9 +196,13 @@ def read_coco_detection(source: CocoDetectionSource, problems: RecordProblems) -
                 )
         else:
             reference = {"boxes": [b for _, b, _ in objects], "labels": [n for _, _, n in objects]}
+            if crowds_of[image_id]:
+                reference["crowd_boxes"] = [b for _, b, _ in crowds_of[image_id]]
+                reference["crowd_labels"] = [n for _, _, n in crowds_of[image_id]]
             samples.append(_sample(str(image_id), image_path, where, source.task, reference))
     report_all(problems, messages, path)
     if images and not samples and not messages:
+        crowds = sum(map(len, crowds_of.values()))
         raise DataError(
             f"{path}: the dataset is empty: none of its {len(images)} image(s) has an object that is not "
             f"a crowd ({len(data['annotations'])} annotation(s), {crowds} of them crowds, which are left out)"

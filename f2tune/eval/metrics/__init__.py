@@ -37,9 +37,6 @@ def exact_match(prediction: str, reference: str) -> float:
     return float(normalize(prediction) == normalize(reference))
 
 
-"""Metric name (as in `eval.metric`) -> per-sample scorer."""
-
-
 Prediction = str | Annotation
 """A generated text answer: the string itself, or its parsed `Annotation` (with `text`)."""
 

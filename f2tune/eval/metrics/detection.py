@@ -13,6 +13,7 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torchmetrics import Metric
 from torchmetrics.detection import MeanAveragePrecision
@@ -36,13 +37,24 @@ def label_id(label: str) -> int:
     return int.from_bytes(digest, "big") % (1 << LABEL_ID_BITS)
 
 
+COCO_IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10).tolist()
+COCO_RECALL_THRESHOLDS = np.linspace(0.0, 1.0, 101).tolist()
+"""pycocotools' own thresholds, in float64. torchmetrics builds its defaults with float32
+`torch.linspace`, where recall 0.6 is 0.6000000238 > 3/5: a recall of exactly 3/5 then misses its
+step of the precision-recall curve, and mAP moves by up to a few thousandths from COCO's."""
+
+
 class CocoMeanAP(Metric):
     """COCO box mAP (pycocotools through torchmetrics) over `Annotation`s with `boxes` (x1, y1, x2,
     y2 pixels), `labels` (strings; compared after `normalize`) and, for predictions, `scores`.
 
     An annotation without `labels` (`<REGION_PROPOSAL>`) puts all its boxes in one class, which gives
-    class-agnostic AP. `compute()` returns every number of the COCO summary (`map`, `map_50`,
-    `map_75`, `map_small`, ..., `mar_100`) as floats; -1 means "no box of that kind", as in COCO.
+    class-agnostic AP; so does `class_agnostic=True` for annotations that have labels (a proposals
+    reference read with its categories, which the model's unlabelled proposals would never match).
+    A reference's `crowd_boxes` (COCO's `iscrowd` regions) are COCO's ignore regions: a detection
+    inside one is neither a hit nor a false positive. `compute()` returns every number of the COCO
+    summary (`map`, `map_50`, `map_75`, `map_small`, ..., `mar_100`) as floats; -1 means "no box of
+    that kind", as in COCO.
 
     Why not a `MeanAveragePrecision` subclass: that keeps one tensor per image in lists which DDP
     gathers element by element, so processes that saw different numbers of images (a task's share of
@@ -61,26 +73,39 @@ class CocoMeanAP(Metric):
     higher_is_better = True
     full_state_update = False
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, class_agnostic: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         # built now, so that a missing torchvision or pycocotools fails before validation, not after it
-        self.evaluator = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", sync_on_compute=False)
+        self.evaluator = MeanAveragePrecision(
+            box_format="xyxy",
+            iou_type="bbox",
+            iou_thresholds=COCO_IOU_THRESHOLDS,
+            rec_thresholds=COCO_RECALL_THRESHOLDS,
+            sync_on_compute=False,
+        )
+        self.class_agnostic = class_agnostic
         self._label_names: dict[int, str] = {}
         boxes, long = torch.zeros(0, 4), torch.zeros(0, dtype=torch.long)
         self._empty = {"pred_boxes": boxes, "pred_scores": torch.zeros(0), "ref_boxes": boxes}
         self._empty |= {f"{side}_{name}": long for side in ("pred", "ref") for name in ("labels", "counts")}
+        self._empty["ref_crowds"] = long
         for name in self._empty:
             self.add_state(name, default=[], dist_reduce_fx="cat")
 
-    def _label_ids(self, annotations: Sequence[Annotation]) -> list[int]:
+    def _label_ids(self, labels: list[str]) -> list[int]:
         ids = []
-        for annotation in annotations:
-            for label in annotation.get("labels") or [""] * len(annotation.get("boxes", [])):
-                name, ident = normalize(label), label_id(label)
-                if self._label_names.setdefault(ident, name) != name:
-                    raise ValueError(f"labels {name!r} and {self._label_names[ident]!r} hash to the same class id")
-                ids.append(ident)
+        for label in labels:
+            name, ident = normalize(label), label_id(label)
+            if self._label_names.setdefault(ident, name) != name:
+                raise ValueError(f"labels {name!r} and {self._label_names[ident]!r} hash to the same class id")
+            ids.append(ident)
         return ids
+
+    def _labels(self, annotation: Annotation, boxes: str, labels: str) -> list[str]:
+        """The label of each of `annotation[boxes]` from `annotation[labels]`: "" (one class) for
+        all when the annotation has none or the metric is class-agnostic."""
+        count = len(annotation.get(boxes, []))
+        return [""] * count if self.class_agnostic else list(annotation.get(labels) or [""] * count)
 
     def update(self, predictions: Sequence[Annotation], references: Sequence[Annotation]) -> None:
         """Add one batch of images: `predictions[i]` are the boxes generated for image i."""
@@ -93,12 +118,25 @@ class CocoMeanAP(Metric):
                 raise ValueError(f"{len(given)} scores for {boxes} boxes")
             scores += [1.0] * boxes if given is None else given
         self.pred_scores.append(torch.tensor(scores, dtype=torch.float32, device=self.device))
-        for side, batch in (("pred", predictions), ("ref", references)):
-            boxes = torch.tensor([box for annotation in batch for box in annotation.get("boxes", [])])
-            counts = [len(annotation.get("boxes", [])) for annotation in batch]
-            getattr(self, f"{side}_boxes").append(boxes.to(self.device, torch.float32).reshape(-1, 4))
-            getattr(self, f"{side}_labels").append(torch.tensor(self._label_ids(batch), device=self.device).long())
-            getattr(self, f"{side}_counts").append(torch.tensor(counts, device=self.device).long())
+        self._add("pred", [(p.get("boxes", []), self._labels(p, "boxes", "labels")) for p in predictions])
+        images, crowds = [], []
+        for reference in references:  # its crowd regions follow its objects, flagged in ref_crowds
+            objects, regions = reference.get("boxes", []), reference.get("crowd_boxes", [])
+            labels = self._labels(reference, "boxes", "labels") + self._labels(reference, "crowd_boxes", "crowd_labels")
+            images.append((objects + regions, labels))
+            crowds += [0] * len(objects) + [1] * len(regions)
+        self._add("ref", images)
+        self.ref_crowds.append(torch.tensor(crowds, device=self.device).long())
+
+    def _add(self, side: str, images: list[tuple[list[Box], list[str]]]) -> None:
+        """One batch of one side's images, given as (boxes, their labels): the boxes and label ids
+        flat, and each image's box count to split them again."""
+        boxes = torch.tensor([box for image_boxes, _ in images for box in image_boxes])
+        labels = self._label_ids([label for _, image_labels in images for label in image_labels])
+        getattr(self, f"{side}_boxes").append(boxes.to(self.device, torch.float32).reshape(-1, 4))
+        getattr(self, f"{side}_labels").append(torch.tensor(labels, device=self.device).long())
+        counts = [len(image_boxes) for image_boxes, _ in images]
+        getattr(self, f"{side}_counts").append(torch.tensor(counts, device=self.device).long())
 
     def _fill_empty(self) -> None:
         for name, empty in self._empty.items():
@@ -113,10 +151,13 @@ class CocoMeanAP(Metric):
         super().sync(*args, **kwargs)
 
     def _images(self, side: str) -> list[dict[str, torch.Tensor]]:
+        """Per image, the dict torchmetrics takes: its names for this metric's states."""
         counts = dim_zero_cat(getattr(self, f"{side}_counts")).tolist()
-        names = ("boxes", "labels", "scores") if side == "pred" else ("boxes", "labels")
-        parts = [dim_zero_cat(getattr(self, f"{side}_{name}")).split(counts) for name in names]
-        return [dict(zip(names, values)) for values in zip(*parts)]
+        names = {"boxes": "boxes", "labels": "labels"} | (
+            {"scores": "scores"} if side == "pred" else {"crowds": "iscrowd"}
+        )
+        parts = [dim_zero_cat(getattr(self, f"{side}_{state}")).split(counts) for state in names]
+        return [dict(zip(names.values(), values)) for values in zip(*parts)]
 
     def compute(self) -> dict[str, float]:
         """The COCO summary numbers. Per-class numbers are left out: the class ids are hashes."""
@@ -143,28 +184,33 @@ class GroundingAccuracy(PerSampleMean):
     protocol: a phrase is found when its first predicted box overlaps one of the phrase's reference
     boxes with IoU >= `threshold`). The mean is over phrases, not samples, as Recall@1 is reported.
 
-    A reference's phrases are its distinct labels (one phrase without labels). For one phrase the
-    prediction's first box counts, whatever it is named: the model is asked for one object, and a
-    model that lists many boxes must not be rewarded for one of them hitting. For several, each
-    phrase's first box is the first predicted box named by it (names compared normalized); a
-    phrase the prediction does not name is not found.
+    A reference's phrases are its distinct labels (one phrase without labels). Each phrase's first
+    box is the first predicted box named by it (names compared normalized); a phrase the prediction
+    does not name is not found. Except for a one-expression task (`by_name=False`: a referring
+    expression, an open-vocabulary query) with one phrase: there the prediction's first box counts,
+    whatever it is named, since the model is asked for one object, and a model that lists many boxes
+    must not be rewarded for one of them hitting. A grounded caption (`by_name=True`) with one boxed
+    phrase is not such a task: the model grounds every phrase it sees ("the snow" too), so its first
+    box may belong to another phrase.
     """
 
     key = "grounding_acc"
 
-    def __init__(self, threshold: float = 0.5, **kwargs: Any) -> None:
+    def __init__(self, threshold: float = 0.5, by_name: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.threshold = threshold
+        self.by_name = by_name
 
     def update(self, predictions: Sequence[Annotation], references: Sequence[Annotation]) -> None:
         for prediction, reference in zip(predictions, references, strict=True):
             phrases = _phrases(reference)
-            self.total += sum(self._found(prediction, phrase, boxes, len(phrases) == 1) for phrase, boxes in phrases)
+            by_name = self.by_name or len(phrases) > 1
+            self.total += sum(self._found(prediction, phrase, boxes, by_name) for phrase, boxes in phrases)
             self.count += len(phrases)
 
-    def _found(self, prediction: Annotation, phrase: str, boxes: list[Box], only_phrase: bool) -> bool:
+    def _found(self, prediction: Annotation, phrase: str, boxes: list[Box], by_name: bool) -> bool:
         predicted = prediction.get("boxes") or []
-        if not only_phrase:
+        if by_name:
             names = [normalize(label) for label in prediction.get("labels") or []]
             predicted = [box for box, name in zip(predicted, names) if name == phrase]
         return bool(predicted) and self._hits(predicted, boxes)
