@@ -13,35 +13,27 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from pycocotools import mask as coco_mask
 from torchmetrics import Metric
 
 from f2tune.tasks.schema import Annotation, Polygon
 
-SUPERSAMPLING = 2
-"""Polygons are drawn on a grid this much finer than the image, and each pixel's centre is read."""
-
 
 def rasterize(polygons: Sequence[Polygon], size: tuple[int, int]) -> np.ndarray:
     """The (height, width) boolean mask of the union of `polygons` (flat x, y pixel lists) in an image
-    of `size` = (width, height): the pixels whose centre (i + 0.5, j + 0.5) lies inside or on the
-    outline of a polygon.
+    of `size` = (width, height), as pycocotools rasterizes COCO's and RefCOCO's masks: the pixels whose
+    centre (i + 0.5, j + 0.5) lies inside a polygon (about the polygon's exact area; PIL's outline
+    filling added a rim that grew a 10-pixel object's mask by a seventh).
 
-    PIL truncates coordinates to integers and fills the outline too, so drawn as they are the square
-    0..10 fills 11 x 11 pixels. Drawn at twice the resolution, the pixel centres fall on odd grid
-    points that integer coordinates never touch, and the square fills its 10 x 10 pixels. A trailing
-    odd coordinate is dropped and parts with fewer than 3 points are skipped: they enclose no area
-    (a truncated generation can produce them).
+    A trailing odd coordinate is dropped and parts with fewer than 3 points are skipped: they enclose
+    no area (a truncated generation can produce them), and pycocotools would read 4 numbers as a box.
     """
     width, height = size
-    image = Image.new("1", (width * SUPERSAMPLING, height * SUPERSAMPLING), 0)
-    draw = ImageDraw.Draw(image)
-    for polygon in polygons:
-        points = [(x * SUPERSAMPLING, y * SUPERSAMPLING) for x, y in zip(polygon[0::2], polygon[1::2])]
-        if len(points) >= 3:
-            draw.polygon(points, fill=1)
-    centre = SUPERSAMPLING // 2
-    return np.asarray(image, dtype=bool)[centre::SUPERSAMPLING, centre::SUPERSAMPLING]
+    parts = [list(map(float, polygon[: len(polygon) - len(polygon) % 2])) for polygon in polygons]
+    parts = [part for part in parts if len(part) >= 6]
+    if not parts:
+        return np.zeros((height, width), dtype=bool)
+    return coco_mask.decode(coco_mask.merge(coco_mask.frPyObjects(parts, height, width))).astype(bool)
 
 
 class PolygonIoU(Metric):
