@@ -12,7 +12,12 @@ worse for metrics:
 - `<REGION_TO_*>` text answers lose the echoed region's `<loc_N>` tokens (the processor keeps them);
 - grounding keeps every phrase (the released processor config drops pronouns such as "it");
 - polygon parts with fewer than 3 points and `<loc_N>` numbers above 999 (clamped) cannot break
-  mask metrics.
+  mask metrics;
+- a box written right to left or bottom to top has its corners put in order (the processor keeps
+  x2 < x1, an area below zero that COCO's evaluation leaves out of every size range: a wrong box
+  that cost nothing);
+- a label after a cut-short box or after a box of its own is the label alone (the processor's
+  phrase pattern may start inside the location token before it: `loc_3>dog`).
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ _POLY_RUN = re.compile(_POLY_TOKENS + "{4,}")
 _PHRASE_POLYS = re.compile(r"(?<![^<>])([^<]+)(" + _POLY_TOKENS + "{4,})")
 _POLY_INSTANCE = re.compile(r"<poly>(.*?)</poly>")
 _POLY_PART = re.compile(r"((?:<loc_\d+>)+)(?:<sep>|$)")
+_TOKEN_REMNANT = re.compile(r"^(?:/?(?:loc_\d+|poly|sep)>)+")
+"""The end of a location or polygon token that a phrase match started inside of."""
 
 
 def clean(text: str) -> str:
@@ -47,7 +54,14 @@ def _groups(bins: list[int], size: int) -> list[list[int]]:
 
 
 def _boxes(locs: str, image_size: ImageSize) -> list[Box]:
-    return [dequantize(group, image_size) for group in _groups(text_to_bins(locs), 4)]
+    """Each whole group of 4 bins as a box, its corners in order (x1 <= x2, y1 <= y2)."""
+    boxes = [dequantize(group, image_size) for group in _groups(text_to_bins(locs), 4)]
+    return [[min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)] for x1, y1, x2, y2 in boxes]
+
+
+def _label(phrase: str) -> str:
+    """A phrase match as a label: without a token's end it may start with, and spaces."""
+    return _TOKEN_REMNANT.sub("", phrase).strip()
 
 
 def _polygon_instances(run: str, image_size: ImageSize) -> list[list[Polygon]]:
@@ -83,7 +97,7 @@ def parse_boxes(text: str, image_size: ImageSize) -> Annotation:
     for phrase, locs in _PHRASE_BOXES.findall(clean(text)):
         for box in _boxes(locs, image_size):
             boxes.append(box)
-            labels.append(phrase.strip())
+            labels.append(_label(phrase))
     return Annotation(boxes=boxes, labels=labels)
 
 
@@ -104,7 +118,7 @@ def parse_boxes_or_polygons(text: str, image_size: ImageSize) -> Annotation:
             xs = [x for part in parts for x in part[0::2]]
             ys = [y for part in parts for y in part[1::2]]
             boxes.append([min(xs), min(ys), max(xs), max(ys)])
-            labels.append(phrase.strip())
+            labels.append(_label(phrase))
     return Annotation(boxes=boxes, labels=labels)
 
 
