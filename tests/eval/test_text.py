@@ -31,12 +31,95 @@ def test_vqa_accuracy_averages_over_leave_one_out_subsets(matching: int, expecte
     assert vqa_accuracy("2", humans(matching)) == pytest.approx(expected)
 
 
-def test_vqa_normalization() -> None:
-    assert vqa_normalize("The Two dogs.") == "2 dogs"
-    assert vqa_normalize("1,000") == "1000"
-    assert vqa_normalize("2.5 meters") == "2.5 meters"
-    assert vqa_normalize("Yes!") == "yes"
+@pytest.mark.parametrize(
+    ("prediction", "answer", "official"),
+    [
+        ("dont", "don't", 1.0),
+        ("isnt", "isn't", 1.0),
+        ("washington d.c.", "washington dc", 1.0),
+        ("p.m.", "pm", 1.0),
+        ("5%", "5", 0.0),
+        ("$5", "5", 0.0),
+        ("2:50", "2 50", 0.0),
+    ],
+)
+def test_vqa_accuracy_scores_as_the_official_evaluation(prediction: str, answer: str, official: float) -> None:
+    # an audit's cases, where the earlier simplified normalization scored differently from vqaEval.py
+    assert vqa_accuracy(prediction, humans(10, answer)) == official
+
+
+@pytest.mark.parametrize(
+    ("answer", "normalized"),
+    [("5%", "5%"), ("$5", "$5"), ("2:50", "2:50"), ("#1", "#1"), ("a&b", "a&b"), ("3.5", "3.5"), (".5", ".5")],
+)
+def test_vqa_normalize_keeps_marks_outside_the_official_punctuation(answer: str, normalized: str) -> None:
+    # "5%" is not "5", nor "2:50" "2 50": the official evaluation strips only its own set of marks
+    assert vqa_normalize(answer) == normalized
+
+
+@pytest.mark.parametrize(
+    ("answer", "normalized"),
+    [("washington d.c.", "washington dc"), ("p.m.", "pm"), ("e.g. red", "eg red"), ("Yes.", "yes"), ("3.", "3")],
+)
+def test_vqa_normalize_deletes_periods_not_before_a_digit(answer: str, normalized: str) -> None:
+    assert vqa_normalize(answer) == normalized
+
+
+@pytest.mark.parametrize(
+    ("answer", "normalized"),
+    [
+        ("black-and-white", "black and white"),  # a mark between letters becomes a space
+        ("(left)", "left"),
+        ("Yes!", "yes"),
+        ("left - right-hand", "left righthand"),  # "-" touches a space somewhere: every "-" is deleted
+        ("1,000", "1000"),
+        ("1,000-2,000", "10002000"),  # a digit,digit comma: every mark is deleted, as the official script does
+    ],
+)
+def test_vqa_normalize_deletes_punctuation_touching_a_space_or_in_numbers(answer: str, normalized: str) -> None:
+    assert vqa_normalize(answer) == normalized
+
+
+@pytest.mark.parametrize(
+    ("answer", "normalized"),
+    [("The Two dogs.", "2 dogs"), ("an apple", "apple"), ("none", "0"), ("TEN", "10"), ("eleven", "eleven")],
+)
+def test_vqa_normalize_writes_numbers_as_digits_and_drops_articles(answer: str, normalized: str) -> None:
+    assert vqa_normalize(answer) == normalized
+
+
+@pytest.mark.parametrize(
+    ("answer", "normalized"),
+    [
+        ("dont", "don't"),
+        ("don't", "don't"),
+        ("Isnt it", "isn't it"),
+        ("youre", "you're"),
+        ("whats", "what's"),
+        ("cant", "can't"),
+        ("oclock", "o'clock"),
+        ("couldnt've", "couldn't've"),
+        ("couldn'tve", "couldn't've"),
+        ("yall", "y'all"),
+    ],
+)
+def test_vqa_normalize_restores_apostrophes_of_contractions(answer: str, normalized: str) -> None:
+    assert vqa_normalize(answer) == normalized
+
+
+@pytest.mark.parametrize("word", ["its", "well", "were", "ill", "id", "shell", "hell", "wed", "im", "i'm"])
+def test_vqa_normalize_leaves_words_the_official_table_leaves(word: str) -> None:
+    # real words stay words; "im" stays too, as the official table's "Im" never matches lower-cased text
+    assert vqa_normalize(word) == word
+
+
+def test_vqa_normalize_turns_newlines_and_tabs_into_spaces() -> None:
+    assert vqa_normalize("\tyes\nsir ") == "yes sir"
+
+
+def test_vqa_accuracy_normalizes_predictions_and_human_answers_alike() -> None:
     assert vqa_accuracy("Two", humans(4)) == 1.0
+    assert vqa_accuracy("black and white", humans(10, "Black-and-white")) == 1.0
     assert vqa_accuracy("yes", ["Yes."]) == 1.0  # one reference: exact match after normalization
 
 

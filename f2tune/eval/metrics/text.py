@@ -17,23 +17,68 @@ from f2tune.eval.metrics import PerSampleMean, Prediction, Reference, exact_matc
 from f2tune.tasks.schema import Annotation
 
 VQA_HUMANS_FOR_FULL_CREDIT = 3
+
+# The answer normalization of the official VQA evaluation (vqaEval.py of the VQA API), restated.
+# Marks it strips; apostrophes, colons, periods, $, %, #, &, * are not among them.
+_VQA_PUNCTUATION = ';/[]"{}()=+\\_-><@`,?!'
+_DIGIT_COMMA_DIGIT = re.compile(r"\d,\d")
+_PERIOD_NOT_BEFORE_DIGIT = re.compile(r"\.(?!\d)")  # "3.5" and ".5" keep theirs; "p.m." and "3." lose them
 _NUMBERS = {
     word: str(digit) for digit, word in enumerate("zero one two three four five six seven eight nine ten".split())
 } | {"none": "0"}
 _ARTICLES = {"a", "an", "the"}
-_THOUSANDS_COMMA = re.compile(r"(?<=\d),(?=\d)")
-_NON_DECIMAL_PERIOD = re.compile(r"(?<!\d)\.|\.(?!\d)")
-_PUNCTUATION = re.compile(r"[^\w\s.]|_")
+# The contractions whose spellings with an apostrophe left out the official evaluation restores, by ending. Like
+# its table, this one leaves alone the real words "its", "id", "ill", "well", "were", "wed", "hell", "shell", "shed",
+# "lets" (and "shes"), but does read "cant", "wont", "hes", "hed" as contractions; and it has no "i" (the official
+# entries are spelled "Im", "Ive", which never match the lower-cased text, so "im" stays "im" there).
+_CONTRACTION_STEMS = {
+    "n't": "ai are ca could did does do had has have is might must need ought sha should was were wo would",
+    "n't've": "could had might should would",
+    "'ve": "could might must not should would we they you who what where",
+    "'d": "he how it somebody someone something there they who where you",
+    "'d've": "he it she somebody someone something there they we who you y'all",
+    "'ll": "how it somebody someone something they what who why you y'all",
+    "'re": "there they what why you",
+    "'s": "he how somebody someone that there what when where who why",
+}
+_CONTRACTIONS = [stem + ending for ending, stems in _CONTRACTION_STEMS.items() for stem in stems.split()]
+_CONTRACTIONS += ["ma'am", "o'clock", "'twas", "y'all", "'ow's'at"]
+# Each spelling with one apostrophe left out -> the contraction ("dont" -> "don't", "couldnt've" -> "couldn't've").
+_RESTORED_APOSTROPHES = {
+    contraction[:i] + contraction[i + 1 :]: contraction
+    for contraction in _CONTRACTIONS
+    for i, char in enumerate(contraction)
+    if char == "'"
+}
+
+
+def _strip_vqa_punctuation(text: str) -> str:
+    """The official punctuation step: each mark is deleted where it touches a space somewhere in the text (or
+    anywhere when the text holds a digit,digit comma, so "1,000" -> "1000") and is a space otherwise, so that
+    "black-and-white" -> "black and white" but "e - mail" -> "e mail"; then periods go unless a digit follows."""
+    delete = _DIGIT_COMMA_DIGIT.search(text) is not None
+    stripped = text
+    for mark in _VQA_PUNCTUATION:
+        # the official script decides on the text it was given, not on the text as the loop left it
+        touches_space = f"{mark} " in text or f" {mark}" in text
+        stripped = stripped.replace(mark, "" if delete or touches_space else " ")
+    return _PERIOD_NOT_BEFORE_DIGIT.sub("", stripped)
 
 
 def vqa_normalize(answer: str) -> str:
-    """The answer normalization of the official VQA evaluation, simplified: lower case, punctuation
-    removed (keeping decimal points; "1,000" -> "1000"), articles dropped, number words as digits.
-    (The official script also expands contractions and skips normalization when all humans agree.)
+    """The answer normalization of the official VQA evaluation, so that scores compare with published ones:
+    newlines and tabs as spaces, stripped; its punctuation step (`_strip_vqa_punctuation`: "washington d.c." ->
+    "washington dc", while "5%", "$5", "2:50" and "don't" keep their marks); lower case; number words zero to
+    ten (and "none") as digits; articles dropped; missing apostrophes restored ("dont" -> "don't").
+
+    The official script normalizes the human answers less than the prediction (only their punctuation, and
+    only when the humans disagree; its 2021 revision normalizes neither when they all agree, so that "Yes"
+    fails against ten "yes"). VQAv2's stored answers are already in normalized form, so `vqa_accuracy`
+    normalizes both alike: the same scores there, and no penalty where another dataset's answers are not.
     """
-    text = _THOUSANDS_COMMA.sub("", answer.lower())
-    text = _PUNCTUATION.sub(" ", _NON_DECIMAL_PERIOD.sub(" ", text))
-    return " ".join(_NUMBERS.get(word, word) for word in text.split() if word not in _ARTICLES)
+    text = answer.replace("\n", " ").replace("\t", " ").strip()
+    words = [_NUMBERS.get(word, word) for word in _strip_vqa_punctuation(text).lower().split()]
+    return " ".join(_RESTORED_APOSTROPHES.get(word, word) for word in words if word not in _ARTICLES)
 
 
 def vqa_accuracy(prediction: str, answers: Sequence[str]) -> float:
