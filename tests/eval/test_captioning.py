@@ -1,4 +1,4 @@
-"""CIDEr-D against pycocoevalcap's numbers; BLEU-4 and ROUGE-L on cases worked out by hand."""
+"""The caption metrics against numbers pycocoevalcap 1.2 computed (with its Java PTB tokenizer), and by hand."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import math
 import pytest
 
 from f2tune.eval.metrics import build_metric
-from f2tune.eval.metrics.captioning import Bleu4, CiderD, RougeL, cider_d, tokenize, tokenized
+from f2tune.eval.metrics.caption_words import tokenized
+from f2tune.eval.metrics.captioning import Bleu4, CiderD, RougeL, cider_d
 
 CANDIDATES = [
     "A man is riding a horse on the beach.",
@@ -25,14 +26,9 @@ REFERENCES = [
     ["A red double-decker bus on a city street.", "a bus parked by the road", "red bus in the street"],
     ["A plate with food on it.", "a meal on a white plate"],
 ]
-# pycocoevalcap 1.2, cider_scorer.CiderScorer(n=4, sigma=6.0) on the `tokenized` texts above
-PYCOCOEVALCAP_SCORES = [2.008240681325667, 2.2851527100966345, 2.1831836447975808, 1.4009837914558696]
-PYCOCOEVALCAP_CORPUS = 1.9693902069189377
-
-
-def test_tokenize_lowercases_and_drops_punctuation() -> None:
-    assert tokenize("A red double-decker bus, parked.") == ["a", "red", "double", "decker", "bus", "parked"]
-    assert tokenized("  Two   dogs!") == "two dogs"
+# pycocoevalcap 1.2: PTBTokenizer, then Cider, on the texts above ("double-decker" stays one word)
+PYCOCOEVALCAP_SCORES = [2.008240681325667, 2.2851527100966345, 2.2656552344473777, 1.4009837914558696]
+PYCOCOEVALCAP_CORPUS = 1.990008104331387
 
 
 def test_cider_d_matches_the_recorded_pycocoevalcap_numbers() -> None:
@@ -56,6 +52,16 @@ def test_cider_d_matches_pycocoevalcap_directly() -> None:
     metric = CiderD()
     metric.update(candidates, references)
     assert metric.compute()["cider"] == pytest.approx(float(corpus), abs=1e-9)
+
+
+def test_cider_keeps_hyphenated_words_whole() -> None:
+    metric = CiderD()
+    metric.update(
+        ["a hot dog on a white plate", "a cat on a bed"],
+        [["a hot-dog on a white plate", "a hot-dog with mustard"], ["a cat sleeping on a bed", "a cat on a bed"]],
+    )
+    # pycocoevalcap 1.2 (PTBTokenizer, then Cider); "hot-dog" is one word, so "hot dog" matches it nowhere
+    assert metric.compute()["cider"] == pytest.approx(4.6221787706674125, abs=1e-9)
 
 
 def test_cider_metric_accumulates_batches_and_merges_like_ddp() -> None:
@@ -92,6 +98,27 @@ def test_bleu4_by_hand() -> None:
     perfect = build_metric("bleu4")
     perfect.update(["A man rides a horse."], ["a man rides a horse"])
     assert perfect.compute()["bleu4"] == pytest.approx(1.0)
+
+
+def test_bleu4_takes_the_shorter_of_equally_close_reference_lengths() -> None:
+    metric = Bleu4()
+    # 4 and 6 words are equally close to 5: the shorter counts, so no brevity penalty (pycocoevalcap 1.2: 0.99999999968)
+    metric.update(["a b c d e"], [["a b c d e f", "a b c d"]])
+    assert metric.compute()["bleu4"] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_rouge_l_combines_the_best_precision_and_recall_with_beta_1_2() -> None:
+    metric = RougeL()
+    metric.update(
+        ["a man riding a horse on a beach"],
+        [["a man rides a brown horse", "a person on a horse at the beach near the water"]],
+    )
+    # LCS "a man a horse" (of 6) and "a on a beach" (of 11): precision 4 / 8, recall the better 4 / 6; best F1
+    # would be 0.5714 (4 / 7, against the first); pycocoevalcap 1.2 gives 0.5865384615384615
+    precision, recall = 4 / 8, 4 / 6
+    expected = (1 + 1.2**2) * precision * recall / (recall + 1.2**2 * precision)
+    assert expected == pytest.approx(0.5865384615384615, abs=1e-12)
+    assert metric.compute() == {"rougeL": pytest.approx(expected, abs=1e-12)}
 
 
 def test_rouge_l_by_hand() -> None:

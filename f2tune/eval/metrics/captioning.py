@@ -1,8 +1,6 @@
-"""Caption metrics: CIDEr-D (the COCO captioning metric), BLEU-4 and ROUGE-L.
-
-All three see the same words: `tokenize` lower-cases and turns punctuation into spaces. That stands
-in for the PTB tokenizer of the COCO evaluation (Java) and needs no download (nltk's punkt cannot be
-fetched offline), at the cost of small differences on contractions ("man's" -> "man s").
+"""Caption metrics: CIDEr-D (the COCO captioning metric), BLEU-4 and ROUGE-L, as the COCO caption evaluation
+(pycocoevalcap) computes them, over the words `f2tune.eval.metrics.caption_words.tokenize` finds, as its PTB
+tokenizer would.
 
 Predictions are the generated captions (strings, or `Annotation`s with `text`); each reference is
 one caption, several, or an `Annotation` (see `texts_of`).
@@ -11,31 +9,17 @@ one caption, several, or an `Annotation` (see `texts_of`).
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torchmetrics import Metric
-from torchmetrics.functional.text import rouge_score
 from torchmetrics.text import BLEUScore
 from torchmetrics.utilities import dim_zero_cat
 
 from f2tune.eval.metrics import PerSampleMean, Prediction, Reference, text_of, texts_of
-
-_PUNCTUATION = re.compile(r"[^\w\s]|_")
-
-
-def tokenize(text: str) -> list[str]:
-    """Lower-cased words, punctuation replaced by spaces."""
-    return _PUNCTUATION.sub(" ", text.lower()).split()
-
-
-def tokenized(text: str) -> str:
-    """`tokenize`'s words joined by single spaces (what whitespace-splitting scorers expect)."""
-    return " ".join(tokenize(text))
-
+from f2tune.eval.metrics.caption_words import tokenize, tokenized
 
 MAX_N = 4
 SIGMA = 6.0
@@ -127,7 +111,12 @@ class CiderD(Metric):
 
 
 class Bleu4(BLEUScore):
-    """Corpus BLEU-4 (torchmetrics) over `tokenize`d text, with every reference of a sample."""
+    """Corpus BLEU-4 (torchmetrics) over `tokenize`d text, with every reference of a sample.
+
+    The references go to torchmetrics shortest first: the brevity penalty takes the reference length
+    closest to the candidate's, and where two are equally close torchmetrics takes the first one, the
+    COCO evaluation (like NLTK) the shorter.
+    """
 
     keys = ("bleu4",)
 
@@ -139,7 +128,8 @@ class Bleu4(BLEUScore):
         if len(predictions) != len(references):
             raise ValueError(f"{len(predictions)} predictions for {len(references)} references")
         super().update(
-            [tokenized(text_of(p)) for p in predictions], [[tokenized(r) for r in texts_of(ref)] for ref in references]
+            [tokenized(text_of(p)) for p in predictions],
+            [sorted((tokenized(r) for r in texts_of(ref)), key=lambda r: len(r.split())) for ref in references],
         )
 
     def compute(self) -> dict[str, float]:
@@ -147,24 +137,43 @@ class Bleu4(BLEUScore):
         return {"bleu4": float(super().compute())}
 
 
-class RougeL(PerSampleMean):
-    """ROUGE-L F-measure (torchmetrics' `rouge_score`), the best over a sample's references, averaged
-    over samples.
+ROUGE_BETA = 1.2
 
-    Not a `ROUGEScore` subclass: that keeps one tensor per sample in lists that DDP gathers element
-    by element, which hangs or fails when processes saw different numbers of samples; a per-sample
-    score in sum/count states does not. Only `rougeL` is asked for, without stemming: `rougeLsum` and
-    the stemmer need nltk data that cannot be downloaded offline.
+
+def _lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
+    """Length of the longest common subsequence of two token lists (dynamic programming, one row)."""
+    row = [0] * (len(b) + 1)
+    for token in a:
+        diagonal = 0  # the previous row's value left of column j
+        for j, other in enumerate(b, 1):
+            diagonal, row[j] = row[j], diagonal + 1 if token == other else max(row[j], row[j - 1])
+    return row[-1]
+
+
+def rouge_l(candidate: Sequence[str], references: Sequence[Sequence[str]]) -> float:
+    """ROUGE-L of a tokenized caption as the COCO caption evaluation defines it: the LCS precision and
+    recall each at its best over the references (possibly from different ones), combined into an
+    F-measure that weights recall by beta = 1.2; 0 when nothing matches."""
+    precision = recall = 0.0
+    for reference in references:
+        if common := _lcs_length(candidate, reference):
+            precision = max(precision, common / len(candidate))
+            recall = max(recall, common / len(reference))
+    if not precision:
+        return 0.0
+    return (1 + ROUGE_BETA**2) * precision * recall / (recall + ROUGE_BETA**2 * precision)
+
+
+class RougeL(PerSampleMean):
+    """ROUGE-L (`rouge_l`, the COCO caption evaluation's) over `tokenize`d text, averaged over samples.
+
+    Not torchmetrics' `ROUGEScore`: that takes the best F1 over the references, where the COCO
+    evaluation combines the best precision and the best recall, with beta 1.2; and it keeps one tensor
+    per sample in lists that DDP gathers element by element, which hangs or fails when processes saw
+    different numbers of samples. A per-sample score in sum/count states does not.
     """
 
     key = "rougeL"
 
     def score(self, prediction: Prediction, reference: Reference) -> float:
-        result = rouge_score(
-            text_of(prediction),
-            [texts_of(reference)],
-            rouge_keys=("rougeL",),
-            normalizer=tokenized,
-            tokenizer=str.split,
-        )
-        return float(result["rougeL_fmeasure"])
+        return rouge_l(tokenize(text_of(prediction)), [tokenize(r) for r in texts_of(reference)])
