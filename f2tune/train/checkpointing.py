@@ -94,6 +94,38 @@ class RandomState(pl.Callback):
             torch.cuda.set_rng_state_all(state["cuda"])
 
 
+class FinalStep(pl.Callback):
+    """Writes `last.ckpt` at the step training ends, where its writers (at each validation, at each
+    epoch's end without validation data) would leave it steps behind: a run that ended between two
+    validations, or before its first, resumed steps back, or found no checkpoint at all.
+
+    The state is taken at the end of the last training step, as a step-interval writer takes it
+    (Lightning's own state after the fit marks a cut-short epoch as finished, and a resumed run
+    would skip the rest of it), and written when training ends unless a validation came after it,
+    whose writer has saved that step with the validation's results. Taken, not written: the state
+    refers to the live weights, which no longer change, so it costs no copy.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._state: dict[str, Any] | None = None
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        last_step = 0 < trainer.max_steps <= trainer.global_step
+        last_epoch = trainer.is_last_batch and trainer.max_epochs not in (None, -1)
+        if last_step or (last_epoch and trainer.current_epoch + 1 >= trainer.max_epochs):
+            self._state = trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._state = None
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._state is not None:
+            trainer.strategy.save_checkpoint(self._state, self.path)
+            trainer.strategy.barrier("FinalStep")
+            self._state = None
+
+
 def checkpoint_before_validation(trainer: pl.Trainer) -> dict[str, Any]:
     """The checkpoint of a fit stopped during one of its validations, as if that validation had
     not begun: resumed, the validation runs again from its first batch, then training goes on.

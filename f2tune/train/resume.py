@@ -42,6 +42,12 @@ def check_resume(recipe: Recipe, checkpoint: Path) -> list[tuple[str, Any, Any]]
     if not checkpoint.is_file():  # the launching process has said so
         return []
     saved = checkpoint_contents(checkpoint)
+    step, max_steps = int(saved.get("global_step", 0)), recipe.trainer.max_steps
+    if 0 < max_steps <= step:
+        raise RunError(
+            f"--resume: the run is at step {step} ({checkpoint}) and trainer.max_steps is {max_steps}: nothing "
+            "is left to train; give a larger trainer.max_steps to train on"
+        )
     before = saved.get("hyper_parameters", {}).get("recipe")
     if before is None:  # not written by f2tune fit: nothing to compare with
         return []

@@ -16,7 +16,7 @@ from transformers.models.florence2.modeling_florence2 import Florence2VisionBloc
 from f2tune.config import Recipe
 from f2tune.errors import RecipeError
 from f2tune.train.callbacks import ProgressBar, SamplesPerSecond
-from f2tune.train.checkpointing import AtomicCheckpointIO, RandomState
+from f2tune.train.checkpointing import AtomicCheckpointIO, FinalStep, RandomState
 from f2tune.train.guards import NonFiniteGuard
 from f2tune.train.locate import last_checkpoint
 from f2tune.train.stopping import StopOnRequest
@@ -40,6 +40,10 @@ def build_trainer(
         monitor=cfg.monitor,
         mode=monitor_mode,
         save_top_k=cfg.save_top_k,
+        # at the validation's end, as the writers of last.ckpt: left to Lightning, a validation at
+        # each epoch's end saved the best at the epoch's end, after last.ckpt, which then held the
+        # best of the validation before (a resumed run lost its best checkpoint)
+        save_on_train_epoch_end=False,
     )
     callbacks: list[pl.Callback] = [
         *([best] if has_val else []),  # before the writers of last.ckpt: its state there is current
@@ -50,6 +54,7 @@ def build_trainer(
         NonFiniteGuard(cfg.max_nonfinite_steps),
         RandomState(),
         StopOnRequest(last_checkpoint(run_dir)),
+        FinalStep(last_checkpoint(run_dir)),
     ]
     if cfg.early_stopping_patience:
         callbacks.append(EarlyStopping(cfg.monitor, patience=cfg.early_stopping_patience, mode=monitor_mode))

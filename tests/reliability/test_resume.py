@@ -75,3 +75,28 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path):
     expected = [reference.by_step[s] for s in sorted(resumed.by_step)]
     got = [resumed.by_step[s] for s in sorted(resumed.by_step)]
     assert got == pytest.approx(expected, rel=1e-5, abs=1e-6)
+
+
+@pytest.mark.parametrize("val_check_interval", [2, 100], ids=["between-validations", "before-any-validation"])
+def test_a_run_that_ended_between_validations_resumes_from_its_final_step(tmp_path, val_check_interval):
+    """last.ckpt is written at each validation; a run whose last steps came after its last validation
+    (or that never validated) saved them nowhere: --resume trained them again, or found no checkpoint."""
+
+    def recipe(name: str, steps: int) -> dict:
+        raw = recipe_for(tmp_path, name)
+        raw["data"]["val"] = [{"format": "shapes", "num_samples": 4, "seed": 2}]
+        raw["optim"]["schedule"] = "constant"  # the first part's schedule is the whole run's
+        raw["trainer"] |= {
+            "max_steps": steps,
+            "checkpoint_every_n_steps": None,
+            "val_check_interval": val_check_interval,
+        }
+        return raw
+
+    first = fit(validate_recipe(recipe("ended", 3)))
+    assert torch.load(first.last_checkpoint, weights_only=False)["global_step"] == 3
+    resumed, reference = Losses(), Losses()
+    fit(validate_recipe(recipe("ended", 6)), resume=True, extra_callbacks=[resumed])
+    fit(validate_recipe(recipe("reference", 6)), extra_callbacks=[reference])
+    assert sorted(resumed.by_step) == [4, 5, 6]
+    assert [resumed.by_step[s] for s in (4, 5, 6)] == pytest.approx([reference.by_step[s] for s in (4, 5, 6)], rel=1e-5)

@@ -22,6 +22,7 @@ from f2tune.log import setup_logging
 from f2tune.model.adapt import florence2
 from f2tune.recipe import validate_recipe
 from f2tune.testing.shapes import shape_samples
+from f2tune.train.locate import run_checkpoint
 from f2tune.train.run import fit
 
 FULL_EXPORT_FILES = {
@@ -201,6 +202,23 @@ def test_last_checkpoint_follows_every_validation_even_without_improvement(tmp_p
     result = fit(validate_recipe(tiny_recipe(tmp_path, trainer=trainer, eval={"before_fit": False})))
     assert sorted(p.name for p in (result.run_dir / "checkpoints").iterdir()) == ["best-step=2.ckpt", "last.ckpt"]
     assert torch.load(result.last_checkpoint, weights_only=True)["global_step"] == 4
+
+
+def test_the_best_of_epoch_end_validations_is_recorded_in_last_checkpoint(tmp_path):
+    """Validating at each epoch's end (the recipes' default), Lightning saved the best checkpoint at
+    the epoch's end, after last.ckpt: last.ckpt named the best of the validation before, so a resumed
+    run lost its best checkpoint, and `--checkpoint best` chose an older one."""
+    trainer = {"max_steps": -1, "max_epochs": 1, "val_check_interval": None, "check_val_every_n_epoch": 1}
+    result = fit(validate_recipe(tiny_recipe(tmp_path, trainer=trainer, eval={"before_fit": False})))
+    assert run_checkpoint(result.run_dir, "best").name == "best-step=4.ckpt"
+
+
+def test_resume_with_nothing_left_to_train_is_refused(tmp_path):
+    """It trained nothing, exported again and exited 0."""
+    sections = {"trainer": {"max_steps": 2}, "eval": {"before_fit": False}}
+    fit(validate_recipe(tiny_recipe(tmp_path, **sections)))
+    with pytest.raises(RunError, match=r"--resume: the run is at step 2 \(.*last.ckpt\) and trainer.max_steps is 2"):
+        fit(validate_recipe(tiny_recipe(tmp_path, **sections)), resume=True)
 
 
 @pytest.mark.parametrize("method", ["full", "lora"])
