@@ -24,6 +24,8 @@ from f2tune.bench.loops import run_f2tune, run_reference
 from f2tune.bench.measure import Timing, describe_machine, in_child
 from f2tune.bench.options import add_arguments
 from f2tune.bench.setups import batch_orders, f2tune_batches, mixed_samples, padding_share, reference_batches
+from f2tune.errors import F2TuneError
+from f2tune.predict.load import inference_device
 from f2tune.testing.tiny import build_tiny_processor
 
 
@@ -48,12 +50,8 @@ HEADER = (
 
 
 def run(args: argparse.Namespace) -> int:
+    device = inference_device(args.device)  # `cuda` where torch sees none is refused here, not in the first row
     quiet()
-    if args.repeats < 1:
-        raise SystemExit(f"--repeats must be at least 1, got {args.repeats}")
-    if args.device == "auto":
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(args.device)
     threads = args.threads or torch.get_num_threads()
     print(f"machine: {describe_machine(device)}; torch {torch.__version__}, {threads} thread(s)")
     print(
@@ -64,9 +62,9 @@ def run(args: argparse.Namespace) -> int:
     )
     print(HEADER)
     print("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
-    for size in args.sizes.split(","):
+    for size in args.sizes:
         image_size = args.tiny_image_size if size == "tiny" else args.base_image_size
-        for mode in args.modes.split(","):
+        for mode in args.modes:
             for row in measure(size, mode, image_size, args, device):
                 print(row, flush=True)
     return 0
@@ -216,4 +214,8 @@ def utilization_cells(flops: ModelFlops | str | None, cached: bool, timing: Timi
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_arguments(parser)
-    return run(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except F2TuneError as err:  # as `f2tune bench` says it: one line, exit status 2
+        parser.error(str(err))

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from contextlib import nullcontext
 from pathlib import Path
+
+from f2tune.errors import RecipeError
+
+PICTURES_PER_TASK = 8
+"""Samples drawn per split and task where `--pictures-per-task` is not given."""
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -20,26 +26,37 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--pictures",
         metavar="DIR",
         help="draw the first samples of each split's tasks into DIR, answers on their images, as training "
-        "reads them: a wrong box_format or image_root shows at a glance",
+        "reads them: a wrong box_format or image_root shows at a glance (a new folder, or one check-data "
+        "drew into before: replaced whole)",
     )
-    parser.add_argument("--pictures-per-task", type=int, default=8, metavar="N", help="with --pictures (8)")
+    parser.add_argument("--pictures-per-task", type=int, metavar="N", help=f"with --pictures ({PICTURES_PER_TASK})")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    per_task = PICTURES_PER_TASK if args.pictures_per_task is None else args.pictures_per_task
+    if args.pictures is None and args.pictures_per_task is not None:
+        raise RecipeError("--pictures-per-task needs --pictures DIR, the folder to draw the samples into")
+    if per_task < 1:
+        raise RecipeError(f"--pictures-per-task must be at least 1, got {per_task}")
     from f2tune.recipe import load_recipe
 
     recipe = load_recipe(args.recipe, args.overrides)
     from f2tune.data.check import check_data
     from f2tune.data.check_pictures import SamplePictures
     from f2tune.data.transforms import build_augmentation
+    from f2tune.export.atomic import atomic_folder
     from f2tune.model.loading import load_processor, text_positions
 
-    pictures = None
-    if args.pictures:
-        augmentation = build_augmentation(recipe.data.augment, seed=recipe.trainer.seed)
-        pictures = SamplePictures(Path(args.pictures), args.pictures_per_task, augmentation)
-    report = check_data(recipe.data, load_processor(recipe.model), text_positions(recipe.model), pictures)
+    # Entered before the data is read, so that a file or a folder of the user's own files is refused
+    # at once, as `--out` is; an earlier check's pictures are replaced whole, none left over.
+    drawing = nullcontext(None) if args.pictures is None else atomic_folder(Path(args.pictures), "check-data")
+    with drawing as folder:
+        pictures = None
+        if folder is not None:
+            augmentation = build_augmentation(recipe.data.augment, seed=recipe.trainer.seed)
+            pictures = SamplePictures(folder, per_task, augmentation)
+        report = check_data(recipe.data, load_processor(recipe.model), text_positions(recipe.model), pictures)
     print(report.render())
     if pictures is not None:
         print(f"pictures: {len(pictures.written)} in {args.pictures}")

@@ -14,7 +14,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "model", help="Hub id, exported model or adapter folder, a run folder, or a training checkpoint (.ckpt)"
     )
     parser.add_argument("images", nargs="+", type=Path, help="image files, or folders of them")
-    parser.add_argument("--task", default="<CAPTION>", help="Florence-2 task token (default <CAPTION>)")
+    parser.add_argument("--task", help="Florence-2 task token (default <CAPTION>; none with --prompt)")
     parser.add_argument("--text", help="text input of the task (e.g. the phrase to ground)")
     parser.add_argument("--region", help="region input x1,y1,x2,y2 in pixels (REGION_TO_* tasks)")
     parser.add_argument("--prompt", help="a free-text prompt instead of a task token")
@@ -48,10 +48,10 @@ def run(args: argparse.Namespace) -> int:
 def _region(text: str | None) -> list[float] | None:
     if text is None:
         return None
-    try:
-        region = [float(v) for v in text.split(",")]
-    except ValueError:
-        region = []
-    if len(region) != 4:
-        raise RecipeError(f"--region: expected x1,y1,x2,y2 in pixels, got {text!r}")
+    region = []  # its count and finiteness are checked with the task (PredictRequest)
+    for value in text.split(","):
+        try:
+            region.append(float(value))
+        except ValueError:
+            raise RecipeError(f"--region {text}: {value!r} is not a number; give x1,y1,x2,y2 in pixels") from None
     return region

@@ -11,20 +11,35 @@ from torch import nn
 from transformers import Florence2Processor
 
 from f2tune.config import ModelConfig
-from f2tune.errors import RecipeError
+from f2tune.errors import RecipeError, RunError, first_few
 from f2tune.export.checkpoint import model_from_checkpoint, read_checkpoint
 from f2tune.model.loading import attach_adapter, load_model, load_processor
 
 
-def resolve_source(source: str) -> Path | str:
-    """A run folder means its export; anything else is used as given."""
+def resolve_source(source: str | Path) -> Path | str:
+    """A run folder means its export; anything else is used as given.
+
+    A run folder without one (exported elsewhere, not at all, or stopped before its end) is refused
+    here, before any work, naming its checkpoints, which predict takes as they are: loaded as a
+    model folder it would fail for want of a `config.json`, naming none of this."""
     path = Path(source)
-    if (path / "config.yaml").is_file() and (path / "export").is_dir():
+    if not _is_run_folder(path):
+        return path if path.exists() else str(source)
+    if (path / "export").is_dir():
         return path / "export"
-    return path if path.exists() else source
+    checkpoints = sorted((path / "checkpoints").glob("*.ckpt"), key=lambda p: (p.name != "last.ckpt", p.name))
+    instead = (
+        f"give one of its checkpoints instead: {first_few([str(p) for p in checkpoints])}"
+        if checkpoints
+        else f"it has no checkpoint either ({path / 'checkpoints'}); train it first (f2tune fit)"
+    )
+    raise RunError(
+        f"{path} is a run folder without an export/ (export disabled or sent elsewhere by export.dir, or the run "
+        f"stopped before its end): {instead}"
+    )
 
 
-def load_for_inference(source: str, dtype: str = "float32") -> tuple[nn.Module, Florence2Processor]:
+def load_for_inference(source: str | Path, dtype: str = "float32") -> tuple[nn.Module, Florence2Processor]:
     """Model in eval mode and its processor; adapters are applied on top of their base model."""
     resolved = resolve_source(source)
     if isinstance(resolved, Path) and resolved.is_file() and resolved.suffix == ".ckpt":
@@ -55,6 +70,12 @@ def inference_device(name: str) -> torch.device:
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
         raise RecipeError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
     return device
+
+
+def _is_run_folder(path: Path) -> bool:
+    """A folder `f2tune fit` made: its recipe (`config.yaml`), and no model or adapter of its own."""
+    model_files = ("config.json", "adapter_config.json")
+    return (path / "config.yaml").is_file() and not any((path / name).is_file() for name in model_files)
 
 
 def _is_adapter(source: Path | str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from transformers import Florence2Processor
 
 from f2tune.data.collate import overlong_input
 from f2tune.data.images import load_image
-from f2tune.errors import DataError, first_few
+from f2tune.errors import DataError, RecipeError, first_few
 from f2tune.eval.generate import generate
 from f2tune.eval.scores import parse_generation, special_ids
 from f2tune.export.atomic import atomic_folder, check_replaceable
@@ -21,8 +22,8 @@ from f2tune.log import say
 from f2tune.model.attention import attention_for, use_attention
 from f2tune.predict.draw import draw_annotation
 from f2tune.predict.inputs import image_files, image_sizes, picture_names
-from f2tune.predict.load import inference_device, load_for_inference
-from f2tune.tasks import CUSTOM, TASKS, TaskSpec, build_prompt
+from f2tune.predict.load import inference_device, load_for_inference, resolve_source
+from f2tune.tasks import CUSTOM, TASKS, TaskSpec, build_prompt, task_of
 from f2tune.tasks.schema import Annotation
 from f2tune.tasks.tokens import close_tokens
 
@@ -31,7 +32,8 @@ from f2tune.tasks.tokens import close_tokens
 class PredictRequest:
     """What to ask: a task token with its input (`text` or `region`), or a free-text `prompt`."""
 
-    task: str = "<CAPTION>"
+    task: str | None = None
+    """A task token; None: `<CAPTION>`, or no task at all with a free-text `prompt` (the two exclude each other)."""
     text: str | None = None
     region: list[float] | None = None
     prompt: str | None = None
@@ -39,23 +41,25 @@ class PredictRequest:
     def spec(self) -> TaskSpec:
         """The task asked for, its inputs checked against it."""
         if self.prompt is not None:
-            spec = CUSTOM
-        elif self.task in TASKS and self.task:
-            spec = TASKS[self.task]
-        else:
+            if self.task is not None:  # one of them would be dropped unsaid
+                raise DataError("--prompt is a whole free-text prompt and --task a task token: give one of them")
+            return self._checked(CUSTOM)
+        task = "<CAPTION>" if self.task is None else self.task
+        if task not in TASKS or not task:
             known = ", ".join(t for t in TASKS if t)
-            raise DataError(
-                f"unknown task {self.task!r}{close_tokens(self.task)}; known tasks: {known} "
-                "(or use --prompt for free text)"
-            )
-        self._check_inputs(spec)
-        return spec
+            close = close_tokens(f"<{task.strip('<>').upper()}>")  # `<od>` and `od` mean <OD>
+            raise DataError(f"unknown task {task!r}{close}; known tasks: {known} (or use --prompt for free text)")
+        return self._checked(TASKS[task])
 
-    def _check_inputs(self, spec: TaskSpec) -> None:
-        """Checked before the model loads: without this a grounding task without `--text` fails
-        naming the data field (`query`), and an input the task takes none of is dropped unsaid."""
+    def _checked(self, spec: TaskSpec) -> TaskSpec:
+        """Checked before the model loads, in the options' terms: the prompt builder would refuse
+        most of these only after it, naming the data fields it reads (`query`), and an input the
+        task takes none of would be dropped unsaid."""
         if self.prompt is not None and self.text is not None:
             raise DataError("--prompt is the whole prompt and --text a task's text input: give one of them")
+        for flag, value in (("--text", self.text), ("--prompt", self.prompt)):
+            if value is not None and not value.strip():
+                raise DataError(f"{flag} is empty: give the text itself, quoted (e.g. {flag} 'a red car')")
         given = {"query": self.text if self.prompt is None else self.prompt, "region": self.region}
         needed = {"query": "--text TEXT", "region": "--region x1,y1,x2,y2"}
         if spec.input in needed and given[spec.input] is None:
@@ -63,6 +67,13 @@ class PredictRequest:
         for kind, flag in (("query", "--text"), ("region", "--region")):
             if spec.input != kind and given[kind] is not None:
                 raise DataError(f"{flag} is not an input of {spec.name}, which takes {_input_of(spec)}")
+        if self.region is not None and not (len(self.region) == 4 and all(map(math.isfinite, self.region))):
+            raise DataError(f"--region must be 4 finite numbers x1,y1,x2,y2 in pixels, got {_listed(self.region)}")
+        if self.prompt is not None:
+            _check_prompt(self.prompt)
+        elif self.text is not None:
+            _check_text(spec, self.text)
+        return spec
 
     def annotation(self) -> Annotation:
         given: Annotation = {}
@@ -76,7 +87,7 @@ class PredictRequest:
 
 
 def predict(
-    source: str,
+    source: str | Path,
     images: list[Path],
     request: PredictRequest,
     out: Path,
@@ -87,7 +98,10 @@ def predict(
     """Write `out/predictions.jsonl` and a picture per image, `out/<image stem>.png` (atomically: all
     or nothing), with the model on `device` (`auto`: a GPU when there is one) in `dtype`. `images`
     may name folders: their image files are read."""
+    if batch_size < 1:  # else no batch (or range()'s error after the model loaded)
+        raise RecipeError(f"--batch-size must be at least 1, got {batch_size}")
     spec = request.spec()
+    source = resolve_source(source)
     check_replaceable(out, "predict")
     target = inference_device(device)
     images = image_files([Path(p) for p in images])
@@ -134,6 +148,26 @@ def _check_input_fits(length: int, model: nn.Module, processor: Florence2Process
         raise DataError(
             overlong_input("--prompt/--text", length, processor.image_processor.image_seq_length, positions)
         )
+
+
+def _check_prompt(prompt: str) -> None:
+    """`--prompt` is free text: a task token in it is refused as a data reader refuses it, and one
+    that opens it names the task to give instead."""
+    try:
+        spec = task_of(prompt)
+    except DataError as err:
+        raise DataError(f"--prompt: {err}") from None
+    if spec is not CUSTOM:
+        given = f" with {_input_of(spec)}" if spec.input != "none" else ""
+        raise DataError(f"--prompt {prompt!r} starts with the task token {spec.token}: give --task {spec.token}{given}")
+
+
+def _check_text(spec: TaskSpec, text: str) -> None:
+    """A task token inside `--text` (`a cat <OD>`) would be read by the processor as a second task."""
+    try:
+        task_of(spec.token + text)
+    except DataError as err:
+        raise DataError(f"--text: {err}") from None
 
 
 def _input_of(spec: TaskSpec) -> str:

@@ -83,8 +83,9 @@ def _numbers(values: object, what: str, task: str) -> list[float]:
 def _located(kind: str, value: object, image_size: ImageSize, task: str) -> str:
     """Location tokens for one box / polygon / quad; the codec's own error gains the task name."""
     encode = {"box": box_to_text, "polygon": polygon_to_text, "quad": quad_to_text}[kind]
+    numbers = _numbers(value, kind, task)  # its message names the task already
     try:
-        return encode(_numbers(value, kind, task), image_size)
+        return encode(numbers, image_size)
     except DataError as err:
         raise DataError(f"{task}: {err}") from None
 

@@ -4,6 +4,8 @@ one of its checkpoints."""
 from __future__ import annotations
 
 import json
+import math
+import re
 
 import pytest
 import torch
@@ -89,12 +91,81 @@ def test_bad_requests_are_explained(tiny_dir, images, tmp_path):
         (PredictRequest(prompt="What is it?", region=[1, 1, 5, 5]), "which takes --prompt alone"),
         (PredictRequest(task="<REGION_TO_CATEGORY>", region=[9, 1, 5, 5]), "x2 < x1 or y2 < y1"),
         (PredictRequest(task="<REGION_TO_CATEGORY>", region=[1, 1, 5, 500]), r"lies outside .*\(96x96\): a region is"),
+        (PredictRequest(task="<CAPTION_TO_PHRASE_GROUNDING>", text=""), r"^--text is empty: give the text itself"),
+        (PredictRequest(task="<CAPTION_TO_PHRASE_GROUNDING>", text="  "), r"^--text is empty"),
+        (PredictRequest(prompt=""), r"^--prompt is empty"),
+        (
+            PredictRequest(task="<REGION_TO_CATEGORY>", region=[math.nan] * 4),
+            r"^--region must be 4 finite numbers x1,y1,x2,y2 in pixels, got nan,nan,nan,nan$",
+        ),
+        (PredictRequest(task="<REGION_TO_CATEGORY>", region=[1, 2, 3]), r"^--region must be 4 finite numbers"),
+        (PredictRequest(prompt="<OD>"), r"^--prompt '<OD>' starts with the task token <OD>: give --task <OD>$"),
+        (
+            PredictRequest(prompt="<CAPTION_TO_PHRASE_GROUNDING>a cat"),
+            r"give --task <CAPTION_TO_PHRASE_GROUNDING> with --text$",
+        ),
+        (PredictRequest(prompt="<od>"), r"^--prompt: <od> is no task token .*: write <OD>$"),
+        (
+            PredictRequest(task="<CAPTION_TO_PHRASE_GROUNDING>", text="a cat <OD>"),
+            r"^--text: a prompt takes one task token",
+        ),
+        (PredictRequest(task="<od>"), r"^unknown task '<od>' \(did you mean <OD>\?\); known tasks"),
+        (PredictRequest(task="od"), r"^unknown task 'od' \(did you mean <OD>\?\)"),
+        (PredictRequest(task="<OD>", prompt="What is it?"), r"^--prompt is a whole free-text prompt and --task"),
+        (PredictRequest(task="<CAPTION>", prompt="What is it?"), "give one of them"),
     ],
 )
 def test_inputs_that_do_not_fit_the_task_stop_before_the_model_loads(images, tmp_path, request_, message):
-    """The model named does not exist: each request is refused before anything is loaded."""
-    with pytest.raises(DataError, match=message):
+    """The model named does not exist: each request is refused before anything is loaded, in the
+    options' terms (neither the data fields the prompt is built from nor the task named twice)."""
+    with pytest.raises(DataError, match=message) as refused:
         predict(str(tmp_path / "no-model"), images, request_, tmp_path / "x")
+    assert "annotation field" not in str(refused.value)
+
+
+@pytest.mark.parametrize("batch_size", ["0", "-2"])
+def test_a_batch_size_below_one_is_refused_before_the_model_loads(images, tmp_path, capsys, batch_size):
+    """-2 wrote an empty predictions.jsonl; 0 failed in range() after the model loaded."""
+    out = tmp_path / "out"
+    assert (
+        main(["predict", str(tmp_path / "no-model"), str(images[0]), "--batch-size", batch_size, "--out", str(out)])
+        == 2
+    )
+    assert f"f2tune: error: --batch-size must be at least 1, got {batch_size}" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_a_prompt_with_a_task_on_the_command_line_is_refused(images, tmp_path, capsys):
+    """`--task` has a default, but one given beside `--prompt` was dropped unsaid."""
+    args = ["predict", str(tmp_path / "no-model"), str(images[0]), "--prompt", "What is it?"]
+    assert main([*args, "--task", "<OD>"]) == 2
+    assert "--prompt is a whole free-text prompt and --task a task token: give one of them" in capsys.readouterr().err
+    assert main([*args, "--region", "1,a,3,4"]) == 2
+    assert "f2tune: error: --region 1,a,3,4: 'a' is not a number; give x1,y1,x2,y2 in pixels" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("checkpoints", "message"),
+    [
+        (
+            ["last.ckpt", "best-step=4.ckpt"],
+            r"give one of its checkpoints instead: .*run/checkpoints/last.ckpt, .*best-",
+        ),
+        ([], r"it has no checkpoint either \(.*run/checkpoints\); train it first"),
+    ],
+)
+def test_a_run_folder_without_an_export_names_its_checkpoints(images, tmp_path, capsys, checkpoints, message):
+    """A run with export off, or stopped early: loaded as a model folder it failed for want of a
+    model_type key; now it is refused before the model loads (the checkpoints here are empty files)."""
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_text("model: {}\n")
+    for name in checkpoints:
+        (run / "checkpoints" / name).touch()
+    assert main(["predict", str(run), str(images[0]), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"f2tune: error: {run} is a run folder without an export/ (export disabled" in err
+    assert re.search(message, err)
 
 
 def test_an_output_folder_of_other_files_is_refused_before_the_model_loads(images, tmp_path, capsys):
@@ -137,23 +208,11 @@ def test_region_is_checked_against_the_upright_image(tiny_dir, tmp_path):
 
 def test_cli_predict_with_a_region(tiny_dir, images, tmp_path, capsys):
     out = tmp_path / "cli"
-    code = main(
-        [
-            "predict",
-            str(tiny_dir),
-            str(images[0]),
-            "--task",
-            "<REGION_TO_CATEGORY>",
-            "--region",
-            "10,10,50,50",
-            "--out",
-            str(out),
-        ]
-    )
-    assert code == 0
+    args = ["predict", str(tiny_dir), str(images[0]), "--task", "<REGION_TO_CATEGORY>"]
+    assert main([*args, "--region", "10,10,50,50", "--out", str(out)]) == 0
     assert json.loads((out / "predictions.jsonl").read_text())["prompt"].startswith("<REGION_TO_CATEGORY><loc_")
-    assert main(["predict", str(tiny_dir), str(images[0]), "--region", "1,2,3", "--out", str(out)]) == 2
-    assert "expected x1,y1,x2,y2" in capsys.readouterr().err
+    assert main([*args[:5], "--region", "1,2,3", "--out", str(out)]) == 2
+    assert "--region must be 4 finite numbers x1,y1,x2,y2 in pixels" in capsys.readouterr().err
 
 
 def test_cli_predict_on_a_chosen_device_and_dtype(tiny_dir, images, tmp_path, capsys, monkeypatch):

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 from helpers import shape_records, tiny_recipe
 from PIL import Image, ImageChops
 
 from f2tune.cli import main
 from f2tune.config import AugmentConfig, DataConfig
+from f2tune.data import check as data_check
 from f2tune.data.check import check_data, kind_of
 from f2tune.data.check_pictures import SamplePictures
 from f2tune.data.images import load_image
@@ -125,12 +127,59 @@ def test_pictures_draw_the_first_samples_of_each_task_with_their_answers(tmp_pat
     folder = tmp_path / "pictures"
     assert main(["check-data", recipe, "--pictures", str(folder), "--pictures-per-task", "2"]) == 0
     assert f"pictures: 6 in {folder}" in capsys.readouterr().out  # 2 captions + 2 boxes (train), 2 captions (val)
-    names = sorted(p.name for p in folder.iterdir())
+    names = sorted(p.name for p in folder.glob("*.png"))
     assert ["-".join(n.split("-")[:2]) for n in names] == ["train-CAPTION"] * 2 + ["train-OD"] * 2 + ["val-CAPTION"] * 2
     image = load_image(train.parent / records[3]["image"], "test")
     drawn = Image.open(folder / names[2]).convert("RGB").crop((0, 0, *readable(image)[0].size))
     plain = readable(image)[0].convert("RGB")
     assert ImageChops.difference(drawn, plain).getbbox() is not None, "the box was not drawn"
+    # a second check into the same folder replaces the first one's pictures, none left over
+    assert main(["check-data", recipe, "--pictures", str(folder), "--pictures-per-task", "1"]) == 0
+    assert sorted(p.name for p in folder.glob("*.png")) == [names[0], names[2], names[4]]
+
+
+@pytest.fixture
+def data_unread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reading the data would fail the test: the options below are refused before it."""
+
+    def check_data(*args: object) -> None:
+        raise AssertionError("the data was read")
+
+    monkeypatch.setattr(data_check, "check_data", check_data)
+
+
+def test_a_pictures_folder_of_other_files_or_a_file_is_refused_before_the_data_is_read(tmp_path, data_unread, capsys):
+    """As `--out` is: drawing among the user's photos (or over a file) is refused, nothing touched."""
+    recipe = write_recipe(tmp_path, {})
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "holiday.jpg").write_bytes(b"a photo")
+    assert main(["check-data", recipe, "--pictures", str(photos)]) == 2
+    assert (
+        f"f2tune: error: {photos} exists and holds files f2tune did not write (holiday.jpg)" in capsys.readouterr().err
+    )
+    assert [p.name for p in photos.iterdir()] == ["holiday.jpg"]
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("notes")
+    assert main(["check-data", recipe, "--pictures", str(a_file)]) == 2
+    assert f"f2tune: error: {a_file} exists and is not a folder" in capsys.readouterr().err
+    assert a_file.read_text() == "notes"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--pictures-per-task", "0"], "--pictures-per-task must be at least 1, got 0"),
+        (["--pictures-per-task", "-3"], "--pictures-per-task must be at least 1, got -3"),
+        (["--pictures-per-task", "2"], "--pictures-per-task needs --pictures DIR"),
+    ],
+)
+def test_pictures_per_task_below_one_or_without_pictures_is_refused(tmp_path, data_unread, capsys, options, message):
+    """Below one printed `pictures: 0 in DIR` and made no DIR; without --pictures it was ignored."""
+    pictures = ["--pictures", str(tmp_path / "pictures")] if "needs" not in message else []
+    assert main(["check-data", write_recipe(tmp_path, {}), *pictures, *options]) == 2
+    assert f"f2tune: error: {message}" in capsys.readouterr().err
+    assert not (tmp_path / "pictures").exists()
 
 
 def test_training_pictures_are_augmented_as_the_recipe_augments(tmp_path):
