@@ -34,8 +34,8 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     for override in overrides or []:
         apply_override(raw, override)
     raw.setdefault("trainer", {})
-    if isinstance(raw["trainer"], dict):
-        raw["trainer"].setdefault("run_name", path.stem)
+    if isinstance(raw["trainer"], dict) and raw["trainer"].get("run_name") is None:  # unset, or null
+        raw["trainer"]["run_name"] = path.stem
     return validate_recipe(raw, source=str(path))
 
 
@@ -56,7 +56,13 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
     key, sep, text = override.partition("=")
     if not sep or not key:
         raise RecipeError(f"override {override!r} is not of the form key.path=value (e.g. trainer.max_steps=10)")
-    value = yaml.safe_load(text) if text else None
+    try:
+        value = yaml.safe_load(text) if text else None
+    except yaml.YAMLError as err:
+        problem = str(err).splitlines()[0]
+        raise RecipeError(
+            f"override {override!r}: its value is not valid YAML ({problem}); quote it in the shell"
+        ) from None
     node: Any = raw
     parts = key.split(".")
     for i, part in enumerate(parts):
@@ -105,8 +111,11 @@ def _describe(errors: list[dict[str, Any]]) -> str:
         message = error["msg"].removeprefix("Value error, ")
         return f"{key}: {message}" if shown else message
     given = error.get("input")
-    alternatives = [errors[0]["msg"], *(e["msg"].removeprefix("Input should be ") for e in errors[1:])]
-    message = "; or ".join(dict.fromkeys(alternatives))  # `int > 0 | float > 0` fail alike: said once
+    # each alternative's reason once (`int > 0 | float > 0` fail alike), the first one whole
+    reasons = dict.fromkeys(e["msg"].removeprefix("Input should be ") for e in errors)
+    message = "; or ".join(reasons)
+    if errors[0]["msg"].startswith("Input should be "):
+        message = "Input should be " + message
     return f"{key}: {message} (got {given!r})" if not isinstance(given, dict) else f"{key}: {message}"
 
 

@@ -91,6 +91,20 @@ def test_a_value_that_fits_no_alternative_is_one_problem_naming_each(key, value,
         ({"max_steps": 5, "val_check_interval": 0}, {}, "trainer.val_check_interval: Input should be greater than 0"),
         ({"max_steps": 5, "val_check_interval": 1.5}, {}, "less than or equal to 1 (got 1.5)"),
         (
+            {"max_steps": 5, "val_check_interval": -1},
+            {},
+            "trainer.val_check_interval: Input should be greater than 0 (got -1)",
+        ),
+        (
+            {"max_steps": 5, "val_check_interval": 0.5, "check_val_every_n_epoch": None},
+            {},
+            "trainer.val_check_interval is a fraction of an epoch, but trainer.check_val_every_n_epoch is null",
+        ),
+        ({"max_steps": 5, "run_name": ".."}, {}, "trainer.run_name: '..' is not a folder name"),
+        ({"max_steps": 5, "run_name": "../escape"}, {}, "trainer.run_name: '../escape' is not a folder name"),
+        ({"max_steps": 5, "run_name": ""}, {}, "trainer.run_name: '' is not a folder name"),
+        ({"max_steps": 5}, {"betas": [1.5, 0.999]}, "optim.betas.0: Input should be less than 1 (got 1.5)"),
+        (
             {"max_steps": 100},
             {"warmup_steps": 100},
             "optim.warmup_steps is 100, but trainer.max_steps is 100: the learning rate would never reach optim.lr",
@@ -105,6 +119,20 @@ def test_values_that_would_train_nothing_or_crash_later_are_refused(trainer, opt
         validate_recipe({**MINIMAL, "trainer": trainer, "optim": optim})
     [line] = str(caught.value).splitlines()[1:]
     assert problem in line
+
+
+def test_an_override_whose_value_is_not_yaml_is_named(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(MINIMAL))
+    with pytest.raises(RecipeError, match=r"override 'trainer.max_steps=\[1': its value is not valid YAML"):
+        load_recipe(path, ["trainer.max_steps=[1"])
+
+
+def test_a_null_run_name_is_the_recipe_name(tmp_path):
+    """It was the folder `runs/None`."""
+    path = tmp_path / "my_recipe.yaml"
+    path.write_text(yaml.safe_dump({**MINIMAL, "trainer": {"max_steps": 1, "run_name": None}}))
+    assert load_recipe(path).trainer.run_name == "my_recipe"
 
 
 def test_a_warmup_shorter_than_the_run_and_a_fraction_of_an_epoch_are_kept():

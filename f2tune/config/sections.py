@@ -130,7 +130,7 @@ class OptimConfig(Section):
         "scales every part alike). To stop a part training, use adaptation.freeze.",
     )
     weight_decay: float = Field(0.01, ge=0)
-    betas: tuple[float, float] = (0.9, 0.999)
+    betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = (0.9, 0.999)
     eps: float = Field(1e-8, gt=0)
     schedule: Literal["cosine", "linear", "constant"] = "cosine"
     warmup_steps: int = Field(0, ge=0, description="Optimizer steps; overrides warmup_ratio when > 0.")
@@ -147,7 +147,9 @@ class TrainerConfig(Section):
     """Where and how Lightning runs: devices, precision, length, validation, logging, checkpoints."""
 
     output_dir: str = "runs"
-    run_name: str | None = Field(None, description="Defaults to the recipe file name.")
+    run_name: str | None = Field(
+        None, description="The run's folder in output_dir (one name, no path); defaults to the recipe file name."
+    )
     accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
     devices: int | Literal["auto"] | list[int] = "auto"
     num_nodes: int = Field(1, gt=0)
@@ -209,6 +211,15 @@ class TrainerConfig(Section):
     )
     seed: int = 42
 
+    @field_validator("run_name")
+    @classmethod
+    def _one_folder_name(cls, name: str | None) -> str | None:
+        """`..`, `../x` or `` would put the run's checkpoints, logs and export outside output_dir, or
+        straight into it beside other runs."""
+        if name is not None and (name in ("", ".", "..") or "/" in name or "\\" in name):
+            raise ValueError(f"{name!r} is not a folder name: give one name, without / (the run goes in output_dir)")
+        return name
+
     @field_validator("max_steps")
     @classmethod
     def _trains_something(cls, steps: int) -> int:
@@ -220,6 +231,15 @@ class TrainerConfig(Section):
     def _has_length(self) -> TrainerConfig:
         if self.max_steps == -1 and self.max_epochs is None:
             raise ValueError("set trainer.max_steps or trainer.max_epochs")
+        return self
+
+    @model_validator(mode="after")
+    def _interval_fits_its_count(self) -> TrainerConfig:
+        if isinstance(self.val_check_interval, float) and self.check_val_every_n_epoch is None:
+            raise ValueError(
+                "trainer.val_check_interval is a fraction of an epoch, but trainer.check_val_every_n_epoch is "
+                "null (batches counted across epochs): give the interval in batches, or an epoch count"
+            )
         return self
 
     @model_validator(mode="after")

@@ -12,7 +12,7 @@ from peft import LoraConfig, get_peft_model
 from torch import nn
 
 from f2tune.config import AdaptationConfig, FreezeConfig, LoraSettings
-from f2tune.errors import RecipeError
+from f2tune.errors import RecipeError, first_few
 
 _LANGUAGE = (
     r".*language_model\.(encoder|decoder)\.layers\.\d+\."
@@ -45,6 +45,10 @@ def lora_target_regex(target: str) -> str:
     return target
 
 
+LORA_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Embedding)
+"""The layer types peft's LoRA adapts (of those Florence-2 has)."""
+
+
 def lora_targets(model: nn.Module, target: str) -> list[str]:
     """Names of the modules `target` selects (full match, as peft does); error if it selects none."""
     regex = re.compile(lora_target_regex(target))
@@ -54,6 +58,15 @@ def lora_targets(model: nn.Module, target: str) -> list[str]:
         raise RecipeError(
             f"lora.target {target!r} matches no module. Use a preset ({', '.join(LORA_PRESETS)}) or a "
             f"regex over full names such as {', '.join(examples)}"
+        )
+    modules = dict(model.named_modules())
+    unsupported = [
+        f"{name} ({type(modules[name]).__name__})" for name in names if not isinstance(modules[name], LORA_LAYERS)
+    ]
+    if unsupported:  # peft would refuse them with a traceback
+        raise RecipeError(
+            f"lora.target {target!r} matches modules LoRA cannot adapt: {first_few(unsupported)}. LoRA adapts "
+            "linear, convolution and embedding layers: narrow the regex to those"
         )
     return names
 

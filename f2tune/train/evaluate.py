@@ -13,6 +13,7 @@ from f2tune.config import Recipe
 from f2tune.errors import SIGNAL_STATUS, RecipeError, RunError, RunStopped
 from f2tune.log import say
 from f2tune.train.locate import checkpoint_step, run_checkpoint
+from f2tune.train.resume import check_evaluated_checkpoint
 from f2tune.train.setup import assemble, run_dir_of
 
 Stage = Literal["validate", "test"]
@@ -25,6 +26,8 @@ def evaluate(recipe: Recipe, stage: Stage, checkpoint: str = "best") -> dict[str
         raise RecipeError(f"data.{split} is empty: nothing to {stage} (add sources under data.{split})")
     run_dir = run_dir_of(recipe)
     ckpt_path = resolve_checkpoint(run_dir, checkpoint)
+    if ckpt_path is not None:
+        check_evaluated_checkpoint(recipe, ckpt_path)
     pl.seed_everything(recipe.trainer.seed, workers=True, verbose=False)
     trainer, module, datamodule = assemble(recipe, run_dir, stage=stage)
     module.evaluated_step = checkpoint_step(ckpt_path)  # Lightning restores the weights, not the step

@@ -42,26 +42,46 @@ def check_resume(recipe: Recipe, checkpoint: Path) -> list[tuple[str, Any, Any]]
     if not checkpoint.is_file():  # the launching process has said so
         return []
     saved = checkpoint_contents(checkpoint)
+    before = saved.get("hyper_parameters", {}).get("recipe")
+    if before is None:  # not written by f2tune fit: nothing to compare with
+        return []
+    changes = recipe_changes(before, recipe.model_dump(mode="json"))
+    if fixed := model_changes(changes):
+        raise RunError(
+            f"--resume: {fixed}. A resumed run keeps the model, its adaptation and LoRA settings (they "
+            "shape the checkpoint's weights and optimizer state): undo the change, or "
+            "start a new run with trainer.run_name=NEW_NAME (from this run's export, as its model.name_or_path "
+            "or model.adapter)"
+        )
     step, max_steps = int(saved.get("global_step", 0)), recipe.trainer.max_steps
     if 0 < max_steps <= step:
         raise RunError(
             f"--resume: the run is at step {step} ({checkpoint}) and trainer.max_steps is {max_steps}: nothing "
             "is left to train; give a larger trainer.max_steps to train on"
         )
-    before = saved.get("hyper_parameters", {}).get("recipe")
-    if before is None:  # not written by f2tune fit: nothing to compare with
-        return []
-    changes = recipe_changes(before, recipe.model_dump(mode="json"))
-    fixed = [c for c in changes if any(c[0] == k or (k.endswith(".") and c[0].startswith(k)) for k in FIXED_ON_RESUME)]
-    if fixed:
-        described = "; ".join(f"{key} was {old!r}, is now {new!r}" for key, old, new in fixed)
-        raise RunError(
-            f"--resume: {described}. A resumed run keeps the model, its adaptation and LoRA settings (they "
-            "shape the checkpoint's weights and optimizer state): undo the change, or "
-            "start a new run with trainer.run_name=NEW_NAME (from this run's export, as its model.name_or_path "
-            "or model.adapter)"
-        )
     return changes
+
+
+def model_changes(changes: list[tuple[str, Any, Any]]) -> str:
+    """The changes of `FIXED_ON_RESUME` keys among `changes`, described ("" for none)."""
+    fixed = [c for c in changes if any(c[0] == k or (k.endswith(".") and c[0].startswith(k)) for k in FIXED_ON_RESUME)]
+    return "; ".join(f"{key} was {old!r}, is now {new!r}" for key, old, new in fixed)
+
+
+def check_evaluated_checkpoint(recipe: Recipe, checkpoint: str) -> None:
+    """Refuse to evaluate `checkpoint` under a recipe whose model or adaptation differs from the one
+    it was trained with: a LoRA recipe over a full run's checkpoint (or another LoRA target) loaded
+    none of its weights and scored the untrained model as the checkpoint; other changes failed with
+    a page of state-dict mismatches."""
+    before = checkpoint_contents(checkpoint).get("hyper_parameters", {}).get("recipe")
+    if before is None:
+        return
+    if fixed := model_changes(recipe_changes(before, recipe.model_dump(mode="json"))):
+        raise RunError(
+            f"{checkpoint} was trained under another model or adaptation than this recipe's: {fixed}. Its "
+            "weights only load into the model they were trained in: undo the change (the run's config.yaml "
+            "holds its recipe)"
+        )
 
 
 def record_changes(run_dir: Path, changes: list[tuple[str, Any, Any]]) -> None:

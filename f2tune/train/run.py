@@ -70,6 +70,9 @@ def fit(
     launching = _is_launching_process()
     if launching:
         check_writable(run_dir, "the run folder (trainer.output_dir / trainer.run_name)")
+        cache = recipe.trainer
+        if cache.image_feature_cache_dir and cache.image_feature_cache_disk_gb > 0:
+            check_writable(Path(cache.image_feature_cache_dir), "trainer.image_feature_cache_dir")
         _check_run_dir(run_dir, resume)
         if recipe.export.enabled:
             check_replaceable(export_dir_of(recipe, run_dir), "export")

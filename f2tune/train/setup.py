@@ -23,7 +23,9 @@ from f2tune.train.trainer import build_trainer
 
 
 def run_dir_of(recipe: Recipe) -> Path:
-    return Path(recipe.trainer.output_dir) / str(recipe.trainer.run_name)
+    """The run's folder: `trainer.run_name` in `trainer.output_dir` (a recipe validated without its
+    file, which names the run when the recipe does not, falls back to `run`)."""
+    return Path(recipe.trainer.output_dir) / (recipe.trainer.run_name or "run")
 
 
 def assemble(

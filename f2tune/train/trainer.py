@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
 import lightning.pytorch as pl
+import torch
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.strategies import FSDPStrategy, Strategy
@@ -50,7 +52,7 @@ def build_trainer(
         *last_checkpoint_writers(run_dir, has_val, cfg.checkpoint_every_n_steps),
         SamplesPerSecond(),
         ProgressBar(),
-        LearningRateMonitor("step"),
+        *([LearningRateMonitor("step")] if cfg.loggers else []),  # it refuses a trainer without loggers
         NonFiniteGuard(cfg.max_nonfinite_steps),
         RandomState(),
         StopOnRequest(last_checkpoint(run_dir)),
@@ -58,11 +60,34 @@ def build_trainer(
     ]
     if cfg.early_stopping_patience:
         callbacks.append(EarlyStopping(cfg.monitor, patience=cfg.early_stopping_patience, mode=monitor_mode))
+    check_machine(recipe)
     try:
         return _trainer(recipe, run_dir, callbacks + list(extra_callbacks or []))
-    except (ValueError, MisconfigurationException) as err:
-        # e.g. fsdp or 16-mixed without a GPU, more devices than the machine has
+    except (ValueError, TypeError, MisconfigurationException) as err:
+        # e.g. fsdp without a GPU, more devices than the machine has, a list of devices on a CPU
         raise RecipeError(f"trainer settings cannot run here: {err}") from None
+
+
+LAUNCHER_VARIABLES = ("WORLD_SIZE", "NODE_RANK", "MASTER_ADDR", "SLURM_NTASKS", "LSB_JOBID", "OMPI_COMM_WORLD_SIZE")
+"""Set by whatever tells a process of a many-node job where the others are: torchrun, SLURM's srun,
+LSF, MPI, or a user who sets MASTER_ADDR and NODE_RANK on each node."""
+
+
+def check_machine(recipe: Recipe) -> None:
+    """What Lightning would not refuse: `16-mixed` on a CPU runs as bf16-mixed (a warning, and a run
+    other than the recipe says), and several nodes without a launcher wait for the others forever."""
+    cfg = recipe.trainer
+    on_cpu = cfg.accelerator == "cpu" or (cfg.accelerator == "auto" and not torch.cuda.is_available())
+    if cfg.precision == "16-mixed" and on_cpu:
+        raise RecipeError(
+            "trainer.precision 16-mixed needs a GPU (fp16 with loss scaling); on a CPU use bf16-mixed or 32-true"
+        )
+    if cfg.num_nodes > 1 and not any(name in os.environ for name in LAUNCHER_VARIABLES):
+        raise RecipeError(
+            f"trainer.num_nodes is {cfg.num_nodes}, but no launcher started this command (torchrun, srun, or "
+            "MASTER_ADDR and NODE_RANK set on each node): it would wait for the other nodes forever. Start the "
+            "command on every node that way (README: Many GPUs, many nodes)"
+        )
 
 
 def best_checkpoints(trainer: pl.Trainer) -> ModelCheckpoint | None:

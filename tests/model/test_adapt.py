@@ -59,6 +59,9 @@ def test_custom_regex_and_bad_targets(tiny_model):
         lora_targets(tiny_model, r"Conv2d|linear")
     with pytest.raises(RecipeError, match="neither a preset"):
         lora_targets(tiny_model, "(unclosed")
+    # peft refused these with a traceback (`Target module LayerNorm(...) is not supported`)
+    with pytest.raises(RecipeError, match=r"matches modules LoRA cannot adapt: .*layer_norm \(LayerNorm\)"):
+        lora_targets(tiny_model, r".*layer_norm")
 
 
 def one_batch(processor) -> dict:

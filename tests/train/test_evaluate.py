@@ -91,6 +91,14 @@ def test_missing_split_and_checkpoint_are_explained(tmp_path, trained):
         evaluate(trained, "validate", str(tmp_path / "nope.ckpt"))
 
 
+def test_a_checkpoint_is_not_evaluated_under_another_adaptation(trained):
+    """A LoRA recipe over this full run's checkpoint loaded none of its weights and scored the
+    untrained model, exit 0."""
+    lora = validate_recipe(trained.model_dump() | {"adaptation": {"method": "lora"}})
+    with pytest.raises(RunError, match="trained under another model or adaptation .* adaptation.method was 'full'"):
+        evaluate(lora, "validate", "best")
+
+
 def test_predictions_are_filed_under_the_evaluated_checkpoints_step(tmp_path):
     """Lightning restores a checkpoint's weights for validate, not its step: the predictions of
     `f2tune validate` went to val-step000000, over the baseline that fit measured before training."""

@@ -159,6 +159,14 @@ def test_a_run_folder_that_cannot_be_made_stops_the_run_at_once(tmp_path):
         fit(validate_recipe(tiny_recipe(tmp_path)))
 
 
+def test_a_feature_cache_folder_that_cannot_be_made_stops_the_run_at_once(tmp_path):
+    """It was a FileExistsError once the cache first spilled to disk, mid-training."""
+    (tmp_path / "afile").write_text("not a folder")
+    trainer = {"image_feature_cache_dir": str(tmp_path / "afile"), "image_feature_cache_disk_gb": 1}
+    with pytest.raises(RunError, match=r"afile, trainer.image_feature_cache_dir, cannot be made: .* is a file"):
+        fit(validate_recipe(tiny_recipe(tmp_path, trainer=trainer)))
+
+
 def test_a_recipe_refused_after_reading_the_data_leaves_no_run_folder(tmp_path):
     recipe = validate_recipe(tiny_recipe(tmp_path, trainer={"monitor": "val/OD/map"}))  # shapes are <CAPTION>
     with pytest.raises(RecipeError, match="does not log 'val/OD/map'"):

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from helpers import tiny_recipe
-from lightning.pytorch.callbacks import EarlyStopping, ModelSummary
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelSummary
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.strategies import FSDPStrategy
 
 from f2tune.errors import RecipeError
 from f2tune.recipe import validate_recipe
-from f2tune.train.trainer import FSDP_WRAPPED_LAYERS, build_strategy, build_trainer
+from f2tune.train.trainer import FSDP_WRAPPED_LAYERS, LAUNCHER_VARIABLES, build_strategy, build_trainer
 
 
 def test_trainer_follows_the_recipe(tmp_path):
@@ -50,6 +52,27 @@ def test_settings_this_machine_cannot_run_are_a_recipe_error(tmp_path):
     raw = tiny_recipe(tmp_path, trainer={"strategy": "fsdp"})  # accelerator: cpu
     with pytest.raises(RecipeError, match="trainer settings cannot run here: .*fsdp"):
         build_trainer(validate_recipe(raw), tmp_path / "run")
+
+
+@pytest.mark.parametrize(
+    ("trainer", "message"),
+    [
+        ({"precision": "16-mixed"}, "trainer.precision 16-mixed needs a GPU"),  # Lightning ran it as bf16-mixed
+        ({"num_nodes": 2}, "trainer.num_nodes is 2, but no launcher started this command"),  # it waited forever
+        ({"devices": [0, 1]}, "trainer settings cannot run here: `devices` selected with `CPUAccelerator`"),
+    ],
+)
+def test_settings_lightning_would_run_otherwise_or_not_at_all_are_refused(tmp_path, monkeypatch, trainer, message):
+    for name in LAUNCHER_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(RecipeError, match=re.escape(message)):
+        build_trainer(validate_recipe(tiny_recipe(tmp_path, trainer=trainer)), tmp_path / "run")
+
+
+def test_a_run_without_loggers_builds(tmp_path):
+    """Lightning's learning-rate monitor refuses a trainer without loggers: it is left out then."""
+    trainer = build_trainer(validate_recipe(tiny_recipe(tmp_path, trainer={"loggers": []})), tmp_path / "run")
+    assert not trainer.loggers and not any(isinstance(c, LearningRateMonitor) for c in trainer.callbacks)
 
 
 @pytest.mark.parametrize(("length", "description"), [({"max_steps": 6}, "Epoch 3"), ({"max_epochs": 5}, "Epoch 3/4")])
