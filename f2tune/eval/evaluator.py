@@ -16,6 +16,7 @@ from torch import nn
 from transformers import Florence2Processor
 
 from f2tune.config import EvalConfig
+from f2tune.errors import RecipeError
 from f2tune.eval.generate import MODEL_INPUTS, Generation, generate
 from f2tune.eval.metrics import build_metric
 from f2tune.eval.scores import parse_generation, special_ids
@@ -37,6 +38,25 @@ Recall@1 under the MERGED-BOXES protocol beside ANY-BOX's)."""
 def task_label(task: str) -> str:
     """`<OD>` -> `OD`, free text -> `custom`: the task's part of metric names (`val/OD/map`)."""
     return task.strip("<>") or "custom"
+
+
+BOX_METRICS = {"coco_map", "grounding_acc", "grounding_acc_merged"}
+
+
+def check_metric_fits(tasks: Iterable[str], config: EvalConfig) -> None:
+    """Refuse an `eval.metric` that cannot score a task's answers: boxes compared for a task that
+    answers in text scored every validation n/a (COCO's -1), which a monitor on it then ranked;
+    masks for a task without polygons compared empty masks. (Text metrics fit every task: a
+    structured answer is compared by its labels' text.)"""
+    for task in sorted(tasks):
+        spec = TASKS[task]
+        answers_fit = {"miou": spec.post_processing == "polygons"} | dict.fromkeys(BOX_METRICS, spec.answers_with_boxes)
+        if not answers_fit.get(config.metric, True):
+            kind = "masks" if config.metric == "miou" else "boxes"
+            raise RecipeError(
+                f"eval.metric is {config.metric}, which compares {kind}, but {spec.name} does not answer with "
+                f"{kind}: use eval.metric: auto (each task's own metric) or one that fits every evaluated task"
+            )
 
 
 def metrics_for(task: str, config: EvalConfig) -> list[str]:

@@ -12,6 +12,7 @@ from f2tune.config import Recipe
 from f2tune.data.collate import target_limit_problem
 from f2tune.data.datamodule import STAGE_SPLITS, Florence2DataModule
 from f2tune.errors import RecipeError
+from f2tune.eval.evaluator import check_metric_fits
 from f2tune.log import say, warn
 from f2tune.model.adapt import apply_adaptation, freeze_parts
 from f2tune.model.compile import compile_blocks
@@ -37,6 +38,7 @@ def assemble(
     datamodule = Florence2DataModule(recipe.data, seed=recipe.trainer.seed)
     datamodule.setup(stage)
     val_tasks = datamodule.tasks(("val",)) if "val" in STAGE_SPLITS[stage] else monitored_tasks(recipe.trainer.monitor)
+    check_metric_fits(datamodule.tasks(), recipe.eval)  # the tasks the module will evaluate
     trainer = build_trainer(recipe, run_dir, monitor_mode(recipe, val_tasks), extra_callbacks)
     processor = datamodule.processor = load_processor(recipe.model)
     model = build_trainable_model(recipe)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from PIL import Image
 
@@ -9,8 +11,9 @@ from f2tune.config import EvalConfig
 from f2tune.data.collate import Florence2Collator
 from f2tune.data.dataset import SampleDataset
 from f2tune.data.sample import Sample
+from f2tune.errors import RecipeError
 from f2tune.eval import evaluator as evaluator_module
-from f2tune.eval.evaluator import Decoding, Evaluator
+from f2tune.eval.evaluator import Decoding, Evaluator, check_metric_fits
 from f2tune.eval.generate import Generation
 from f2tune.tasks import TASKS
 
@@ -118,3 +121,25 @@ def test_box_metrics_are_told_how_each_task_answers(processor):
     detection = Evaluator({"<REGION_PROPOSAL>", "<OD>"}, EvalConfig(metric="auto"), processor)
     assert detection.metrics["REGION_PROPOSAL-coco_map"].class_agnostic
     assert not detection.metrics["OD-coco_map"].class_agnostic
+
+
+@pytest.mark.parametrize(
+    ("task", "metric", "refused"),
+    [
+        ("<CAPTION>", "coco_map", "eval.metric is coco_map, which compares boxes, but <CAPTION> does not answer"),
+        ("<OD>", "miou", "eval.metric is miou, which compares masks, but <OD> does not answer with masks"),
+        ("", "grounding_acc", "but free-text prompt does not answer with boxes"),
+        ("<OD>", "coco_map", None),
+        ("<REFERRING_EXPRESSION_SEGMENTATION>", "miou", None),
+        ("<OD>", "exact_match", None),  # text metrics compare a structured answer's labels
+        ("<CAPTION>", "auto", None),
+    ],
+)
+def test_a_metric_that_cannot_score_a_task_is_refused(task, metric, refused):
+    """coco_map on captions ran, logged n/a (-1) at every validation, and a monitor on it picked a
+    "best" checkpoint among them."""
+    if refused is None:
+        check_metric_fits({task}, EvalConfig(metric=metric))
+    else:
+        with pytest.raises(RecipeError, match=re.escape(refused)):
+            check_metric_fits({task}, EvalConfig(metric=metric))
