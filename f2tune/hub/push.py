@@ -36,7 +36,7 @@ def push_folder(
     `token`: defaults to HF_TOKEN or the `hf auth login` cache. `endpoint`: defaults to HF_ENDPOINT
     read now (huggingface_hub reads it once at import), else the public Hub.
     """
-    from huggingface_hub import HfApi, get_token
+    from huggingface_hub import HfApi
 
     folder = Path(folder)
     if not folder.is_dir() or not any((folder / name).is_file() for name in EXPORT_MARKERS):
@@ -44,11 +44,7 @@ def push_folder(
             f"{folder} is not an export folder (no adapter_config.json or config.json); "
             "write one with `f2tune export RUN --out DIR` first"
         )
-    if not _REPO_ID.match(repo):
-        raise PushError(f"--repo {repo!r}: expected a Hub repo id of the form user/name (or org/name)")
-    token = token or get_token()
-    if not token:
-        raise PushError("no Hugging Face token: set HF_TOKEN or run `hf auth login` (a token with write access)")
+    token = check_push_target(repo, "--repo", token)
     endpoint = (endpoint or os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
     api = HfApi(endpoint=endpoint, token=token)
     try:
@@ -65,6 +61,22 @@ def push_folder(
     except Exception as err:  # the client raises many types (HTTP, transport, offline mode): all one message
         raise PushError(_explain(err, folder, repo, endpoint).replace(token, "***")) from None
     return info.commit_url
+
+
+def check_push_target(repo: str, option: str, token: str | None = None) -> str:
+    """The token to push `repo` with, once the repo id has the Hub's form and a token is there;
+    else `PushError` naming `option`, where the repo was given. Also called before a fit that
+    pushes at its end (`export.push_to`), so a typo stops it before the training, not after it."""
+    from huggingface_hub import get_token
+
+    if not _REPO_ID.match(repo):
+        raise PushError(f"{option} {repo!r}: expected a Hub repo id of the form user/name (or org/name)")
+    token = token or get_token()
+    if not token:
+        raise PushError(
+            f"{option}: no Hugging Face token: set HF_TOKEN or run `hf auth login` (a token with write access)"
+        )
+    return token
 
 
 def _explain(err: Exception, folder: Path, repo: str, endpoint: str) -> str:

@@ -27,6 +27,7 @@ from f2tune.export.atomic import check_replaceable, check_writable
 from f2tune.export.checkpoint import export_checkpoint
 from f2tune.export.facts import gather_facts
 from f2tune.export.writer import export_kind, export_model
+from f2tune.hub.push import PushError, check_push_target, push_folder
 from f2tune.log import say, warn
 from f2tune.recipe import dump_recipe
 from f2tune.train.guards import oom_advice
@@ -70,12 +71,14 @@ def fit(
     launching = _is_launching_process()
     if launching:
         check_writable(run_dir, "the run folder (trainer.output_dir / trainer.run_name)")
-        cache = recipe.trainer
-        if cache.image_feature_cache_dir and cache.image_feature_cache_disk_gb > 0:
-            check_writable(Path(cache.image_feature_cache_dir), "trainer.image_feature_cache_dir")
+        settings = recipe.trainer
+        if settings.image_feature_cache_dir and settings.image_feature_cache_disk_gb > 0:
+            check_writable(Path(settings.image_feature_cache_dir), "trainer.image_feature_cache_dir")
         _check_run_dir(run_dir, resume)
         if recipe.export.enabled:
             check_replaceable(export_dir_of(recipe, run_dir), "export")
+            if recipe.export.push_to:
+                check_push_target(recipe.export.push_to, "export.push_to")
     changes = check_resume(recipe, last_checkpoint(run_dir)) if resume else []
     pl.seed_everything(recipe.trainer.seed, workers=True, verbose=False)
 
@@ -107,13 +110,21 @@ def fit(
 
     best = _best_to_export(recipe, result.best_checkpoint)
     exportable = None if best else _exportable_model(trainer, module, recipe)  # every rank, or none
+    push_failed: PushError | None = None
     if recipe.export.enabled and trainer.is_global_zero:
         result.export_dir = export_run(exportable, module, recipe, run_dir, datamodule, result.metrics_after, best)
         result.exported = f"best checkpoint ({best.name})" if best else "final weights"
+        if recipe.export.push_to:
+            try:
+                say(f"export: pushed to {push_folder(result.export_dir, recipe.export.push_to)}")
+            except PushError as err:  # said after the summary: the run and its export are whole
+                push_failed = err
     result.seconds = time.perf_counter() - started
     if trainer.is_global_zero:
         result.loss_curve = plot_loss_curves(run_dir / "logs" / "csv", run_dir / "loss_curve.png")
         print_summary(result, trainer)
+    if push_failed is not None:
+        raise PushError(f"export.push_to: {push_failed} (f2tune push uploads it again)") from None
     return result
 
 
@@ -126,7 +137,7 @@ def export_run(
     metrics: dict[str, float],
     checkpoint: Path | None = None,
 ) -> Path:
-    """Write the export folder (global rank 0 only), push it if `export.push_to`, return its path.
+    """Write the export folder (global rank 0 only), return its path.
 
     `model` (the final weights) or, when given, `checkpoint` is exported, as `f2tune export` would.
     The card reports the metrics of the run's last validation (its `metrics.json`), else `metrics`.
@@ -140,10 +151,6 @@ def export_run(
         if not facts.metrics:
             facts.metrics = metrics
         export_model(model, module.processor, recipe, target, facts)
-    if recipe.export.push_to:
-        from f2tune.hub.push import push_folder
-
-        say(f"export: pushed to {push_folder(target, recipe.export.push_to)}")
     return target
 
 

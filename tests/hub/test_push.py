@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -123,3 +124,33 @@ def test_recipe_push_to_uploads_the_export_at_the_end_of_fit(hub, tmp_path):
     uploaded = {p.name: p.read_bytes() for p in export.iterdir() if p.name != OUTPUT_MARKER}
     assert hub.state.repos["alice/from-fit"]["branches"]["main"] == uploaded
     assert TOKEN not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    ("repo", "token", "said"),
+    [
+        ("not a repo", TOKEN, "f2tune: error: export.push_to 'not a repo': expected a Hub repo id"),
+        ("alice/from-fit", "", "f2tune: error: export.push_to: no Hugging Face token"),
+    ],
+)
+def test_a_push_that_cannot_happen_stops_the_fit_before_training(tmp_path, repo, token, said):
+    """It was found after the training, and said as `--repo`, an option the user never gave."""
+    raw = tiny_recipe(tmp_path, trainer={"max_steps": 2}, eval={"before_fit": False, "metric": "none"})
+    raw["export"] = {"push_to": repo}
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(raw))
+    done = f2tune(["fit", str(tmp_path / "r.yaml")], "http://127.0.0.1:9", tmp_path, token=token)
+    assert done.returncode == 2 and said in done.stderr, done.stderr[-3000:]
+    assert not (tmp_path / "runs" / "t").exists()
+
+
+def test_a_refused_push_after_fit_keeps_the_summary_and_the_export(hub, tmp_path):
+    hub.state.refuse = True
+    raw = tiny_recipe(tmp_path, trainer={"max_steps": 2}, eval={"before_fit": False, "metric": "none"})
+    raw["export"] = {"push_to": "alice/from-fit"}
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(raw))
+    done = f2tune(["fit", str(tmp_path / "r.yaml")], hub.url, tmp_path)
+    assert done.returncode == 2
+    assert re.search(r"f2tune: export: \S*runs/t/export \(final weights\)", done.stderr), done.stderr[-3000:]
+    assert done.stderr.rstrip().splitlines()[-1].startswith("f2tune: error: export.push_to: the Hub at")
+    assert "(f2tune push uploads it again)" in done.stderr
+    assert (tmp_path / "runs" / "t" / "export" / "config.json").is_file()
