@@ -30,6 +30,7 @@ def convert(source: Path, out: Path, base: str | None = None) -> Path:
     source = Path(source)
     if not source.exists():
         raise ConvertError(f"convert: no such file or folder: {source}")
+    _refuse_training_checkpoint(source)
     check_replaceable(out, "convert")
     if (source / "adapter_config.json").is_file():
         return convert_adapter(source, out, base)
@@ -40,7 +41,7 @@ def convert_model(source: Path, out: Path, base: str | None = None) -> Path:
     """Native model + processor folder; the converted weights must fill `base`'s architecture."""
     from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
-    base = base or _default_base(source / "config.json", "_name_or_path")
+    base = base or _default_base((source if source.is_dir() else source.parent) / "config.json", "_name_or_path")
     state = convert_state_dict(_read_weights(source), str(source))
     model = AutoModelForImageTextToText.from_config(AutoConfig.from_pretrained(base))
     try:
@@ -132,6 +133,16 @@ def _read_weights(source: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def _refuse_training_checkpoint(source: Path) -> None:
+    """Refuse a training checkpoint at once, saying what makes a model of it: its keys would be
+    named one by one as matching no conversion rule."""
+    if source.is_file() and source.suffix == ".ckpt":
+        raise ConvertError(
+            f"{source} is an f2tune training checkpoint, already native: `f2tune export {source} --out DIR` makes "
+            "a model or adapter folder of it (convert reads microsoft/Florence-2-* remote-code checkpoints)"
+        )
+
+
 def _read_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -144,8 +155,9 @@ def _default_base(config_file: Path, field: str) -> str:
     named = _read_json(config_file).get(field, "") if config_file.is_file() else ""
     match = _REMOTE_BASE.search(named or "")
     if not match:
+        said = f"{config_file} names {named!r}" if named else f"no {config_file.name} in {config_file.parent} names it"
         raise ConvertError(
-            f"cannot tell which native model to convert into ({config_file} names {named or 'nothing'!r}); "
+            f"cannot tell which native model to convert into ({said}); "
             "pass --base florence-community/Florence-2-base (or -large, or a local native folder of the same size)"
         )
     return f"florence-community/{match.group(1)}"

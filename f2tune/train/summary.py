@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import EarlyStopping
+from lightning.pytorch.loggers import CSVLogger
 from rich.console import Console
 from rich.table import Table
 
@@ -37,12 +38,20 @@ def print_summary(result: FitResult, trainer: pl.Trainer) -> None:
         f"last checkpoint: {result.last_checkpoint or '-'}",
         f"best checkpoint: {result.best_checkpoint or '-'}{_best_score(trainer) if result.best_checkpoint else ''}",
         f"logs: {result.run_dir / 'logs'}  (tensorboard --logdir {result.run_dir / 'logs'})",
-        f"loss curve: {result.loss_curve or '- (needs the csv logger)'}",
+        f"loss curve: {result.loss_curve or _no_curve(trainer)}",
         f"export: {f'{result.export_dir} ({result.exported})' if result.export_dir else 'disabled'}",
     ]
     if truncated is not None and float(truncated) > 0:
         lines.append(f"targets truncated to data.max_target_tokens in the last epoch: {int(truncated)}")
     console.print("\n".join(f"f2tune: {line}" for line in lines))
+
+
+def _no_curve(trainer: pl.Trainer) -> str:
+    """Why there is no loss curve: it is drawn from the csv logger's file, which holds a loss once a
+    validation or `trainer.log_every_n_steps` steps have logged one."""
+    if not any(isinstance(logger, CSVLogger) for logger in trainer.loggers):
+        return "- (drawn from the csv logger's file: add csv to trainer.loggers)"
+    return "- (no loss logged: no validation, and fewer steps than trainer.log_every_n_steps)"
 
 
 def _best_score(trainer: pl.Trainer) -> str:

@@ -171,6 +171,16 @@ def test_base_is_required_when_the_source_does_not_name_one(tmp_path, capsys):
     save_file({"image_proj_norm.weight": torch.ones(2)}, str(folder / "model.safetensors"))
     assert main(["convert", str(folder), "--out", str(tmp_path / "x")]) == 2
     assert "pass --base florence-community/Florence-2-base" in capsys.readouterr().err
+    # a weights file: its folder's config is looked for (it was `m/model.safetensors/config.json names 'nothing'`)
+    assert main(["convert", str(folder / "model.safetensors"), "--out", str(tmp_path / "x")]) == 2
+    assert f"(no config.json in {folder} names it); pass --base" in capsys.readouterr().err
+
+
+def test_a_training_checkpoint_is_sent_to_export(tmp_path, capsys):
+    checkpoint = tmp_path / "last.ckpt"
+    torch.save({"state_dict": {}}, checkpoint)
+    assert main(["convert", str(checkpoint), "--out", str(tmp_path / "x")]) == 2
+    assert f"{checkpoint} is an f2tune training checkpoint, already native: `f2tune export" in capsys.readouterr().err
 
 
 def test_converting_into_the_source_folder_is_refused_before_reading_it(remote_folder, tiny_dir, capsys):

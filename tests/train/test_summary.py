@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
+from lightning.pytorch.loggers import CSVLogger
+
 from f2tune.train.run import FitResult
 from f2tune.train.summary import print_summary
 
@@ -15,7 +17,7 @@ def test_metric_names_are_shown_whole_on_a_narrow_terminal(monkeypatch, capsys) 
     monkeypatch.setenv("COLUMNS", "60")
     names = ["val/CAPTION_TO_PHRASE_GROUNDING/grounding_acc", "val/CAPTION_TO_PHRASE_GROUNDING/grounding_acc_merged"]
     result = FitResult(run_dir=Path("runs/x"), metrics_after={names[0]: 0.25, names[1]: 0.5})
-    trainer = SimpleNamespace(global_step=2, callback_metrics={}, callbacks=[], checkpoint_callbacks=[])
+    trainer = SimpleNamespace(global_step=2, callback_metrics={}, callbacks=[], checkpoint_callbacks=[], loggers=[])
     print_summary(result, trainer)  # type: ignore[arg-type]
     shown = capsys.readouterr().err
     assert "…" not in shown
@@ -27,7 +29,18 @@ def test_metric_names_are_shown_whole_on_a_narrow_terminal(monkeypatch, capsys) 
 def test_wide_terminal_shows_one_line_per_metric(monkeypatch, capsys) -> None:
     monkeypatch.setenv("COLUMNS", "200")
     result = FitResult(run_dir=Path("runs/x"), metrics_after={"val/loss": 1.5})
-    trainer = SimpleNamespace(global_step=2, callback_metrics={}, callbacks=[], checkpoint_callbacks=[])
+    trainer = SimpleNamespace(global_step=2, callback_metrics={}, callbacks=[], checkpoint_callbacks=[], loggers=[])
     print_summary(result, trainer)  # type: ignore[arg-type]
     rows = [line for line in capsys.readouterr().err.splitlines() if line.startswith("│")]
     assert len(rows) == 1 and "val/loss" in rows[0] and "1.5000" in rows[0]
+
+
+def test_a_missing_loss_curve_says_why(capsys, tmp_path) -> None:
+    """It said "needs the csv logger" also where the csv logger was on and nothing was logged yet."""
+    result = FitResult(run_dir=Path("runs/x"))
+    for loggers, why in (([], "add csv to trainer.loggers"), ([CSVLogger(tmp_path)], "no loss logged")):
+        trainer = SimpleNamespace(
+            global_step=2, callback_metrics={}, callbacks=[], checkpoint_callbacks=[], loggers=loggers
+        )
+        print_summary(result, trainer)  # type: ignore[arg-type]
+        assert "f2tune: loss curve: - (" in capsys.readouterr().err.split(why)[0].splitlines()[-1]
