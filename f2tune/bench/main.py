@@ -10,7 +10,8 @@ import argparse
 import logging
 import statistics
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from typing import TypeVar
@@ -51,7 +52,11 @@ HEADER = (
 
 def run(args: argparse.Namespace) -> int:
     device = inference_device(args.device)  # `cuda` where torch sees none is refused here, not in the first row
-    quiet()
+    with quiet():
+        return _print_table(args, device)
+
+
+def _print_table(args: argparse.Namespace, device: torch.device) -> int:
     threads = args.threads or torch.get_num_threads()
     print(f"machine: {describe_machine(device)}; torch {torch.__version__}, {threads} thread(s)")
     print(
@@ -70,17 +75,29 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def quiet() -> None:
-    """Nothing but the table on stdout: warnings and Lightning's and f2tune's info lines off."""
-    warnings.filterwarnings("ignore")
-    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-    logging.getLogger("f2tune").setLevel(logging.WARNING)
+QUIET_LEVELS = {"lightning.pytorch": logging.ERROR, "f2tune": logging.WARNING}
+
+
+@contextmanager
+def quiet() -> Iterator[None]:
+    """Nothing but the table on stdout: warnings and Lightning's and f2tune's info lines off, until
+    the table is done (a process that goes on after it, a test suite, logs as before)."""
+    levels = {name: logging.getLogger(name).level for name in QUIET_LEVELS}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore")
+        for name, level in QUIET_LEVELS.items():
+            logging.getLogger(name).setLevel(level)
+        try:
+            yield
+        finally:
+            for name, level in levels.items():
+                logging.getLogger(name).setLevel(level)
 
 
 def quietly(work: Callable[[], T]) -> T:
     """`work` in a measuring process, quiet as the table's: a spawned one (CUDA) inherits none of it."""
-    quiet()
-    return work()
+    with quiet():
+        return work()
 
 
 def measure(size: str, mode: str, image_size: int, args: argparse.Namespace, device: torch.device) -> list[str]:

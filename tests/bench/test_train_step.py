@@ -3,6 +3,7 @@ complete table on the tiny model (speed itself is never asserted)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -54,7 +55,10 @@ def test_reference_batches_train_on_padding_and_f2tune_batches_do_not(processor)
 
 
 def test_benchmark_prints_a_row_per_loop(capsys):
+    levels = {name: logging.getLogger(name).level for name in ("f2tune", "lightning.pytorch")}
     assert main(["--sizes", "tiny", "--modes", "full,lora", "--steps", "2", "--batch-size", "2"]) == 0
+    # quiet while measuring only: left at WARNING, f2tune's later lines in the process went unsaid
+    assert {name: logging.getLogger(name).level for name in levels} == levels
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| tiny")]
     loops = [row.split("|")[4].strip() for row in rows]
     # LoRA leaves the vision tower frozen, so its f2tune rows run with and without the feature cache
