@@ -103,7 +103,8 @@ class FinalStep(pl.Callback):
     (Lightning's own state after the fit marks a cut-short epoch as finished, and a resumed run
     would skip the rest of it), and written when training ends unless a validation came after it,
     whose writer has saved that step with the validation's results. Taken, not written: the state
-    refers to the live weights, which no longer change, so it costs no copy.
+    refers to the live weights, which no longer change, so it costs no copy (under FSDP, the
+    gathered state dict Lightning makes for any checkpoint).
     """
 
     def __init__(self, path: Path) -> None:
