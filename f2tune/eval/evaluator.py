@@ -48,11 +48,12 @@ def check_metric_fits(tasks: Iterable[str], config: EvalConfig) -> None:
     answers in text scored every validation n/a (COCO's -1), which a monitor on it then ranked;
     masks for a task without polygons compared empty masks. (Text metrics fit every task: a
     structured answer is compared by its labels' text.)"""
+    if config.metric != "miou" and config.metric not in BOX_METRICS:
+        return
+    kind = "masks" if config.metric == "miou" else "boxes"
     for task in sorted(tasks):
         spec = TASKS[task]
-        answers_fit = {"miou": spec.post_processing == "polygons"} | dict.fromkeys(BOX_METRICS, spec.answers_with_boxes)
-        if not answers_fit.get(config.metric, True):
-            kind = "masks" if config.metric == "miou" else "boxes"
+        if not (spec.post_processing == "polygons" if kind == "masks" else spec.answers_with_boxes):
             raise RecipeError(
                 f"eval.metric is {config.metric}, which compares {kind}, but {spec.name} does not answer with "
                 f"{kind}: use eval.metric: auto (each task's own metric) or one that fits every evaluated task"
