@@ -53,13 +53,33 @@ def check_resume(recipe: Recipe, checkpoint: Path) -> list[tuple[str, Any, Any]]
             "start a new run with trainer.run_name=NEW_NAME (from this run's export, as its model.name_or_path "
             "or model.adapter)"
         )
-    step, max_steps = int(saved.get("global_step", 0)), recipe.trainer.max_steps
+    step, max_steps, max_epochs = int(saved.get("global_step", 0)), recipe.trainer.max_steps, recipe.trainer.max_epochs
     if 0 < max_steps <= step:
         raise RunError(
             f"--resume: the run is at step {step} ({checkpoint}) and trainer.max_steps is {max_steps}: nothing "
             "is left to train; give a larger trainer.max_steps to train on"
         )
+    if max_epochs is not None and (done := epochs_finished(saved)) >= max_epochs:
+        raise RunError(
+            f"--resume: the run has finished {done} epoch(s) ({checkpoint}) and trainer.max_epochs is {max_epochs}: "
+            "nothing is left to train; give a larger trainer.max_epochs to train on"
+        )
     return changes
+
+
+def epochs_finished(saved: dict[str, Any]) -> int:
+    """The training epochs a checkpoint's run has gone through to the end, from Lightning's loop state.
+
+    f2tune saves inside an epoch's last batch (validation end, `FinalStep`, every N steps), before
+    Lightning counts the epoch as processed: an epoch whose last batch was trained counts as finished
+    here, as it does when Lightning restores the checkpoint (it then trains nothing and exits).
+    """
+    loop = saved.get("loops", {}).get("fit_loop", {})
+    epochs = loop.get("epoch_progress", {}).get("current", {})
+    batches = loop.get("epoch_loop.batch_progress", {})
+    processed = int(epochs.get("processed", 0))
+    last_batch_trained = batches.get("is_last_batch") and batches.get("current", {}).get("completed", 0) > 0
+    return processed + int(bool(last_batch_trained) and epochs.get("started", 0) > processed)
 
 
 def model_changes(changes: list[tuple[str, Any, Any]]) -> str:

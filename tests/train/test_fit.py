@@ -229,6 +229,22 @@ def test_resume_with_nothing_left_to_train_is_refused(tmp_path):
         fit(validate_recipe(tiny_recipe(tmp_path, **sections)), resume=True)
 
 
+def test_resume_of_an_epoch_limited_run_at_its_last_epoch_is_refused(tmp_path):
+    """Lightning restored the run at its last epoch's end, trained nothing, and fit exported again and
+    exited 0; one more epoch trains the next 4 steps."""
+
+    def sections(epochs: int) -> dict:
+        trainer = {"max_steps": -1, "max_epochs": epochs, "val_check_interval": None, "check_val_every_n_epoch": 1}
+        return {"trainer": trainer, "eval": {"before_fit": False}}
+
+    fit(validate_recipe(tiny_recipe(tmp_path, **sections(1))))
+    refusal = r"--resume: the run has finished 1 epoch\(s\) \(.*last.ckpt\) and trainer.max_epochs is 1"
+    with pytest.raises(RunError, match=refusal):
+        fit(validate_recipe(tiny_recipe(tmp_path, **sections(1))), resume=True)
+    result = fit(validate_recipe(tiny_recipe(tmp_path, **sections(2))), resume=True)
+    assert torch.load(result.last_checkpoint, weights_only=True)["global_step"] == 8
+
+
 @pytest.mark.parametrize("method", ["full", "lora"])
 def test_resume_continues_from_the_last_step(tmp_path, method, recwarn, capsys):
     setup_logging()
