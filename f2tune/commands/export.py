@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from f2tune.errors import RunError
+
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
@@ -21,12 +23,17 @@ def register(commands: argparse._SubParsersAction) -> None:
         choices=("adapter", "merged"),
         help="adapter: peft folder (LoRA runs only); merged: model + processor folder. Default: as the run's export",
     )
-    parser.add_argument("--checkpoint", default="best", help="for a run folder: best (default) or last")
+    parser.add_argument("--checkpoint", choices=("best", "last"), help="for a run folder: best (default) or last")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from f2tune.export.checkpoint import export_checkpoint
 
-    export_checkpoint(args.source, args.out, kind=args.kind, which=args.checkpoint)
+    if args.checkpoint and Path(args.source).is_file():
+        raise RunError(
+            f"--checkpoint {args.checkpoint} picks among a run folder's checkpoints, but {args.source} is one "
+            "checkpoint file: drop --checkpoint, or give the run folder"
+        )
+    export_checkpoint(args.source, args.out, kind=args.kind, which=args.checkpoint or "best")
     return 0

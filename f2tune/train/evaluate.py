@@ -50,5 +50,5 @@ def resolve_checkpoint(run_dir: Path, checkpoint: str) -> str | None:
     if checkpoint in ("best", "last"):
         return str(run_checkpoint(run_dir, checkpoint))
     if not Path(checkpoint).is_file():
-        raise RunError(f"--checkpoint: no such file: {checkpoint}")
+        raise RunError(f"--checkpoint: {checkpoint} is neither best, last, none nor a checkpoint file")
     return checkpoint

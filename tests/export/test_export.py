@@ -107,6 +107,19 @@ def test_best_and_last_are_told_apart(lora_run, tmp_path):
     assert "step 6 (last.ckpt)" in card.read_text()
 
 
+def test_checkpoint_choice_is_refused_for_a_checkpoint_file_and_checked_for_a_run(lora_run, tmp_path, capsys):
+    """`--checkpoint best` beside a .ckpt file was ignored (the file was exported), and an unknown
+    choice was found only after the run folder was read."""
+    result, _ = lora_run
+    out = tmp_path / "out"
+    assert main(["export", str(result.last_checkpoint), "--checkpoint", "best", "--out", str(out)]) == 2
+    assert "--checkpoint best picks among a run folder's checkpoints, but" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["export", str(result.run_dir), "--checkpoint", "bets", "--out", str(out)])
+    assert "argument --checkpoint: invalid choice: 'bets'" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_model_card_states_metadata_task_recipe_data_metrics_usage_and_version(lora_run, tmp_path):
     result, _ = lora_run
     card = (export_checkpoint(result.last_checkpoint, tmp_path / "x") / "README.md").read_text()

@@ -87,8 +87,10 @@ def test_missing_split_and_checkpoint_are_explained(tmp_path, trained):
     fresh = validate_recipe(tiny_recipe(tmp_path, trainer={"run_name": "never-trained"}))
     with pytest.raises(RunError, match="no checkpoint in .*never-trained"):
         evaluate(fresh, "validate", "best")
-    with pytest.raises(RunError, match="no such file"):
+    with pytest.raises(RunError, match=r"nope.ckpt is neither best, last, none nor a checkpoint file"):
         evaluate(trained, "validate", str(tmp_path / "nope.ckpt"))
+    with pytest.raises(RunError, match=r"--checkpoint: Best is neither best, last, none nor a checkpoint file"):
+        evaluate(trained, "validate", "Best")
 
 
 def test_a_checkpoint_is_not_evaluated_under_another_adaptation(trained):
