@@ -94,3 +94,8 @@ class AugmentConfig(Section):
             and self.color_jitter == 0.0
             and self.hue == 0.0
         )
+
+    @property
+    def active(self) -> bool:
+        """True when training images are augmented: enabled, and some transform is not the identity."""
+        return self.enabled and not self.is_noop

@@ -287,6 +287,6 @@ def build_augmentation(config: AugmentConfig, seed: int | None = None) -> Augmen
 
     `seed` makes the draws reproducible in the main process; DataLoader workers reseed from torch.
     """
-    if not config.enabled or config.is_noop:
+    if not config.active:
         return None
     return Augmentation(config, seed=seed)

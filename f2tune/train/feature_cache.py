@@ -30,7 +30,7 @@ def why_not_cacheable(model: nn.Module, recipe: Recipe) -> str | None:
     """Why cached features would change training (None when they would not)."""
     if recipe.trainer.cache_image_features == "off":
         return "trainer.cache_image_features is off"
-    if recipe.data.augment.enabled:
+    if recipe.data.augment.active:
         return "data.augment is enabled (an image gives different pixels every epoch)"
     if recipe.trainer.strategy == "fsdp":
         return "trainer.strategy is fsdp (the vision tower is sharded and cannot run outside the model's forward)"

@@ -8,7 +8,8 @@ from pathlib import Path
 import lightning.pytorch as pl
 from torch import nn
 
-from f2tune.config import Recipe
+from f2tune.config import AugmentConfig, LoraSettings, Recipe
+from f2tune.config.base import Section
 from f2tune.data.collate import target_limit_problem
 from f2tune.data.datamodule import STAGE_SPLITS, Florence2DataModule
 from f2tune.errors import RecipeError
@@ -34,7 +35,7 @@ def assemble(
 ) -> tuple[pl.Trainer, Florence2Module, Florence2DataModule]:
     """Trainer, module and datamodule for `recipe`, writing into `run_dir`; the data of the splits
     that `stage` (`fit`, `validate`, `test`) uses is read now."""
-    _warn_ignored_lora(recipe)
+    _warn_ignored_settings(recipe, stage)
     datamodule = Florence2DataModule(recipe.data, seed=recipe.trainer.seed)
     datamodule.setup(stage)
     val_tasks = datamodule.tasks(("val",)) if "val" in STAGE_SPLITS[stage] else monitored_tasks(recipe.trainer.monitor)
@@ -88,12 +89,35 @@ def _checked_text_positions(model: nn.Module, recipe: Recipe) -> int:
     return positions
 
 
-def _warn_ignored_lora(recipe: Recipe) -> None:
-    """Say when the recipe's `lora:` section will not apply. Here, once per command, and not where a
-    checkpoint's saved recipe (which lists every section) rebuilds its model for an export."""
-    if "lora" not in recipe.model_fields_set:
+def _warn_ignored_settings(recipe: Recipe, stage: str) -> None:
+    """Say which settings the recipe changes from their defaults that will not apply. Here, once per
+    command, and not where a checkpoint's saved recipe rebuilds its model for an export. Values are
+    compared with the defaults, not looked up among the keys given: a run's config.yaml lists every
+    key, and a run started from it must not hear of settings nobody set."""
+    if changed(recipe.lora, LoraSettings()):
+        if recipe.adaptation.method != "lora":
+            warn("the recipe sets `lora:` but adaptation.method is 'full': the LoRA settings are ignored")
+        elif recipe.model.adapter is not None:
+            warn("model.adapter is set: its adapter_config.json decides r, alpha and targets; `lora:` is ignored")
+    if stage != "fit":
         return
-    if recipe.adaptation.method != "lora":
-        warn("the recipe sets `lora:` but adaptation.method is 'full': the LoRA settings are ignored")
-    elif recipe.model.adapter is not None:
-        warn("model.adapter is set: its adapter_config.json decides r, alpha and targets; `lora:` is ignored")
+    augment = recipe.data.augment
+    if not augment.enabled and (knobs := changed(augment, AugmentConfig())):
+        warn(
+            f"data.augment sets {', '.join(knobs)} but data.augment.enabled is false: training images are not augmented"
+        )
+    elif augment.enabled and augment.is_noop:
+        warn(
+            "data.augment.enabled is true but sets no transform (hflip, scale, translate, rotate_degrees, "
+            "color_jitter, hue): training images are not augmented"
+        )
+    if recipe.trainer.monitor != "val/loss" and not recipe.data.val:
+        warn(
+            f"trainer.monitor is {recipe.trainer.monitor!r} but data.val is empty: nothing is validated, so no best "
+            "checkpoint is kept"
+        )
+
+
+def changed(section: Section, defaults: Section) -> list[str]:
+    """The keys of `section` whose values differ from `defaults`'."""
+    return [key for key in type(section).model_fields if getattr(section, key) != getattr(defaults, key)]
