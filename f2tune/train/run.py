@@ -104,8 +104,9 @@ def fit(
             trainer.fit(module, datamodule=datamodule, ckpt_path=str(last_checkpoint(run_dir)) if resume else None)
     if has_val:
         result.metrics_after = _ended_with_validation(trainer, module) or _validate(trainer, module, datamodule)
-    result.best_checkpoint = getattr(best_checkpoints(trainer), "best_model_path", None) or None
     last = last_checkpoint(run_dir)
+    if best := getattr(best_checkpoints(trainer), "best_model_path", None):  # Lightning's is made absolute
+        result.best_checkpoint = str(last.parent / Path(best).name)
     result.last_checkpoint = str(last) if last.is_file() else None
 
     best = _best_to_export(recipe, result.best_checkpoint)

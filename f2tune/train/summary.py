@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import lightning.pytorch as pl
@@ -55,10 +56,15 @@ def _no_curve(trainer: pl.Trainer) -> str:
 
 
 def _best_score(trainer: pl.Trainer) -> str:
-    """` (val/OD/map 0.4123)`: what made the best checkpoint the best."""
+    """` (val/OD/map 0.4123)`: what made the best checkpoint the best. Lightning ranks a NaN score as
+    the worst (it stores inf, or -inf): an infinite best means no validation measured a finite one."""
     checkpoint = best_checkpoints(trainer)
     score = getattr(checkpoint, "best_model_score", None)
-    return f" ({checkpoint.monitor} {float(score):.4f})" if score is not None else ""
+    if score is None:
+        return ""
+    if not math.isfinite(float(score)):
+        return f" ({checkpoint.monitor} not finite at any validation)"
+    return f" ({checkpoint.monitor} {float(score):.4f})"
 
 
 def _early_stop(trainer: pl.Trainer) -> str:

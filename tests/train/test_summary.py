@@ -5,9 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
+import torch
+from helpers import tiny_recipe
 from lightning.pytorch.loggers import CSVLogger
 
-from f2tune.train.run import FitResult
+from f2tune.recipe import validate_recipe
+from f2tune.train.run import FitResult, fit
 from f2tune.train.summary import print_summary
 
 
@@ -44,3 +47,22 @@ def test_a_missing_loss_curve_says_why(capsys, tmp_path) -> None:
         )
         print_summary(result, trainer)  # type: ignore[arg-type]
         assert "f2tune: loss curve: - (" in capsys.readouterr().err.split(why)[0].splitlines()[-1]
+
+
+def test_a_best_score_never_finite_is_said_so(capsys) -> None:
+    """Lightning stores a NaN val/loss as inf: the summary said `(val/loss inf)` under a table of nan."""
+    result = FitResult(run_dir=Path("runs/x"), best_checkpoint="runs/x/checkpoints/best-step=2.ckpt")
+    best = SimpleNamespace(monitor="val/loss", best_model_score=torch.tensor(float("inf")))
+    trainer = SimpleNamespace(global_step=2, callback_metrics={}, callbacks=[], checkpoint_callbacks=[best], loggers=[])
+    print_summary(result, trainer)  # type: ignore[arg-type]
+    assert "best-step=2.ckpt (val/loss not finite at any validation)" in capsys.readouterr().err
+
+
+def test_the_best_checkpoint_is_named_as_the_run_folder_is(tmp_path, monkeypatch) -> None:
+    """Lightning made the best checkpoint's path absolute: the summary gave it in full between the
+    relative paths of the run's other files."""
+    monkeypatch.chdir(tmp_path)
+    recipe = tiny_recipe(Path("."), eval={"before_fit": False, "metric": "none"}, export={"enabled": False})
+    result = fit(validate_recipe(recipe))
+    assert result.best_checkpoint == str(Path("runs/t/checkpoints/best-step=4.ckpt"))
+    assert result.last_checkpoint == str(Path("runs/t/checkpoints/last.ckpt"))
