@@ -31,21 +31,22 @@ FULL_OR_READ_ONLY = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 is the disk, which the message says; no traceback."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The `f2tune` parser, and each command's own (whose usage an error in its arguments shows)."""
     parser = argparse.ArgumentParser(prog="f2tune", description="Fine-tune Florence-2 from a YAML recipe.")
     commands = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
         command.register(commands)
-    return parser
+    return parser, commands.choices
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    parser, command_parsers = build_parsers()
     # Overrides may come after flags (`fit r.yaml --resume a.b=1`): argparse leaves those unparsed.
     args, rest = parser.parse_known_args(argv)
     unknown_flags = [item for item in rest if item.startswith("-")]
     if unknown_flags or (rest and not hasattr(args, "overrides")):
-        parser.error(f"unrecognized arguments: {' '.join(unknown_flags or rest)}")
+        command_parsers[args.command].error(f"unrecognized arguments: {' '.join(unknown_flags or rest)}")
     if rest:
         args.overrides = [*args.overrides, *rest]
     setup_logging()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import signal
 from collections.abc import Sequence
+from pathlib import Path
 
 _RAISED_IN_A_WORKER = re.compile(r"Caught \w+ in DataLoader worker process \d+\.\nOriginal Traceback")
 
@@ -70,3 +71,11 @@ def user_message(err: F2TuneError) -> str:
         return text
     _, found, message = text.rpartition(f"\n{type(err).__module__}.{type(err).__name__}: ")
     return message.rstrip("\n") if found else text
+
+
+def missing_file(path: Path, what: str) -> str | None:
+    """Why `path` is not a file to read as `what` (None when it is one): a folder given where a
+    file was meant is said to be one, not reported as not found."""
+    if path.is_dir():
+        return f"{what} is a folder, not a file: {path}"
+    return None if path.is_file() else f"{what} not found: {path}"

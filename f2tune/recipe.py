@@ -12,7 +12,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from f2tune.config import Recipe
-from f2tune.errors import RecipeError
+from f2tune.errors import RecipeError, missing_file
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
@@ -22,8 +22,8 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     defaults to the recipe's file name so that `--resume` finds the same run again.
     """
     path = Path(path)
-    if not path.is_file():
-        raise RecipeError(f"recipe not found: {path}")
+    if problem := missing_file(path, "recipe"):
+        raise RecipeError(problem)
     try:
         with path.open() as stream:  # a stream with a name: YAML's errors point at the file, line, column
             raw = yaml.safe_load(stream) or {}

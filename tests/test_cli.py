@@ -33,6 +33,16 @@ def test_recipe_errors_exit_2_with_the_message(tmp_path, capsys):
     assert err.startswith("f2tune: error: ") and "did you mean 'trainer.max_steps'" in err and "Traceback" not in err
 
 
+def test_a_folder_or_an_unknown_flag_is_named_with_the_commands_usage(tmp_path, capsys):
+    """A folder was "recipe not found"; an unknown flag showed the usage of f2tune, not of fit."""
+    assert main(["fit", str(tmp_path)]) == 2
+    assert f"f2tune: error: recipe is a folder, not a file: {tmp_path}" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["fit", str(tmp_path), "--bogus"])
+    err = capsys.readouterr().err
+    assert err.startswith("usage: f2tune fit ") and "f2tune fit: error: unrecognized arguments: --bogus" in err
+
+
 def test_data_errors_stop_before_the_model_loads(tmp_path, capsys):
     path = tmp_path / "r.yaml"
     recipe = {**MINIMAL, "model": {"name_or_path": str(tmp_path / "no-such-model")}}

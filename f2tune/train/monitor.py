@@ -37,8 +37,8 @@ def monitor_mode(recipe: Recipe, val_tasks: Iterable[str]) -> Literal["min", "ma
     values = logged_values(val_tasks, recipe)
     if monitor not in values:
         close = difflib.get_close_matches(monitor, list(values), n=3, cutoff=0.6)
-        hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
-        raise RecipeError(f"trainer.monitor: this run does not log {monitor!r}; {hint}It logs: {', '.join(values)}")
+        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else "."
+        raise RecipeError(f"trainer.monitor: this run does not log {monitor!r}{hint} It logs: {', '.join(values)}")
     if recipe.trainer.monitor_mode != "auto":
         return recipe.trainer.monitor_mode
     return "max" if values[monitor] else "min"

@@ -99,6 +99,9 @@ def test_skip_policy_keeps_good_records_and_counts_bad_ones(write_jsonl):
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(DataError, match="JSONL file not found: .*nope.jsonl"):
         read_jsonl(tmp_path / "nope.jsonl", RecordProblems())
+    (tmp_path / "data").mkdir()
+    with pytest.raises(DataError, match="JSONL file is a folder, not a file: .*data"):  # was "not found"
+        read_jsonl(tmp_path / "data", RecordProblems())
 
 
 def test_a_line_that_is_not_utf8_is_that_lines_problem(write_jsonl):

@@ -45,6 +45,8 @@ def test_a_monitor_the_run_does_not_log_is_refused_with_the_close_keys(tmp_path)
         "trainer.monitor: this run does not log 'val/CAPTION/CIDEr'; did you mean 'val/CAPTION/cider'"
     )
     assert "It logs: val/loss, val/CAPTION/cider, val/CAPTION/bleu4, val/CAPTION/rougeL" in message
+    with pytest.raises(RecipeError, match=r"does not log 'val/OD/zzz'\. It logs: val/loss, "):  # was "; It logs"
+        monitor_mode(recipe_with(tmp_path, monitor="val/OD/zzz"), ["<CAPTION>"])
 
 
 @pytest.mark.parametrize(

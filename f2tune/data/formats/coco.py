@@ -30,7 +30,7 @@ from f2tune.config import CocoDetectionSource
 from f2tune.data.images import existing_image
 from f2tune.data.problems import SHOWN_EXAMPLES, RecordProblems
 from f2tune.data.sample import Sample
-from f2tune.errors import DataError
+from f2tune.errors import DataError, missing_file
 from f2tune.tasks.schema import Annotation, Box
 
 BOX_TOLERANCE = 1.0
@@ -50,8 +50,8 @@ class CocoImage:
 def read_coco_json(path: Path, required: tuple[str, ...], kind: str = "COCO") -> dict[str, Any]:
     """The parsed file; a whole-file problem (missing, not JSON, a top-level key absent) is an error.
     `kind` names the layout expected in those errors (Karpathy's split files share this shape)."""
-    if not path.is_file():
-        raise DataError(f"{kind} annotation file not found: {path}")
+    if problem := missing_file(path, f"{kind} annotation file"):
+        raise DataError(problem)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:

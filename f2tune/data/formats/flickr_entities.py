@@ -30,7 +30,7 @@ from f2tune.data.formats.structured import check_inside, check_task_fields
 from f2tune.data.images import existing_image
 from f2tune.data.problems import RecordProblems
 from f2tune.data.sample import Sample
-from f2tune.errors import DataError
+from f2tune.errors import DataError, missing_file
 from f2tune.tasks.schema import Annotation, Box
 
 TASK = "<CAPTION_TO_PHRASE_GROUNDING>"
@@ -42,8 +42,8 @@ def read_flickr_entities(source: Flickr30kEntitiesSource, problems: RecordProble
     """Samples of the captions of one split's images; bad files and captions go to `problems`."""
     root = Path(source.path)
     split_file = root / f"{source.split}.txt"
-    if not split_file.is_file():
-        raise DataError(f"split list not found: {split_file} (the release's train.txt, val.txt, test.txt)")
+    if problem := missing_file(split_file, "split list"):
+        raise DataError(f"{problem} (the release's train.txt, val.txt, test.txt)")
     image_ids = [line.strip() for line in split_file.read_text().splitlines() if line.strip()]
     messages: list[str] = []
     samples: list[Sample] = []

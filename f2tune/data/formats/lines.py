@@ -10,7 +10,7 @@ from typing import Any
 from f2tune.data.images import existing_image
 from f2tune.data.problems import RecordProblems
 from f2tune.data.sample import Sample
-from f2tune.errors import DataError
+from f2tune.errors import DataError, missing_file
 
 LineParser = Callable[[dict[str, Any], str, Path], Sample]
 
@@ -23,8 +23,8 @@ ARRAY_NOT_LINES = (
 
 def read_jsonl_objects(path: Path, problems: RecordProblems, parse: LineParser) -> list[Sample]:
     """Apply `parse(record, "file:line", folder)` to every JSON object line; bad lines go to `problems`."""
-    if not path.is_file():
-        raise DataError(f"JSONL file not found: {path}")
+    if problem := missing_file(path, "JSONL file"):
+        raise DataError(problem)
     if _opens_an_array(path):
         raise DataError(f"{path}: {ARRAY_NOT_LINES}")
     samples = []

@@ -43,7 +43,7 @@ from f2tune.data.formats.coco import (
 )
 from f2tune.data.problems import RecordProblems
 from f2tune.data.sample import Sample
-from f2tune.errors import DataError
+from f2tune.errors import DataError, missing_file
 from f2tune.tasks.schema import Annotation, Polygon
 
 REF_KEYS = ("ref_id", "ann_id", "image_id", "split", "sentences")
@@ -73,9 +73,9 @@ def read_refcoco(source: RefCocoSource, problems: RecordProblems) -> list[Sample
 
 
 def _read_refs(path: Path) -> list[Any]:
-    if not path.is_file():
+    if problem := missing_file(path, "refs file"):
         hint = " (convert the refs(*).p pickle once, see f2tune.data.formats.refcoco)" if path.suffix == ".p" else ""
-        raise DataError(f"refs file not found: {path}{hint}")
+        raise DataError(f"{problem}{hint}")
     if path.suffix == ".p":
         raise DataError(f"{path}: refs must be JSON, not a pickle; convert it once (see f2tune.data.formats.refcoco)")
     try:
