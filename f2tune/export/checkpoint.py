@@ -50,6 +50,11 @@ def export_checkpoint(
 ) -> Path:
     """Export `source` (a run folder -> its `which` checkpoint, or a .ckpt file) into `out`;
     `datamodule`: the run's data, already read (the card's data sizes), else read again."""
+    if _replaces_source(Path(out), Path(source)):
+        raise ExportError(
+            f"--out {out} holds the checkpoint being exported ({source}): the export would replace it; give "
+            "another folder"
+        )
     check_replaceable(Path(out), "export")
     checkpoint = read_checkpoint(source, which)
     recipe = checkpoint.recipe
@@ -72,6 +77,13 @@ def export_checkpoint(
     export_model(model, load_processor(recipe.model), recipe, Path(out), facts)
     say(f"export: {checkpoint.path} -> {out} ({kind})")
     return Path(out)
+
+
+def _replaces_source(out: Path, source: Path) -> bool:
+    """Whether exporting into `out`, which the export replaces whole, would delete `source`: `out` is
+    the source, a folder above it, or a run folder's checkpoint folder."""
+    source = source.resolve()
+    return out.resolve() in {source, *source.parents, source / "checkpoints"}
 
 
 def read_checkpoint(source: str | Path, which: str = "best") -> Checkpoint:

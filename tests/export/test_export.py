@@ -107,9 +107,10 @@ def test_best_and_last_are_told_apart(lora_run, tmp_path):
     assert "step 6 (last.ckpt)" in card.read_text()
 
 
-def test_checkpoint_choice_is_refused_for_a_checkpoint_file_and_checked_for_a_run(lora_run, tmp_path, capsys):
-    """`--checkpoint best` beside a .ckpt file was ignored (the file was exported), and an unknown
-    choice was found only after the run folder was read."""
+def test_export_options_that_cannot_apply_are_refused(lora_run, tmp_path, capsys):
+    """`--checkpoint best` beside a .ckpt file was ignored (the file was exported), an unknown choice
+    was found only after the run folder was read, and an --out that holds the run was said to hold
+    "files f2tune did not write"."""
     result, _ = lora_run
     out = tmp_path / "out"
     assert main(["export", str(result.last_checkpoint), "--checkpoint", "best", "--out", str(out)]) == 2
@@ -118,6 +119,9 @@ def test_checkpoint_choice_is_refused_for_a_checkpoint_file_and_checked_for_a_ru
         main(["export", str(result.run_dir), "--checkpoint", "bets", "--out", str(out)])
     assert "argument --checkpoint: invalid choice: 'bets'" in capsys.readouterr().err
     assert not out.exists()
+    for into in (result.run_dir, result.run_dir / "checkpoints"):  # was "holds files f2tune did not write"
+        assert main(["export", str(result.run_dir), "--out", str(into)]) == 2
+        assert f"--out {into} holds the checkpoint being exported ({result.run_dir})" in capsys.readouterr().err
 
 
 def test_model_card_states_metadata_task_recipe_data_metrics_usage_and_version(lora_run, tmp_path):
