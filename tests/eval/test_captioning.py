@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
 
 from f2tune.eval.metrics import build_metric
 from f2tune.eval.metrics.caption_words import tokenized
-from f2tune.eval.metrics.captioning import Bleu4, CiderD, RougeL, cider_d
+from f2tune.eval.metrics.captioning import Bleu4, CiderD, RougeL, bleu_counts, cider_d, corpus_bleu
 
 CANDIDATES = [
     "A man is riding a horse on the beach.",
@@ -107,6 +108,62 @@ def test_bleu4_takes_the_shorter_of_equally_close_reference_lengths() -> None:
     assert metric.compute()["bleu4"] == pytest.approx(1.0, abs=1e-6)
 
 
+# pycocoevalcap 1.2's Bleu(4).compute_score (option "closest") on these tokenized corpora: BLEU-1..4. Where an
+# n-gram precision is 0 its epsilons (1e-15 over the count + 1e-9) keep the scores above 0.
+BLEU_CORPORA = {
+    "no 3-gram matched": [("a man riding a horse", ["a man rides a horse", "a person on a horse"])],
+    "no 4-gram matched": [("a dog runs on the grass", ["a dog runs fast on the grass"])],
+    "no 3- or 4-grams to match": [("a cat", ["a cat sitting"]), ("two dogs", ["two dogs", "dogs"])],
+    "an empty caption": [("a man riding a horse", ["a man rides a horse"]), ("", ["a dog"])],
+    "all matched": [("a man rides a horse", ["a man rides a horse"])],
+}
+PYCOCOEVALCAP_BLEU = {
+    "no 3-gram matched": [0.7999999996800004, 0.6324555317648827, 5.108729546934668e-06, 1.6068568370523996e-08],
+    "no 4-gram matched": [0.8464817246084536, 0.757116271161685, 0.6236930672719415, 9.0960380903795e-05],
+    "no 3- or 4-grams to match": [0.7788007826820048, 0.7788007825846548, 0.00778800782682005, 0.0007788007827306797],
+    "an empty caption": [0.5362560366140092, 0.4239476211681309, 3.4244838250848774e-06, 1.0771083489856462e-08],
+    "all matched": [0.9999999996000004, 0.9999999995750004, 0.9999999995388893, 0.9999999994791672],
+}
+
+
+def _random_corpus(rng: random.Random) -> list[tuple[str, list[str]]]:
+    """A few captions over a small vocabulary, from empty to 7 words: often no 3- or 4-gram matches."""
+    vocabulary = "a b c d e f".split()[: rng.randint(2, 6)]
+
+    def caption() -> str:
+        return " ".join(rng.choice(vocabulary) for _ in range(rng.randint(0, 7)))
+
+    return [(caption(), [caption() for _ in range(rng.randint(1, 4))]) for _ in range(rng.randint(1, 4))]
+
+
+def _corpus_bleu(samples: list[tuple[str, list[str]]]) -> list[float]:
+    counts = [bleu_counts(c.split(), [r.split() for r in refs]) for c, refs in samples]
+    return corpus_bleu([sum(column) for column in zip(*counts)])
+
+
+@pytest.mark.parametrize("name", BLEU_CORPORA)
+def test_bleu_matches_the_recorded_pycocoevalcap_numbers(name: str) -> None:
+    samples = BLEU_CORPORA[name]
+    assert _corpus_bleu(samples) == pytest.approx(PYCOCOEVALCAP_BLEU[name], rel=1e-12, abs=1e-15)
+    metric = Bleu4()
+    metric.update(*map(list, zip(*samples)))
+    assert metric.compute()["bleu4"] == pytest.approx(PYCOCOEVALCAP_BLEU[name][3], rel=1e-12, abs=1e-15)
+
+
+def test_bleu_matches_pycocoevalcap_on_random_corpora() -> None:
+    bleu_scorer = pytest.importorskip("pycocoevalcap.bleu.bleu_scorer")
+    for seed in range(300):
+        samples = _random_corpus(random.Random(seed))
+        scorer = bleu_scorer.BleuScorer(n=4)
+        for candidate, refs in samples:
+            scorer += (candidate, refs)
+        expected, _ = scorer.compute_score(option="closest")
+        assert _corpus_bleu(samples) == pytest.approx(expected, rel=1e-12, abs=1e-15), seed
+        metric = Bleu4()
+        metric.update(*map(list, zip(*samples)))
+        assert metric.compute()["bleu4"] == pytest.approx(expected[3], rel=1e-12, abs=1e-15), seed
+
+
 def test_rouge_l_combines_the_best_precision_and_recall_with_beta_1_2() -> None:
     metric = RougeL()
     metric.update(
@@ -127,3 +184,15 @@ def test_rouge_l_by_hand() -> None:
     metric.update(["The cat sat on a mat."], [["the cat sat on the mat", "a dog barks"]])
     metric.update([{"text": "a dog"}], ["A dog!"])
     assert metric.compute() == {"rougeL": pytest.approx((5 / 6 + 1.0) / 2, abs=1e-6)}
+
+
+@pytest.mark.parametrize(
+    ("candidate", "references", "expected"),
+    [("", [""], 1.0), ("", ["a b"], 0.0), ("a b", [""], 0.0), ("", ["a b", ""], 1.0), ("...", ["!"], 1.0)],
+)
+def test_rouge_l_of_empty_captions_as_pycocoevalcap(candidate: str, references: list[str], expected: float) -> None:
+    # pycocoevalcap 1.2's Rouge().calc_score([candidate], references) on the tokenized texts: it splits at " ", so
+    # an empty caption is one empty word, which matches an empty reference in full ("..." and "!" tokenize to none)
+    metric = RougeL()
+    metric.update([candidate], [references])
+    assert metric.compute() == {"rougeL": expected}

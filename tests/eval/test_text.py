@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
 import socket
 import subprocess
@@ -155,6 +156,32 @@ def test_cer_and_wer_simple_cases() -> None:
     wer.update(["the cat sit", "on mat"], ["the cat sat", "on the mat"])
     assert wer.compute() == {"wer": pytest.approx(2 / 6)}
     assert isinstance(cer, CER)
+
+
+@pytest.mark.parametrize(
+    ("predictions", "references", "expected"),
+    [
+        (["ab", "xyz"], ["", "xy"], 3 / 2),  # 2 + 1 edits over 2 reference characters, as torchmetrics pools them
+        ([""], [""], 0.0),  # torchmetrics: 0 / 0 reference characters, NaN
+        (["", ""], ["", ""], 0.0),
+        (["ab"], [""], 2.0),  # torchmetrics: inf; jiwer 4 counts the insertions
+        (["ab", "c"], ["", ""], 3.0),
+    ],
+)
+def test_cer_and_wer_count_what_is_said_for_an_empty_reference_as_insertions(
+    predictions: list[str], references: list[str], expected: float
+) -> None:
+    cer = CER()
+    cer.update(predictions, references)
+    assert cer.compute() == {"cer": pytest.approx(expected)}
+    wer = WER()  # the same texts with each character a word
+    wer.update([" ".join(p) for p in predictions], [" ".join(r) for r in references])
+    assert wer.compute() == {"wer": pytest.approx(expected)}
+
+
+@pytest.mark.filterwarnings("ignore:The ``compute`` method")
+def test_cer_and_wer_before_any_sample_are_nan() -> None:
+    assert math.isnan(CER().compute()["cer"]) and math.isnan(WER().compute()["wer"])
 
 
 def test_mismatched_batch_lengths_raise() -> None:

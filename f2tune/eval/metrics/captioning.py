@@ -15,7 +15,6 @@ from typing import Any
 
 import torch
 from torchmetrics import Metric
-from torchmetrics.text import BLEUScore
 from torchmetrics.utilities import dim_zero_cat
 
 from f2tune.eval.metrics import PerSampleMean, Prediction, Reference, text_of, texts_of
@@ -110,31 +109,73 @@ class CiderD(Metric):
         return {"cider": sum(scores) / len(scores)}
 
 
-class Bleu4(BLEUScore):
-    """Corpus BLEU-4 (torchmetrics) over `tokenize`d text, with every reference of a sample.
+# pycocoevalcap's bleu_scorer adds these to every count it divides: a precision of 0 matched n-grams is then
+# ~1e-15 / count, not 0, and a corpus without 4-grams at all (captions under 4 words) gets 1e-15 / 1e-9.
+_TINY, _SMALL = 1e-15, 1e-9
 
-    The references go to torchmetrics shortest first: the brevity penalty takes the reference length
-    closest to the candidate's, and where two are equally close torchmetrics takes the first one, the
-    COCO evaluation (like NLTK) the shorter.
+
+def bleu_counts(candidate: Sequence[str], references: Sequence[Sequence[str]]) -> list[int]:
+    """What corpus BLEU sums over the captions, as pycocoevalcap's `cook_test` counts it for one: the
+    candidate's length, the reference length closest to it (the shorter of two equally close ones), then per
+    n = 1..4 the candidate's n-grams, then per n those of them the references hold (each n-gram's count
+    clipped by its highest count in any one reference)."""
+    grams = _ngrams(list(candidate))
+    most: Counter[tuple[str, ...]] = Counter()
+    for reference in references:
+        most |= _ngrams(list(reference))
+    closest = min((abs(len(r) - len(candidate)), len(r)) for r in references)[1]
+    guess = [max(0, len(candidate) - n) for n in range(MAX_N)]
+    correct = [0] * MAX_N
+    for gram, count in grams.items():
+        correct[len(gram) - 1] += min(count, most[gram])
+    return [len(candidate), closest, *guess, *correct]
+
+
+def corpus_bleu(totals: Sequence[float]) -> list[float]:
+    """BLEU-1..4 from the sums of `bleu_counts` over a corpus, as pycocoevalcap's `BleuScorer.compute_score`
+    (option "closest", the COCO evaluation's) computes them, epsilons included, so that the scores equal its
+    own (not plain BLEU, which is 0 where an n-gram precision is): the geometric mean of the precisions
+    (matched + 1e-15) / (n-grams + 1e-9) up to n, times exp(1 - 1 / ratio) when the length ratio
+    (candidate words + 1e-15) / (reference words + 1e-9) is below 1."""
+    testlen, reflen = totals[0], totals[1]
+    guess, correct = totals[2 : 2 + MAX_N], totals[2 + MAX_N :]
+    ratio = (testlen + _TINY) / (reflen + _SMALL)
+    penalty = math.exp(1 - 1 / ratio) if ratio < 1 else 1.0
+    scores: list[float] = []
+    product = 1.0
+    for n in range(MAX_N):
+        product *= (correct[n] + _TINY) / (guess[n] + _SMALL)
+        scores.append(product ** (1 / (n + 1)) * penalty)
+    return scores
+
+
+class Bleu4(Metric):
+    """Corpus BLEU-4 (`corpus_bleu`, pycocoevalcap's) over `tokenize`d text, with every reference of a sample.
+
+    Not torchmetrics' `BLEUScore`: that gives 0 where pycocoevalcap's epsilons give up to ~6e-4 (no 4-gram
+    matched) or ~3e-2 (none to match: captions under 4 words), breaks ties of the closest reference length
+    towards the first reference, not the shorter one, and computes in float32 (~1e-7 off elsewhere). The states
+    here are the sums of `bleu_counts` in float64, exact integers, which DDP processes sync by summing.
     """
 
     keys = ("bleu4",)
+    is_differentiable = False
+    higher_is_better = True
+    full_state_update = False
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(n_gram=4, **kwargs)
+        super().__init__(**kwargs)
+        self.add_state("totals", torch.zeros(2 + 2 * MAX_N, dtype=torch.float64), dist_reduce_fx="sum")
 
     def update(self, predictions: Sequence[Prediction], references: Sequence[Reference]) -> None:
         """Add one batch; `references[i]` are the captions of the image `predictions[i]` describes."""
-        if len(predictions) != len(references):
-            raise ValueError(f"{len(predictions)} predictions for {len(references)} references")
-        super().update(
-            [tokenized(text_of(p)) for p in predictions],
-            [sorted((tokenized(r) for r in texts_of(ref)), key=lambda r: len(r.split())) for ref in references],
-        )
+        for prediction, reference in zip(predictions, references, strict=True):
+            counts = bleu_counts(tokenize(text_of(prediction)), [tokenize(r) for r in texts_of(reference)])
+            self.totals += torch.tensor(counts, dtype=torch.float64, device=self.totals.device)
 
     def compute(self) -> dict[str, float]:
-        """`bleu4` over every sample seen."""
-        return {"bleu4": float(super().compute())}
+        """`bleu4` over every sample seen (0 before any update, as pycocoevalcap's for no captions)."""
+        return {"bleu4": corpus_bleu(self.totals.tolist())[MAX_N - 1]}
 
 
 ROUGE_BETA = 1.2
@@ -153,9 +194,15 @@ def _lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
 def rouge_l(candidate: Sequence[str], references: Sequence[Sequence[str]]) -> float:
     """ROUGE-L of a tokenized caption as the COCO caption evaluation defines it: the LCS precision and
     recall each at its best over the references (possibly from different ones), combined into an
-    F-measure that weights recall by beta = 1.2; 0 when nothing matches."""
+    F-measure that weights recall by beta = 1.2; 0 when nothing matches.
+
+    pycocoevalcap splits captions at single spaces, so an empty one is one empty word: an empty candidate
+    scores 1 against an empty reference (nothing said where nothing was to be said: a perfect match) and 0
+    against any other. The empty word stands in for an empty caption here too, for the same scores.
+    """
+    candidate = candidate or [""]
     precision = recall = 0.0
-    for reference in references:
+    for reference in (r or [""] for r in references):
         if common := _lcs_length(candidate, reference):
             precision = max(precision, common / len(candidate))
             recall = max(recall, common / len(reference))

@@ -10,6 +10,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+import torch
+from torch import Tensor
 from torchmetrics.functional.text import edit_distance
 from torchmetrics.text import CharErrorRate, WordErrorRate
 
@@ -144,30 +146,50 @@ class ANLS(PerSampleMean):
 
 
 class _TranscriptionRate:
-    """Shared by CER and WER: one reference text per prediction, fed to the torchmetrics rate."""
+    """Shared by CER and WER: one reference text per prediction, fed to the torchmetrics rate, which pools
+    the samples (total edits / total reference units) and so counts an empty reference's prediction as
+    insertions and adds no units.
+
+    Where every reference seen is empty (blank crops, silence) the total is 0 and torchmetrics reports inf, or
+    NaN when the predictions are empty too. The rate then takes 1 as its denominator instead, as jiwer 4 does:
+    the number of units inserted, finite, 0 only when every prediction is empty, higher the more was made up.
+    A count of samples tells that case from a metric without samples, which stays NaN.
+    """
 
     key: str
+    errors: Tensor
+    total: Tensor
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.add_state("samples", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
 
     def update(self, predictions: Sequence[Prediction], references: Sequence[str | Annotation]) -> None:
         """Add one batch; `references[i]` is the text `predictions[i]` transcribes."""
         if len(predictions) != len(references):
             raise ValueError(f"{len(predictions)} predictions for {len(references)} references")
         super().update([text_of(p) for p in predictions], [text_of(r) for r in references])
+        self.samples += len(predictions)
 
     def compute(self) -> dict[str, float]:
-        """The rate over every sample seen."""
-        return {self.key: float(super().compute())}
+        """The rate over every sample seen (NaN before any)."""
+        if not self.samples:
+            return {self.key: float("nan")}
+        return {self.key: float(self.errors / self.total.clamp(min=1))}
 
 
 class CER(_TranscriptionRate, CharErrorRate):
     """Character error rate (torchmetrics: total edits / total reference characters; lower is better)
-    of transcriptions against one reference text each. Case and spacing count: they are OCR errors."""
+    of transcriptions against one reference text each. Case and spacing count: they are OCR errors.
+    An empty reference adds its prediction's characters as edits; see `_TranscriptionRate` for a corpus of
+    empty references only."""
 
     key = "cer"
 
 
 class WER(_TranscriptionRate, WordErrorRate):
     """Word error rate (torchmetrics: total word edits / total reference words, words split at
-    whitespace; lower is better) of transcriptions against one reference text each."""
+    whitespace; lower is better) of transcriptions against one reference text each. Empty references
+    count as in `CER`."""
 
     key = "wer"
