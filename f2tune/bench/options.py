@@ -7,6 +7,8 @@ import argparse
 from collections.abc import Callable
 from typing import get_args
 
+from f2tune.commands.arguments import at_least, whole_number
+
 SIZES = ("tiny", "base")
 """tiny: the test suite's 0.33M-parameter model; base: Florence-2-base's sizes (231M), random weights."""
 
@@ -83,21 +85,9 @@ def names_of(known: tuple[str, ...]) -> Callable[[str], list[str]]:
     return names
 
 
-def at_least(minimum: int) -> Callable[[str], int]:
-    """An integer `minimum` or more."""
-
-    def number(text: str) -> int:
-        value = _whole_number(text)
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
-        return value
-
-    return number
-
-
 def image_side(text: str) -> int:
     """A positive multiple of 32, the stride of the DaViT image encoder (the tiny processor refuses other sides)."""
-    value = _whole_number(text)
+    value = whole_number(text)
     if value < 32 or value % 32:
         raise argparse.ArgumentTypeError(f"must be a positive multiple of 32 (the image encoder's stride), got {value}")
     return value
@@ -121,10 +111,3 @@ def positive_number(text: str) -> float:
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"must be a number above 0, got {text}")
     return value
-
-
-def _whole_number(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None

@@ -6,6 +6,7 @@ import argparse
 from contextlib import nullcontext
 from pathlib import Path
 
+from f2tune.commands.arguments import at_least
 from f2tune.errors import RecipeError
 
 PICTURES_PER_TASK = 8
@@ -29,7 +30,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         "reads them: a wrong box_format or image_root shows at a glance (a new folder, or one check-data "
         "drew into before: replaced whole)",
     )
-    parser.add_argument("--pictures-per-task", type=int, metavar="N", help=f"with --pictures ({PICTURES_PER_TASK})")
+    parser.add_argument(
+        "--pictures-per-task", type=at_least(1), metavar="N", help=f"with --pictures ({PICTURES_PER_TASK})"
+    )
     parser.set_defaults(run=run)
 
 
@@ -37,8 +40,6 @@ def run(args: argparse.Namespace) -> int:
     per_task = PICTURES_PER_TASK if args.pictures_per_task is None else args.pictures_per_task
     if args.pictures is None and args.pictures_per_task is not None:
         raise RecipeError("--pictures-per-task needs --pictures DIR, the folder to draw the samples into")
-    if per_task < 1:
-        raise RecipeError(f"--pictures-per-task must be at least 1, got {per_task}")
     from f2tune.recipe import load_recipe
 
     recipe = load_recipe(args.recipe, args.overrides)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from f2tune.commands.arguments import at_least
 from f2tune.errors import RecipeError
 
 
@@ -24,7 +25,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         default=Path("predictions"),
         help="output folder: new, empty, or earlier predictions (replaced whole)",
     )
-    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--batch-size", type=at_least(1), default=4)
     parser.add_argument(
         "--device", default="auto", help="auto (a GPU when torch sees one, else the CPU), cpu, cuda or cuda:N"
     )

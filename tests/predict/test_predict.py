@@ -13,7 +13,7 @@ from helpers import tiny_recipe
 from PIL import Image
 
 from f2tune.cli import main
-from f2tune.errors import DataError
+from f2tune.errors import DataError, RecipeError
 from f2tune.predict import run as predict_run
 from f2tune.predict.draw import draw_annotation
 from f2tune.predict.load import inference_device
@@ -127,12 +127,14 @@ def test_inputs_that_do_not_fit_the_task_stop_before_the_model_loads(images, tmp
 def test_a_batch_size_below_one_is_refused_before_the_model_loads(images, tmp_path, capsys, batch_size):
     """-2 wrote an empty predictions.jsonl; 0 failed in range() after the model loaded."""
     out = tmp_path / "out"
-    assert (
+    with pytest.raises(SystemExit) as refused:
         main(["predict", str(tmp_path / "no-model"), str(images[0]), "--batch-size", batch_size, "--out", str(out)])
-        == 2
+    assert refused.value.code == 2 and not out.exists()
+    assert f"f2tune predict: error: argument --batch-size: must be at least 1, got {batch_size}" in (
+        capsys.readouterr().err
     )
-    assert f"f2tune: error: --batch-size must be at least 1, got {batch_size}" in capsys.readouterr().err
-    assert not out.exists()
+    with pytest.raises(RecipeError, match=f"--batch-size must be at least 1, got {batch_size}"):  # called from Python
+        predict(str(tmp_path / "no-model"), images, PredictRequest(), out, batch_size=int(batch_size))
 
 
 def test_a_prompt_with_a_task_on_the_command_line_is_refused(images, tmp_path, capsys):

@@ -166,20 +166,30 @@ def test_a_pictures_folder_of_other_files_or_a_file_is_refused_before_the_data_i
     assert a_file.read_text() == "notes"
 
 
-@pytest.mark.parametrize(
-    ("options", "message"),
-    [
-        (["--pictures-per-task", "0"], "--pictures-per-task must be at least 1, got 0"),
-        (["--pictures-per-task", "-3"], "--pictures-per-task must be at least 1, got -3"),
-        (["--pictures-per-task", "2"], "--pictures-per-task needs --pictures DIR"),
-    ],
-)
-def test_pictures_per_task_below_one_or_without_pictures_is_refused(tmp_path, data_unread, capsys, options, message):
-    """Below one printed `pictures: 0 in DIR` and made no DIR; without --pictures it was ignored."""
-    pictures = ["--pictures", str(tmp_path / "pictures")] if "needs" not in message else []
-    assert main(["check-data", write_recipe(tmp_path, {}), *pictures, *options]) == 2
-    assert f"f2tune: error: {message}" in capsys.readouterr().err
-    assert not (tmp_path / "pictures").exists()
+@pytest.mark.parametrize("count", ["0", "-3"])
+def test_pictures_per_task_below_one_is_refused(tmp_path, data_unread, capsys, count):
+    """Below one printed `pictures: 0 in DIR` and made no DIR."""
+    with pytest.raises(SystemExit) as refused:
+        main(
+            [
+                "check-data",
+                write_recipe(tmp_path, {}),
+                "--pictures",
+                str(tmp_path / "pictures"),
+                "--pictures-per-task",
+                count,
+            ]
+        )
+    assert refused.value.code == 2 and not (tmp_path / "pictures").exists()
+    assert f"f2tune check-data: error: argument --pictures-per-task: must be at least 1, got {count}" in (
+        capsys.readouterr().err
+    )
+
+
+def test_pictures_per_task_without_pictures_is_refused(tmp_path, data_unread, capsys):
+    """It was ignored."""
+    assert main(["check-data", write_recipe(tmp_path, {}), "--pictures-per-task", "2"]) == 2
+    assert "f2tune: error: --pictures-per-task needs --pictures DIR" in capsys.readouterr().err
 
 
 def test_training_pictures_are_augmented_as_the_recipe_augments(tmp_path):
