@@ -107,10 +107,9 @@ def test_best_and_last_are_told_apart(lora_run, tmp_path):
     assert "step 6 (last.ckpt)" in card.read_text()
 
 
-def test_export_options_that_cannot_apply_are_refused(lora_run, tmp_path, capsys):
-    """`--checkpoint best` beside a .ckpt file was ignored (the file was exported), an unknown choice
-    was found only after the run folder was read, and an --out that holds the run was said to hold
-    "files f2tune did not write"."""
+def test_checkpoint_choice_is_refused_for_a_checkpoint_file_and_checked_for_a_run(lora_run, tmp_path, capsys):
+    """`--checkpoint best` beside a .ckpt file was ignored (the file was exported), and an unknown
+    choice was found only after the run folder was read."""
     result, _ = lora_run
     out = tmp_path / "out"
     assert main(["export", str(result.last_checkpoint), "--checkpoint", "best", "--out", str(out)]) == 2
@@ -119,9 +118,6 @@ def test_export_options_that_cannot_apply_are_refused(lora_run, tmp_path, capsys
         main(["export", str(result.run_dir), "--checkpoint", "bets", "--out", str(out)])
     assert "argument --checkpoint: invalid choice: 'bets'" in capsys.readouterr().err
     assert not out.exists()
-    for into in (result.run_dir, result.run_dir / "checkpoints"):  # was "holds files f2tune did not write"
-        assert main(["export", str(result.run_dir), "--out", str(into)]) == 2
-        assert f"--out {into} holds the checkpoint being exported ({result.run_dir})" in capsys.readouterr().err
 
 
 def test_model_card_states_metadata_task_recipe_data_metrics_usage_and_version(lora_run, tmp_path):
@@ -236,10 +232,12 @@ def test_a_checkpoint_without_recipe_uses_the_runs_config_yaml(lora_run, tmp_pat
 
 
 def test_exporting_into_the_run_folder_is_refused(lora_run, capsys):
+    """Refused as holding "files f2tune did not write" (the run's own); its checkpoint folder too."""
     result, _ = lora_run
     before = sorted(p.name for p in result.run_dir.iterdir())
-    assert main(["export", str(result.run_dir), "--out", str(result.run_dir)]) == 2
-    assert "holds files f2tune did not write" in capsys.readouterr().err
+    for into in (result.run_dir, result.run_dir / "checkpoints"):
+        assert main(["export", str(result.run_dir), "--out", str(into)]) == 2
+        assert f"--out {into} holds the checkpoint being exported ({result.run_dir})" in capsys.readouterr().err
     assert sorted(p.name for p in result.run_dir.iterdir()) == before
 
 
