@@ -137,15 +137,19 @@ def test_exact_match_takes_any_reference() -> None:
 
 
 def test_anls_examples() -> None:
+    """As the official DocVQA evaluation scores them (the paper's "distance < 0.5" gave 0 at 0.5)."""
     assert anls("Hello  World", ["hello world"]) == 1.0  # case and spacing are normalized
     assert anls("hello wrld", ["hello world"]) == pytest.approx(1 - 1 / 11)
-    assert anls("abxy", ["abcd"]) == 0.0  # distance 2 / 4 is not below 0.5
+    assert anls("abxy", ["abcd"]) == 0.5  # a score of exactly 0.5 is kept
+    assert anls("wxyz", ["abcd"]) == 0.0
     assert anls("abcy", ["abcd"]) == pytest.approx(0.75)
     assert anls("0.25", ["$0.25", "25 cents"]) == pytest.approx(1 - 1 / 5)  # the best reference
-    assert anls("anything", ["something else"], threshold=0.0) == 0.0
+    assert anls("abc", ["abcd  "]) == pytest.approx(1 - 1 / 6)  # lengths of the texts as given
+    assert anls("anything", ["something else"]) == 0.0
+    assert anls("anything", ["something else"], threshold=0.0) == pytest.approx(1 - 9 / 14)  # no threshold
     metric = ANLS()
     metric.update(["hello wrld", "abxy"], [{"answers": ["hello world"]}, "abcd"])
-    assert metric.compute() == {"anls": pytest.approx((1 - 1 / 11) / 2)}
+    assert metric.compute() == {"anls": pytest.approx((1 - 1 / 11 + 0.5) / 2)}
 
 
 def test_cer_and_wer_simple_cases() -> None:
@@ -194,7 +198,7 @@ def test_mismatched_batch_lengths_raise() -> None:
 def test_mean_metrics_merge_like_ddp() -> None:
     first, second = ANLS(), ANLS()
     first.update(["hello wrld"], ["hello world"])
-    second.update(["abxy", "abcd"], ["abcd", "abcd"])
+    second.update(["wxyz", "abcd"], ["abcd", "abcd"])
     first.merge_state(second)
     assert first.compute()["anls"] == pytest.approx((1 - 1 / 11 + 0 + 1) / 3)
 

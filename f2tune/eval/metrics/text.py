@@ -100,18 +100,21 @@ def vqa_accuracy(prediction: str, answers: Sequence[str]) -> float:
 
 
 def anls(prediction: str, answers: Sequence[str], threshold: float = 0.5) -> float:
-    """Average Normalized Levenshtein Similarity of one answer (Biten et al. 2019, DocVQA): the best
-    over the references of 1 - edit distance / longer length, counted as 0 when that distance is not
-    below `threshold` (a wrong answer should score 0, not partial credit). Texts are `normalize`d.
+    """Average Normalized Levenshtein Similarity of one answer (Biten et al. 2019, DocVQA) as the
+    official DocVQA / InfographicVQA evaluation computes it, whose numbers the leaderboards publish:
+    the best over the references of 1 - edit distance / longer length, where the texts compared are
+    `normalize`d but the lengths are those of the texts as given, and a score below `threshold`
+    counts as 0 (a wrong answer gets no partial credit; a score of exactly 0.5 is kept, where the
+    paper's "distance < 0.5" would drop it).
     """
     answer = normalize(prediction)
-    best = 0.0
+    best_distance = 1.0
     for reference in answers:
-        reference = normalize(reference)
-        longer = max(len(answer), len(reference))
-        distance = float(edit_distance(answer, reference)) / longer if longer else 0.0
-        best = max(best, 1.0 - distance if distance < threshold else 0.0)
-    return best
+        longer = max(len(prediction.upper()), len(reference.upper()))
+        distance = float(edit_distance(answer, normalize(reference))) / longer if longer else 0.0
+        best_distance = min(best_distance, distance)
+    score = 1.0 - best_distance
+    return score if score >= threshold else 0.0
 
 
 class VQAAccuracy(PerSampleMean):
