@@ -17,23 +17,28 @@ from f2tune.data.formats import source_name
 from f2tune.data.sample import Sample
 from f2tune.errors import DataError
 from f2tune.export.model_card import REGION_PLACEHOLDER, CardFacts, DataRow
+from f2tune.hub.names import is_hub_id
 from f2tune.log import warn
 from f2tune.model.loading import TINY_SEED, base_model_name
 from f2tune.tasks import TASKS
 from f2tune.testing.tiny import save_tiny
 
 _STEP = re.compile(r"-step(\d+)$")
+"""A predictions folder's name ends with the step it measured: `val-step000004`."""
 
 
 def loadable_base(recipe: Recipe, run_dir: Path) -> str:
     """The base model an adapter names: the recipe's, or for the tiny model a saved copy beside
-    the run (an adapter must name something `from_pretrained` can load)."""
+    the run (an adapter must name something `from_pretrained` can load); a local folder as an
+    absolute path, which loads from any working directory."""
     base = base_model_name(recipe.model)
     if base == TINY_MODEL:
         folder = run_dir / "base_model"
         if not (folder / "config.json").is_file():
             save_tiny(folder, seed=TINY_SEED)
         base = str(folder.resolve())
+    elif Path(base).expanduser().is_dir():  # a local base as given (`./florence`) loads only from where it was run
+        base = str(Path(base).expanduser().resolve())
     return base
 
 
@@ -49,7 +54,11 @@ def gather_facts(
 
     `step`: prefer metrics measured at that step (the exported checkpoint's); else the latest.
     """
-    facts = CardFacts(base_model=loadable_base(recipe, run_dir), kind=kind, train_samples=None, checkpoint=checkpoint)
+    if checkpoint is None and step is not None:  # the end of fit exports the weights in memory
+        checkpoint = f"step {step} (final weights)"
+    facts = CardFacts(
+        base_model=loadable_base(recipe, run_dir), kind=kind, train_samples=None, checkpoint=checkpoint, step=step
+    )
     names = [source_name(s) for s in recipe.data.train]
     try:
         if datamodule is None:
@@ -71,6 +80,9 @@ def gather_facts(
     found = measured_metrics(run_dir, step)
     if found is not None:
         facts.metrics_source, facts.metrics = found
+        split, at = _STEP.split(Path(facts.metrics_source).name)[:2]
+        facts.metrics_split, facts.metrics_step = split, int(at)
+        facts.metrics_samples = evaluated_samples(run_dir / facts.metrics_source)
     return facts
 
 
@@ -89,9 +101,13 @@ def shown_prompt(sample: Sample) -> str:
 
 
 def hub_dataset_ids(sources: list[DataSource]) -> list[str]:
-    """The `hf_dataset` sources read from the Hub: their path is no local folder (called once the
-    data was read here, so a path that is not local was a Hub id `load_dataset` found)."""
-    ids = [s.path for s in sources if isinstance(s, HfDatasetSource) and not Path(s.path).exists()]
+    """The `hf_dataset` sources read from the Hub: their path is no local folder and has the form of
+    a Hub id (the Hub refuses a card whose `datasets` names a path, e.g. a folder since moved)."""
+    ids = [
+        s.path
+        for s in sources
+        if isinstance(s, HfDatasetSource) and is_hub_id(s.path) and not Path(s.path).expanduser().exists()
+    ]
     return list(dict.fromkeys(ids))
 
 
@@ -108,3 +124,16 @@ def measured_metrics(run_dir: Path, step: int | None = None) -> tuple[str, dict[
     chosen = max(files, key=order)
     metrics = {k: float(v) for k, v in json.loads(chosen.read_text()).items()}
     return f"predictions/{chosen.parent.name}", metrics
+
+
+def evaluated_samples(folder: Path) -> int | None:
+    """How many samples the metrics of `folder` were measured on: the distinct samples of its
+    per-process prediction files (a distributed sampler repeats a few to even out the processes;
+    `eval.max_samples` may have measured a part of the split). None where none is there."""
+    seen: set[tuple[str, str]] = set()
+    for path in folder.glob("rank*.jsonl"):
+        for line in path.read_text().splitlines():
+            if line.strip():
+                record = json.loads(line)
+                seen.add((str(record.get("id")), str(record.get("prompt"))))
+    return len(seen) or None

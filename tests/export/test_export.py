@@ -125,7 +125,8 @@ def test_model_card_states_metadata_task_recipe_data_metrics_usage_and_version(l
     card = (export_checkpoint(result.last_checkpoint, tmp_path / "x") / "README.md").read_text()
     _, front, body = card.split("---\n", 2)
     meta = yaml.safe_load(front)
-    assert meta["base_model"] == str((result.run_dir / "base_model").resolve())
+    assert "base_model" not in meta  # a local folder: the Hub refuses anything but a model id there
+    assert f"`{(result.run_dir / 'base_model').resolve()}`" in body
     assert meta["library_name"] == "peft" and meta["pipeline_tag"] == "image-text-to-text"
     assert {"florence-2", "f2tune"} <= set(meta["tags"]) and "datasets" not in meta  # no Hub dataset
     assert meta["license"] == "mit"
@@ -139,6 +140,28 @@ def test_model_card_states_metadata_task_recipe_data_metrics_usage_and_version(l
     assert all(f"| {k} | {v:.4f} |" in body for k, v in metrics.items())
     assert "PeftModel.from_pretrained(base" in body and "AutoProcessor.from_pretrained" in body
     assert f"f2tune {f2tune.__version__}" in body
+
+
+@pytest.mark.parametrize("kind", ["adapter", "merged"])
+def test_the_cards_usage_code_runs_as_written_and_prints_the_parsed_answer_the_run_measured(
+    lora_run, tmp_path, kind, capsys
+):
+    """Copied from the card, the folder's path given for the repo id: it printed the raw decoding
+    (`</s><s>answer</s>`), generated with other settings than the run measured with."""
+    result, _ = lora_run
+    out = export_checkpoint(result.last_checkpoint, tmp_path / kind, kind=kind)
+    code = (out / "README.md").read_text().split("```python\n")[1].split("```")[0]
+    sample = shape_samples(1, seed=2)[0]  # the first validation sample of `tiny_recipe`
+    sample.image.render().save(tmp_path / "image.png")
+    code = code.replace('"THIS_FOLDER_OR_REPO"', repr(str(out))).replace(
+        '"image.jpg"', repr(str(tmp_path / "image.png"))
+    )
+    capsys.readouterr()
+    exec(compile(code, "usage", "exec"), {})
+    printed = capsys.readouterr().out.strip()
+    records = (result.run_dir / "predictions" / "val-step000006" / "rank0.jsonl").read_text().splitlines()
+    measured = next(json.loads(r) for r in records if json.loads(r)["id"] == sample.id)
+    assert printed == repr({"<CAPTION>": measured["generated"]})
 
 
 def test_sources_of_one_name_each_get_their_row_with_their_tasks(tmp_path, write_jsonl):

@@ -1,6 +1,7 @@
-"""A local stand-in for the Hub API calls `create_repo` + `create_branch` + `upload_folder` make.
+"""A local stand-in for the Hub API calls `create_repo` + `repo_info` + `create_branch` +
+`create_commit` make.
 
-`upload_folder` first posts README.md to `/api/validate-yaml` (metadata check), then asks
+`create_commit` first posts README.md to `/api/validate-yaml` (metadata check), then asks
 `/api/models/{repo}/preupload/{rev}` how to send each file; this server answers `regular` for all
 of them, so they travel base64-encoded inside the ndjson commit (`/api/models/{repo}/commit/{rev}`)
 and no LFS/xet storage is needed (a xet store is a separate protocol, impractical to fake). Every
@@ -31,6 +32,7 @@ class HubState:
     unexpected: list[tuple[str, str]] = field(default_factory=list)
     authorizations: list[str] = field(default_factory=list)
     card_metadata: list[dict] = field(default_factory=list)
+    metadata_errors: list[str] = field(default_factory=list)  # what /api/validate-yaml refuses README.md with
 
 
 class FakeHub(ThreadingHTTPServer):
@@ -69,6 +71,7 @@ class _Handler(BaseHTTPRequestHandler):
         if state.refuse or self.headers.get("authorization") != f"Bearer {state.token}":
             return self._json(401, {"error": "Invalid credentials in Authorization header"})
         routes = [
+            ("GET", rf"/api/models/{REPO}", self._info),
             ("POST", r"/api/validate-yaml", self._validate_yaml),
             ("POST", r"/api/repos/create", self._create),
             ("POST", rf"/api/models/{REPO}/branch/(?P<rev>[^/]+)", self._branch),
@@ -87,7 +90,13 @@ class _Handler(BaseHTTPRequestHandler):
         content = json.loads(body)["content"]
         front = content.split("---\n")[1] if content.startswith("---\n") else ""
         self.server.state.card_metadata.append(yaml.safe_load(front) or {})
-        self._json(200, {"errors": [], "warnings": []})
+        errors = [{"message": message} for message in self.server.state.metadata_errors]
+        self._json(400 if errors else 200, {"errors": errors, "warnings": []})
+
+    def _info(self, body: bytes, repo: str) -> None:
+        if repo not in self.server.state.repos:
+            return self._json(404, {"error": "Repository not found"})
+        self._json(200, {"id": repo, "private": self.server.state.repos[repo]["private"], "sha": "0" * 40})
 
     def _create(self, body: bytes) -> None:
         payload = json.loads(body)

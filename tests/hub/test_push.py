@@ -16,9 +16,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from fake_hub import FakeHub, HubState
 from helpers import tiny_recipe
+from safetensors.torch import save_file
 
 from f2tune.export.atomic import OUTPUT_MARKER
 
@@ -39,7 +41,8 @@ def export_dir(tmp_path: Path) -> Path:
     folder = tmp_path / "export"
     folder.mkdir()
     (folder / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA"}))
-    (folder / "adapter_model.safetensors").write_bytes(bytes(range(256)) * 40)
+    weights = {"lora_A.weight": torch.arange(2560, dtype=torch.float32).reshape(40, 64)}  # 10 KiB
+    save_file(weights, str(folder / "adapter_model.safetensors"))
     (folder / "README.md").write_text("---\nlibrary_name: peft\n---\n# card\n")
     (folder / OUTPUT_MARKER).write_text("export\n")  # as f2tune export leaves it
     return folder
@@ -121,8 +124,11 @@ def test_recipe_push_to_uploads_the_export_at_the_end_of_fit(hub, tmp_path):
     done = f2tune(["fit", str(tmp_path / "r.yaml")], hub.url, tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     export = tmp_path / "runs" / "t" / "export"
-    uploaded = {p.name: p.read_bytes() for p in export.iterdir() if p.name != OUTPUT_MARKER}
-    assert hub.state.repos["alice/from-fit"]["branches"]["main"] == uploaded
+    uploaded = {p.name: p.read_bytes() for p in export.iterdir() if p.name not in (OUTPUT_MARKER, "README.md")}
+    files = hub.state.repos["alice/from-fit"]["branches"]["main"]
+    assert {k: v for k, v in files.items() if k != "README.md"} == uploaded
+    card = (export / "README.md").read_text()
+    assert files["README.md"].decode() == card.replace('"THIS_FOLDER_OR_REPO"', '"alice/from-fit"')
     assert TOKEN not in done.stdout + done.stderr
 
 
@@ -154,3 +160,34 @@ def test_a_refused_push_after_fit_keeps_the_summary_and_the_export(hub, tmp_path
     assert done.stderr.rstrip().splitlines()[-1].startswith("f2tune: error: export.push_to: the Hub at")
     assert "(f2tune push uploads it again)" in done.stderr
     assert (tmp_path / "runs" / "t" / "export" / "config.json").is_file()
+
+
+def test_private_push_to_an_existing_public_repo_is_refused_before_uploading(hub, export_dir, tmp_path):
+    """`--private` only sets a new repo's visibility: the export went public, without a word."""
+    assert f2tune(["push", str(export_dir), "--repo", "alice/m"], hub.url, tmp_path).returncode == 0
+    (export_dir / "README.md").write_text("# secret v2\n")
+    done = f2tune(["push", str(export_dir), "--repo", "alice/m", "--private"], hub.url, tmp_path)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert "alice/m exists and is public; --private only makes a new repo private" in done.stderr
+    assert hub.state.repos["alice/m"]["branches"]["main"]["README.md"] != b"# secret v2\n"
+
+
+def test_refused_card_metadata_names_each_problem(hub, export_dir, tmp_path):
+    """The Hub's reasons were cut to "ValueError: Invalid metadata in README.md." (its first line)."""
+    problem = '"base_model" with value "/runs/t/base_model" is not valid. Use a model id from https://hf.co/models.'
+    hub.state.metadata_errors = [problem]
+    done = f2tune(["push", str(export_dir), "--repo", "alice/m"], hub.url, tmp_path)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert f"the Hub refused the metadata of {export_dir / 'README.md'} ({problem})" in done.stderr
+    assert hub.state.repos["alice/m"]["branches"]["main"] == {}
+
+
+def test_the_uploaded_card_names_the_repo_and_branch_in_its_usage_code(hub, export_dir, tmp_path):
+    card = 'model = PeftModel.from_pretrained(base, "THIS_FOLDER_OR_REPO")\n`THIS_FOLDER_OR_REPO` is this folder\n'
+    (export_dir / "README.md").write_text(card)
+    done = f2tune(["push", str(export_dir), "--repo", "alice/m", "--revision", "v2"], hub.url, tmp_path)
+    assert done.returncode == 0, done.stderr
+    uploaded = hub.state.repos["alice/m"]["branches"]["v2"]["README.md"].decode()
+    assert uploaded == card.replace('"THIS_FOLDER_OR_REPO"', '"alice/m", revision="v2"')
+    assert (export_dir / "README.md").read_text() == card  # the local export is only read
+    assert [call for call in hub.state.calls if "/commit/" in call[1]] == [("POST", "/api/models/alice/m/commit/v2")]
