@@ -192,3 +192,12 @@ def test_a_leading_tilde_in_a_path_is_the_home_folder(monkeypatch, tmp_path):
     assert recipe.data.train[0].path == str(tmp_path / "data" / "train.jsonl")
     assert (recipe.trainer.output_dir, recipe.export.dir) == (str(tmp_path / "runs"), str(tmp_path / "exports" / "x"))
     assert recipe.model.name_or_path == "f2tune://tiny"  # not a path: unchanged
+
+
+def test_cache_image_features_off_is_read_as_yaml_writes_it(tmp_path):
+    """YAML reads a bare `off` as false: `trainer.cache_image_features=off` was refused ("got False")."""
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(MINIMAL))
+    assert load_recipe(path, ["trainer.cache_image_features=off"]).trainer.cache_image_features == "off"
+    with pytest.raises(RecipeError, match="cache_image_features"):
+        load_recipe(path, ["trainer.cache_image_features=on"])  # YAML's true: neither auto nor off

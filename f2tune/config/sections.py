@@ -220,6 +220,12 @@ class TrainerConfig(Section):
             raise ValueError(f"{name!r} is not a folder name: give one name, without / (the run goes in output_dir)")
         return name
 
+    @field_validator("cache_image_features", mode="before")
+    @classmethod
+    def _off_as_yaml_reads_it(cls, value: object) -> object:
+        """YAML reads a bare `off` as false: `cache_image_features: off` means the setting's `off`."""
+        return "off" if value is False else value
+
     @field_validator("max_steps")
     @classmethod
     def _trains_something(cls, steps: int) -> int:
