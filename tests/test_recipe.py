@@ -121,6 +121,14 @@ def test_values_that_would_train_nothing_or_crash_later_are_refused(trainer, opt
     assert problem in line
 
 
+def test_a_license_the_hub_would_refuse_at_the_push_is_refused_with_the_recipe():
+    with pytest.raises(RecipeError) as caught:
+        validate_recipe({**MINIMAL, "export": {"license": "MIT License"}})
+    [line] = str(caught.value).splitlines()[1:]
+    assert "export.license: 'MIT License' is not a Hub license id: write it as the Hub lists them, e.g. mit" in line
+    assert validate_recipe({**MINIMAL, "export": {"license": "apache-2.0"}}).export.license == "apache-2.0"
+
+
 def test_an_override_whose_value_is_not_yaml_is_named(tmp_path):
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump(MINIMAL))

@@ -2,11 +2,11 @@
 
 from f2tune.config.augment import AugmentConfig
 from f2tune.config.base import TINY_MODEL, Section
+from f2tune.config.export import ExportConfig
 from f2tune.config.sections import (
     AdaptationConfig,
     DataConfig,
     EvalConfig,
-    ExportConfig,
     FreezeConfig,
     LoraSettings,
     ModelConfig,

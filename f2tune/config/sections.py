@@ -13,6 +13,7 @@ from pydantic import Field, field_validator, model_validator
 
 from f2tune.config.augment import AugmentConfig
 from f2tune.config.base import TINY_MODEL, Section
+from f2tune.config.export import ExportConfig
 from f2tune.config.sources import DataSource
 
 
@@ -280,22 +281,6 @@ class EvalConfig(Section):
         ge=0,
         description="Samples per task drawn at each validation that generates, reference beside prediction: "
         "predictions/<stage>-step<N>/pictures/ and TensorBoard images; 0: none.",
-    )
-
-
-class ExportConfig(Section):
-    """What fit writes at the end (rank 0 only): a peft adapter or a full model folder."""
-
-    enabled: bool = True
-    dir: str | None = Field(None, description="Defaults to <run dir>/export.")
-    weights: Literal["final", "best"] = Field(
-        "final",
-        description="final: the weights training ended with; best: the best checkpoint by trainer.monitor, "
-        "its model card with the metrics measured at its step (the summary's after-training column stays "
-        "the final weights').",
-    )
-    push_to: str | None = Field(
-        None, description="Hub repo (user/name) the export is uploaded to at the end of fit (token: HF_TOKEN or login)."
     )
 
 

@@ -23,6 +23,7 @@ from f2tune.model.loading import TINY_SEED, base_model_name
 from f2tune.tasks import TASKS
 from f2tune.testing.tiny import save_tiny
 
+_MIT_BASE = re.compile(r"^(microsoft|florence-community)/Florence-2-(base|large)(-ft)?$", re.IGNORECASE)
 _STEP = re.compile(r"-step(\d+)$")
 """A predictions folder's name ends with the step it measured: `val-step000004`."""
 
@@ -56,8 +57,14 @@ def gather_facts(
     """
     if checkpoint is None and step is not None:  # the end of fit exports the weights in memory
         checkpoint = f"step {step} (final weights)"
+    base = loadable_base(recipe, run_dir)
     facts = CardFacts(
-        base_model=loadable_base(recipe, run_dir), kind=kind, train_samples=None, checkpoint=checkpoint, step=step
+        base_model=base,
+        kind=kind,
+        base_revision=recipe.model.revision if is_hub_id(base) else None,
+        license=recipe.export.license or known_license(base),
+        checkpoint=checkpoint,
+        step=step,
     )
     names = [source_name(s) for s in recipe.data.train]
     try:
@@ -84,6 +91,12 @@ def gather_facts(
         facts.metrics_split, facts.metrics_step = split, int(at)
         facts.metrics_samples = evaluated_samples(run_dir / facts.metrics_source)
     return facts
+
+
+def known_license(base: str) -> str | None:
+    """The license of a base whose terms f2tune knows: Microsoft's Florence-2 weights (MIT), as
+    Microsoft publishes them and as florence-community converted them; None for any other base."""
+    return "mit" if _MIT_BASE.match(base) else None
 
 
 def shown_prompt(sample: Sample) -> str:

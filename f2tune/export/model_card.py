@@ -22,9 +22,6 @@ from f2tune.hub.names import REPO_PLACEHOLDER, is_hub_id
 from f2tune.recipe import dump_recipe
 from f2tune.tasks import TASKS
 
-LICENSE = "mit"
-"""Florence-2's weights are MIT-licensed; a fine-tune inherits the base model's license."""
-
 REGION_PLACEHOLDER = "<loc_x1><loc_y1><loc_x2><loc_y2>"
 """A region input as a card shows it: four location tokens, bins of the image's width and height."""
 
@@ -48,7 +45,9 @@ class CardFacts:
 
     base_model: str
     kind: str  # "adapter" or "model"
-    train_samples: int | None  # None: the training data could not be read at export time
+    base_revision: str | None = None  # the Hub revision of base_model the run loaded (None: its main branch)
+    license: str | None = None  # Hub license id; None: not stated (the base's and the data's terms apply)
+    train_samples: int | None = None  # None: the training data could not be read at export time
     prompts: list[str] = field(default_factory=list)
     tasks: list[str] = field(default_factory=list)
     datasets: list[DataRow] = field(default_factory=list)  # one per training source
@@ -75,7 +74,7 @@ def card_metadata(facts: CardFacts) -> dict:
         {
             "library_name": "peft" if adapter else "transformers",
             "pipeline_tag": "image-text-to-text",
-            "license": LICENSE,
+            **({"license": facts.license} if facts.license else {}),
             "tags": ["florence-2", "f2tune"] + (["lora"] if adapter else []),
         }
     )
@@ -94,7 +93,7 @@ def render_model_card(recipe: Recipe, facts: CardFacts) -> str:
         f"---\n{yaml.safe_dump(card_metadata(facts), sort_keys=False)}---\n\n"
         f"# {recipe.trainer.run_name or 'Florence-2 fine-tune'}\n\n"
         f"{'A LoRA adapter for' if adapter else 'A fine-tuned'} `{facts.base_model}`, trained with "
-        f"f2tune on {samples} samples.{checkpoint}{_local_base(facts, adapter)}\n\n"
+        f"f2tune on {samples} samples.{checkpoint}{_local_base(facts, adapter)}\n\n{_license(facts)}\n\n"
         f"## Tasks and prompt format\n\n{_tasks(facts)}\n\n"
         f"## Training data\n\n{_data(facts)}\n\n"
         f"## Results\n\n{_metrics(facts)}\n\n"
@@ -128,9 +127,18 @@ def _local_base(facts: CardFacts, adapter: bool) -> str:
     )
 
 
+def _license(facts: CardFacts) -> str:
+    if facts.license:
+        return f"License: `{facts.license}`."
+    return (
+        "License: not stated. The weights carry the terms of the base model and of the training data; "
+        "set `export.license` in the recipe to state them."
+    )
+
+
 def _tasks(facts: CardFacts) -> str:
     tasks = ", ".join(f"`{t}`" for t in facts.tasks) or "free-text prompts"
-    prompts = "\n".join(f"- `{p}`" for p in facts.prompts) or "- (none recorded)"
+    prompts = "\n".join(f"- {_code_span(p)}" for p in facts.prompts) or "- (none recorded)"
     return (
         f"Tasks: {tasks}. Give the processor the task token (followed by its text input, if any) as "
         "`text=`; it rewrites Florence-2 task tokens into the sentences the model was trained on. "
@@ -138,6 +146,17 @@ def _tasks(facts: CardFacts) -> str:
         "`processor.post_process_generation(text, task=TOKEN, image_size=(w, h))` turns them into pixels.\n\n"
         f"Prompts seen in training (up to 10):\n\n{prompts}"
     )
+
+
+def _code_span(text: str) -> str:
+    """`text` as one Markdown code span, whatever it holds: fenced by one backtick more than its
+    longest run of them (a prompt with a backtick ended a single-backtick span midway), and with
+    line breaks written as the Python string shows them (a line break would end the list item)."""
+    if "\n" in text or "\r" in text:
+        text = _python_string(text)
+    fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def _data(facts: CardFacts) -> str:
@@ -211,8 +230,7 @@ def _usage_intro(facts: CardFacts) -> str:
 
 
 def _usage(facts: CardFacts, recipe: Recipe, adapter: bool) -> str:
-    pinned = recipe.model.revision and recipe.model.name_or_path and is_hub_id(facts.base_model)
-    revision = f", revision={_python_string(recipe.model.revision)}" if pinned else ""
+    revision = f", revision={_python_string(facts.base_revision)}" if facts.base_revision else ""
     base = f"{_python_string(facts.base_model)}{revision}"
     load = (
         "from peft import PeftModel\n"

@@ -40,7 +40,8 @@ def export_model(
         )
     with atomic_folder(target, "export") as staging:
         if facts.kind == "adapter":
-            model.peft_config["default"].base_model_name_or_path = facts.base_model
+            config = model.peft_config["default"]  # what AutoPeftModel loads the base with
+            config.base_model_name_or_path, config.revision = facts.base_model, facts.base_revision
             model.save_pretrained(staging)
         else:
             full = copy.deepcopy(model).merge_and_unload() if isinstance(model, PeftModel) else model

@@ -20,3 +20,9 @@ def is_hub_id(name: str) -> bool:
     Hub refuses a card whose `base_model` or `datasets` names anything else (its metadata check
     answers "is not valid. Use a model id from https://hf.co/models" and the upload fails)."""
     return bool(_HUB_ID.match(name)) and ".." not in name
+
+
+def is_repo_id(name: str) -> bool:
+    """Whether `name` is a repo id one can push to: `owner/name` (the Hub needs the owner to create
+    a repo; a bare name is only a legacy id of a few old models)."""
+    return is_hub_id(name) and "/" in name

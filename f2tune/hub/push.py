@@ -18,10 +18,9 @@ from pathlib import Path
 
 from f2tune.errors import F2TuneError
 from f2tune.export.atomic import OUTPUT_MARKER
-from f2tune.hub.names import REPO_PLACEHOLDER, is_hub_id
+from f2tune.hub.names import REPO_PLACEHOLDER, is_hub_id, is_repo_id
 from f2tune.log import warn
 
-_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _STAGING = re.compile(r"^\.(?P<target>.+)\.tmp-[^/]+$")
 """The temporary folder `atomic_folder` writes an output in before renaming it (left by a kill)."""
 
@@ -71,10 +70,13 @@ def push_folder(
     token = check_push_target(repo, "--repo", token)
     endpoint = (endpoint or os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
     api = HfApi(endpoint=endpoint, token=token)
-    operations = [
-        CommitOperationAdd(path_in_repo=name, path_or_fileobj=_content(folder, name, repo, revision)) for name in files
-    ]
+    contents = {name: _content(folder, name, repo, revision) for name in files}
+    operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=data) for name, data in contents.items()]
     try:
+        if "README.md" in contents:
+            # The metadata check `create_commit` makes, made before the repo is created: a card the Hub
+            # refuses would otherwise leave a new, empty repo behind. (HfApi's own method, private.)
+            api._validate_yaml(_text(contents["README.md"]), repo_type="model")
         api.create_repo(repo, private=private, exist_ok=True, repo_type="model")
         if private and not api.repo_info(repo, repo_type="model").private:
             raise PushError(
@@ -198,18 +200,23 @@ def _content(folder: Path, name: str, repo: str, revision: str | None) -> Path |
     return text.replace(REPO_PLACEHOLDER, named).encode("utf-8")
 
 
+def _text(content: Path | bytes) -> str:
+    return content.read_text(encoding="utf-8") if isinstance(content, Path) else content.decode("utf-8")
+
+
 def check_push_target(repo: str, option: str, token: str | None = None) -> str:
     """The token to push `repo` with, once the repo id has the Hub's form and a token is there;
     else `PushError` naming `option`, where the repo was given. Also called before a fit that
     pushes at its end (`export.push_to`), so a typo stops it before the training, not after it."""
     from huggingface_hub import get_token
 
-    if not _REPO_ID.match(repo):
+    if not is_repo_id(repo):
         raise PushError(f"{option} {repo!r}: expected a Hub repo id of the form user/name (or org/name)")
     token = token or get_token()
     if not token:
         raise PushError(
-            f"{option}: no Hugging Face token: set HF_TOKEN or run `hf auth login` (a token with write access)"
+            f"no Hugging Face token to push to {repo}, which {option} names: set HF_TOKEN or run `hf auth login` "
+            "(a token with write access)"
         )
     return token
 

@@ -17,7 +17,9 @@ from helpers import tiny_recipe
 from f2tune.config import DataConfig
 from f2tune.export.facts import gather_facts, hub_dataset_ids, loadable_base
 from f2tune.export.model_card import CardFacts, card_metadata, render_model_card
+from f2tune.export.writer import export_model
 from f2tune.hub.names import is_hub_id
+from f2tune.model.adapt import apply_adaptation
 from f2tune.recipe import validate_recipe
 
 HUB_BASE = "florence-community/Florence-2-base"
@@ -81,11 +83,42 @@ def test_the_usage_code_runs_as_written_for_every_kind_of_prompt():
     assert 'task="<REGION_TO_CATEGORY>"' in usage(card) and "the image's middle half" in card
 
 
-def test_a_pinned_base_revision_is_in_the_usage_code():
-    facts = CardFacts(base_model=HUB_BASE, kind="adapter", train_samples=2, prompts=["<CAPTION>"])
-    code = usage(render_model_card(recipe(model={"name_or_path": HUB_BASE, "revision": "abc123"}), facts))
+def test_a_pinned_base_revision_is_in_the_usage_code_and_the_adapter_config(tmp_path, tiny_model):
+    """adapter_config.json left `revision` out: `AutoPeftModel` loaded the base's main branch, not
+    the commit the adapter was trained on."""
+    pinned = recipe(model={"name_or_path": HUB_BASE, "revision": "abc123"}, adaptation={"method": "lora"})
+    facts = gather_facts(pinned, tmp_path, "adapter")
+    assert facts.base_revision == "abc123"
+    code = usage(render_model_card(pinned, facts))
     assert f'base = AutoModelForImageTextToText.from_pretrained("{HUB_BASE}", revision="abc123")' in code
     assert f'AutoProcessor.from_pretrained("{HUB_BASE}", revision="abc123")' in code
+    adapter = apply_adaptation(tiny_model, pinned.adaptation, pinned.lora)
+    export_model(adapter, processor=None, recipe=pinned, target=tmp_path / "export", facts=facts)
+    config = json.loads((tmp_path / "export" / "adapter_config.json").read_text())
+    assert (config["base_model_name_or_path"], config["revision"]) == (HUB_BASE, "abc123")
+    local = gather_facts(recipe(model={"revision": "abc123"}), tmp_path, "adapter")  # the tiny model's saved copy
+    assert local.base_revision is None and "revision=" not in usage(render_model_card(pinned, local))
+
+
+def test_the_license_is_stated_where_known_or_set_and_said_unstated_otherwise(tmp_path):
+    """Every card said `license: mit`, whatever the base model or the data."""
+    for florence in (HUB_BASE, "microsoft/Florence-2-large-ft"):
+        assert gather_facts(recipe(model={"name_or_path": florence}), tmp_path, "model").license == "mit"
+    other = recipe(model={"name_or_path": "someone/florence2-docs"})
+    facts = gather_facts(other, tmp_path, "model")
+    card = render_model_card(other, facts)
+    assert facts.license is None and "license" not in card_metadata(facts)
+    assert "License: not stated." in card and "`export.license`" in card
+    chosen = recipe(model={"name_or_path": "someone/florence2-docs"}, export={"license": "cc-by-nc-4.0"})
+    facts = gather_facts(chosen, tmp_path, "model")
+    assert card_metadata(facts)["license"] == "cc-by-nc-4.0"
+    assert "License: `cc-by-nc-4.0`." in render_model_card(chosen, facts)
+
+
+def test_prompts_with_backticks_or_line_breaks_stay_one_code_span():
+    facts = CardFacts(base_model=HUB_BASE, kind="model", prompts=["Read `id` aloud", "`x`", "one\n- two"])
+    card = render_model_card(recipe(), facts)
+    assert '- ``Read `id` aloud``\n- `` `x` ``\n- `"one\\n- two"`\n' in card
 
 
 def predictions(run: Path, name: str, value: float, ids: list[str]) -> None:

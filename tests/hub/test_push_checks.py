@@ -16,7 +16,7 @@ from safetensors.torch import save_file
 
 from f2tune.cli import main
 from f2tune.export.atomic import OUTPUT_MARKER
-from f2tune.hub.push import PushError, check_export, push_folder
+from f2tune.hub.push import PushError, check_export, check_push_target, push_folder
 
 NOWHERE = "http://127.0.0.1:9"
 
@@ -94,3 +94,11 @@ def test_an_adapter_naming_a_local_base_is_said(tmp_path, capsys):
     assert "local base model" not in capsys.readouterr().err
     check_export(adapter_folder(tmp_path / "local-base", base="/runs/t/base_model"))
     assert "names a local base model (/runs/t/base_model)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("repo", ["no-owner", "alice/../m", "alice/.m", "alice/m/x", "/alice/m", "a b/m"])
+def test_a_repo_id_the_hub_would_refuse_is_refused_before_any_request(repo):
+    """The check let `alice/.m` and `alice/..` through, which the Hub then refused after the checks."""
+    with pytest.raises(PushError, match="expected a Hub repo id of the form user/name"):
+        check_push_target(repo, "--repo", token="hf_test")
+    assert check_push_target("alice/m.v2-x_y", "--repo", token="hf_test") == "hf_test"
