@@ -21,9 +21,10 @@ from f2tune.cli import main
 from f2tune.data.formats import read_source
 from f2tune.data.problems import RecordProblems
 from f2tune.eval.evaluator import task_label
-from f2tune.recipe import load_recipe
+from f2tune.recipe import dump_recipe, load_recipe
 
-RECIPES = sorted(p for p in (REPO / "recipes").glob("*.yaml") if p.name != "demo_shapes.yaml")  # test_demo.py
+ALL_RECIPES = sorted((REPO / "recipes").glob("*.yaml"))
+RECIPES = [p for p in ALL_RECIPES if p.name != "demo_shapes.yaml"]  # test_demo.py runs the demo
 TINY_RUN = [
     "model.name_or_path=f2tune://tiny",
     "trainer.accelerator=cpu",
@@ -51,6 +52,13 @@ def header_commands(path: Path, command: str) -> list[list[str]]:
         if start >= 0:
             found.append(shlex.split(line[start:].split("#")[0])[2:])
     return found
+
+
+def change_lines(path: Path) -> list[list[str]]:
+    """The arguments after `f2tune fit` on each `# Change:` line of the recipe's header."""
+    header = path.read_text().split("\n\n")[0]
+    lines = [line for line in header.splitlines() if line.startswith("# Change:")]
+    return [shlex.split(line[line.find("f2tune fit ") :].split("#")[0])[2:] for line in lines]
 
 
 def tasks_of(recipe, split: str) -> set[str]:
@@ -85,3 +93,20 @@ def test_recipe_fits_exports_and_evaluates_as_its_header_says(path, tmp_path, mo
         written = max((run_dir / "predictions").glob(f"{split}-step*/metrics.json"), key=lambda p: p.stat().st_mtime)
         metrics = json.loads(written.read_text())
         assert {key.split("/")[0] for key in metrics} == tasks_of(recipe, split), sorted(metrics)
+
+
+@pytest.mark.parametrize("path", ALL_RECIPES, ids=lambda p: p.stem)
+def test_the_headers_change_line_loads_and_changes_the_recipe(path, capsys):
+    """A `# Change:` line is copied as it is by whoever wants another setting: it must name this
+    recipe, load (`--print-config`: the recipe with the overrides, checked, nothing else read) and
+    change what it says it changes (each override alone gives another effective recipe)."""
+    lines = change_lines(path)
+    assert lines, f"{path.name}: its header has no `# Change:  f2tune fit recipes/{path.name} key=value` line"
+    shipped = dump_recipe(load_recipe(path, []))
+    for args in lines:
+        assert args[0] == f"recipes/{path.name}" and len(args) > 1, args
+        overrides = args[1:]
+        assert main(["fit", str(path), *overrides, "--print-config"]) == 0, capsys.readouterr().err
+        assert capsys.readouterr().out == dump_recipe(load_recipe(path, overrides))
+        for override in overrides:
+            assert dump_recipe(load_recipe(path, [override])) != shipped, f"{path.name}: {override} changes nothing"
