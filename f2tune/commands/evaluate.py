@@ -11,7 +11,10 @@ def register(commands: argparse._SubParsersAction) -> None:
         parser.add_argument("recipe", help="the recipe the run was trained with")
         parser.add_argument("overrides", nargs="*", metavar="key.path=value")
         parser.add_argument(
-            "--checkpoint", default="best", help="best (default), last, none (untrained weights), or a .ckpt path"
+            "--checkpoint",
+            default="best",
+            help="best (default: the best by trainer.monitor; the run's last.ckpt when it kept none, as the log "
+            "says), last, none (untrained weights), or a .ckpt path",
         )
         parser.set_defaults(run=run)
 

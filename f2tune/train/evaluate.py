@@ -12,7 +12,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from f2tune.config import Recipe
 from f2tune.errors import SIGNAL_STATUS, RecipeError, RunError, RunStopped
 from f2tune.log import say
-from f2tune.train.locate import checkpoint_step, run_checkpoint
+from f2tune.train.locate import checkpoint_step, last_checkpoint, recorded_best, run_checkpoint
 from f2tune.train.resume import check_evaluated_checkpoint
 from f2tune.train.setup import assemble, run_dir_of
 
@@ -48,7 +48,24 @@ def resolve_checkpoint(run_dir: Path, checkpoint: str) -> str | None:
     if checkpoint == "none":
         return None
     if checkpoint in ("best", "last"):
-        return str(run_checkpoint(run_dir, checkpoint))
+        path = run_checkpoint(run_dir, checkpoint)
+        if checkpoint == "best":
+            say(f"--checkpoint best: {why_this_one(path, last_checkpoint(run_dir))}")
+        return str(path)
     if not Path(checkpoint).is_file():
         raise RunError(f"--checkpoint: {checkpoint} is neither best, last, none nor a checkpoint file")
     return checkpoint
+
+
+def why_this_one(path: Path, last: Path) -> str:
+    """Which checkpoint `best` resolved to, and why the run's `last` when it is no best one."""
+    monitor, best = recorded_best(last)
+    if path != last:
+        return f"{path}, the best by {monitor}"
+    if monitor is None:
+        why = "the run kept no best checkpoint (it had no data.val)"
+    elif best is None:
+        why = f"the run kept no best checkpoint by {monitor} (trainer.save_top_k: 0, or no validation before it ended)"
+    else:
+        why = f"its best checkpoint {best} is not in {path.parent}"
+    return f"{why}; evaluating {path} instead"

@@ -27,13 +27,22 @@ def run_checkpoint(run_dir: Path, which: str) -> Path:
     if not last.is_file():
         raise RunError(f"no checkpoint in {last.parent}: train first (f2tune fit), or pass a .ckpt path")
     if which == "best":
-        state = checkpoint_contents(last)
-        for key, value in state.get("callbacks", {}).items():
-            # the writers of last.ckpt are ModelCheckpoints too, without a monitor
-            best = value.get("best_model_path") if "ModelCheckpoint" in key and value.get("monitor") else None
-            if best and (last.parent / Path(best).name).is_file():
-                return last.parent / Path(best).name
+        _, best = recorded_best(last)
+        if best and (last.parent / best).is_file():
+            return last.parent / best
     return last
+
+
+def recorded_best(last: Path) -> tuple[str | None, str | None]:
+    """The monitor and the file name of the best checkpoint as `last` records them: (None, None)
+    for a run without data.val (no best is kept), (monitor, None) when none was saved
+    (`trainer.save_top_k: 0`, or no validation before training ended)."""
+    for key, value in checkpoint_contents(last).get("callbacks", {}).items():
+        # the writers of last.ckpt are ModelCheckpoints too, without a monitor
+        if "ModelCheckpoint" in key and value.get("monitor"):
+            best = value.get("best_model_path")
+            return value["monitor"], Path(best).name if best else None
+    return None, None
 
 
 def checkpoint_step(path: str | Path | None) -> int:

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 from helpers import tiny_recipe
 
+from f2tune.cli import main
 from f2tune.config import JsonlSource
 from f2tune.errors import RecipeError, RunError
+from f2tune.log import setup_logging
 from f2tune.recipe import validate_recipe
 from f2tune.train.evaluate import evaluate
 from f2tune.train.run import fit
@@ -35,6 +37,31 @@ def test_validate_the_best_checkpoint_and_write_predictions(trained):
     record = json.loads(lines[0])
     assert {"id", "task", "prompt", "target", "generated", "prediction", "reference"} <= set(record)
     assert json.loads((latest / "metrics.json").read_text()).keys() == {"CAPTION/exact_match"}
+
+
+def test_best_says_which_checkpoint_it_evaluates(trained, capsys):
+    setup_logging()
+    evaluate(trained, "validate", "best")
+    checkpoints = Path(trained.trainer.output_dir) / "t" / "checkpoints"
+    assert f"--checkpoint best: {checkpoints / 'best-step='}" in capsys.readouterr().err
+
+
+def test_best_falls_back_to_last_and_says_why(tmp_path, capsys):
+    """A run that kept no best checkpoint (save_top_k: 0) is evaluated at its last.ckpt; the help and
+    the log say so, rather than a path the user did not ask for appearing in the summary."""
+    recipe = validate_recipe(tiny_recipe(tmp_path, trainer={"save_top_k": 0}, eval={"before_fit": False}))
+    fit(recipe)
+    setup_logging()
+    capsys.readouterr()
+    evaluate(recipe, "validate", "best")
+    last = Path(recipe.trainer.output_dir) / "t" / "checkpoints" / "last.ckpt"
+    assert (
+        "--checkpoint best: the run kept no best checkpoint by val/loss (trainer.save_top_k: 0, or no validation "
+        f"before it ended); evaluating {last} instead"
+    ) in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["validate", "--help"])
+    assert "the run's last.ckpt when it kept none" in " ".join(capsys.readouterr().out.split())
 
 
 def test_untrained_weights_score_worse_than_the_trained_checkpoint(trained):
