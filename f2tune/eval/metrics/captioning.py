@@ -166,15 +166,20 @@ class Bleu4(Metric):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.add_state("totals", torch.zeros(2 + 2 * MAX_N, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("samples", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
 
     def update(self, predictions: Sequence[Prediction], references: Sequence[Reference]) -> None:
         """Add one batch; `references[i]` are the captions of the image `predictions[i]` describes."""
         for prediction, reference in zip(predictions, references, strict=True):
             counts = bleu_counts(tokenize(text_of(prediction)), [tokenize(r) for r in texts_of(reference)])
             self.totals += torch.tensor(counts, dtype=torch.float64, device=self.totals.device)
+            self.samples += 1
 
     def compute(self) -> dict[str, float]:
-        """`bleu4` over every sample seen (0 before any update, as pycocoevalcap's for no captions)."""
+        """`bleu4` over every sample seen; NaN where none was, as the other metrics say "not measured"
+        (pycocoevalcap's 0 for no captions would read as a measured, worst score)."""
+        if not self.samples:
+            return {"bleu4": float("nan")}
         return {"bleu4": corpus_bleu(self.totals.tolist())[MAX_N - 1]}
 
 
