@@ -24,9 +24,6 @@ from f2tune.log import warn
 _STAGING = re.compile(r"^\.(?P<target>.+)\.tmp-[^/]+$")
 """The temporary folder `atomic_folder` writes an output in before renaming it (left by a kill)."""
 
-EXPORT_MARKERS = ("adapter_config.json", "config.json")
-"""An export holds one of these: a peft adapter or a transformers model folder."""
-
 PUSHABLE_OUTPUTS = (None, "export", "convert")
 """What may have written a folder that is pushed (`OUTPUT_MARKER`): f2tune's exports and conversions,
 or not f2tune (a model folder made otherwise)."""
