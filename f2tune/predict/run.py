@@ -18,7 +18,7 @@ from f2tune.errors import DataError, RecipeError, first_few
 from f2tune.eval.generate import generate
 from f2tune.eval.scores import parse_generation, special_ids
 from f2tune.export.atomic import atomic_folder, check_replaceable
-from f2tune.log import say
+from f2tune.log import say, warn
 from f2tune.model.attention import attention_for, use_attention
 from f2tune.predict.draw import draw_annotation
 from f2tune.predict.inputs import image_files, image_sizes, picture_names
@@ -113,6 +113,7 @@ def predict(
     use_attention(model, attention_for(target.type, dtype == "bfloat16"))
     model.to(target)
     ids = special_ids(processor.tokenizer)
+    unparsed: list[str] = []
     with atomic_folder(out, "predict") as staging, (staging / "predictions.jsonl").open("w") as lines:
         batches = range(0, len(images), batch_size)
         for start in track(batches, f"predict: {len(images)} images", console=Console(stderr=True)):
@@ -134,10 +135,26 @@ def predict(
                     "picture": name,
                 }
                 lines.write(json.dumps(record) + "\n")
-                drawn = draw_annotation(picture, {**request.annotation(), **result}, title=prompt)
-                drawn.save(staging / name)
+                shown = {**request.annotation(), **result}
+                if _no_region_in(spec, result, generation.text):
+                    unparsed.append(generation.text)
+                    shown["text"] = f"no region in the answer: {generation.text}"
+                draw_annotation(picture, shown, title=prompt).save(staging / name)
+    if unparsed:
+        warn(
+            f"predict: {len(unparsed)} of {len(images)} answers to {spec.token} held text but no region (no "
+            f"<loc_N> tokens), e.g. {unparsed[0][:80]!r}: was the model trained on {spec.token}, and long enough? "
+            "Their results are empty; their pictures show the text"
+        )
     say(f"predictions: {out / 'predictions.jsonl'}; pictures: {out}/*.png")
     return out
+
+
+def _no_region_in(spec: TaskSpec, result: Annotation, text: str) -> bool:
+    """Whether a task that answers with regions got text without any (an image with nothing to
+    find is answered with no text at all): the task's parse keeps none of it."""
+    regions = result.get("boxes") or result.get("polygons") or result.get("quads")
+    return spec.post_processing != "pure_text" and not regions and bool(text.strip())
 
 
 def _check_input_fits(length: int, model: nn.Module, processor: Florence2Processor) -> None:

@@ -14,6 +14,8 @@ from PIL import Image
 
 from f2tune.cli import main
 from f2tune.errors import DataError, RecipeError
+from f2tune.eval.generate import Generation
+from f2tune.log import setup_logging
 from f2tune.predict import run as predict_run
 from f2tune.predict.draw import draw_annotation
 from f2tune.predict.load import inference_device
@@ -232,6 +234,33 @@ def test_cli_predict_on_a_chosen_device_and_dtype(tiny_dir, images, tmp_path, ca
     assert main([*args, "--device", "gpu0"]) == 2
     assert "--device gpu0: not a device name" in capsys.readouterr().err
     assert inference_device("auto") == torch.device("cpu")
+
+
+def test_answers_without_a_region_are_said_and_shown_as_text(tiny_dir, images, tmp_path, monkeypatch, capsys):
+    """A model never trained on `<OD>` answers it with a caption: the result was empty, the picture
+    bare, and nothing said why."""
+    answers = iter(["a blue triangle", "square<loc_10><loc_10><loc_500><loc_500>", ""])
+
+    def answer(model, processor, inputs, spec, scores):
+        text = next(answers)
+        ids = processor.tokenizer(text, add_special_tokens=False).input_ids
+        return [Generation(text, ids, [0.5] * len(ids)) for _ in inputs["input_ids"]]
+
+    monkeypatch.setattr(predict_run, "generate", answer)
+    setup_logging()  # as the command line does
+    out = predict(str(tiny_dir), images, PredictRequest(task="<OD>"), tmp_path / "out", batch_size=1)
+    records = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert [len(r["result"]["boxes"]) for r in records] == [0, 1, 0]
+    said = [line for line in capsys.readouterr().err.splitlines() if "held text but no region" in line]
+    assert said == [
+        "f2tune: predict: 1 of 3 answers to <OD> held text but no region (no <loc_N> tokens), e.g. 'a blue "
+        "triangle': was the model trained on <OD>, and long enough? Their results are empty; their pictures show "
+        "the text"
+    ]
+    bare = Image.open(images[0])
+    assert Image.open(out / f"{images[0].stem}.png").height > bare.height  # the text band under the image
+    assert Image.open(out / f"{images[2].stem}.png").height > bare.height  # the title band only
+    assert Image.open(out / f"{images[2].stem}.png").height < Image.open(out / f"{images[0].stem}.png").height
 
 
 def test_drawings_show_boxes_polygons_and_text():
