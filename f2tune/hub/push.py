@@ -70,10 +70,11 @@ def push_folder(
     contents = {name: _content(folder, name, repo, revision) for name in files}
     operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=data) for name, data in contents.items()]
     try:
-        if "README.md" in contents:
+        validate = getattr(api, "_validate_yaml", None)  # HfApi's own, private: skipped if it goes away
+        if validate is not None and "README.md" in contents:
             # The metadata check `create_commit` makes, made before the repo is created: a card the Hub
-            # refuses would otherwise leave a new, empty repo behind. (HfApi's own method, private.)
-            api._validate_yaml(_text(contents["README.md"]), repo_type="model")
+            # refuses would otherwise leave a new, empty repo behind.
+            validate(_text(contents["README.md"]), repo_type="model")
         api.create_repo(repo, private=private, exist_ok=True, repo_type="model")
         if private and not api.repo_info(repo, repo_type="model").private:
             raise PushError(
