@@ -20,7 +20,7 @@ from f2tune.eval.scores import parse_generation, special_ids
 from f2tune.export.atomic import atomic_folder, check_replaceable
 from f2tune.log import say, warn
 from f2tune.model.attention import attention_for, use_attention
-from f2tune.predict.draw import draw_annotation
+from f2tune.predict.draw import COORDINATES, draw_annotation
 from f2tune.predict.inputs import image_files, image_sizes, picture_names
 from f2tune.predict.load import inference_device, load_for_inference, resolve_source
 from f2tune.tasks import CUSTOM, TASKS, TaskSpec, build_prompt, task_of
@@ -153,7 +153,7 @@ def predict(
 def _no_region_in(spec: TaskSpec, result: Annotation, text: str) -> bool:
     """Whether a task that answers with regions got text without any (an image with nothing to
     find is answered with no text at all): the task's parse keeps none of it."""
-    regions = result.get("boxes") or result.get("polygons") or result.get("quads")
+    regions = any(result.get(key) for key in COORDINATES)
     return spec.post_processing != "pure_text" and not regions and bool(text.strip())
 
 
