@@ -19,7 +19,7 @@ from f2tune.errors import DataError
 from f2tune.export.model_card import REGION_PLACEHOLDER, CardFacts, DataRow
 from f2tune.hub.names import is_hub_id
 from f2tune.log import warn
-from f2tune.model.loading import TINY_SEED, base_model_name
+from f2tune.model.loading import TINY_SEED, base_model_name, base_model_revision
 from f2tune.tasks import TASKS
 from f2tune.testing.tiny import save_tiny
 
@@ -61,7 +61,7 @@ def gather_facts(
     facts = CardFacts(
         base_model=base,
         kind=kind,
-        base_revision=recipe.model.revision if is_hub_id(base) else None,
+        base_revision=base_model_revision(recipe.model) if is_hub_id(base) else None,
         license=recipe.export.license or known_license(base),
         checkpoint=checkpoint,
         step=step,

@@ -37,20 +37,32 @@ def base_model_name(config: ModelConfig) -> str:
     """`model.name_or_path`, or the base model named by `model.adapter`'s adapter_config.json."""
     if config.name_or_path is not None:
         return config.name_or_path
-    assert config.adapter is not None, "ModelConfig's validator requires name_or_path or adapter"
-    try:
-        base = PeftConfig.from_pretrained(config.adapter).base_model_name_or_path
-    except (OSError, ValueError) as err:
-        raise ModelLoadError(
-            f"cannot read the adapter_config.json of model.adapter={config.adapter!r}: {_first_line(err)}\n"
-            "Give a local adapter folder or a Hub id you can reach, or set model.name_or_path too."
-        ) from None
+    base = _adapter_config(config).base_model_name_or_path
     if not base:
         raise ModelLoadError(
             f"model.adapter={config.adapter!r}: its adapter_config.json names no base_model_name_or_path; "
             "set model.name_or_path to the model it adapts"
         )
     return base
+
+
+def base_model_revision(config: ModelConfig) -> str | None:
+    """`model.revision`; where the base comes from `model.adapter`, and no revision is set, the one
+    its adapter_config.json records (f2tune's exports write it): the base the adapter was trained on."""
+    if config.revision is not None or config.name_or_path is not None:
+        return config.revision
+    return _adapter_config(config).revision
+
+
+def _adapter_config(config: ModelConfig) -> PeftConfig:
+    assert config.adapter is not None, "ModelConfig's validator requires name_or_path or adapter"
+    try:
+        return PeftConfig.from_pretrained(config.adapter)
+    except (OSError, ValueError) as err:
+        raise ModelLoadError(
+            f"cannot read the adapter_config.json of model.adapter={config.adapter!r}: {_first_line(err)}\n"
+            "Give a local adapter folder or a Hub id you can reach, or set model.name_or_path too."
+        ) from None
 
 
 def load_processor(config: ModelConfig) -> Florence2Processor:
@@ -119,7 +131,7 @@ def attach_adapter(model: PreTrainedModel, config: ModelConfig, trainable: bool)
 
 
 def _common(config: ModelConfig) -> dict:
-    return {"revision": config.revision, "trust_remote_code": config.trust_remote_code}
+    return {"revision": base_model_revision(config), "trust_remote_code": config.trust_remote_code}
 
 
 def _from_hub_or_folder(config: ModelConfig, load: Callable[[], T]) -> T:
@@ -150,7 +162,7 @@ def _refuse_remote_code_layout(config: ModelConfig, name: str) -> None:
     none of its weight names in them; what it can build from that starts from random weights, with
     only a report in the log."""
     try:
-        raw, _ = PretrainedConfig.get_config_dict(name, revision=config.revision)
+        raw, _ = PretrainedConfig.get_config_dict(name, revision=base_model_revision(config))
     except (OSError, ValueError):
         return  # no config to read: `load` says why, in its own words
     vision = (raw.get("vision_config") or {}).get("model_type")

@@ -12,7 +12,7 @@ from safetensors.torch import load_file, save_file
 
 from f2tune.config import TINY_MODEL, ModelConfig
 from f2tune.errors import ModelLoadError
-from f2tune.model.loading import attach_adapter, load_model, load_processor
+from f2tune.model.loading import attach_adapter, base_model_revision, load_model, load_processor
 
 
 def test_local_folder_loads_in_train_mode_with_the_requested_dtype(tiny_dir):
@@ -129,3 +129,27 @@ def test_weights_of_another_size_are_one_message(tiny_copy):
     save_file(weights, tiny_copy / "model.safetensors", metadata={"format": "pt"})
     with pytest.raises(ModelLoadError, match="some of its weights do not fit the model its config describes"):
         load_model(ModelConfig(name_or_path=str(tiny_copy)))
+
+
+def test_a_base_named_by_an_adapter_loads_at_the_revision_the_adapter_records(tiny_dir, tmp_path, monkeypatch):
+    """The base of `model.adapter` was loaded from its main branch whatever revision the adapter was
+    trained on (f2tune's exports record it in adapter_config.json)."""
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    config = {"peft_type": "LORA", "base_model_name_or_path": str(tiny_dir), "revision": "abc123"}
+    (adapter / "adapter_config.json").write_text(json.dumps(config))
+    assert base_model_revision(ModelConfig(adapter=str(adapter))) == "abc123"
+    assert base_model_revision(ModelConfig(adapter=str(adapter), revision="v2")) == "v2"  # the recipe's wins
+    assert base_model_revision(ModelConfig(name_or_path=str(tiny_dir), adapter=str(adapter))) is None
+    seen = {}
+    from transformers import AutoModelForImageTextToText
+
+    original = AutoModelForImageTextToText.from_pretrained.__func__
+
+    def spy(cls, *args, **kwargs):
+        seen["revision"] = kwargs.get("revision")
+        return original(cls, *args, **kwargs)
+
+    monkeypatch.setattr(AutoModelForImageTextToText, "from_pretrained", classmethod(spy))
+    load_model(ModelConfig(adapter=str(adapter)))  # a local base: transformers reads the folder as it is
+    assert seen["revision"] == "abc123"
