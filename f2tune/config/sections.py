@@ -27,7 +27,11 @@ class ModelConfig(Section):
     adapter: str | None = Field(
         None, description="Hub id or folder of a peft adapter to start from (train on, validate, test, predict)."
     )
-    revision: str | None = Field(None, description="Hub revision (branch, tag or commit) of the base model.")
+    revision: str | None = Field(
+        None,
+        description="Hub revision (branch, tag or commit) of the base model; with adapter alone, default: "
+        "the revision its adapter_config.json records.",
+    )
     dtype: Literal["float32", "bfloat16", "float16"] = Field(
         "float32", description="Weight dtype at load; keep float32 with *-mixed precision."
     )
