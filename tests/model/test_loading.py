@@ -24,19 +24,25 @@ def test_local_folder_loads_in_train_mode_with_the_requested_dtype(tiny_dir):
     assert processor.tokenizer.convert_tokens_to_ids("<loc_999>") != processor.tokenizer.unk_token_id
 
 
-def test_remote_code_stays_off_unless_asked(tiny_dir, monkeypatch):
-    seen = {}
+@pytest.fixture
+def load_kwargs(monkeypatch) -> dict:
+    """The keyword arguments of the latest `AutoModelForImageTextToText.from_pretrained` call."""
     from transformers import AutoModelForImageTextToText
 
+    seen: dict = {}
     original = AutoModelForImageTextToText.from_pretrained.__func__
 
     def spy(cls, *args, **kwargs):
-        seen["trust_remote_code"] = kwargs.get("trust_remote_code")
+        seen.update(kwargs)
         return original(cls, *args, **kwargs)
 
     monkeypatch.setattr(AutoModelForImageTextToText, "from_pretrained", classmethod(spy))
+    return seen
+
+
+def test_remote_code_stays_off_unless_asked(tiny_dir, load_kwargs):
     load_model(ModelConfig(name_or_path=str(tiny_dir)))
-    assert seen["trust_remote_code"] is False
+    assert load_kwargs["trust_remote_code"] is False
 
 
 def test_missing_folder_is_named(tmp_path):
@@ -131,7 +137,7 @@ def test_weights_of_another_size_are_one_message(tiny_copy):
         load_model(ModelConfig(name_or_path=str(tiny_copy)))
 
 
-def test_a_base_named_by_an_adapter_loads_at_the_revision_the_adapter_records(tiny_dir, tmp_path, monkeypatch):
+def test_a_base_named_by_an_adapter_loads_at_the_revision_the_adapter_records(tiny_dir, tmp_path, load_kwargs):
     """The base of `model.adapter` was loaded from its main branch whatever revision the adapter was
     trained on (f2tune's exports record it in adapter_config.json)."""
     adapter = tmp_path / "adapter"
@@ -141,15 +147,5 @@ def test_a_base_named_by_an_adapter_loads_at_the_revision_the_adapter_records(ti
     assert base_model_revision(ModelConfig(adapter=str(adapter))) == "abc123"
     assert base_model_revision(ModelConfig(adapter=str(adapter), revision="v2")) == "v2"  # the recipe's wins
     assert base_model_revision(ModelConfig(name_or_path=str(tiny_dir), adapter=str(adapter))) is None
-    seen = {}
-    from transformers import AutoModelForImageTextToText
-
-    original = AutoModelForImageTextToText.from_pretrained.__func__
-
-    def spy(cls, *args, **kwargs):
-        seen["revision"] = kwargs.get("revision")
-        return original(cls, *args, **kwargs)
-
-    monkeypatch.setattr(AutoModelForImageTextToText, "from_pretrained", classmethod(spy))
     load_model(ModelConfig(adapter=str(adapter)))  # a local base: transformers reads the folder as it is
-    assert seen["revision"] == "abc123"
+    assert load_kwargs["revision"] == "abc123"
