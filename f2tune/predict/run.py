@@ -154,7 +154,7 @@ def _no_region_in(spec: TaskSpec, result: Annotation, text: str) -> bool:
     """Whether a task that answers with regions got text without any (an image with nothing to
     find is answered with no text at all): the task's parse keeps none of it."""
     regions = any(result.get(key) for key in COORDINATES)
-    return spec.post_processing != "pure_text" and not regions and bool(text.strip())
+    return spec.answers_with_regions and not regions and bool(text.strip())
 
 
 def _check_input_fits(length: int, model: nn.Module, processor: Florence2Processor) -> None:

@@ -62,6 +62,11 @@ class TaskSpec:
         (box scores), so the others skip the decoder pass that computes them."""
         return self.post_processing in BOX_ANSWERS
 
+    @property
+    def answers_with_regions(self) -> bool:
+        """Whether answers hold regions (boxes, polygons or quads) rather than text alone."""
+        return self.post_processing != "pure_text"
+
     def generation_kwargs(self) -> dict[str, int]:
         """Keyword arguments for `model.generate` on this task."""
         return {
