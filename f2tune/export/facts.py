@@ -24,8 +24,9 @@ from f2tune.tasks import TASKS
 from f2tune.testing.tiny import save_tiny
 
 _MIT_BASE = re.compile(r"^(microsoft|florence-community)/Florence-2-(base|large)(-ft)?$", re.IGNORECASE)
-_STEP = re.compile(r"-step(\d+)$")
-"""A predictions folder's name ends with the step it measured: `val-step000004`."""
+_STEP = re.compile(r"-step(\d+)(?:-\d+)?$")
+"""A predictions folder's name ends with the step it measured: `val-step000004`, or
+`val-step000004-2` for a later evaluation of the same step (`f2tune.train.prediction_folders`)."""
 
 
 def loadable_base(recipe: Recipe, run_dir: Path) -> str:

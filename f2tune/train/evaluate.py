@@ -39,7 +39,8 @@ def evaluate(recipe: Recipe, stage: Stage, checkpoint: str = "best") -> dict[str
             f"{stage} stopped by SIGTERM before its last batch: no metrics were computed; run it again",
             SIGNAL_STATUS["SIGTERM"],
         ) from None
-    say(f"{stage}: checkpoint {ckpt_path or 'none (untrained weights)'}; predictions under {run_dir / 'predictions'}")
+    written = module.predictions_folder or run_dir / "predictions"
+    say(f"{stage}: checkpoint {ckpt_path or 'none (untrained weights)'}; predictions and metrics in {written}")
     return {k: float(v) for k, v in (results[0] if results else {}).items()}
 
 

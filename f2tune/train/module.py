@@ -35,6 +35,7 @@ from f2tune.train.guards import NonFiniteGuard, parameters_with_gradients
 from f2tune.train.loss import target_loss
 from f2tune.train.optim import build_optimizer, build_scheduler, follow_recipe_settings, group_settings
 from f2tune.train.pictures import save_pictures, validation_pictures
+from f2tune.train.prediction_folders import unused_folder
 from f2tune.train.skipped import check_evaluated, check_trained, forget_step_metrics
 
 
@@ -69,6 +70,8 @@ class Florence2Module(pl.LightningModule):
         """The step of fit's latest validation if it computed every metric (the loss, and generated)."""
         self.evaluated_step: int | None = None
         """The step of the checkpoint `f2tune validate|test` evaluates (predictions are filed under it)."""
+        self.predictions_folder: Path | None = None
+        """Where the latest evaluation wrote its predictions and metrics."""
         self.generating = False
         self.records: list[dict[str, Any]] = []
         self.evaluated_samples = 0
@@ -230,12 +233,17 @@ class Florence2Module(pl.LightningModule):
         self._write_predictions(stage, results)
 
     def _write_predictions(self, stage: str, results: dict[str, float]) -> None:
-        """`predictions/<stage>-step<N>/rank<R>.jsonl` per process and `metrics.json` from rank 0."""
+        """`predictions/<stage>-step<N>/rank<R>.jsonl` per process and `metrics.json` from rank 0
+        (`<stage>-step<N>-2/`... where an earlier evaluation of the step wrote that folder)."""
         if self.output_dir is None or self.trainer.sanity_checking:
             return
         step = self.trainer.global_step if self.evaluated_step is None else self.evaluated_step
-        folder = self.output_dir / "predictions" / f"{stage}-step{step:06d}"
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = None
+        if self.trainer.is_global_zero:  # one choice for every process, made before any writes
+            folder = unused_folder(self.output_dir / "predictions", stage, step)
+            folder.mkdir(parents=True)
+        folder = self.trainer.strategy.broadcast(folder)
+        self.predictions_folder = folder
         with (folder / f"rank{self.global_rank}.jsonl").open("w") as lines:
             for record in self.records:
                 lines.write(json.dumps(record, default=float) + "\n")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -217,6 +218,17 @@ def test_metrics_prefer_the_exported_step_then_the_latest(tmp_path):
     assert measured_metrics(tmp_path, 2) == ("predictions/val-step000002", {"m": 0.2})
     assert measured_metrics(tmp_path, 7) == ("predictions/val-step000004", {"m": 0.4})
     assert measured_metrics(tmp_path / "none") is None
+
+
+def test_a_later_evaluation_of_the_same_step_is_read_as_that_step(tmp_path):
+    """`f2tune validate` of a step fit validated files its metrics in `val-step000002-2`: the
+    newer of the two is the step's metrics, and neither passes for another step's."""
+    for name, value, written in [("val-step000002", 0.2, 1), ("val-step000002-2", 0.25, 2), ("val-step000004", 0.4, 3)]:
+        (tmp_path / "predictions" / name).mkdir(parents=True)
+        (tmp_path / "predictions" / name / "metrics.json").write_text(json.dumps({"m": value}))
+        os.utime(tmp_path / "predictions" / name / "metrics.json", (written, written))
+    assert measured_metrics(tmp_path, 2) == ("predictions/val-step000002-2", {"m": 0.25})
+    assert measured_metrics(tmp_path, 7) == ("predictions/val-step000004", {"m": 0.4})
 
 
 def test_full_run_exports_a_model_and_refuses_an_adapter(tmp_path, capsys):

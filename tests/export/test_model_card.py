@@ -137,6 +137,12 @@ def test_the_card_says_when_where_and_on_how_many_samples_metrics_were_measured(
     assert "Not measured on these weights" not in card
 
 
+def test_a_second_evaluation_of_the_step_is_named_as_the_source(tmp_path):
+    predictions(tmp_path, "val-step000020-2", 0.5, ["a", "b"])
+    card = render_model_card(recipe(), gather_facts(recipe(), tmp_path, "adapter", step=20, checkpoint="step 20 (x)"))
+    assert "on 2 validation samples at step 20 (`predictions/val-step000020-2/metrics.json`" in card
+
+
 def test_metrics_of_another_step_are_not_passed_off_as_the_exported_weights(tmp_path):
     """The best checkpoint (step 10) had no metrics (`eval.every_n_validations: 2`): the card showed
     those of step 20 as if measured on it."""

@@ -73,6 +73,10 @@ def test_two_process_ddp_trains_on_different_data_and_exports_once(tmp_path):
     assert set(second0) == set(first0) and set(second1) == set(first1)
     rows = list(csv.DictReader((tmp_path / "runs" / "t" / "logs" / "csv" / "version_0" / "metrics.csv").open()))
     assert [float(r["train/image_cache_hit_rate"]) for r in rows if r.get("train/image_cache_hit_rate")] == [0, 1]
+    predictions = tmp_path / "runs" / "t" / "predictions"
+    assert sorted(p.name for p in predictions.iterdir()) == ["val-step000004", "val-step000008"]  # one folder a step
+    for folder in predictions.iterdir():
+        assert sorted(p.name for p in folder.glob("rank*.jsonl")) == ["rank0.jsonl", "rank1.jsonl"]
     assert sorted(p.name for p in tmp_path.glob("export_called_by_rank*")) == ["export_called_by_rank0"]
     export = tmp_path / "runs" / "t" / "export"
     assert {p.name for p in export.iterdir()} == ADAPTER_EXPORT_FILES

@@ -130,14 +130,29 @@ def test_a_checkpoint_is_not_evaluated_under_another_adaptation(trained):
 
 def test_predictions_are_filed_under_the_evaluated_checkpoints_step(tmp_path):
     """Lightning restores a checkpoint's weights for validate, not its step: the predictions of
-    `f2tune validate` went to val-step000000, over the baseline that fit measured before training."""
+    `f2tune validate` went to val-step000000, beside the baseline that fit measured before training."""
     recipe = validate_recipe(tiny_recipe(tmp_path, trainer={"max_steps": 2}))  # before_fit: a step-0 baseline
     run = fit(recipe).run_dir / "predictions"
     baseline = (run / "val-step000000" / "rank0.jsonl").read_text()  # what the untrained model generated
     trained = (run / "val-step000002" / "rank0.jsonl").read_text()
     assert trained != baseline
     evaluate(recipe, "validate", "last")
-    assert (run / "val-step000000" / "rank0.jsonl").read_text() == baseline
-    assert (run / "val-step000002" / "rank0.jsonl").read_text() == trained
+    assert (run / "val-step000002-2" / "rank0.jsonl").read_text() == trained  # the same weights, the same text
     evaluate(recipe, "validate", "none")  # the untrained weights are step 0's, as the baseline is
-    assert (run / "val-step000000" / "rank0.jsonl").read_text() == baseline
+    assert (run / "val-step000000-2" / "rank0.jsonl").read_text() == baseline
+
+
+def test_an_evaluation_never_replaces_an_earlier_ones_predictions(tmp_path, capsys):
+    """`f2tune validate` of a step fit validated wrote into fit's `val-step<N>/`: validated on other
+    data or with other settings, fit's predictions and metrics were lost."""
+    setup_logging()
+    recipe = validate_recipe(tiny_recipe(tmp_path, trainer={"max_steps": 2}, eval={"before_fit": False}))
+    run = fit(recipe).run_dir / "predictions"
+    fits = {p.name: p.read_text() for p in (run / "val-step000002").iterdir() if p.is_file()}
+    fewer = validate_recipe(recipe.model_dump() | {"eval": recipe.eval.model_dump() | {"max_samples": 1}})
+    evaluate(fewer, "validate", "last")
+    evaluate(fewer, "validate", "last")
+    assert {p.name: p.read_text() for p in (run / "val-step000002").iterdir() if p.is_file()} == fits
+    assert len((run / "val-step000002-2" / "rank0.jsonl").read_text().splitlines()) == 1
+    assert sorted(p.name for p in run.iterdir()) == ["val-step000002", "val-step000002-2", "val-step000002-3"]
+    assert f"predictions and metrics in {run / 'val-step000002-3'}" in capsys.readouterr().err
