@@ -42,7 +42,9 @@ def export_model(
         if facts.kind == "adapter":
             config = model.peft_config["default"]  # what AutoPeftModel loads the base with
             config.base_model_name_or_path, config.revision = facts.base_model, facts.base_revision
-            model.save_pretrained(staging)
+            # f2tune never resizes the vocabulary, so the base's embeddings stay out of the adapter;
+            # peft's "auto" would ask the Hub for the base's config to find out (a warning offline)
+            model.save_pretrained(staging, save_embedding_layers=False)
         else:
             full = copy.deepcopy(model).merge_and_unload() if isinstance(model, PeftModel) else model
             full.save_pretrained(staging)
