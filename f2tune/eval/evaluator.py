@@ -7,6 +7,7 @@ caption never generates like a detection list and vice versa.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -192,7 +193,13 @@ class Evaluator(nn.Module):
                 metric = self.metrics[_key(task, name)]
                 if metric.update_count == 0 and not _distributed():
                     continue
-                for key, value in metric.compute().items():
+                with warnings.catch_warnings():
+                    # a process that saw none of the task's samples still takes part in the sync of the
+                    # states, where torchmetrics warns of a compute "before the update": not so, the
+                    # other processes' updates count
+                    warnings.filterwarnings("ignore", message=r".*was called before the ``update`` method")
+                    computed = metric.compute()
+                for key, value in computed.items():
                     results[f"{task_label(task)}/{key}"] = float(value)
         return results
 

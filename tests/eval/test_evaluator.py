@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 
 import pytest
 from PIL import Image
@@ -20,7 +21,7 @@ from f2tune.tasks import TASKS
 OD = {"boxes": [[10.0, 20.0, 110.0, 70.0], [120.0, 10.0, 190.0, 90.0]], "labels": ["cat", "dog"]}
 
 
-def mixed_batch(tmp_path, processor) -> dict:
+def mixed_batch(tmp_path, processor, tasks: tuple[str, ...] = ("<OD>", "<CAPTION>")) -> dict:
     image = tmp_path / "scene.png"
     Image.new("RGB", (200, 100)).save(image)
     samples = [
@@ -29,8 +30,8 @@ def mixed_batch(tmp_path, processor) -> dict:
         Sample("od-2", image, "", "", "x:3", task="<OD>", reference=OD),
         Sample("cap-2", image, "<CAPTION>", "three green squares on a table", "x:4", task="<CAPTION>"),
     ]
-    dataset = SampleDataset(samples)
-    return Florence2Collator(processor, 64)([dataset[i] for i in range(len(samples))])
+    dataset = SampleDataset([s for s in samples if s.task in tasks])
+    return Florence2Collator(processor, 64)([dataset[i] for i in range(len(dataset))])
 
 
 def test_perfect_answers_score_perfectly_and_records_are_complete(tmp_path, processor, tiny_model, monkeypatch):
@@ -53,6 +54,23 @@ def test_perfect_answers_score_perfectly_and_records_are_complete(tmp_path, proc
     assert od["prediction"]["labels"] == ["cat", "dog"] and len(od["prediction"]["scores"]) == 2
     # boxes (OD) get token probabilities for their scores; captions skip that decoder pass
     assert sorted((c.no_repeat_ngram_size, scored) for c, scored in calls) == [(0, True), (3, False)]
+
+
+def test_a_process_without_samples_of_a_task_joins_its_metric_without_a_warning(
+    tmp_path, processor, tiny_model, monkeypatch
+):
+    """Under DDP every process computes every task's metric (the states are synced); torchmetrics
+    warned that `compute` came "before the update" on a rank 0 that had no `<OD>` sample of its own."""
+    only_captions = mixed_batch(tmp_path, processor, tasks=("<CAPTION>",))
+    monkeypatch.setattr(evaluator_module, "generate", lambda *a, **k: [Generation("a cat", [], None)] * 2)
+    monkeypatch.setattr(evaluator_module, "_distributed", lambda: True)
+    evaluator = Evaluator({"<OD>", "<CAPTION>"}, EvalConfig(metric="auto"), processor)
+    evaluator.update(tiny_model, only_captions)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        results = evaluator.compute()
+    assert not [str(w.message) for w in said]
+    assert results["OD/map"] == -1 and results["CAPTION/bleu4"] >= 0  # -1: COCO's "no images"
 
 
 def test_tasks_with_the_same_decoding_share_one_generate_call(tmp_path, processor, tiny_model, monkeypatch):
