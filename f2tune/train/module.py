@@ -238,11 +238,9 @@ class Florence2Module(pl.LightningModule):
         if self.output_dir is None or self.trainer.sanity_checking:
             return
         step = self.trainer.global_step if self.evaluated_step is None else self.evaluated_step
-        folder = None
-        if self.trainer.is_global_zero:  # one choice for every process, made before any writes
-            folder = unused_folder(self.output_dir / "predictions", stage, step)
-            folder.mkdir(parents=True)
-        folder = self.trainer.strategy.broadcast(folder)
+        chosen = unused_folder(self.output_dir / "predictions", stage, step) if self.trainer.is_global_zero else None
+        folder = self.trainer.strategy.broadcast(chosen)  # rank 0's choice, made before any process writes
+        folder.mkdir(parents=True, exist_ok=True)  # on each node: output_dir may be a node's own disk
         self.predictions_folder = folder
         with (folder / f"rank{self.global_rank}.jsonl").open("w") as lines:
             for record in self.records:
