@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -215,9 +216,12 @@ class Florence2Module(pl.LightningModule):
         self.evaluated_samples += size
         if not size:
             return
-        self.log(f"{stage}/loss", self(batch), prog_bar=True, sync_dist=True, batch_size=size)
-        if self.generating:
-            self.records += self.evaluator.update(self.model, batch)
+        # Compiled blocks run eager here: no_grad, another batch size and generation's one-token
+        # steps over a growing cache would each compile anew, for work done once per evaluation.
+        with torch.compiler.set_stance("force_eager") if self.recipe.trainer.compile else nullcontext():
+            self.log(f"{stage}/loss", self(batch), prog_bar=True, sync_dist=True, batch_size=size)
+            if self.generating:
+                self.records += self.evaluator.update(self.model, batch)
 
     def _finish_evaluation(self, stage: str) -> None:
         check_evaluated(self.trainer, self.device, self.evaluated_samples, stage)

@@ -15,7 +15,7 @@ from peft import LoraConfig, get_peft_model
 from f2tune.data.collate import Florence2Collator
 from f2tune.errors import RecipeError
 from f2tune.eval.generate import MODEL_INPUTS
-from f2tune.model.compile import compile_blocks, repeated_blocks
+from f2tune.model.compile import RECOMPILE_LIMIT, compile_blocks, repeated_blocks
 from f2tune.recipe import validate_recipe
 from f2tune.testing.shapes import shape_samples
 from f2tune.testing.tiny import build_tiny_model
@@ -33,6 +33,18 @@ def test_blocks_are_found_inside_peft(processor) -> None:
     assert len(repeated_blocks(model)) == 4 + 1 + 1  # DaViT blocks (1 per stage) + encoder + decoder layer
     wrapped = get_peft_model(model, LoraConfig(r=2, target_modules=r".*language_model.*\.(q_proj|v_proj)"))
     assert [id(b) for b in repeated_blocks(wrapped)] == [id(b) for b in repeated_blocks(model)]
+
+
+def test_the_graph_limit_covers_every_stage_and_batch_size(processor, monkeypatch: pytest.MonkeyPatch) -> None:
+    """dynamo keeps 8 graphs per function by default: the DaViT block's four stage widths, again
+    for an epoch's smaller last batch, reached it in a tiny run's first steps (then ran eager).
+    A higher limit the user set stays."""
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 8)
+    compile_blocks(build_tiny_model(processor), backend="eager")
+    assert torch._dynamo.config.recompile_limit == RECOMPILE_LIMIT >= 4 * 2 * 2  # stages x batch sizes x grad modes
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 100)
+    compile_blocks(build_tiny_model(processor), backend="eager")
+    assert torch._dynamo.config.recompile_limit == 100
 
 
 @pytest.mark.slow

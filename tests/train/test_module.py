@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 
 from f2tune.data.collate import Florence2Collator
 from f2tune.data.dataset import SampleDataset
+from f2tune.model.compile import compile_blocks
 from f2tune.recipe import validate_recipe
 from f2tune.testing.shapes import shape_samples
 from f2tune.train.module import Florence2Module
@@ -29,9 +30,9 @@ class GradientsAtBatchStart(pl.Callback):
 
 
 def bare_trainer(**options: Any) -> pl.Trainer:
-    """A CPU Trainer without logging, checkpoints, progress bar or validation."""
+    """A CPU Trainer without logging, checkpoints, progress bar or (unless `options` say) validation."""
     quiet = {"logger": False, "enable_checkpointing": False, "enable_progress_bar": False}
-    return pl.Trainer(accelerator="cpu", enable_model_summary=False, limit_val_batches=0, **quiet, **options)
+    return pl.Trainer(accelerator="cpu", enable_model_summary=False, **({"limit_val_batches": 0} | quiet | options))
 
 
 def test_gradients_are_freed_after_each_step_and_kept_within_an_accumulation_window(
@@ -66,3 +67,23 @@ def test_auto_attention_is_settled_for_the_trainers_device_and_precision(
     bare_trainer(max_steps=1, precision=precision).fit(module, train_dataloaders=loader)
     configs = (tiny_model.config.vision_config, tiny_model.config.text_config)
     assert [c._attn_implementation for c in configs] == [expected, expected]
+
+
+def test_a_compiled_model_is_evaluated_eager(tiny_model, processor, tmp_path) -> None:
+    """Under `trainer.compile`, validation compiled every block anew (no_grad, its own batch size,
+    generation's steps): the DaViT block reached dynamo's recompile limit in a tiny run's first
+    steps, and training's later shapes then ran eager."""
+    compiled = []
+
+    def counting_backend(graph: torch.fx.GraphModule, inputs: list) -> Any:
+        compiled.append(graph)
+        return graph.forward
+
+    recipe = validate_recipe(tiny_recipe(tmp_path, trainer={"compile": True}, eval={"metric": "none"}))
+    compile_blocks(tiny_model, backend=counting_backend)
+    module = Florence2Module(tiny_model, processor, recipe)
+    loader = DataLoader(
+        SampleDataset(shape_samples(2, seed=3)), batch_size=2, collate_fn=Florence2Collator(processor, 16)
+    )
+    losses = bare_trainer(limit_val_batches=1.0).validate(module, dataloaders=loader, verbose=False)
+    assert losses[0]["val/loss"] > 0 and not compiled
