@@ -4,8 +4,8 @@
 # 1. tests/gpu (CUDA training steps in every precision, the feature cache, generation on the device);
 # 2. Florence-2-base at 768x768 (random weights), bf16-mixed: full, LoRA (+ cache) and frozen-encoder
 #    training against the reference loop in fp32 (as the public scripts train) and in bf16 autocast
-#    (equal precision), with samples/s, peak memory and MFU; then validation generation and one loader
-#    worker's data loading.
+#    (equal precision), with samples/s, peak memory and MFU; then validation generation, one loader
+#    worker's data loading, and last (inductor compiles for minutes) full and LoRA with trainer.compile.
 # A smoke run on a CPU: bash benchmarks/gpu.sh /tmp/gpu-smoke --device cpu --sizes tiny --steps 2
 set -uo pipefail
 out=${1:-gpu-bench}
@@ -28,4 +28,5 @@ run train-vs-fp32 f2tune bench "${common[@]}" --modes full,lora,frozen "$@"
 run train-vs-bf16 f2tune bench "${common[@]}" --modes full,lora --reference-precision bf16-mixed "$@"
 run generate f2tune bench "${common[@]}" --modes generate "$@"
 run load f2tune bench "${common[@]}" --modes load "$@"
+run train-compile f2tune bench "${common[@]}" --modes full,lora --compile "$@"
 exit $status

@@ -211,8 +211,9 @@ class TrainerConfig(Section):
     )
     compile: bool = Field(
         False,
-        description="torch.compile each DaViT block and BART layer in place (compiles once per shape on the "
-        "first steps; not with fsdp). On a CPU it measured no faster (benchmarks/README.md).",
+        description="torch.compile each DaViT block and BART layer in place for training (compiles once per "
+        "shape on the first steps; validation and generation run eager; not with fsdp). On a CPU it measured no "
+        "faster (benchmarks/README.md).",
     )
     seed: int = 42
 
