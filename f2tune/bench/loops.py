@@ -19,11 +19,11 @@ from f2tune.bench.measure import Timing, reset_peak_memory, sync, timing_of
 from f2tune.bench.setups import build_model
 from f2tune.config import TINY_MODEL
 from f2tune.model.adapt import LORA_PRESETS, apply_adaptation
-from f2tune.model.compile import compile_blocks
 from f2tune.recipe import validate_recipe
 from f2tune.train.feature_cache import FROZEN_PARTS
 from f2tune.train.guards import NonFiniteGuard
 from f2tune.train.module import Florence2Module
+from f2tune.train.setup import compile_for_training
 
 
 def run_reference(
@@ -114,7 +114,7 @@ def run_f2tune(
     recipe = f2tune_recipe(mode, len(batches[0]["labels"]), precision, cache)
     model = apply_adaptation(build_model(size, processor), recipe.adaptation, recipe.lora)
     if compiled:
-        compile_blocks(model)
+        compile_for_training(model, recipe)
     module = Florence2Module(model, processor, recipe)
     timer = StepTimer()
     trainer = pl.Trainer(

@@ -38,18 +38,20 @@ def repeated_blocks(model: nn.Module) -> list[nn.Module]:
     return [*vision_blocks(model), *language_layers(model)]
 
 
-def compile_blocks(model: nn.Module, backend: str = "inductor") -> int:
-    """Compile every repeated block in place; returns how many. (`backend`: tests use "aot_eager",
-    which traces the same graphs without inductor's minutes of C++ code generation on a CPU.)
+def compile_blocks(model: nn.Module, backend: str = "inductor", vision: bool = True) -> int:
+    """Compile the repeated blocks in place (the DaViT's only with `vision`); returns how many.
+    (`backend`: tests use "aot_eager", which traces the same graphs without inductor's minutes of
+    C++ code generation on a CPU.)
 
     DaViT blocks compile static shapes: their inputs change only from stage to stage (the image
     size is the processor's), where dynamo's automatic dynamic shapes would make the later stages'
     graphs symbolic in their width, slower to compile and to run. BART layers keep them: their
     sequence lengths change with every batch. Raises dynamo's per-function graph limit to
     `RECOMPILE_LIMIT` (a process-wide setting)."""
-    for block in vision_blocks(model):
+    blocks = vision_blocks(model) if vision else []
+    for block in blocks:
         block.compile(backend=backend, dynamic=False)
     for layer in language_layers(model):
         layer.compile(backend=backend)
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
-    return len(repeated_blocks(model))
+    return len(blocks) + len(language_layers(model))

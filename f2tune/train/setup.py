@@ -19,6 +19,7 @@ from f2tune.model.adapt import apply_adaptation, freeze_parts
 from f2tune.model.compile import compile_blocks
 from f2tune.model.loading import attach_adapter, load_model, load_processor
 from f2tune.model.report import parameter_report
+from f2tune.train.feature_cache import why_not_cacheable
 from f2tune.train.module import Florence2Module
 from f2tune.train.monitor import monitor_mode, monitored_tasks
 from f2tune.train.trainer import build_trainer
@@ -74,8 +75,17 @@ def build_trainable_model(recipe: Recipe) -> nn.Module:
     if report.trainable == 0:
         raise RecipeError("no parameter is trainable: adaptation.freeze and lora.target leave nothing to train")
     if recipe.trainer.compile:  # after LoRA, so its layers are compiled with the blocks they sit in
-        say(f"torch.compile: {compile_blocks(model)} blocks compiled in place; the first steps compile each shape")
+        compile_for_training(model, recipe)
     return model
+
+
+def compile_for_training(model: nn.Module, recipe: Recipe) -> None:
+    """`trainer.compile`, but for a vision tower the feature cache serves: that runs once per image,
+    in batches of whatever size its misses make, where compiling would cost more than it saves."""
+    cached = why_not_cacheable(model, recipe) is None
+    count = compile_blocks(model, vision=not cached)
+    tower = " (not the vision tower's: the feature cache runs it once per image)" if cached else ""
+    say(f"torch.compile: {count} blocks compiled in place{tower}; the first steps compile each shape")
 
 
 def _checked_text_positions(model: nn.Module, recipe: Recipe) -> int:

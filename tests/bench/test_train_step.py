@@ -122,11 +122,13 @@ def test_mfu_uses_the_known_peak_or_the_given_one():
 
 
 COMPILE_RUN = """
-from f2tune.bench import loops
+import functools
+
 from f2tune.bench.main import main
 from f2tune.model.compile import compile_blocks
+from f2tune.train import setup
 
-loops.compile_blocks = lambda model: compile_blocks(model, backend="aot_eager")
+setup.compile_blocks = functools.partial(compile_blocks, backend="aot_eager")
 main(["--sizes", "tiny", "--modes", "lora", "--steps", "1", "--batch-size", "2", "--compile"])
 """
 

@@ -15,7 +15,7 @@ from peft import LoraConfig, get_peft_model
 from f2tune.data.collate import Florence2Collator
 from f2tune.errors import RecipeError
 from f2tune.eval.generate import MODEL_INPUTS
-from f2tune.model.compile import RECOMPILE_LIMIT, compile_blocks, repeated_blocks
+from f2tune.model.compile import RECOMPILE_LIMIT, compile_blocks, language_layers, repeated_blocks, vision_blocks
 from f2tune.recipe import validate_recipe
 from f2tune.testing.shapes import shape_samples
 from f2tune.testing.tiny import build_tiny_model
@@ -64,13 +64,21 @@ def test_compiled_blocks_match_eager(processor) -> None:
     torch.testing.assert_close(grads[1], grads[0], rtol=1e-3, atol=1e-5)
 
 
+def compiled(blocks: list[torch.nn.Module]) -> list[bool]:
+    return [block._compiled_call_impl is not None for block in blocks]
+
+
 def test_lora_recipe_compiles_its_blocks_after_lora(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """LoRA leaves the vision tower frozen, so the feature cache runs it once per image (in batches
+    of whatever size the misses make): only the BART layers compile."""
     monkeypatch.setattr(setup, "compile_blocks", functools.partial(compile_blocks, backend="aot_eager"))
     recipe = validate_recipe(tiny_recipe(tmp_path, adaptation={"method": "lora"}, trainer={"compile": True}))
     model = setup.build_trainable_model(recipe)
-    blocks = repeated_blocks(model)
-    assert all(block._compiled_call_impl is not None for block in blocks)
-    assert any("lora_A" in name for name, _ in blocks[-1].named_parameters())  # LoRA went in before compiling
+    assert compiled(language_layers(model)) == [True, True] and compiled(vision_blocks(model)) == [False] * 4
+    assert any("lora_A" in name for name, _ in language_layers(model)[-1].named_parameters())  # LoRA went in first
+    for adaptation, cache in [({"method": "lora"}, "off"), ({"method": "full"}, "auto")]:  # the tower runs every step
+        other = tiny_recipe(tmp_path, adaptation=adaptation, trainer={"compile": True, "cache_image_features": cache})
+        assert all(compiled(repeated_blocks(setup.build_trainable_model(validate_recipe(other)))))
 
 
 def test_compile_with_fsdp_is_refused(tmp_path) -> None:
