@@ -211,9 +211,9 @@ class TrainerConfig(Section):
     )
     compile: bool = Field(
         False,
-        description="torch.compile each DaViT block and BART layer in place for training (compiles once per "
-        "shape on the first steps; validation and generation run eager; not with fsdp). On a CPU it measured no "
-        "faster (benchmarks/README.md).",
+        description="torch.compile each BART layer and DaViT block in place for training (the DaViT's not where "
+        "the feature cache serves it; compiles once per shape on the first steps; validation and generation run "
+        "eager; not with fsdp). On a CPU it measured no faster at Florence-2-base size (benchmarks/README.md).",
     )
     seed: int = 42
 
