@@ -22,11 +22,9 @@ from f2tune.log import warn
 from f2tune.model.loading import TINY_SEED, base_model_name, base_model_revision
 from f2tune.tasks import TASKS
 from f2tune.testing.tiny import save_tiny
+from f2tune.train.prediction_folders import FOLDER_STEP
 
 _MIT_BASE = re.compile(r"^(microsoft|florence-community)/Florence-2-(base|large)(-ft)?$", re.IGNORECASE)
-_STEP = re.compile(r"-step(\d+)(?:-\d+)?$")
-"""A predictions folder's name ends with the step it measured: `val-step000004`, or
-`val-step000004-2` for a later evaluation of the same step (`f2tune.train.prediction_folders`)."""
 
 
 def loadable_base(recipe: Recipe, run_dir: Path) -> str:
@@ -88,7 +86,7 @@ def gather_facts(
     found = measured_metrics(run_dir, step)
     if found is not None:
         facts.metrics_source, facts.metrics = found
-        split, at = _STEP.split(Path(facts.metrics_source).name)[:2]
+        split, at = FOLDER_STEP.split(Path(facts.metrics_source).name)[:2]
         facts.metrics_split, facts.metrics_step = split, int(at)
         facts.metrics_samples = evaluated_samples(run_dir / facts.metrics_source)
     return facts
@@ -127,12 +125,12 @@ def hub_dataset_ids(sources: list[DataSource]) -> list[str]:
 
 def measured_metrics(run_dir: Path, step: int | None = None) -> tuple[str, dict[str, float]] | None:
     """(folder relative to the run, metrics) of the run's metrics.json at `step`, else the latest."""
-    files = [p for p in (run_dir / "predictions").glob("*/metrics.json") if _STEP.search(p.parent.name)]
+    files = [p for p in (run_dir / "predictions").glob("*/metrics.json") if FOLDER_STEP.search(p.parent.name)]
     if not files:
         return None
 
     def order(path: Path) -> tuple[bool, int, float]:
-        at = int(_STEP.search(path.parent.name).group(1))
+        at = int(FOLDER_STEP.search(path.parent.name).group(1))
         return (at == step, at, path.stat().st_mtime)
 
     chosen = max(files, key=order)

@@ -49,10 +49,10 @@ def compile_blocks(model: nn.Module, backend: str = "inductor", vision: bool = T
     and their kernels general. BART layers keep automatic dynamic shapes: their sequence lengths
     change with every batch. Raises dynamo's per-function graph limit to `RECOMPILE_LIMIT` (a
     process-wide setting)."""
-    blocks = vision_blocks(model) if vision else []
+    blocks, layers = vision_blocks(model) if vision else [], language_layers(model)
     for block in blocks:
         block.compile(backend=backend, dynamic=False)
-    for layer in language_layers(model):
+    for layer in layers:
         layer.compile(backend=backend)
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
-    return len(blocks) + len(language_layers(model))
+    return len(blocks) + len(layers)

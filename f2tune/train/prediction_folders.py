@@ -3,7 +3,12 @@ and never over an earlier evaluation's folder."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+
+FOLDER_STEP = re.compile(r"-step(\d+)(?:-\d+)?$")
+"""The end of a predictions folder's name: the step it measured (`val-step000004`), and the count
+of a later evaluation of the same step (`val-step000004-2`), as `unused_folder` names them."""
 
 
 def unused_folder(root: Path, stage: str, step: int) -> Path:
