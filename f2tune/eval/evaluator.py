@@ -8,7 +8,7 @@ caption never generates like a detection list and vice versa.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,6 +116,19 @@ class Evaluator(nn.Module):
         )
         self._ids = special_ids(processor.tokenizer)
         self.seen: dict[str, int] = {}
+
+    def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> Evaluator:
+        """Moves the metric states where the model goes, and never converts their dtype.
+
+        Lightning's `bf16-true` and `16-true` convert the whole LightningModule with
+        `.to(dtype=...)`, which torchmetrics lets through to the states (it guards `.half()` and
+        the like only): a count in bfloat16 stops at 256 (`256 + 1` rounds back to 256), so every
+        mean over more samples came out wrong, and fractional sums lost digits from the first."""
+
+        def same_dtype(tensor: torch.Tensor) -> torch.Tensor:
+            return tensor.to(device=fn(tensor.new_empty(0)).device)
+
+        return super()._apply(same_dtype, recurse)
 
     def update(self, model: nn.Module, batch: dict[str, Any]) -> list[dict[str, Any]]:
         """Generate for the samples of `batch` within each task's `max_samples` quota, update the

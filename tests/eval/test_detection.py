@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 from f2tune.eval.metrics import build_metric, metric_text
@@ -153,6 +155,25 @@ def test_scores_change_the_map() -> None:
     scored.update(PREDICTIONS, REFERENCES)
     unscored.update(without_scores(PREDICTIONS), REFERENCES)
     assert scored.compute()["map_50"] < unscored.compute()["map_50"]
+
+
+def test_boxes_keep_their_digits_where_a_run_computes_in_bfloat16() -> None:
+    """Under `bf16-true` Lightning makes bfloat16 the default dtype around each validation step,
+    where the evaluator updates its metrics: boxes read into a tensor of the default dtype were
+    rounded to bfloat16's 4-pixel steps above 512 (605.9 -> 604), and this IoU of 0.941 read 0.96,
+    found at every threshold up to 0.95."""
+    from lightning.pytorch.plugins.precision import HalfPrecision
+
+    maps = []
+    for context in (contextlib.nullcontext(), HalfPrecision("bf16-true").forward_context()):
+        metric = CocoMeanAP()
+        with context:
+            metric.update([{"boxes": [[605.9, 600, 700, 700]], "labels": ["cat"]}], [REFERENCE_AT_600])
+        maps.append(metric.compute()["map"])
+    assert maps == [pytest.approx(0.9), pytest.approx(0.9)]
+
+
+REFERENCE_AT_600: Annotation = {"boxes": [[600, 600, 700, 700]], "labels": ["cat"]}
 
 
 def test_coco_map_handles_empty_and_unlabelled_annotations() -> None:

@@ -161,3 +161,31 @@ def test_a_metric_that_cannot_score_a_task_is_refused(task, metric, refused):
     else:
         with pytest.raises(RecipeError, match=re.escape(refused)):
             check_metric_fits({task}, EvalConfig(metric=metric))
+
+
+@pytest.mark.parametrize("precision", ["bf16-true", "16-true"])
+def test_true_half_precision_leaves_metric_states_in_their_dtype(processor, precision):
+    """Lightning's `bf16-true` converts the LightningModule, the evaluator inside it, with
+    `.to(dtype=...)`: a bfloat16 count stopped at 256, so exact match over 1000 samples, a quarter
+    right, read 0.977."""
+    from lightning.pytorch.plugins.precision import HalfPrecision
+
+    evaluator = Evaluator(TASKS, EvalConfig(metric="auto"), processor)
+    before = {(name, key): state.dtype for name, metric in evaluator.metrics.items() for key, state in _states(metric)}
+    evaluator = HalfPrecision(precision).convert_module(evaluator)
+    assert {(name, key): state.dtype for name, metric in evaluator.metrics.items() for key, state in _states(metric)} == before
+    exact = evaluator.metrics["REGION_TO_CATEGORY-exact_match"]
+    for i in range(1000):
+        exact.update(["cat" if i % 4 == 0 else "dog"], ["cat"])
+    assert exact.compute()["exact_match"] == 0.25
+
+
+def test_metric_states_go_where_the_model_goes(processor):
+    evaluator = Evaluator(["<CAPTION>"], EvalConfig(metric="auto"), processor).to("meta")
+    assert {state.device.type for metric in evaluator.metrics.values() for _, state in _states(metric)} == {"meta"}
+
+
+def _states(metric) -> list:
+    """A metric's tensor states, each list state's items one by one."""
+    values = [(key, getattr(metric, key)) for key in metric._defaults]
+    return [(key, t) for key, value in values for t in (value if isinstance(value, list) else [value])]

@@ -131,9 +131,9 @@ class CocoMeanAP(Metric):
     def _add(self, side: str, images: list[tuple[list[Box], list[str]]]) -> None:
         """One batch of one side's images, given as (boxes, their labels): the boxes and label ids
         flat, and each image's box count to split them again."""
-        boxes = torch.tensor([box for image_boxes, _ in images for box in image_boxes])
+        boxes = torch.tensor([box for image_boxes, _ in images for box in image_boxes], dtype=torch.float32)
         labels = self._label_ids([label for _, image_labels in images for label in image_labels])
-        getattr(self, f"{side}_boxes").append(boxes.to(self.device, torch.float32).reshape(-1, 4))
+        getattr(self, f"{side}_boxes").append(boxes.to(self.device).reshape(-1, 4))
         getattr(self, f"{side}_labels").append(torch.tensor(labels, device=self.device).long())
         counts = [len(image_boxes) for image_boxes, _ in images]
         getattr(self, f"{side}_counts").append(torch.tensor(counts, device=self.device).long())
