@@ -171,9 +171,9 @@ def test_true_half_precision_leaves_metric_states_in_their_dtype(processor, prec
     from lightning.pytorch.plugins.precision import HalfPrecision
 
     evaluator = Evaluator(TASKS, EvalConfig(metric="auto"), processor)
-    before = {(name, key): state.dtype for name, metric in evaluator.metrics.items() for key, state in _states(metric)}
+    before = _state_dtypes(evaluator)
     evaluator = HalfPrecision(precision).convert_module(evaluator)
-    assert {(name, key): state.dtype for name, metric in evaluator.metrics.items() for key, state in _states(metric)} == before
+    assert _state_dtypes(evaluator) == before
     exact = evaluator.metrics["REGION_TO_CATEGORY-exact_match"]
     for i in range(1000):
         exact.update(["cat" if i % 4 == 0 else "dog"], ["cat"])
@@ -183,6 +183,10 @@ def test_true_half_precision_leaves_metric_states_in_their_dtype(processor, prec
 def test_metric_states_go_where_the_model_goes(processor):
     evaluator = Evaluator(["<CAPTION>"], EvalConfig(metric="auto"), processor).to("meta")
     assert {state.device.type for metric in evaluator.metrics.values() for _, state in _states(metric)} == {"meta"}
+
+
+def _state_dtypes(evaluator: Evaluator) -> dict:
+    return {(name, key): state.dtype for name, metric in evaluator.metrics.items() for key, state in _states(metric)}
 
 
 def _states(metric) -> list:
