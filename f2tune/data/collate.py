@@ -11,6 +11,7 @@ from torch.utils.data import default_collate
 from transformers import Florence2Processor
 
 from f2tune.data.decoded import DecodedImages
+from f2tune.data.evaluation_shares import is_padding
 from f2tune.data.problems import SKIP_HINT
 from f2tune.data.shared_flag import SharedFlag
 from f2tune.errors import DataError
@@ -62,6 +63,7 @@ class Florence2Collator:
         self.on_bad_record = on_bad_record
 
     def __call__(self, items: list[dict[str, Any] | None]) -> dict[str, Any]:
+        items = [item for item in items if not is_padding(item)]  # another process evaluates the sample
         kept = [item for item in items if item is not None]
         if not kept:
             return self.empty_batch(len(items))

@@ -13,6 +13,7 @@ from transformers import Florence2Processor
 from f2tune.config import DataConfig, DataSource
 from f2tune.data.collate import Florence2Collator
 from f2tune.data.dataset import SampleDataset
+from f2tune.data.evaluation_shares import EvaluationSampler, PaddedDataset
 from f2tune.data.formats import read_source, source_name
 from f2tune.data.problems import RecordProblems
 from f2tune.data.resume import ResumableLoader, ResumableSampler, WeightedEpochSampler
@@ -155,7 +156,9 @@ class Florence2DataModule(pl.LightningDataModule):
         if not parts:
             return []
         batch_size = self.config.val_batch_size or self.config.batch_size
-        return self._loader(ConcatDataset(parts), batch_size, shuffle=False)
+        dataset = ConcatDataset(parts)
+        sampler = EvaluationSampler(len(dataset), **self._shard())
+        return self._loader(PaddedDataset(dataset), batch_size, shuffle=False, sampler=sampler)
 
     def _read(self, source: DataSource, split: str, augmentation: Augmentation | None = None) -> SampleDataset:
         problems = RecordProblems(self.config.on_bad_record)

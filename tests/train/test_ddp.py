@@ -58,6 +58,7 @@ def test_two_process_ddp_trains_on_different_data_and_exports_once(tmp_path):
         eval={"before_fit": False},
     )
     recipe["data"]["batch_size"] = 2
+    recipe["data"]["val"][0]["num_samples"] = 5  # 3 and 2: the second process's share padded
     (tmp_path / "recipe.json").write_text(json.dumps(recipe))
     script = tmp_path / "train_ddp.py"
     script.write_text(textwrap.dedent(SCRIPT))
@@ -77,6 +78,8 @@ def test_two_process_ddp_trains_on_different_data_and_exports_once(tmp_path):
     assert sorted(p.name for p in predictions.iterdir()) == ["val-step000004", "val-step000008"]  # one folder a step
     for folder in predictions.iterdir():
         assert sorted(p.name for p in folder.glob("rank*.jsonl")) == ["rank0.jsonl", "rank1.jsonl"]
+        evaluated = [json.loads(line)["id"] for r in (0, 1) for line in (folder / f"rank{r}.jsonl").open()]
+        assert len(evaluated) == len(set(evaluated)) == 5  # Lightning's sampler repeated the first sample
     assert sorted(p.name for p in tmp_path.glob("export_called_by_rank*")) == ["export_called_by_rank0"]
     export = tmp_path / "runs" / "t" / "export"
     assert {p.name for p in export.iterdir()} == ADAPTER_EXPORT_FILES
