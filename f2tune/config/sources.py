@@ -13,6 +13,13 @@ CAPTION_TASKS = ("<CAPTION>", "<DETAILED_CAPTION>", "<MORE_DETAILED_CAPTION>")
 """Tasks whose answer is a caption, of which a dataset may hold several per image."""
 OBJECT_TASKS = ("<OD>", "<DENSE_REGION_CAPTION>")
 """Tasks whose answer is a list of named boxes, which a dataset's objects column can train."""
+ImagesWithoutObjects = Literal["auto", "keep", "skip"]
+IMAGES_WITHOUT_OBJECTS = (
+    "Images with no object to detect (crowd regions aside). auto: kept in data.val and data.test, where "
+    "any box predicted on them is a false detection, as COCO's evaluation counts it; left out of data.train "
+    "(detectron2's default). keep: also train on them, with an empty answer (a dataset of mostly negatives); "
+    "skip: leave them out everywhere."
+)
 AnnotationField = Literal["text", "answers", "boxes", "labels", "polygons", "quads", "query", "region"]
 """The `Annotation` fields a dataset's columns can hold (as `structured_jsonl` records' keys do)."""
 ANNOTATION_FIELDS: tuple[str, ...] = get_args(AnnotationField)
@@ -56,6 +63,7 @@ class CocoDetectionSource(Source):
     task: Literal["<OD>", "<DENSE_REGION_CAPTION>", "<REGION_TO_CATEGORY>"] = Field(
         "<OD>", description="<REGION_TO_CATEGORY> gives one sample per object (its box -> category)."
     )
+    images_without_objects: ImagesWithoutObjects = Field("auto", description=IMAGES_WITHOUT_OBJECTS)
 
 
 class RefCocoSource(Source):
@@ -182,6 +190,9 @@ class HfDatasetSource(Source):
     box_key: str = Field("bbox", description="With objects_column: the objects' key holding their boxes.")
     label_key: str = Field(
         "category", description="With objects_column: the objects' key holding their names or ClassLabel ids."
+    )
+    images_without_objects: ImagesWithoutObjects = Field(
+        "auto", description=f"With objects_column: rows without objects. {IMAGES_WITHOUT_OBJECTS}"
     )
 
     @model_validator(mode="after")

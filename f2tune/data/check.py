@@ -112,7 +112,7 @@ def check_data(
         for source in getattr(config, split):
             problems = RecordProblems("skip")
             try:
-                samples = read_source(source, problems)
+                samples = read_source(source, problems, split)
             except DataError as err:  # a whole file is unusable (missing, not JSON, empty)
                 samples = []
                 problems.found.append(f"{split} source '{source_name(source)}': {err}")

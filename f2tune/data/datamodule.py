@@ -162,7 +162,7 @@ class Florence2DataModule(pl.LightningDataModule):
 
     def _read(self, source: DataSource, split: str, augmentation: Augmentation | None = None) -> SampleDataset:
         problems = RecordProblems(self.config.on_bad_record)
-        samples = read_source(source, problems)
+        samples = read_source(source, problems, split)
         name = source_name(source)
         if summary := problems.summary(f"{split} source '{name}'"):
             warn(summary)

@@ -94,6 +94,22 @@ def test_dispatch_and_name_through_the_recipe_schema(tmp_path):
     assert source_name(config.train[0]) == "instances"
 
 
+@pytest.mark.parametrize(
+    ("split", "policy", "ids"),
+    [("train", "auto", ["1", "2"]), ("val", "auto", ["1", "2", "3"]), ("test", "auto", ["1", "2", "3"]),
+     ("train", "keep", ["1", "2", "3"]), ("val", "skip", ["1", "2"])],
+)  # fmt: skip
+def test_images_without_objects_are_evaluated_and_not_trained_unless_told(tmp_path, split, policy, ids):
+    """Left out of validation, a box predicted on an object-free image was never counted as the false
+    detection COCO's evaluation counts (image 3 has no annotation, image 2 one object and a crowd)."""
+    entry = {**source(write_coco(tmp_path, COCO)), "images_without_objects": policy}
+    samples = read_source(DataConfig(train=[entry]).train[0], RecordProblems(), split)
+    assert [s.id for s in samples] == ids
+    if "3" in ids:
+        assert samples[2].reference == {"boxes": [], "labels": []}
+        assert format_target("<OD>", samples[2].reference, (32, 32)) == ""
+
+
 def broken(change) -> dict:
     data = copy.deepcopy(COCO)
     change(data)

@@ -51,10 +51,10 @@ def cppe5_layout(tmp_path: Path, objects: list[dict], sizes: list[tuple[int, int
     return folder
 
 
-def read(path: Path, policy: str = "error", **options) -> tuple[list, RecordProblems]:
+def read(path: Path, policy: str = "error", read_as: str = "train", **options) -> tuple[list, RecordProblems]:
     entry = {"format": "hf_dataset", "path": str(path), "objects_column": "objects", "box_format": "xywh", **options}
     problems = RecordProblems(policy)
-    return read_source(DataConfig(train=[entry]).train[0], problems), problems
+    return read_source(DataConfig(train=[entry]).train[0], problems, read_as), problems
 
 
 @pytest.fixture(autouse=True)
@@ -65,7 +65,7 @@ def datasets_cache(tmp_path, monkeypatch):
 def test_objects_with_class_labels_become_detection_samples_in_pixels(tmp_path):
     objects = [
         {"id": [1, 2], "bbox": [[2, 3, 10, 5], [20, 0, 20, 30]], "category": [2, 0]},
-        {"id": [], "bbox": [], "category": []},  # no objects: left out, as coco_detection does
+        {"id": [], "bbox": [], "category": []},  # no objects: left out of training, as coco_detection does
         {"id": [3], "bbox": [[0, 0, 8, 8]], "category": [1]},
     ]
     samples, _ = read(cppe5_layout(tmp_path, objects), split="train")
@@ -77,6 +77,15 @@ def test_objects_with_class_labels_become_detection_samples_in_pixels(tmp_path):
     assert item["prompt"] == "<OD>" and item["image"].size == (40, 30)
     assert item["target"] == format_target("<OD>", samples[0].reference, (40, 30))
     assert item["target"].startswith("Gloves<loc_")
+
+
+@pytest.mark.parametrize(
+    ("read_as", "policy", "kept"), [("val", "auto", True), ("train", "keep", True), ("val", "skip", False)]
+)
+def test_a_row_without_objects_is_evaluated_and_trained_when_told(tmp_path, read_as, policy, kept):
+    objects = [{"id": [], "bbox": [], "category": []}, {"id": [3], "bbox": [[0, 0, 8, 8]], "category": [1]}]
+    samples, _ = read(cppe5_layout(tmp_path, objects), read_as=read_as, split="train", images_without_objects=policy)
+    assert [s.reference["boxes"] for s in samples] == [[], [[0, 0, 8, 8]]][0 if kept else 1 :]
 
 
 def test_a_list_of_object_dicts_with_names_as_dense_region_captions(tmp_path):

@@ -186,6 +186,16 @@ def test_coco_map_handles_empty_and_unlabelled_annotations() -> None:
     assert result["map"] == pytest.approx(0.5)  # class "cat": missed (AP 0); proposals: found (AP 1)
 
 
+def test_a_detection_on_an_image_without_objects_is_a_false_one() -> None:
+    """As pycocotools scores it: the image with no object still counts its detections."""
+    metric = CocoMeanAP()
+    found = {"boxes": [[10, 10, 50, 50]], "labels": ["cat"], "scores": [0.5]}
+    false = {"boxes": [[10, 10, 50, 50]], "labels": ["cat"], "scores": [0.9]}
+    references = [{"boxes": [[10, 10, 50, 50]], "labels": ["cat"]}, {"boxes": [], "labels": []}]
+    metric.update([found, false], references)
+    assert metric.compute()["map"] == pytest.approx(pycocotools_stats([found, false], references)[0]) == 0.5
+
+
 def test_sizes_without_reference_boxes_are_shown_as_not_applicable() -> None:
     """COCO reports -1 for a size range without reference boxes; tables say n/a, not a score."""
     metric = build_metric("coco_map")

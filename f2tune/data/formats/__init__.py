@@ -67,8 +67,11 @@ def source_name(source: DataSource) -> str:
     return Path(source.path).stem
 
 
-def read_source(source: DataSource, problems: RecordProblems) -> list[Sample]:
-    """Read every record of one source; an empty result is an error whatever `on_bad_record` says."""
+def read_source(source: DataSource, problems: RecordProblems, split: str = "train") -> list[Sample]:
+    """Read every record of one source of `split`; an empty result is an error whatever
+    `on_bad_record` says."""
+    if getattr(source, "images_without_objects", None) == "auto":
+        source = source.model_copy(update={"images_without_objects": "skip" if split == "train" else "keep"})
     if isinstance(source, JsonlSource):
         samples = read_jsonl(Path(source.path), problems, default_prompt=source.prompt)
     elif isinstance(source, ShapesSource):

@@ -5,8 +5,9 @@ the category names, or one `<REGION_TO_CATEGORY>` sample per annotation (`region
 its category). COCO boxes are `x, y, w, h`; `Annotation` boxes are `x1, y1, x2, y2`, converted here.
 `iscrowd` annotations are left out of the targets: they mark a crowd, not one object. A detection
 sample keeps them as `crowd_boxes` for COCO mAP, which, as COCO's own evaluation does, ignores the
-detections inside them. Images without a usable annotation give no detection sample (nothing to
-learn).
+detections inside them. Images without objects give no training sample (nothing to learn but an
+empty answer) and an evaluation sample with no boxes, on which any detection is a false one, as in
+COCO's evaluation (`images_without_objects`).
 
 The shared helpers (`read_coco_json`, `index_images`, `instance_box`, `report_all`) also serve the
 RefCOCO and captions readers, which use the same file layout.
@@ -179,7 +180,7 @@ def read_coco_detection(source: CocoDetectionSource, problems: RecordProblems) -
         kept[ann["image_id"]].append((ann["id"], box, categories[ann["category_id"]]))
     samples: list[Sample] = []
     for image_id, objects in per_image.items():
-        if image_id in broken or not objects:
+        if image_id in broken or not (objects or source.images_without_objects == "keep"):
             continue
         image = images[image_id]
         where = f"{path}:image {image_id}"

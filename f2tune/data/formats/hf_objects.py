@@ -10,8 +10,9 @@ Categories are names, or ids of a `ClassLabel` feature, named by it; ids without
 to train on and are refused. Boxes are in pixels, `xywh` or `xyxy` as the recipe says: Hub datasets
 use both, and a wrong guess would train on wrong boxes without an error. Where the dataset has
 `width` and `height` columns, every box is checked against them, which also catches a wrong
-`box_format` (boxes reaching outside the image). Rows without objects are left out, as
-`coco_detection` leaves out images without annotations.
+`box_format` (boxes reaching outside the image). Rows without objects are left out of training
+and kept for evaluation, as `coco_detection` does with images without annotations
+(`images_without_objects`).
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def _object_sample(
     source: HfDatasetSource,
 ) -> list[Sample]:
     reference = _reference(objects, names, source, origin)
-    if reference is None:
+    if not reference["boxes"] and source.images_without_objects != "keep":
         return []
     if size is not None:
         width, height = image_size_of({"width": size[0], "height": size[1]}, origin)
@@ -87,13 +88,13 @@ def class_label_names(feature: Any) -> list[str] | None:
     return list(names) if names else None
 
 
-def _reference(objects: Any, names: list[str] | None, source: HfDatasetSource, origin: str) -> Annotation | None:
+def _reference(objects: Any, names: list[str] | None, source: HfDatasetSource, origin: str) -> Annotation:
     boxes, labels = [], []
     for index, (raw_box, raw_label) in enumerate(_pairs(objects, source, origin)):
         where = f"{source.objects_column}[{index}]"
         boxes.append(pixel_box(raw_box, source.box_format, f"{where}.{source.box_key}", origin))
         labels.append(_label(raw_label, names, f"{where}.{source.label_key}", origin))
-    return {"boxes": boxes, "labels": labels} if boxes else None
+    return {"boxes": boxes, "labels": labels}
 
 
 def _pairs(objects: Any, source: HfDatasetSource, origin: str) -> list[tuple[Any, Any]]:
