@@ -166,6 +166,8 @@ class Augmentation:
         new_parts, new_quads = moved_shapes[: len(parts)], moved_shapes[len(parts) : len(parts) + len(quads)]
 
         new: dict[str, Any] = copy.deepcopy(dict(ann))
+        for sizes in ("areas", "crowd_areas"):  # COCO's object areas (evaluation only) no longer hold
+            new.pop(sizes, None)
         if region is not None:
             box = self._region(moved_shapes[-1], w, h)
             if box is None:

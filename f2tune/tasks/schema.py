@@ -29,7 +29,8 @@ class Annotation(TypedDict, total=False):
     Inputs: `query` (text after a text-input task token: caption, expression, category) and
     `region` (the box after a region-input task token).
     Evaluation only, never trained on: `crowd_boxes` + `crowd_labels`, COCO's `iscrowd` regions,
-    which COCO mAP ignores detections in.
+    which COCO mAP ignores detections in; `areas` (`crowd_areas`), COCO's `area` of each box's
+    object (of its segment, 0 where unknown), which COCO's size ranges are judged by.
     """
 
     text: str
@@ -43,3 +44,5 @@ class Annotation(TypedDict, total=False):
     region: Box
     crowd_boxes: list[Box]
     crowd_labels: list[str]
+    areas: list[float]
+    crowd_areas: list[float]

@@ -110,6 +110,15 @@ def test_images_without_objects_are_evaluated_and_not_trained_unless_told(tmp_pa
         assert format_target("<OD>", samples[2].reference, (32, 32)) == ""
 
 
+def test_objects_keep_their_area_for_cocos_size_ranges(tmp_path):
+    data = copy.deepcopy(COCO)
+    data["annotations"][0]["area"] = 150.5
+    data["annotations"][2]["area"] = 20  # the crowd's
+    samples, _ = read(write_coco(tmp_path, data))
+    assert (samples[0].reference["areas"], samples[1].reference["areas"]) == ([150.5, 0.0], [0.0])
+    assert samples[1].reference["crowd_areas"] == [20.0]
+
+
 def broken(change) -> dict:
     data = copy.deepcopy(COCO)
     change(data)

@@ -107,6 +107,13 @@ def test_zoom_maps_box_as_computed_by_hand() -> None:
     assert abs(ys.min() - 30) <= 1 and abs(ys.max() + 1 - 70) <= 1
 
 
+def test_a_warp_leaves_out_the_object_areas_it_no_longer_matches() -> None:
+    """COCO's object areas serve evaluation alone; scaled, they would no longer hold."""
+    boxes = {"boxes": [[90.0, 40.0, 110.0, 60.0]], "areas": [350.0], "crowd_areas": []}
+    _, out, _ = augment(scale=(2.0, 2.0))(drawn(rect(90, 40, 110, 60)), boxes)
+    assert "areas" not in out and "crowd_areas" not in out
+
+
 def test_partly_cut_box_is_clipped() -> None:
     # scale 2: [40, 30, 80, 50] -> [-20, 10, 60, 50], 3/4 of it stays visible
     _, out, dropped = augment(scale=(2.0, 2.0))(Image.new("RGB", (W, H)), {"boxes": [[40.0, 30.0, 80.0, 50.0]]})

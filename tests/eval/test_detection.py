@@ -51,14 +51,15 @@ def pycocotools_stats(predictions: list[Annotation], references: list[Annotation
         crowds = [
             (box, label, 1) for box, label in zip(reference.get("crowd_boxes", []), reference.get("crowd_labels", []))
         ]
-        for (x1, y1, x2, y2), label, crowd in objects + crowds:
+        areas = reference.get("areas", [0] * len(objects)) + reference.get("crowd_areas", [0] * len(crowds))
+        for ((x1, y1, x2, y2), label, crowd), area in zip(objects + crowds, areas):
             annotations.append(
                 {
                     "id": len(annotations) + 1,
                     "image_id": image_id,
                     "category_id": categories[label],
                     "bbox": [x1, y1, x2 - x1, y2 - y1],
-                    "area": (x2 - x1) * (y2 - y1),
+                    "area": area or (x2 - x1) * (y2 - y1),
                     "iscrowd": crowd,
                 }
             )
@@ -194,6 +195,25 @@ def test_a_detection_on_an_image_without_objects_is_a_false_one() -> None:
     references = [{"boxes": [[10, 10, 50, 50]], "labels": ["cat"]}, {"boxes": [], "labels": []}]
     metric.update([found, false], references)
     assert metric.compute()["map"] == pytest.approx(pycocotools_stats([found, false], references)[0]) == 0.5
+
+
+def test_size_ranges_follow_the_objects_areas_as_cocos_do() -> None:
+    """A 40x40 box round an object of 900 pixels is a small object for COCO (area < 32**2), whose
+    ranges are judged by the segment's area: by its box it read as medium."""
+    references = [
+        {"boxes": [[10, 10, 50, 50], [100, 100, 200, 200]], "labels": ["cat", "dog"], "areas": [900.0, 0.0]},
+        {"boxes": [[0, 0, 20, 20]], "labels": ["cat"], "crowd_boxes": [[50, 50, 90, 90]], "crowd_labels": ["cat"]},
+    ]
+    predictions = [
+        {"boxes": [[10, 10, 50, 50], [100, 100, 200, 200]], "labels": ["cat", "dog"], "scores": [0.9, 0.8]},
+        {"boxes": [[0, 0, 20, 22], [52, 50, 90, 90]], "labels": ["cat", "cat"], "scores": [0.7, 0.6]},
+    ]
+    metric = CocoMeanAP()
+    metric.update(predictions, references)
+    result = metric.compute()
+    expected = pycocotools_stats(predictions, references)
+    assert [result[key] for key in CocoMeanAP.keys] == pytest.approx(expected, abs=1e-6)
+    assert result["map_medium"] == -1  # no medium object: the 40x40 box is small by its area
 
 
 def test_sizes_without_reference_boxes_are_shown_as_not_applicable() -> None:

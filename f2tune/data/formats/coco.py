@@ -164,8 +164,8 @@ def read_coco_detection(source: CocoDetectionSource, problems: RecordProblems) -
     messages: list[str] = []
     images = index_images(data, path, Path(source.image_root), messages)
     categories = index_categories(data, path, messages)
-    per_image: dict[int, list[tuple[int, Box, str]]] = {image_id: [] for image_id in images}
-    crowds_of: dict[int, list[tuple[int, Box, str]]] = {image_id: [] for image_id in images}
+    per_image: dict[int, list[tuple[int, Box, str, float]]] = {image_id: [] for image_id in images}
+    crowds_of: dict[int, list[tuple[int, Box, str, float]]] = {image_id: [] for image_id in images}
     broken: set[int] = set()
     for position, ann in enumerate(data["annotations"]):
         where = annotation_where(path, position, ann)
@@ -177,7 +177,7 @@ def read_coco_detection(source: CocoDetectionSource, problems: RecordProblems) -
                 broken.add(ann["image_id"])
             continue
         kept = crowds_of if ann.get("iscrowd") else per_image
-        kept[ann["image_id"]].append((ann["id"], box, categories[ann["category_id"]]))
+        kept[ann["image_id"]].append((ann["id"], box, categories[ann["category_id"]], object_area(ann)))
     samples: list[Sample] = []
     for image_id, objects in per_image.items():
         if image_id in broken or not (objects or source.images_without_objects == "keep"):
@@ -190,16 +190,20 @@ def read_coco_detection(source: CocoDetectionSource, problems: RecordProblems) -
             messages.append(str(err))
             continue
         if source.task == "<REGION_TO_CATEGORY>":
-            for ann_id, box, name in objects:
+            for ann_id, box, name, _ in objects:
                 reference: Annotation = {"region": box, "text": name}
                 samples.append(
                     _sample(f"{image_id}-{ann_id}", image_path, f"{path}:annotation {ann_id}", source.task, reference)
                 )
         else:
-            reference = {"boxes": [b for _, b, _ in objects], "labels": [n for _, _, n in objects]}
-            if crowds_of[image_id]:
-                reference["crowd_boxes"] = [b for _, b, _ in crowds_of[image_id]]
-                reference["crowd_labels"] = [n for _, _, n in crowds_of[image_id]]
+            crowds = crowds_of[image_id]
+            reference = {"boxes": [b for _, b, _, _ in objects], "labels": [n for _, _, n, _ in objects]}
+            if crowds:
+                reference["crowd_boxes"] = [b for _, b, _, _ in crowds]
+                reference["crowd_labels"] = [n for _, _, n, _ in crowds]
+            if any(area for *_, area in objects + crowds):
+                reference["areas"] = [area for *_, area in objects]
+                reference["crowd_areas"] = [area for *_, area in crowds]
             samples.append(_sample(str(image_id), image_path, where, source.task, reference))
     report_all(problems, messages, path)
     if images and not samples and not messages:
@@ -209,6 +213,13 @@ def read_coco_detection(source: CocoDetectionSource, problems: RecordProblems) -
             f"a crowd ({len(data['annotations'])} annotation(s), {crowds} of them crowds, which are left out)"
         )
     return samples
+
+
+def object_area(ann: dict[str, Any]) -> float:
+    """COCO's `area` of an annotation's object (its segment's pixels), which COCO's evaluation sorts
+    objects into small, medium and large by; 0 where it has none (its box's area is used then)."""
+    area = ann.get("area")
+    return float(area) if is_number(area) and area > 0 else 0.0
 
 
 def _sample(sample_id: str, image: Path, origin: str, task: str, reference: Annotation) -> Sample:

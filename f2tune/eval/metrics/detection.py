@@ -52,7 +52,9 @@ class CocoMeanAP(Metric):
     class-agnostic AP; so does `class_agnostic=True` for annotations that have labels (a proposals
     reference read with its categories, which the model's unlabelled proposals would never match).
     A reference's `crowd_boxes` (COCO's `iscrowd` regions) are COCO's ignore regions: a detection
-    inside one is neither a hit nor a false positive. `compute()` returns every number of the COCO
+    inside one is neither a hit nor a false positive. Its `areas` (`crowd_areas`), COCO's `area` of
+    each object, decide the small/medium/large ranges as in COCO (a segment's pixels, not its box);
+    where there are none, or one is 0, the box's area does. `compute()` returns every number of the COCO
     summary (`map`, `map_50`, `map_75`, `map_small`, ..., `mar_100`) as floats; -1 means "no box of
     that kind", as in COCO.
 
@@ -85,8 +87,9 @@ class CocoMeanAP(Metric):
         )
         self.class_agnostic = class_agnostic
         self._label_names: dict[int, str] = {}
-        boxes, long = torch.zeros(0, 4), torch.zeros(0, dtype=torch.long)
-        self._empty = {"pred_boxes": boxes, "pred_scores": torch.zeros(0), "ref_boxes": boxes}
+        boxes, floats = torch.zeros(0, 4, dtype=torch.float32), torch.zeros(0, dtype=torch.float32)
+        long = torch.zeros(0, dtype=torch.long)
+        self._empty = {"pred_boxes": boxes, "pred_scores": floats, "ref_boxes": boxes, "ref_areas": floats}
         self._empty |= {f"{side}_{name}": long for side in ("pred", "ref") for name in ("labels", "counts")}
         self._empty["ref_crowds"] = long
         for name in self._empty:
@@ -119,14 +122,17 @@ class CocoMeanAP(Metric):
             scores += [1.0] * boxes if given is None else given
         self.pred_scores.append(torch.tensor(scores, dtype=torch.float32, device=self.device))
         self._add("pred", [(p.get("boxes", []), self._labels(p, "boxes", "labels")) for p in predictions])
-        images, crowds = [], []
+        images, crowds, areas = [], [], []
         for reference in references:  # its crowd regions follow its objects, flagged in ref_crowds
             objects, regions = reference.get("boxes", []), reference.get("crowd_boxes", [])
             labels = self._labels(reference, "boxes", "labels") + self._labels(reference, "crowd_boxes", "crowd_labels")
             images.append((objects + regions, labels))
             crowds += [0] * len(objects) + [1] * len(regions)
+            areas += reference.get("areas") or [0.0] * len(objects)
+            areas += reference.get("crowd_areas") or [0.0] * len(regions)
         self._add("ref", images)
         self.ref_crowds.append(torch.tensor(crowds, device=self.device).long())
+        self.ref_areas.append(torch.tensor(areas, dtype=torch.float32, device=self.device))
 
     def _add(self, side: str, images: list[tuple[list[Box], list[str]]]) -> None:
         """One batch of one side's images, given as (boxes, their labels): the boxes and label ids
@@ -154,7 +160,7 @@ class CocoMeanAP(Metric):
         """Per image, the dict torchmetrics takes: its names for this metric's states."""
         counts = dim_zero_cat(getattr(self, f"{side}_counts")).tolist()
         names = {"boxes": "boxes", "labels": "labels"} | (
-            {"scores": "scores"} if side == "pred" else {"crowds": "iscrowd"}
+            {"scores": "scores"} if side == "pred" else {"crowds": "iscrowd", "areas": "area"}
         )
         parts = [dim_zero_cat(getattr(self, f"{side}_{state}")).split(counts) for state in names]
         return [dict(zip(names.values(), values)) for values in zip(*parts)]
