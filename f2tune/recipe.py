@@ -15,6 +15,29 @@ from f2tune.config import Recipe
 from f2tune.errors import RecipeError, missing_file
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping: YAML keeps the last one
+    silently, so a second `max_steps:` under `trainer:` replaced the first, and a second `data:`
+    the whole section before it (the error then said `data.train` was missing)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first: dict[Any, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults`: keys given beside it override its own
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, typing.Hashable) and key in first:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping",
+                    node.start_mark,
+                    f"found {key!r} a second time (first at line {first[key].line + 1}); keep one of them",
+                    key_node.start_mark,
+                )
+            if isinstance(key, typing.Hashable):
+                first[key] = key_node.start_mark
+        return super().construct_mapping(node, deep)
+
+
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     """Read a recipe file, apply `key.path=value` overrides and return the validated `Recipe`.
 
@@ -26,7 +49,7 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
         raise RecipeError(problem)
     try:
         with path.open() as stream:  # a stream with a name: YAML's errors point at the file, line, column
-            raw = yaml.safe_load(stream) or {}
+            raw = yaml.load(stream, Loader=UniqueKeyLoader) or {}
     except yaml.YAMLError as err:
         raise RecipeError(f"{path}: not valid YAML: {err}") from None
     if not isinstance(raw, dict):

@@ -9,7 +9,7 @@ import yaml
 from conftest import REPO
 
 from f2tune.errors import RecipeError
-from f2tune.recipe import apply_override, dump_recipe, load_recipe, validate_recipe
+from f2tune.recipe import UniqueKeyLoader, apply_override, dump_recipe, load_recipe, validate_recipe
 
 RECIPES = sorted((REPO / "recipes").glob("*.yaml"))
 MINIMAL = {
@@ -186,18 +186,54 @@ def test_yaml_errors_point_at_the_file_and_line(tmp_path):
         load_recipe(path)
 
 
+def test_a_key_given_twice_is_refused_with_both_lines(tmp_path):
+    """YAML keeps the last of two equal keys: the first `max_steps` was dropped without a word."""
+    path = tmp_path / "twice.yaml"
+    path.write_text("model:\n  name_or_path: f2tune://tiny\ntrainer:\n  max_steps: 10\n  devices: 1\n  max_steps: 5\n")
+    with pytest.raises(RecipeError, match=r"(?s)found 'max_steps' a second time \(first at line 4\).*line 6"):
+        load_recipe(path)
+
+
+def test_yaml_merge_keys_still_let_a_key_beside_them_override():
+    text = "cpu: &cpu {accelerator: cpu, max_steps: 3}\ntrainer:\n  <<: *cpu\n  max_steps: 5\n"
+    assert yaml.load(text, Loader=UniqueKeyLoader)["trainer"] == {"accelerator": "cpu", "max_steps": 5}
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("optim.lr", ".inf"), ("optim.lr", ".nan"), ("data.train.0.weight", ".inf")]
+)
+def test_infinite_and_nan_numbers_are_refused(tmp_path, key, value):
+    """A source weight of `.inf` passed `gt=0` and crashed in torch's sampling."""
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(MINIMAL))
+    with pytest.raises(RecipeError, match=f"{key}: Input should be a finite number"):
+        load_recipe(path, [f"{key}={value}"])
+
+
+def test_one_sample_per_image_is_refused_in_training():
+    """It trained each image's first caption alone."""
+    source = {"format": "coco_captions", "path": "c.json", "image_root": "i", "one_per_image": True}
+    with pytest.raises(RecipeError, match="data.train: .*one_per_image: true, which is for data.val"):
+        validate_recipe({**MINIMAL, "data": {"train": [source]}})
+    assert validate_recipe({**MINIMAL, "data": {**MINIMAL["data"], "val": [source]}}).data.val[0].one_per_image
+
+
 def test_a_leading_tilde_in_a_path_is_the_home_folder(monkeypatch, tmp_path):
     """No shell expands `~` in YAML: left as it is, `output_dir: ~/runs` makes a folder named `~`."""
     monkeypatch.setenv("HOME", str(tmp_path))
     recipe = validate_recipe(
         {
             **MINIMAL,
-            "data": {"train": [{"format": "jsonl", "path": "~/data/train.jsonl"}]},
+            "data": {
+                "train": [{"format": "jsonl", "path": "~/data/train.jsonl"}],
+                "val": [{"format": "refcoco", "path": "~/i.json", "refs": "~/refs.json", "image_root": "~/images"}],
+            },
             "trainer": {"max_steps": 1, "output_dir": "~/runs"},
             "export": {"dir": "~/exports/x"},
         }
     )
     assert recipe.data.train[0].path == str(tmp_path / "data" / "train.jsonl")
+    assert recipe.data.val[0].refs == str(tmp_path / "refs.json")
     assert (recipe.trainer.output_dir, recipe.export.dir) == (str(tmp_path / "runs"), str(tmp_path / "exports" / "x"))
     assert recipe.model.name_or_path == "f2tune://tiny"  # not a path: unchanged
 

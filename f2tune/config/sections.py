@@ -119,6 +119,20 @@ class DataConfig(Section):
         description="Batch training samples of similar target length (less padding); each sample once per epoch.",
     )
 
+    @field_validator("train")
+    @classmethod
+    def _every_caption_trained(cls, sources: list[DataSource]) -> list[DataSource]:
+        """`one_per_image` makes one sample of an image's captions, all of them references: in
+        data.train that trained each image's first caption alone, without a word."""
+        for index, source in enumerate(sources):
+            if getattr(source, "one_per_image", False):
+                raise ValueError(
+                    f"source {index} has one_per_image: true, which is for data.val and data.test (every caption "
+                    "a reference); in training it would train each image's first caption only: leave it out here "
+                    "(a sample per caption)"
+                )
+        return sources
+
 
 ModelPart = Literal["vision_tower", "projector", "language_model"]
 """The parts `optim.lr_scale` can give their own learning rate (the tied token table and lm_head are
