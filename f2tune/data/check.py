@@ -25,7 +25,7 @@ from f2tune.config import DataConfig
 from f2tune.data.check_pictures import SamplePictures
 from f2tune.data.collate import input_lengths, overlong_input, target_limit_problem
 from f2tune.data.formats import read_source, source_name
-from f2tune.data.formats.structured import OPENED_IMAGE_HINT, check_inside
+from f2tune.data.formats.structured import OPENED_IMAGE_HINT, check_inside, check_opened_size
 from f2tune.data.images import load_image
 from f2tune.data.problems import RecordProblems
 from f2tune.data.sample import Sample
@@ -152,6 +152,7 @@ def _texts(samples: list[Sample], problems: list[str], what: str) -> list[tuple[
             if sample.reference is None:
                 texts.append((sample, sample.prompt, sample.target))
                 continue
+            check_opened_size(sample, size)
             check_inside(sample.reference, size, sample.origin, OPENED_IMAGE_HINT)
             prompt = build_prompt(sample.task, sample.reference, size)
             texts.append((sample, prompt, format_target(sample.task, sample.reference, size)))

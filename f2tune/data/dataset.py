@@ -11,7 +11,7 @@ from typing import Any, Literal
 from PIL import Image
 from torch.utils.data import Dataset
 
-from f2tune.data.formats.structured import OPENED_IMAGE_HINT, check_inside
+from f2tune.data.formats.structured import OPENED_IMAGE_HINT, check_inside, check_opened_size
 from f2tune.data.images import load_image
 from f2tune.data.problems import SKIP_HINT
 from f2tune.data.sample import Sample
@@ -55,6 +55,7 @@ class SampleDataset(Dataset):
         if reference is None:
             prompt, target = sample.prompt, sample.target
         else:
+            check_opened_size(sample, image.size)
             check_inside(reference, image.size, sample.origin, OPENED_IMAGE_HINT)
             if self.augmentation is not None:
                 image, reference, dropped = self.augmentation(image, reference, task_text=sample.prompt)

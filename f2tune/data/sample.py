@@ -33,3 +33,6 @@ class Sample:
     origin: str
     task: str = ""
     reference: Annotation | None = None
+    declared_size: tuple[float, float] | None = None
+    """The image's width and height as the annotation file states them (COCO's `width`/`height`),
+    whose frame the reference's coordinates are in: the opened image must have that size."""

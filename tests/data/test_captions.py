@@ -38,7 +38,7 @@ def write(tmp_path: Path, data: dict = CAPTIONS) -> Path:
 def read(path: Path, policy: str = "error", **options) -> tuple[list, RecordProblems]:
     entry = {"format": "coco_captions", "path": str(path), "image_root": str(path.parent / "val2017"), **options}
     problems = RecordProblems(policy)
-    return read_source(DataConfig(train=[entry]).train[0], problems), problems
+    return read_source(DataConfig(train=[{"format": "shapes"}], val=[entry]).val[0], problems, "val"), problems
 
 
 def test_one_sample_per_caption(tmp_path):

@@ -61,6 +61,31 @@ def structured_sample(tmp_path: Path, reference: dict, task: str = "<OD>") -> Sa
     return Sample(id="s", image=path, prompt="", target="", origin="coco.json:image 3", task=task, reference=reference)
 
 
+@pytest.mark.parametrize(
+    ("stored", "exif", "declared", "why"),
+    [
+        ((200, 100), None, (400, 200), "resized after annotating"),
+        ((200, 100), 6, (200, 100), "its EXIF orientation turns it"),
+    ],
+)
+def test_an_image_of_another_size_than_its_annotation_says_is_refused(tmp_path, stored, exif, declared, why):
+    """The box fits inside both frames: it trained, doubled or turned, in the wrong place."""
+    path = tmp_path / "scene.jpg"
+    orientation = Image.Exif()
+    if exif:
+        orientation[0x0112] = exif
+    Image.new("RGB", stored).save(path, exif=orientation)
+    reference = {"boxes": [[10.0, 10.0, 40.0, 40.0]], "labels": ["cat"]}
+    sample = Sample("s", path, "", "", "coco.json:image 3", "<OD>", reference, declared_size=declared)
+    opened = "100x200" if exif else "200x100"
+    message = f"coco.json:image 3: the image is {opened} as opened, but the annotation says {declared[0]}x{declared[1]}"
+    with pytest.raises(DataError, match=re.escape(message) + f".*{why}"):
+        SampleDataset([sample])[0]
+    assert SampleDataset([Sample("s", path, "", "", "o", "<OD>", reference, declared_size=load_image(path, "o").size)])[
+        0
+    ]
+
+
 def test_structured_samples_get_prompt_and_target_from_their_reference(tmp_path):
     reference = {"boxes": [[10.0, 20.0, 110.0, 70.0]], "labels": ["cat"]}
     item = SampleDataset([structured_sample(tmp_path, reference)])[0]

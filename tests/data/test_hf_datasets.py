@@ -47,7 +47,7 @@ def save(tmp_path: Path, prompts: list, targets: list, splits: tuple[str, ...] =
 def read(path: Path, policy: str = "error", **options) -> tuple[list, RecordProblems]:
     entry = {"format": "hf_dataset", "path": str(path), "image_column": "img", "target_column": "answer", **options}
     problems = RecordProblems(policy)
-    return read_source(DataConfig(train=[entry]).train[0], problems), problems
+    return read_source(DataConfig(train=[{"format": "shapes"}], val=[entry]).val[0], problems, "val"), problems
 
 
 def test_rows_become_text_samples_with_lazy_images(tmp_path):

@@ -55,7 +55,7 @@ def write(tmp_path: Path, data: dict = SPLITS) -> Path:
 
 def source(path: Path, splits: list[str], **options):
     entry = {"format": "karpathy_captions", "path": str(path), "image_root": str(path.parent), "splits": splits}
-    return DataConfig(train=[{**entry, **options}]).train[0]
+    return DataConfig(train=[{"format": "shapes"}], val=[{**entry, **options}]).val[0]  # one_per_image: evaluation only
 
 
 def read(path: Path, splits: list[str], policy: str = "error", **options) -> tuple[list, RecordProblems]:

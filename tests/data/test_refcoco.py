@@ -100,6 +100,26 @@ def test_segmentation_polygons_directly_and_from_rle(tmp_path):
     assert samples[2].reference["polygons"] == [[8.5, 4.5, 19.5, 4.5, 19.5, 11.5, 8.5, 11.5]]
 
 
+@pytest.mark.parametrize(
+    ("segmentation", "problem"),
+    [
+        ({"counts": "garbage!!", "size": [32, 32]}, "the RLE segmentation cannot be decoded"),
+        ({"counts": [5, -3], "size": [32, 32]}, "the RLE segmentation cannot be decoded"),
+        ({"counts": "PPYo0", "size": [32]}, r"an RLE segmentation's 'size' is \[height, width\] in pixels, got \[32\]"),
+        ({**square_rle(), "size": [16, 64]}, r"the RLE segmentation is 64x16 .* its image 32x32"),
+    ],
+)
+def test_a_bad_rle_mask_is_named_with_its_annotation(tmp_path, segmentation, problem):
+    """pycocotools' own errors came as a traceback, even with on_bad_record: skip; a mask of
+    another size was traced and trained where it does not lie."""
+    instances, refs = write(tmp_path)
+    data = json.loads(instances.read_text())
+    data["annotations"][1]["segmentation"] = segmentation
+    instances.write_text(json.dumps(data))
+    with pytest.raises(DataError, match=f"annotation 13: {problem}"):
+        read(instances, refs, task="<REFERRING_EXPRESSION_SEGMENTATION>")
+
+
 def test_mask_tracing_keeps_each_part_and_concave_outlines():
     mask = np.zeros((12, 16), dtype=np.uint8)
     mask[2:10, 2:10] = 1

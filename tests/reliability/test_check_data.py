@@ -103,6 +103,16 @@ def test_coordinates_past_an_image_of_unknown_size_are_found_when_it_is_opened(t
     assert f"[coordinates out of range] {path}:1: boxes[0] lies outside the " in out
 
 
+def test_an_image_of_another_size_than_its_record_states_is_found(tmp_path, write_jsonl, capsys):
+    """The shapes are 96x96; a record saying 192x192 holds boxes twice as far out, which fit both."""
+    image = shape_records(1)[0]["image"]
+    records = [{"image": image, "task": "<OD>", "boxes": [[5, 5, 80, 40]], "labels": ["circle"]}]
+    path = write_jsonl([{**records[0], "width": 192, "height": 192}], name="objects.jsonl")
+    recipe = write_recipe(tmp_path, {"train": [{"format": "structured_jsonl", "path": str(path)}], "val": []})
+    assert main(["check-data", recipe]) == 1
+    assert f"{path}:1: the image is 96x96 as opened, but the annotation says 192x192" in capsys.readouterr().out
+
+
 def test_clean_data_exits_zero(tmp_path, capsys):
     assert main(["check-data", write_recipe(tmp_path, {})]) == 0
     assert "0 problem(s)" in capsys.readouterr().out

@@ -193,7 +193,9 @@ def read_coco_detection(source: CocoDetectionSource, problems: RecordProblems) -
             for ann_id, box, name, _ in objects:
                 reference: Annotation = {"region": box, "text": name}
                 samples.append(
-                    _sample(f"{image_id}-{ann_id}", image_path, f"{path}:annotation {ann_id}", source.task, reference)
+                    _sample(
+                        f"{image_id}-{ann_id}", image, image_path, f"{path}:annotation {ann_id}", source.task, reference
+                    )
                 )
         else:
             crowds = crowds_of[image_id]
@@ -204,7 +206,7 @@ def read_coco_detection(source: CocoDetectionSource, problems: RecordProblems) -
             if any(area for *_, area in objects + crowds):
                 reference["areas"] = [area for *_, area in objects]
                 reference["crowd_areas"] = [area for *_, area in crowds]
-            samples.append(_sample(str(image_id), image_path, where, source.task, reference))
+            samples.append(_sample(str(image_id), image, image_path, where, source.task, reference))
     report_all(problems, messages, path)
     if images and not samples and not messages:
         crowds = sum(map(len, crowds_of.values()))
@@ -222,8 +224,8 @@ def object_area(ann: dict[str, Any]) -> float:
     return float(area) if is_number(area) and area > 0 else 0.0
 
 
-def _sample(sample_id: str, image: Path, origin: str, task: str, reference: Annotation) -> Sample:
-    return Sample(id=sample_id, image=image, prompt="", target="", origin=origin, task=task, reference=reference)
+def _sample(sample_id: str, image: CocoImage, path: Path, origin: str, task: str, reference: Annotation) -> Sample:
+    return Sample(sample_id, path, "", "", origin, task, reference, declared_size=(image.width, image.height))
 
 
 def is_int(value: Any) -> bool:

@@ -82,7 +82,7 @@ def _image_samples(image_id: str, root: Path, image_root: Path, messages: list[s
             messages.append(str(err))
             continue
         sample_id = f"{image_id}-{number - 1}"
-        samples.append(Sample(sample_id, image, "", "", origin, task=TASK, reference=reference))
+        samples.append(Sample(sample_id, image, "", "", origin, task=TASK, reference=reference, declared_size=size))
     return samples
 
 

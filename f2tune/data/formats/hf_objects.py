@@ -60,8 +60,9 @@ def _object_sample(
     reference = _reference(objects, names, source, origin)
     if not reference["boxes"] and source.images_without_objects != "keep":
         return []
-    if size is not None:
-        width, height = image_size_of({"width": size[0], "height": size[1]}, origin)
+    declared = None if size is None else image_size_of({"width": size[0], "height": size[1]}, origin)
+    if declared is not None:
+        width, height = declared
         try:
             check_inside(reference, (width, height), origin)
         except DataError as err:
@@ -70,7 +71,7 @@ def _object_sample(
                 "f2tune check-data RECIPE --pictures DIR draws them)"
             ) from None
     task = source.prompt or "<OD>"
-    return [Sample(id=sample_id, image=image, prompt="", target="", origin=origin, task=task, reference=reference)]
+    return [Sample(sample_id, image, "", "", origin, task, reference, declared)]
 
 
 def class_names(feature: Any, key: str) -> list[str] | None:

@@ -112,10 +112,11 @@ def _sample(
     reference = annotation_of(record, origin)
     if not any(key in reference for key in ANSWER_KEYS):
         raise DataError(f"{origin}: no answer: map one of {', '.join(ANSWER_KEYS)} in annotation_columns")
-    if size is not None:
-        check_inside(reference, image_size_of({"width": size[0], "height": size[1]}, origin), origin)
+    declared = None if size is None else image_size_of({"width": size[0], "height": size[1]}, origin)
+    if declared is not None:
+        check_inside(reference, declared, origin)
     check_task_fields(task, reference, origin)
-    return Sample(id=sample_id, image=image, prompt="", target="", origin=origin, task=task, reference=reference)
+    return Sample(sample_id, image, "", "", origin, task, reference, declared)
 
 
 def _as_record_value(field: str, value: Any, column: str, source: HfDatasetSource, origin: str) -> Any:

@@ -111,7 +111,8 @@ def _ref_samples(
         raise DataError(f"{where}: every sentence needs a non-empty 'sent'")
     polygons = []
     if task == SEGMENTATION:
-        polygons = segmentation_polygons(ann.get("segmentation"), f"{path}:annotation {ann['id']}")
+        where_segment = f"{path}:annotation {ann['id']}"
+        polygons = segmentation_polygons(ann.get("segmentation"), where_segment, (image.width, image.height))
     samples = []
     for index, text in enumerate(texts):
         sentence = text.strip()
@@ -129,13 +130,16 @@ def _ref_samples(
                 origin=f"{where} sentence {index}",
                 task=task,
                 reference=reference,
+                declared_size=(image.width, image.height),
             )
         )
     return samples
 
 
-def segmentation_polygons(segmentation: Any, where: str) -> list[Polygon]:
-    """COCO segmentation -> flat polygons: lists as they are, RLE dicts traced."""
+def segmentation_polygons(segmentation: Any, where: str, image_size: tuple[int, int] | None = None) -> list[Polygon]:
+    """COCO segmentation -> flat polygons: lists as they are, RLE dicts traced. An RLE mask's own
+    `size` (height, width) must be its image's (`image_size`: width, height, where known): traced
+    at another size, its outline would land elsewhere on the image."""
     if isinstance(segmentation, list) and segmentation:
         for part in segmentation:
             if not (isinstance(part, list) and len(part) >= 6 and len(part) % 2 == 0 and all(map(is_number, part))):
@@ -146,10 +150,24 @@ def segmentation_polygons(segmentation: Any, where: str) -> list[Polygon]:
             from pycocotools import mask as mask_utils
         except ImportError:
             raise DataError(f"{where}: RLE segmentation needs pycocotools (pip install pycocotools)") from None
-        rle = segmentation
-        if isinstance(rle["counts"], list):  # uncompressed RLE
-            rle = mask_utils.frPyObjects(rle, *rle["size"])
-        polygons = mask_polygons(mask_utils.decode(rle))
+        rle, size = segmentation, segmentation["size"]
+        if not (isinstance(size, list) and len(size) == 2 and all(is_int(v) and v > 0 for v in size)):
+            raise DataError(f"{where}: an RLE segmentation's 'size' is [height, width] in pixels, got {size!r}")
+        if image_size is not None and (size[1], size[0]) != tuple(image_size):
+            raise DataError(
+                f"{where}: the RLE segmentation is {size[1]}x{size[0]} (size: [height, width]), its image "
+                f"{image_size[0]}x{image_size[1]}: the mask is for another size of the image"
+            )
+        try:
+            if isinstance(rle["counts"], list):  # uncompressed RLE
+                rle = mask_utils.frPyObjects(rle, *size)
+            mask = mask_utils.decode(rle)
+        except (ValueError, TypeError, OverflowError) as err:
+            raise DataError(
+                f"{where}: the RLE segmentation cannot be decoded ({err}): 'counts' is COCO's compressed string or "
+                "a list of run lengths that add up to height x width"
+            ) from None
+        polygons = mask_polygons(mask)
         if not polygons:
             raise DataError(f"{where}: RLE segmentation has no region of 3 or more boundary points")
         return polygons

@@ -73,10 +73,11 @@ def _parse(record: dict[str, Any], origin: str, root: Path) -> Sample:
     if not any(key in reference for key in ANSWER_KEYS):
         raise DataError(f"{origin}: no answer: give one of {', '.join(ANSWER_KEYS)}")
     # without the size, the far edges are checked when the image is opened (`SampleDataset`, check-data)
-    check_inside(reference, image_size_of(record, origin) or (math.inf, math.inf), origin)
+    size = image_size_of(record, origin)
+    check_inside(reference, size or (math.inf, math.inf), origin)
     check_task_fields(task, reference, origin)
     record_id = record.get("id", Path(origin).name)
-    return Sample(id=str(record_id), image=image, prompt="", target="", origin=origin, task=task, reference=reference)
+    return Sample(str(record_id), image, "", "", origin, task, reference, size)
 
 
 def annotation_of(record: dict[str, Any], origin: str) -> Annotation:
@@ -155,6 +156,28 @@ def image_size_of(record: dict[str, Any], origin: str) -> tuple[float, float] | 
 
 OPENED_IMAGE_HINT = " (the image as opened and turned upright: are they for another size or orientation of it?)"
 """Said of coordinates past the image file itself, where the annotation's own size, if any, held them."""
+
+
+def check_opened_size(sample: Sample, size: tuple[int, int]) -> None:
+    """Refuse an image whose size, as opened and turned upright, is not the one its annotation
+    states: the coordinates are in the stated frame, and where they fit inside both (an image
+    resized after annotating, a photo its EXIF orientation turns) they trained silently in the
+    wrong place."""
+    if sample.declared_size is None:
+        return
+    width, height = sample.declared_size
+    if abs(width - size[0]) <= BOX_TOLERANCE and abs(height - size[1]) <= BOX_TOLERANCE:
+        return
+    turned = abs(width - size[1]) <= BOX_TOLERANCE and abs(height - size[0]) <= BOX_TOLERANCE
+    why = (
+        "its EXIF orientation turns it: the annotations are for the image as stored, unturned"
+        if turned
+        else "were the images resized after annotating, or does the record name another image?"
+    )
+    raise DataError(
+        f"{sample.origin}: the image is {size[0]}x{size[1]} as opened, but the annotation says {width:g}x{height:g} "
+        f"({why}); its coordinates would land in the wrong place"
+    )
 
 
 def check_inside(reference: Annotation, size: tuple[float, float], origin: str, hint: str = "") -> None:
