@@ -31,6 +31,7 @@ from f2tune.data.problems import RecordProblems
 from f2tune.data.sample import Sample
 from f2tune.errors import DataError
 from f2tune.tasks import build_prompt, format_target
+from f2tune.tasks.checks import check_built_text
 
 KINDS = (
     ("invalid JSON", r"not valid JSON|expected a JSON|expected an object"),
@@ -154,8 +155,13 @@ def _texts(samples: list[Sample], problems: list[str], what: str) -> list[tuple[
                 continue
             check_opened_size(sample, size)
             check_inside(sample.reference, size, sample.origin, OPENED_IMAGE_HINT)
-            prompt = build_prompt(sample.task, sample.reference, size)
-            texts.append((sample, prompt, format_target(sample.task, sample.reference, size)))
+            prompt, target = (
+                build_prompt(sample.task, sample.reference, size),
+                format_target(sample.task, sample.reference, size),
+            )
+            if problem := check_built_text(prompt, target):
+                raise DataError(f"{sample.origin}: {problem}")
+            texts.append((sample, prompt, target))
         except DataError as err:
             message = str(err)
             problems.append(message if message.startswith(sample.origin) else f"{sample.origin}: {message}")

@@ -18,6 +18,7 @@ from f2tune.data.sample import Sample
 from f2tune.data.transforms import Augmentation
 from f2tune.errors import DataError
 from f2tune.tasks import build_prompt, format_target
+from f2tune.tasks.checks import check_built_text
 
 
 class SampleDataset(Dataset):
@@ -64,6 +65,8 @@ class SampleDataset(Dataset):
                 target = format_target(sample.task, reference, image.size)
             except DataError as err:
                 raise DataError(f"{sample.origin}: {err}") from None
+            if problem := check_built_text(prompt, target):
+                raise DataError(f"{sample.origin}: {problem}")
         return {
             "id": sample.id,
             "origin": sample.origin,

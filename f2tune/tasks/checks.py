@@ -10,7 +10,9 @@ the mistakes that would otherwise train without an error:
 - a task that reads an input (a caption, an expression, a region's four locations) given none:
   the processor would ask the model about an empty phrase.
 
-Structured formats build their text from pixels (`f2tune.tasks.targets`) and need none of this.
+Structured formats build their locations from pixels (`f2tune.tasks.targets`); their text fields
+(captions, labels, answers, queries, OCR lines) still get the first check and the special tokens'
+(`check_built_text`).
 """
 
 from __future__ import annotations
@@ -46,6 +48,19 @@ def check_text_sample(spec: TaskSpec, prompt: str, target: str) -> str | None:
         or _bad_location(target, "the target")
         or _missing_input(spec, prompt)
         or _bad_shapes(spec, target)
+    )
+
+
+def check_built_text(prompt: str, target: str) -> str | None:
+    """Why a prompt and target built from a structured annotation would train other text than its
+    fields hold, or None: a caption, label or OCR line with `</s>` taught the model to stop there,
+    one with `<loc_1000>` to spell out a location that is no token (`jsonl` refused both; the
+    structured formats trained them)."""
+    return (
+        _special_token(prompt, "the prompt")
+        or _special_token(target, "the target")
+        or _bad_location(prompt, "the prompt")
+        or _bad_location(target, "the target")
     )
 
 

@@ -86,6 +86,22 @@ def test_an_image_of_another_size_than_its_annotation_says_is_refused(tmp_path, 
     ]
 
 
+@pytest.mark.parametrize(
+    ("task", "reference", "problem"),
+    [
+        ("<CAPTION>", {"text": "a red </s> square"}, "the target has </s>"),
+        ("<OCR_WITH_REGION>", {"quads": [[1, 1, 50, 1, 50, 20, 1, 20]], "labels": ["STOP</s>"]}, "the target has </s>"),
+        ("<CAPTION>", {"text": "a square <loc_1000>"}, "the target has <loc_1000>, which is no location token"),
+        ("", {"query": "what <pad> colour is it?", "text": "red"}, "the prompt has <pad>"),
+    ],
+)
+def test_special_tokens_in_the_text_of_an_annotation_are_refused(tmp_path, task, reference, problem):
+    """`jsonl` refused them; built from an annotation's fields they trained (a `</s>` in an OCR line
+    teaches the model to stop there)."""
+    with pytest.raises(DataError, match=re.escape(f"coco.json:image 3: {problem}")):
+        SampleDataset([structured_sample(tmp_path, reference, task)])[0]
+
+
 def test_structured_samples_get_prompt_and_target_from_their_reference(tmp_path):
     reference = {"boxes": [[10.0, 20.0, 110.0, 70.0]], "labels": ["cat"]}
     item = SampleDataset([structured_sample(tmp_path, reference)])[0]

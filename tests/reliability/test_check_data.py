@@ -113,6 +113,14 @@ def test_an_image_of_another_size_than_its_record_states_is_found(tmp_path, writ
     assert f"{path}:1: the image is 96x96 as opened, but the annotation says 192x192" in capsys.readouterr().out
 
 
+def test_a_special_token_in_an_annotations_text_is_found(tmp_path, write_jsonl, capsys):
+    image = shape_records(1)[0]["image"]
+    path = write_jsonl([{"image": image, "task": "<CAPTION>", "text": "a red </s> circle"}], name="captions.jsonl")
+    recipe = write_recipe(tmp_path, {"train": [{"format": "structured_jsonl", "path": str(path)}], "val": []})
+    assert main(["check-data", recipe]) == 1
+    assert f"{path}:1: the target has </s>, one of the tokenizer's special tokens" in capsys.readouterr().out
+
+
 def test_clean_data_exits_zero(tmp_path, capsys):
     assert main(["check-data", write_recipe(tmp_path, {})]) == 0
     assert "0 problem(s)" in capsys.readouterr().out
