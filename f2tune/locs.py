@@ -60,7 +60,8 @@ def quantize(coords: Sequence[float], image_size: ImageSize) -> list[int]:
             raise DataError(f"coordinate {i} is {value!r}; coordinates must be numbers") from None
         if not math.isfinite(value):
             raise DataError(f"coordinate {i} is {value}; coordinates must be finite pixel values")
-        bins.append(min(max(math.floor(value * NUM_BINS / sizes[i % 2]), 0), NUM_BINS - 1))
+        value = min(max(value, 0.0), sizes[i % 2])  # the same bins, and 1e306 * 1000 does not overflow to inf
+        bins.append(min(math.floor(value * NUM_BINS / sizes[i % 2]), NUM_BINS - 1))
     return bins
 
 

@@ -38,6 +38,7 @@ def test_edges_and_bin_centres():
     assert quantize([0.639, 0.64], (640, 480)) == [0, 1]
     assert dequantize([0, 999], (1000, 2000)) == [0.5, 1999.0]
     assert quantize([-5, 1e9], (10, 10)) == [0, 999]
+    assert quantize([-1e306, 1e306], (1000, 1000)) == [0, 999]  # x 1000 overflowed to inf: OverflowError
 
 
 def test_exact_bin_edges_are_not_lost_to_float_error():
