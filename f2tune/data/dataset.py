@@ -55,6 +55,9 @@ class SampleDataset(Dataset):
         reference, dropped = sample.reference, 0
         if reference is None:
             prompt, target = sample.prompt, sample.target
+            if self.augmentation is not None and "<loc_" not in prompt + target:
+                # nothing to move with the pixels; captions naming a side are not flipped
+                image, _, _ = self.augmentation(image, {"text": target}, task_text=prompt)
         else:
             check_opened_size(sample, image.size)
             check_inside(reference, image.size, sample.origin, OPENED_IMAGE_HINT)

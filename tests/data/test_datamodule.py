@@ -117,3 +117,17 @@ def test_each_source_is_logged_with_the_tasks_it_trains(processor, write_jsonl, 
     monkeypatch.setattr(datamodule_module, "say", said.append)
     Florence2DataModule(DataConfig(train=[{"format": "jsonl", "path": str(path)}]), processor).setup("fit")
     assert said == [f"train source '{path.stem}': 3 samples (<CAPTION> 2, free text 1)"]
+
+
+def test_text_samples_augmentation_cannot_move_are_counted_in_the_log(processor, write_jsonl, monkeypatch):
+    path = write_jsonl(
+        [
+            {"image": "images/shapes-5-0.png", "prompt": "<CAPTION>", "target": "a red circle"},
+            {"image": "images/shapes-5-0.png", "prompt": "<OD>", "target": "circle<loc_1><loc_2><loc_50><loc_60>"},
+        ]
+    )
+    said = []
+    monkeypatch.setattr(datamodule_module, "say", said.append)
+    config = DataConfig(train=[{"format": "jsonl", "path": str(path)}], augment={"enabled": True, "hflip": 0.5})
+    Florence2DataModule(config, processor).setup("fit")
+    assert said[1].startswith(f"train source '{path.stem}': 1 samples hold <loc_N> tokens in their text")

@@ -118,6 +118,26 @@ def test_augmentation_moves_the_target_with_the_pixels(tmp_path):
     assert item["target"] == "cat<loc_450><loc_200><loc_950><loc_700>"
 
 
+@pytest.mark.parametrize(
+    ("prompt", "target", "flipped"),
+    [
+        ("<CAPTION>", "a red square", True),
+        ("<CAPTION>", "a red square on the left", False),  # a side named: never flipped
+        ("<OD>", "square<loc_0><loc_0><loc_499><loc_999>", False),  # locations in text cannot move
+    ],
+)
+def test_text_samples_are_augmented_where_nothing_in_their_text_would_move(tmp_path, prompt, target, flipped):
+    """Prompt/target samples (jsonl, dataset columns) trained unaugmented with data.augment on."""
+    path = tmp_path / "half.png"
+    image = Image.new("RGB", (40, 20))
+    image.paste((255, 255, 255), (0, 0, 20, 20))  # the left half white
+    image.save(path)
+    flip = build_augmentation(AugmentConfig(enabled=True, hflip=1.0), seed=0)
+    item = SampleDataset([Sample("s", path, prompt, target, "x.jsonl:1")], augmentation=flip)[0]
+    assert (item["image"].getpixel((0, 0)) == (0, 0, 0)) is flipped
+    assert (item["prompt"], item["target"]) == (prompt, target)
+
+
 def test_a_reference_the_task_cannot_use_names_its_record(tmp_path):
     bad = structured_sample(tmp_path, {"boxes": [[50.0, 20.0, 10.0, 70.0]], "labels": ["cat"]})
     with pytest.raises(DataError, match="coco.json:image 3: "):
