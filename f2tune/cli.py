@@ -2,7 +2,7 @@
 
 Only dispatch and error printing live here: an `F2TuneError` becomes one `f2tune: error:` message
 and its exit code (2; a run stopped by a signal, 128 + the signal), never a traceback; so do Ctrl-C
-outside training (130) and a full or read-only disk (2).
+outside training (130) and a full, read-only or forbidden disk (2).
 """
 
 from __future__ import annotations
@@ -29,6 +29,10 @@ LIBRARY_WARNINGS = (
 FULL_OR_READ_ONLY = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 """File system errors met while writing (usually a checkpoint, hours in): what the user must fix
 is the disk, which the message says; no traceback."""
+
+NOT_PERMITTED = frozenset({errno.EACCES, errno.EPERM})
+"""Permission errors (a run folder made by another user, a shared mount, an immutable file): what
+the user must fix is who may write there, which the message says; no traceback."""
 
 
 def build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
@@ -66,16 +70,33 @@ def main(argv: list[str] | None = None) -> int:
         print("f2tune: interrupted", file=sys.stderr)
         return SIGNAL_STATUS["Ctrl-C"]
     except OSError as err:
-        if err.errno not in FULL_OR_READ_ONLY:
+        message = disk_message(err)
+        if message is None:
             raise
-        where = f" ({err.filename})" if err.filename else ""
-        print(
-            f"f2tune: error: {err.strerror}{where}. What was written before is whole (checkpoints and "
-            "output folders are written beside their target, then renamed); free space or give another "
-            "folder, then run the command again (a fit with --resume).",
-            file=sys.stderr,
-        )
+        print(f"f2tune: error: {message}", file=sys.stderr)
         return 2
+
+
+def disk_message(err: OSError) -> str | None:
+    """What to print for a full, read-only or forbidden disk: what, where, and what to do; None for
+    any other OSError, a bug to see whole."""
+    where = f" ({err.filename})" if err.filename else ""
+    kept = (
+        "What was written before is whole (checkpoints and output folders are written beside their target, "
+        "then renamed)"
+    )
+    if err.errno in FULL_OR_READ_ONLY:
+        return (
+            f"{err.strerror}{where}. {kept}; free space or give another folder, then run the command again "
+            "(a fit with --resume)."
+        )
+    if err.errno in NOT_PERMITTED:
+        return (
+            f"{err.strerror}{where}: the user running f2tune may not use it. {kept}; give that user access to it "
+            "and its folder (chmod, chown, or ask their owner) or give another folder, then run the command "
+            "again (a fit with --resume)."
+        )
+    return None
 
 
 if __name__ == "__main__":

@@ -6,12 +6,15 @@ these, so the CLI can print a one-paragraph message instead of a stack trace.
 
 from __future__ import annotations
 
+import os
 import re
 import signal
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 _RAISED_IN_A_WORKER = re.compile(r"Caught \w+ in DataLoader worker process \d+\.\nOriginal Traceback")
+_RUST_OS_ERROR = re.compile(r"\(os error (\d+)\)")
 
 
 class F2TuneError(Exception):
@@ -79,3 +82,22 @@ def missing_file(path: Path, what: str) -> str | None:
     if path.is_dir():
         return f"{what} is a folder, not a file: {path}"
     return None if path.is_file() else f"{what} not found: {path}"
+
+
+@contextmanager
+def safetensors_os_errors(target: Path) -> Iterator[None]:
+    """Re-raise safetensors' report of a failed write as the `OSError` it reports, naming `target`.
+
+    safetensors writes in Rust and raises a `SafetensorError` ("I/O error: No space left on device
+    (os error 28)"), which is no `OSError`: the command line, which turns a full, read-only or
+    forbidden disk into one message saying what to do, showed a traceback instead."""
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except SafetensorError as err:
+        found = _RUST_OS_ERROR.search(str(err))
+        if found is None:
+            raise
+        code = int(found[1])
+        raise OSError(code, os.strerror(code), str(target)) from err

@@ -156,3 +156,21 @@ def test_ctrl_c_outside_training_is_one_line_not_a_traceback(monkeypatch, capsys
     monkeypatch.setattr(fit_command, "run", interrupted)
     assert main(["fit", "recipe.yaml"]) == 130
     assert capsys.readouterr().err == "f2tune: interrupted\n"
+
+
+@pytest.mark.parametrize(
+    "code, text",
+    [(errno.EACCES, "Permission denied"), (errno.EPERM, "Operation not permitted")],
+    ids=["EACCES", "EPERM"],
+)
+def test_a_folder_the_user_may_not_write_is_one_line_that_says_what_to_do(monkeypatch, capsys, code, text):
+    """A run folder of another user, or an immutable one, ended in a PermissionError traceback."""
+
+    def denied(args):
+        raise PermissionError(code, text, "runs/t/predictions/val-step000004")
+
+    monkeypatch.setattr(fit_command, "run", denied)
+    assert main(["fit", "recipe.yaml"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"f2tune: error: {text} (runs/t/predictions/val-step000004): the user running f2tune ")
+    assert "give that user access" in err and "or give another folder" in err and err.count("\n") == 1

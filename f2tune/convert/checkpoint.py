@@ -10,19 +10,23 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from f2tune.convert.rules import ConvertError, convert_state_dict, match_rule, unknown_keys_message
-from f2tune.errors import first_sentence
+from f2tune.errors import ModelLoadError, first_sentence, safetensors_os_errors
 from f2tune.export.atomic import atomic_folder, check_replaceable
 from f2tune.log import say
 
 _PEFT_PREFIX = "base_model.model."
 _LORA_KEY = re.compile(r"(?P<module>.+?)\.(?P<part>lora_\w+(?:\.weight)?)")
 _REMOTE_BASE = re.compile(r"microsoft/(Florence-2-(?:base|large)(?:-ft)?)")
+
+T = TypeVar("T")
 
 
 def convert(source: Path, out: Path, base: str | None = None) -> Path:
@@ -41,9 +45,13 @@ def convert_model(source: Path, out: Path, base: str | None = None) -> Path:
     """Native model + processor folder; the converted weights must fill `base`'s architecture."""
     from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
+    given = base
     base = base or _default_base((source if source.is_dir() else source.parent) / "config.json", "_name_or_path")
+    named = f"--base {base}" if given else f"{base} (the default --base for this source)"
     state = convert_state_dict(_read_weights(source), str(source))
-    model = AutoModelForImageTextToText.from_config(AutoConfig.from_pretrained(base))
+    native_config = _load_base(base, named, AutoConfig.from_pretrained)
+    processor = _load_base(base, named, AutoProcessor.from_pretrained)
+    model = AutoModelForImageTextToText.from_config(native_config)
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as err:  # shape mismatches: torch lists them one per line after a header
@@ -57,9 +65,9 @@ def convert_model(source: Path, out: Path, base: str | None = None) -> Path:
             f"{source}: after conversion {len(missing)} weight(s) of {base} are missing and {len(unexpected)} are "
             f"unknown: {', '.join((missing + unexpected)[:8])}; is --base the same model size?"
         )
-    with atomic_folder(out, "convert") as staging:
+    with atomic_folder(out, "convert") as staging, safetensors_os_errors(out):
         model.save_pretrained(staging)
-        AutoProcessor.from_pretrained(base).save_pretrained(staging)
+        processor.save_pretrained(staging)
     say(f"convert: {source} -> {out} (native model, config and processor of {base})")
     return out
 
@@ -76,7 +84,7 @@ def convert_adapter(source: Path, out: Path, base: str | None = None) -> Path:
             )
     weights, targets = convert_adapter_state(_read_weights(source), str(source))
     config.update(base_model_name_or_path=base, target_modules=sorted(targets))
-    with atomic_folder(out, "convert") as staging:
+    with atomic_folder(out, "convert") as staging, safetensors_os_errors(out):
         save_file(weights, str(staging / "adapter_model.safetensors"), metadata={"format": "pt"})
         (staging / "adapter_config.json").write_text(json.dumps(config, indent=2))
     say(f"convert: {source} -> {out} (peft adapter on {base}, {len(targets)} target modules)")
@@ -109,6 +117,25 @@ def convert_adapter_state(state: dict[str, torch.Tensor], where: str) -> tuple[d
     if unknown:
         raise ConvertError(unknown_keys_message(unknown, where))
     return native, targets
+
+
+def _load_base(base: str, named: str, load: Callable[[str], T]) -> T:
+    """`load(base)` (its config or processor), or one message for a base that cannot be loaded
+    (offline, or a mistyped folder), worded as `f2tune.model.loading` words a model it cannot load:
+    transformers' own report runs to a paragraph under a traceback."""
+    from f2tune.model.loading import no_folder
+
+    looks_local = base.startswith(("/", ".", "~")) or base.count("/") > 1
+    if looks_local and not Path(base).expanduser().is_dir():
+        raise ModelLoadError(f"{named}: {no_folder(base)}")
+    try:
+        return load(base)
+    except (OSError, ValueError) as err:
+        raise ModelLoadError(
+            f"cannot load {named}: {first_sentence(err).rstrip('.')}. Give a Hub id you can reach, or a local "
+            "folder of a native Florence-2 model of the source's size holding config.json and the processor files "
+            "(offline, only local folders work)"
+        ) from None
 
 
 def _read_weights(source: Path) -> dict[str, torch.Tensor]:

@@ -15,7 +15,7 @@ from torch import nn
 from transformers import Florence2Processor
 
 from f2tune.config import Recipe
-from f2tune.errors import F2TuneError
+from f2tune.errors import F2TuneError, safetensors_os_errors
 from f2tune.export.atomic import atomic_folder
 from f2tune.export.model_card import CardFacts, render_model_card
 
@@ -38,7 +38,8 @@ def export_model(
             f"{target}: cannot write an adapter: the run trained every weight (adaptation.method: full), so there "
             "is no LoRA adapter to save; export a model folder instead (--kind merged)"
         )
-    with atomic_folder(target, "export") as staging:
+    # a full disk met by safetensors is an OSError here, raised inside the staging folder (then removed)
+    with atomic_folder(target, "export") as staging, safetensors_os_errors(target):
         if facts.kind == "adapter":
             config = model.peft_config["default"]  # what AutoPeftModel loads the base with
             config.base_model_name_or_path, config.revision = facts.base_model, facts.base_revision

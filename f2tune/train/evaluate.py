@@ -11,6 +11,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from f2tune.config import Recipe
 from f2tune.errors import SIGNAL_STATUS, RecipeError, RunError, RunStopped
+from f2tune.export.atomic import check_writable
 from f2tune.log import say
 from f2tune.train.locate import checkpoint_step, last_checkpoint, recorded_best, run_checkpoint
 from f2tune.train.resume import check_evaluated_checkpoint
@@ -28,6 +29,11 @@ def evaluate(recipe: Recipe, stage: Stage, checkpoint: str = "best") -> dict[str
     ckpt_path = resolve_checkpoint(run_dir, checkpoint)
     if ckpt_path is not None:
         check_evaluated_checkpoint(recipe, ckpt_path)
+    # as fit checks its run folder: else a folder the user may not write stops the command only when
+    # the predictions are written, after the whole evaluation
+    check_writable(
+        run_dir / "predictions", "the run's predictions folder (under trainer.output_dir / trainer.run_name)"
+    )
     pl.seed_everything(recipe.trainer.seed, workers=True, verbose=False)
     trainer, module, datamodule = assemble(recipe, run_dir, stage=stage)
     module.evaluated_step = checkpoint_step(ckpt_path)  # Lightning restores the weights, not the step

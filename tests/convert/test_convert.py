@@ -12,7 +12,9 @@ import re
 
 import pytest
 import torch
+import transformers.modeling_utils
 from peft import LoraConfig, PeftModel, get_peft_model
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -202,4 +204,37 @@ def test_a_download_cut_short_or_a_broken_config_is_named(remote_folder, tiny_di
     (folder / "config.json").write_text("{'not': 'json'}")
     with pytest.raises(ConvertError, match=rf"^{folder / 'config.json'}: not valid JSON"):
         convert(folder, tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+
+
+def no_space(*args, **kwargs):
+    """safetensors' report of a full disk: a SafetensorError, which is no OSError."""
+    raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+
+def test_a_full_disk_while_writing_is_one_line_and_leaves_no_folder(
+    remote_folder, tiny_dir, tmp_path, monkeypatch, capsys
+):
+    """It was a 20-line traceback ending in safetensors' SafetensorError, which the command line's
+    handler of full disks (OSError) missed."""
+    folder, _ = remote_folder
+    out = tmp_path / "native"
+    monkeypatch.setattr(transformers.modeling_utils, "safe_save_file", no_space)
+    assert main(["convert", str(folder), "--out", str(out), "--base", str(tiny_dir)]) == 2
+    err = capsys.readouterr().err  # after transformers' progress bar, on the same stream
+    assert err.splitlines()[-1].startswith(f"f2tune: error: No space left on device ({out}). ")
+    assert err.count("f2tune: error:") == 1 and "Traceback" not in err
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".native.")]
+
+
+@pytest.mark.parametrize("base", ["no-such-dir/base", "empty"], ids=["mistyped", "not-a-model"])
+def test_a_base_that_cannot_be_loaded_is_one_line(remote_folder, tmp_path, capsys, base):
+    """`--base` offline, mistyped or not a model folder: transformers' OSError was a 60-line traceback."""
+    folder, _ = remote_folder
+    (tmp_path / "empty").mkdir()
+    base = str(tmp_path / base)
+    assert main(["convert", str(folder), "--out", str(tmp_path / "x"), "--base", base]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("f2tune: error: ") and err.count("\n") == 1 and f"--base {base}" in err
+    assert ("no such folder" in err) if "no-such" in base else ("cannot load --base" in err and "config.json" in err)
     assert not (tmp_path / "x").exists()

@@ -8,11 +8,13 @@ import os
 from pathlib import Path
 
 import lightning.pytorch as pl
+import peft.peft_model
 import pytest
 import torch
 import yaml
 from helpers import tiny_recipe
 from peft import PeftModel
+from safetensors import SafetensorError
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 import f2tune
@@ -301,3 +303,19 @@ def test_the_card_shows_the_prompts_structured_samples_train():
     facts = CardFacts(base_model="b", kind="adapter", train_samples=2)
     facts.prompts = ["<REGION_TO_CATEGORY><loc_x1><loc_y1><loc_x2><loc_y2>", "<OD>"]
     assert 'processor(text="<OD>"' in render_model_card(validate_recipe(tiny_recipe(Path("unused"))), facts)
+
+
+def test_a_full_disk_is_one_line_and_no_export_folder(lora_run, tmp_path, monkeypatch, capsys):
+    """safetensors' SafetensorError for a full disk was a 20-line traceback (exit 1)."""
+
+    def no_space(*args, **kwargs):
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    result, _ = lora_run
+    out = tmp_path / "out"
+    monkeypatch.setattr(peft.peft_model, "safe_save_file", no_space)
+    assert main(["export", str(result.run_dir), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("f2tune: error:") == 1 and "Traceback" not in err
+    assert err.splitlines()[-1].startswith(f"f2tune: error: No space left on device ({out}). What was written")
+    assert not list(tmp_path.iterdir())

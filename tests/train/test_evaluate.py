@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import tempfile
 import warnings
 from pathlib import Path
 
 import pytest
+import yaml
 from helpers import tiny_recipe
 
+import f2tune.train.evaluate
 from f2tune.cli import main
 from f2tune.config import JsonlSource
 from f2tune.errors import RecipeError, RunError
@@ -156,3 +160,31 @@ def test_an_evaluation_never_replaces_an_earlier_ones_predictions(tmp_path, caps
     assert len((run / "val-step000002-2" / "rank0.jsonl").read_text().splitlines()) == 1
     assert sorted(p.name for p in run.iterdir()) == ["val-step000002", "val-step000002-2", "val-step000002-3"]
     assert f"predictions and metrics in {run / 'val-step000002-3'}" in capsys.readouterr().err
+
+
+def test_a_predictions_folder_that_cannot_be_written_stops_before_evaluating(tmp_path, monkeypatch, capsys):
+    """`f2tune validate` ran the whole evaluation, then its PermissionError on the predictions folder
+    was a traceback. Tests run as root, whom chmod does not stop: the folder refuses in the writability
+    test's own call instead."""
+    runs = tmp_path / "runs"
+    made = tempfile.mkdtemp
+
+    def denied(*args, dir=None, **kwargs):
+        if dir is not None and Path(dir).is_relative_to(runs):
+            raise PermissionError(errno.EACCES, "Permission denied", dir)
+        return made(*args, dir=dir, **kwargs)
+
+    def evaluated(*args, **kwargs):
+        raise AssertionError("the model and data were loaded before the folder was checked")
+
+    (runs / "t" / "predictions").mkdir(parents=True)
+    monkeypatch.setattr(tempfile, "mkdtemp", denied)
+    monkeypatch.setattr(f2tune.train.evaluate, "assemble", evaluated)
+    recipe = tiny_recipe(tmp_path)
+    with pytest.raises(RunError, match=r"predictions, the run's predictions folder .* cannot be written: Permission"):
+        evaluate(validate_recipe(recipe), "validate", "none")
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    assert main(["validate", str(path), "--checkpoint", "none"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("f2tune: error:") == 1 and "Traceback" not in err
