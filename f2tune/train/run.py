@@ -29,12 +29,11 @@ from f2tune.export.facts import gather_facts
 from f2tune.export.writer import export_kind, export_model
 from f2tune.hub.push import PushError, check_push_target, push_folder
 from f2tune.log import say, warn
-from f2tune.recipe import dump_recipe
 from f2tune.train.guards import oom_advice
 from f2tune.train.locate import last_checkpoint
 from f2tune.train.module import Florence2Module
 from f2tune.train.plots import plot_loss_curves
-from f2tune.train.resume import check_resume, record_changes
+from f2tune.train.resume import FinishValidation, RecipeRecord, resume_point, unfinished_marker
 from f2tune.train.setup import assemble, build_trainable_model, run_dir_of
 from f2tune.train.stopping import StopOnRequest
 from f2tune.train.summary import print_summary
@@ -76,18 +75,22 @@ def fit(
             check_writable(Path(settings.image_feature_cache_dir), "trainer.image_feature_cache_dir")
         _check_run_dir(run_dir, resume)
         if recipe.export.enabled:
+            _check_export_dir(export_dir_of(recipe, run_dir), run_dir)
             check_replaceable(export_dir_of(recipe, run_dir), "export")
             if recipe.export.push_to:
                 check_push_target(recipe.export.push_to, "export.push_to")
-    changes = check_resume(recipe, last_checkpoint(run_dir)) if resume else []
+    resumed = resume_point(recipe, last_checkpoint(run_dir)) if resume else None
     pl.seed_everything(recipe.trainer.seed, workers=True, verbose=False)
 
     new_folder = launching and not run_dir.exists()
-    trainer, module, datamodule = assemble(recipe, run_dir, extra_callbacks)
+    record = RecipeRecord(recipe, run_dir, resumed) if launching else None
+    callbacks = [*(extra_callbacks or []), *([record] if record else [])]
+    if resumed is not None and resumed.validates_past_max_steps:
+        callbacks.append(FinishValidation(resumed.step))
+    trainer, module, datamodule = assemble(recipe, run_dir, callbacks)
     _stop_callback(trainer).resumes_on_restart = resumes_on_restart
-    if launching:  # only now: bad data or a monitor the run does not log leave no folder behind
-        record_changes(run_dir, changes)
-        _save_recipe(recipe, run_dir)
+    if record is not None and not resume:  # only now: bad data or a monitor the run does not log leave no folder behind
+        record.write()  # (a resumed run's, once it trains: `RecipeRecord`)
 
     result = FitResult(run_dir=run_dir)
     has_val = bool(recipe.data.val)
@@ -102,8 +105,10 @@ def fit(
             if resume:  # the folder holds this run's own checkpoints: Lightning's warning about them is no news
                 warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
             trainer.fit(module, datamodule=datamodule, ckpt_path=str(last_checkpoint(run_dir)) if resume else None)
-    if has_val:
-        result.metrics_after = _ended_with_validation(trainer, module) or _validate(trainer, module, datamodule)
+        if record is not None:  # a run resumed at its step limit (to finish its end) trains no step
+            record.write()
+        if has_val:  # a stop in it leaves the fit unfinished: --resume validates and exports
+            result.metrics_after = _ended_with_validation(trainer, module) or _validate(trainer, module, datamodule)
     last = last_checkpoint(run_dir)
     if best := getattr(best_checkpoints(trainer), "best_model_path", None):  # Lightning's is made absolute
         result.best_checkpoint = str(last.parent / Path(best).name)
@@ -124,6 +129,7 @@ def fit(
     if trainer.is_global_zero:
         result.loss_curve = plot_loss_curves(run_dir / "logs" / "csv", run_dir / "loss_curve.png")
         print_summary(result, trainer)
+        unfinished_marker(run_dir).unlink(missing_ok=True)  # the fit has ended: --resume has nothing left to do
     if push_failed is not None:
         raise PushError(f"export.push_to: {push_failed} (f2tune push uploads it again)") from None
     return result
@@ -204,6 +210,32 @@ def _exportable_model(trainer: pl.Trainer, module: Florence2Module, recipe: Reci
     return model
 
 
+RUN_ENTRIES = ("checkpoints", "logs", "predictions", "base_model", "feature_cache", "config.yaml", "loss_curve.png")
+"""What fit writes in its run folder, besides `export/` and the `config.until-step<N>.yaml` files."""
+
+
+def _check_export_dir(target: Path, run_dir: Path) -> None:
+    """Refuse an `export.dir` whose replacement (the export replaces its folder whole) would take the
+    run's own files: the run folder, a folder above it, or one of the run's entries. Its check
+    before training (`check_replaceable`) passes while the run folder is new, and the export was
+    refused after the whole fit, leaving no export and no summary."""
+    export, run = target.resolve(), run_dir.resolve()
+    inside = export.relative_to(run).parts if export.is_relative_to(run) else ()
+    if export == run or export in run.parents:
+        where = "the run folder" if export == run else f"a folder above the run folder {run_dir}"
+        lost = "the run itself (its checkpoints, logs and recipe)"
+    elif inside and (inside[0] in RUN_ENTRIES or inside[0].startswith("config.until-step")):
+        where = f"{'inside ' if len(inside) > 1 else ''}the run folder's {inside[0]}"
+        lost = f"the run's {inside[0]}"
+    else:
+        return
+    raise RecipeError(
+        f"export.dir {target} is {where}: the export replaces its folder whole at the end of fit and would "
+        f"delete {lost}. Give a folder outside the run folder, or leave export.dir unset (the export then goes "
+        f"to {run_dir / 'export'})"
+    )
+
+
 def _check_run_dir(run_dir: Path, resume: bool) -> None:
     """Refuse to overwrite a run by accident, refuse to resume nothing."""
     last = last_checkpoint(run_dir)
@@ -242,12 +274,6 @@ def _removed_on_recipe_error(new_folder: Path | None, trainer: pl.Trainer) -> It
         if new_folder is not None and trainer.global_step == 0:
             shutil.rmtree(new_folder, ignore_errors=True)
         raise
-
-
-def _save_recipe(recipe: Recipe, run_dir: Path) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(dump_recipe(recipe))
-    say(f"run directory: {run_dir} (effective recipe saved as config.yaml)")
 
 
 def _is_launching_process() -> bool:

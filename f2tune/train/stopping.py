@@ -57,6 +57,8 @@ class StopOnRequest(pl.Callback):
         self.saved_step: int | None = None
         self.during_validation = False
         """Whether the stop came during one of fit's validations (resumed, it runs again)."""
+        self.after_training = False
+        """Whether the stop came in the validation fit runs after training (resumed, it runs again)."""
         self._pid = os.getpid()
         self._requested = NOTHING
         """Under DDP: what this process was sent (`STOP`: SIGTERM or Ctrl-C; `REQUEUE`: SLURM's
@@ -143,6 +145,7 @@ class StopOnRequest(pl.Callback):
             return
         self.by = self.by or "SIGTERM"
         if trainer.state.fn != TrainerFn.FITTING:
+            self.after_training = trainer.state.fn == TrainerFn.VALIDATING
             return
         self.during_validation = trainer.validating
         if trainer.world_size == 1 or (type(trainer.strategy) is DDPStrategy and trainer.is_global_zero):
@@ -167,6 +170,9 @@ class StopOnRequest(pl.Callback):
             kept = f"{self.last_checkpoint} holds step {self.saved_step}"
             if self.during_validation:
                 kept += " (its validation runs again first)"
+        elif self.last_checkpoint.is_file() and self.after_training:
+            kept = f"{self.last_checkpoint} holds step {trainer.global_step}, where training ended"
+            kept += " (its validation runs again first)"
         elif self.last_checkpoint.is_file():
             kept = f"{self.last_checkpoint} holds the run as it was last saved"
         else:

@@ -153,6 +153,30 @@ def test_an_export_dir_holding_other_files_stops_the_run_before_training(tmp_pat
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize(
+    ("folder", "said"),
+    [
+        ("runs/t", "is the run folder: "),
+        ("runs", "is a folder above the run folder .*runs/t: "),
+        ("runs/t/checkpoints", "is the run folder's checkpoints: .* would delete the run's checkpoints"),
+        ("runs/t/logs/csv", "is inside the run folder's logs: "),
+    ],
+)
+def test_an_export_dir_over_the_run_folder_stops_the_run_before_training(tmp_path, folder, said):
+    """The export replaces its folder whole: over the run's own folders it passed the check before
+    training (the run folder was new) and was refused after the whole fit, with no export or summary."""
+    recipe = validate_recipe(tiny_recipe(tmp_path, export={"dir": str(tmp_path / folder)}))
+    with pytest.raises(RecipeError, match=f"^export.dir {tmp_path / folder} {said}.*leave export.dir unset"):
+        fit(recipe)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_an_export_dir_of_its_own_inside_the_run_folder_is_written(tmp_path):
+    sections = {"trainer": {"max_steps": 1}, "eval": {"before_fit": False, "metric": "none"}}
+    result = fit(validate_recipe(tiny_recipe(tmp_path, export={"dir": str(tmp_path / "runs/t/final")}, **sections)))
+    assert result.export_dir == tmp_path / "runs/t/final" and (result.export_dir / "model.safetensors").is_file()
+
+
 def test_a_run_folder_that_cannot_be_made_stops_the_run_at_once(tmp_path):
     (tmp_path / "runs").write_text("a file where the runs should go")
     with pytest.raises(RunError, match=r"runs/t, the run folder \(trainer.output_dir / trainer.run_name\), cannot"):

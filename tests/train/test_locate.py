@@ -10,7 +10,7 @@ from f2tune.errors import RunError
 from f2tune.export.checkpoint import read_checkpoint
 from f2tune.recipe import validate_recipe
 from f2tune.train.locate import checkpoint_contents, checkpoint_step
-from f2tune.train.resume import check_resume
+from f2tune.train.resume import resume_point
 
 
 @pytest.fixture
@@ -39,7 +39,7 @@ def test_a_checkpoint_cut_short_or_of_another_kind_is_named(whole, tmp_path, rea
     recipe = validate_recipe(tiny_recipe(tmp_path))
     read = {
         "step": checkpoint_step,
-        "resume": lambda path: check_resume(recipe, path),
+        "resume": lambda path: resume_point(recipe, path),
         "export": read_checkpoint,
     }[reader]
     for name, path in broken_copies(whole):
