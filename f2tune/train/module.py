@@ -214,7 +214,9 @@ class Florence2Module(pl.LightningModule):
     def _evaluation_step(self, batch: dict[str, Any], stage: str) -> None:
         size = len(batch.get("ids", []))
         self.evaluated_samples += size
-        if not size:
+        if not size:  # another process holds the split's samples here (or all were skipped)
+            # weighs nothing, but joins the loss's sync: a process that logged none skipped its all-reduces
+            self.log(f"{stage}/loss", torch.zeros((), device=self.device), prog_bar=True, sync_dist=True, batch_size=0)
             return
         # Compiled blocks run eager here: no_grad, another batch size and generation's one-token
         # steps over a growing cache would each compile anew, for work done once per evaluation.

@@ -162,7 +162,9 @@ def test_a_stop_under_ddp_saves_the_step_on_rank_0_and_the_run_resumes(tmp_path,
 @pytest.mark.slow
 def test_a_process_whose_batch_was_all_skipped_still_takes_part_in_the_step(tmp_path):
     """One record per batch, one image broken: at its step one process has no sample while the
-    other has one. Were it to skip its backward, the other would wait for its gradients forever."""
+    other has one. Were it to skip its backward, the other would wait for its gradients forever.
+    One validation sample for two processes: the second validates none, and still joins the sync
+    of the loss (had it logged none, the processes' all-reduces would pair up wrongly)."""
     records = [{"image": "images/good.png", "prompt": "<CAPTION>", "target": "a square"}] * 4
     records[1] = {**records[1], "image": "images/broken.png"}
     (tmp_path / "images").mkdir()
@@ -177,7 +179,7 @@ def test_a_process_whose_batch_was_all_skipped_still_takes_part_in_the_step(tmp_
     )
     recipe["data"] |= {
         "train": [{"format": "jsonl", "path": str(tmp_path / "train.jsonl")}],
-        "val": [],
+        "val": [{"format": "shapes", "num_samples": 1, "seed": 2}],
         "batch_size": 1,
         "on_bad_record": "skip",
     }
@@ -185,3 +187,4 @@ def test_a_process_whose_batch_was_all_skipped_still_takes_part_in_the_step(tmp_
     assert done.returncode == 0, done.stderr[-3000:]
     rows = list(csv.DictReader((tmp_path / "runs" / "t" / "logs" / "csv" / "version_0" / "metrics.csv").open()))
     assert [float(row["data/skipped_records"]) for row in rows if row["data/skipped_records"]] == [1.0, 1.0]
+    assert len([row for row in rows if row.get("val/loss")]) == 2  # validations at steps 2 and 4
