@@ -153,8 +153,16 @@ class FinishValidation(pl.Callback):
         trainer.fit_loop.epoch_loop.max_steps = self._limit
 
     def on_train_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
-        if trainer.fit_loop.epoch_loop.max_steps != self._limit:  # Lightning trained before resuming the validation
-            raise RuntimeError(f"f2tune: a training step past trainer.max_steps={self._limit}: a bug, please report it")
+        """Lightning resumes the validation only where the recipe's schedule puts one at this step
+        and batch; a changed `trainer.val_check_interval`, batch size or training data moves it, and
+        Lightning would train a step past the limit instead: refused before that step."""
+        if trainer.fit_loop.epoch_loop.max_steps != self._limit:
+            raise RunError(
+                f"--resume: the run was stopped in its validation at step {self.step}, its last, and this recipe "
+                "validates elsewhere (a changed validation interval, batch size or training data), so that "
+                "validation would not run but a step past trainer.max_steps would: resume with the recipe as it "
+                "was (the run's config.until-step<N>.yaml, or its config.yaml if none), or raise trainer.max_steps"
+            )
 
 
 def epochs_finished(saved: dict[str, Any]) -> int:

@@ -21,6 +21,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from f2tune.cli import main
 from f2tune.errors import RecipeError, RunError, RunStopped
 from f2tune.recipe import validate_recipe
+from f2tune.train.locate import checkpoint_step
 from f2tune.train.run import fit
 
 STEPS = 40
@@ -195,6 +196,17 @@ def test_auto_resume_finishes_a_run_stopped_in_its_final_validation_with_status_
     assert main(["fit", str(config), "--auto-resume"]) == 0
     assert (tmp_path / "runs" / "t" / "export" / "model.safetensors").is_file()
     assert main(["fit", str(config), "--auto-resume"]) == 2
+
+
+def test_a_final_validation_the_changed_recipe_would_not_run_is_refused_before_a_step(tmp_path):
+    """Validating every 3 steps, Lightning would not resume step 4's validation and trained a step
+    past trainer.max_steps instead; it said "a bug, please report it"."""
+    with pytest.raises(RunStopped):
+        fit(validate_recipe(short_recipe(tmp_path)), extra_callbacks=[SigtermAt(4, "fit-validation")])
+    moved = validate_recipe(short_recipe(tmp_path, val_check_interval=3))
+    with pytest.raises(RunError, match=r"stopped in its validation at step 4, its last, and this recipe validates"):
+        fit(moved, resume=True)
+    assert checkpoint_step(tmp_path / "runs" / "t" / "checkpoints" / "last.ckpt") == 4
 
 
 def saved_steps(run_dir) -> dict[str, int]:
