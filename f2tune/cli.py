@@ -90,7 +90,7 @@ def disk_message(err: OSError) -> str | None:
             f"{err.strerror}{where}. {kept}; free space or give another folder, then run the command again "
             "(a fit with --resume)."
         )
-    if err.errno in NOT_PERMITTED:
+    if err.errno in NOT_PERMITTED and err.filename:  # not a file's (a signal, a socket): a bug to see whole
         return (
             f"{err.strerror}{where}: the user running f2tune may not use it. {kept}; give that user access to it "
             "and its folder (chmod, chown, or ask their owner) or give another folder, then run the command "

@@ -174,3 +174,14 @@ def test_a_folder_the_user_may_not_write_is_one_line_that_says_what_to_do(monkey
     err = capsys.readouterr().err
     assert err.startswith(f"f2tune: error: {text} (runs/t/predictions/val-step000004): the user running f2tune ")
     assert "give that user access" in err and "or give another folder" in err and err.count("\n") == 1
+
+
+def test_a_permission_error_of_no_file_is_shown_whole(monkeypatch):
+    """Refused a signal or a socket, not a file: no disk advice, the traceback of the bug."""
+
+    def denied(args):
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(fit_command, "run", denied)
+    with pytest.raises(PermissionError):
+        main(["fit", "recipe.yaml"])
