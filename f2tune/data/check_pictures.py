@@ -45,10 +45,14 @@ class SamplePictures:
             except DataError:
                 continue  # reported by the check itself
             title = f"{split} | {sample.origin} | {prompt}"
+            augmented = split == "train" and self.augmentation is not None
             if sample.reference is None:
                 reference = parse_output(sample.task, target, image.size)
-            elif split == "train" and self.augmentation is not None:
-                image, reference, _ = self.augmentation(image, copy.deepcopy(sample.reference), task_text=sample.prompt)
+                if augmented and "<loc_" not in prompt + target:  # as `SampleDataset` augments it
+                    image, _, _ = self.augmentation(image, {"text": target}, task_text=prompt, warp=False)
+                    title = f"{title} | augmented"
+            elif augmented:
+                image, reference, _ = self.augmentation(image, copy.deepcopy(sample.reference), task_text=sample.task)
                 title = f"{title} | augmented"
             else:
                 reference = sample.reference

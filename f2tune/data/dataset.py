@@ -57,12 +57,12 @@ class SampleDataset(Dataset):
             prompt, target = sample.prompt, sample.target
             if self.augmentation is not None and "<loc_" not in prompt + target:
                 # nothing to move with the pixels; captions naming a side are not flipped
-                image, _, _ = self.augmentation(image, {"text": target}, task_text=prompt)
+                image, _, _ = self.augmentation(image, {"text": target}, task_text=prompt, warp=False)
         else:
             check_opened_size(sample, image.size)
             check_inside(reference, image.size, sample.origin, OPENED_IMAGE_HINT)
             if self.augmentation is not None:
-                image, reference, dropped = self.augmentation(image, reference, task_text=sample.prompt)
+                image, reference, dropped = self.augmentation(image, reference, task_text=sample.task)
             try:
                 prompt = build_prompt(sample.task, reference, image.size)
                 target = format_target(sample.task, reference, image.size)

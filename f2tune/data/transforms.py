@@ -21,7 +21,9 @@ Rules for what survives a draw (counted in the returned `dropped`):
   never receives an annotation that no longer answers its prompt.
 
 Horizontal flips are skipped for samples whose text mentions a side (a word starting with "left" or
-"right", any case) unless `allow_hflip_with_sides` is set; even then the words are not swapped.
+"right", any case) unless `allow_hflip_with_sides` is set; even then the words are not swapped. OCR
+samples are never flipped. Samples whose answer is text alone (prompt/target records) are flipped
+and coloured but not warped: a crop may cut away what their answer counts or reads.
 
 Coordinates: f2tune uses continuous pixel coordinates (the right edge of a W-wide image is x = W);
 albumentations 2.x keypoints use pixel-centre indices (its flip maps x to W - 1 - x), so keypoints
@@ -45,6 +47,10 @@ if TYPE_CHECKING:
     import albumentations as A
 
 _SIDES = re.compile(r"\b(left|right)", re.IGNORECASE)
+READS_TEXT = ("<OCR>", "<OCR_WITH_REGION>")
+"""Tasks whose answer is the text in the picture: mirrored, the picture holds no text its labels spell."""
+PIPELINES = ((False, True), (True, True), (False, False), (True, False))
+"""(flip, warp) of each pipeline, in the order their seeds follow the augmentation's."""
 _QUAD_TOLERANCE = 1.0
 """Pixels a transformed quad corner may lie outside the image (rounding of the warp) before it counts as cut."""
 _MIRROR = (1, 0, 3, 2)
@@ -109,20 +115,24 @@ class Augmentation:
 
     def __init__(self, config: AugmentConfig, seed: int | None = None) -> None:
         self.config = config
-        self._plain = _pipeline(config, flip=False, seed=seed)
-        self._flip = _pipeline(config, flip=True, seed=None if seed is None else seed + 1) if config.hflip else None
+        self._pipelines = {
+            (flip, warp): _pipeline(config, flip=flip, warp=warp, seed=None if seed is None else seed + offset)
+            for offset, (flip, warp) in enumerate(PIPELINES)
+            if config.hflip or not flip
+        }
         self._seeded_for: int | None = None
 
     def __call__(
-        self, image: Image.Image, annotation: Annotation, task_text: str = ""
+        self, image: Image.Image, annotation: Annotation, task_text: str = "", warp: bool = True
     ) -> tuple[Image.Image, Annotation, int]:
-        """Augment one sample; returns (image, annotation with the same fields, items dropped)."""
+        """Augment one sample; returns (image, annotation with the same fields, items dropped).
+        `task_text`: the task token or prompt; `warp=False`: no scale, shift or turn (a sample
+        whose answer, text only, may count or read what a warp would cut away)."""
         self._reseed_in_worker()
         texts = [task_text, annotation.get("query", ""), annotation.get("text", ""), *annotation.get("labels", [])]
         sided = any(mentions_sides(t) for t in texts)
-        pipeline = (
-            self._flip if self._flip is not None and (not sided or self.config.allow_hflip_with_sides) else self._plain
-        )
+        mirror = not task_text.startswith(READS_TEXT) and (not sided or self.config.allow_hflip_with_sides)
+        pipeline = self._pipelines[(mirror and bool(self.config.hflip), warp)]
         rgb = image.convert("RGB")
         array = np.asarray(rgb)
         for _ in range(self.config.max_attempts):
@@ -135,9 +145,9 @@ class Augmentation:
     def _reseed_in_worker(self) -> None:
         info = get_worker_info()
         if info is not None and self._seeded_for != info.seed:
-            self._plain.set_random_seed(info.seed % 2**32)
-            if self._flip is not None:
-                self._flip.set_random_seed((info.seed + 1) % 2**32)
+            for offset, key in enumerate(PIPELINES):
+                if key in self._pipelines:
+                    self._pipelines[key].set_random_seed((info.seed + offset) % 2**32)
             self._seeded_for = info.seed
 
     def _attempt(
@@ -242,7 +252,7 @@ def _is_geometric(pipeline: A.Compose) -> bool:
     return "bboxes" in pipeline.processors
 
 
-def _pipeline(config: AugmentConfig, *, flip: bool, seed: int | None) -> A.Compose:
+def _pipeline(config: AugmentConfig, *, flip: bool, warp: bool, seed: int | None) -> A.Compose:
     """The albumentations Compose for `config` (imported lazily: albumentations takes ~2 s to import)."""
     import albumentations as A
     import cv2
@@ -250,7 +260,7 @@ def _pipeline(config: AugmentConfig, *, flip: bool, seed: int | None) -> A.Compo
     transforms: list[Any] = []
     if flip:
         transforms.append(A.HorizontalFlip(p=config.hflip))
-    if config.scale != (1.0, 1.0) or config.translate or config.rotate_degrees:
+    if warp and (config.scale != (1.0, 1.0) or config.translate or config.rotate_degrees):
         t, r = config.translate, config.rotate_degrees
         transforms.append(
             A.Affine(

@@ -124,6 +124,7 @@ def test_augmentation_moves_the_target_with_the_pixels(tmp_path):
         ("<CAPTION>", "a red square", True),
         ("<CAPTION>", "a red square on the left", False),  # a side named: never flipped
         ("<OD>", "square<loc_0><loc_0><loc_499><loc_999>", False),  # locations in text cannot move
+        ("<OCR>", "EXIT", False),  # mirrored, the picture holds no text its answer spells
     ],
 )
 def test_text_samples_are_augmented_where_nothing_in_their_text_would_move(tmp_path, prompt, target, flipped):
@@ -136,6 +137,21 @@ def test_text_samples_are_augmented_where_nothing_in_their_text_would_move(tmp_p
     item = SampleDataset([Sample("s", path, prompt, target, "x.jsonl:1")], augmentation=flip)[0]
     assert (item["image"].getpixel((0, 0)) == (0, 0, 0)) is flipped
     assert (item["prompt"], item["target"]) == (prompt, target)
+
+
+def test_text_samples_are_not_warped_and_ocr_is_never_flipped(tmp_path):
+    """A crop may cut away what a text answer counts or reads; a mirrored line reads as no text."""
+    path = tmp_path / "half.png"
+    image = Image.new("RGB", (40, 20))
+    image.paste((255, 255, 255), (0, 0, 20, 20))
+    image.save(path)
+    zoom = build_augmentation(AugmentConfig(enabled=True, scale=(2.0, 2.0)), seed=0)
+    item = SampleDataset([Sample("s", path, "<CAPTION>", "two halves", "x.jsonl:1")], augmentation=zoom)[0]
+    assert item["image"].tobytes() == Image.open(path).convert("RGB").tobytes()
+    flip = build_augmentation(AugmentConfig(enabled=True, hflip=1.0), seed=0)
+    quad = {"quads": [[1, 1, 19, 1, 19, 19, 1, 19]], "labels": ["EXIT"]}
+    ocr = Sample("s", path, "", "", "o.jsonl:1", "<OCR_WITH_REGION>", quad)
+    assert SampleDataset([ocr], augmentation=flip)[0]["reference"]["quads"] == quad["quads"]
 
 
 def test_a_reference_the_task_cannot_use_names_its_record(tmp_path):
