@@ -197,6 +197,8 @@ class HfDatasetSource(Source):
 
     @model_validator(mode="after")
     def _row_columns_are_complete(self) -> HfDatasetSource:
+        if self.images_without_objects != "auto" and self.objects_column is None:
+            raise ValueError("images_without_objects applies to detection rows: set objects_column, or leave it out")
         if self.annotation_columns is not None:
             return self._check_annotation_columns()
         if self.objects_column is None:

@@ -120,8 +120,9 @@ class Florence2DataModule(pl.LightningDataModule):
         return self.auto_workers
 
     def _shard(self) -> dict[str, int]:
-        """This process's share of the training data. Training samplers are `DistributedSampler`s
-        seeded by seed + epoch: Lightning leaves them alone and a resumed run redraws the same order."""
+        """This process's place among the processes, which deal out the training data and the
+        evaluation splits. Training samplers are `DistributedSampler`s seeded by seed + epoch:
+        Lightning leaves them alone and a resumed run redraws the same order."""
         trainer = getattr(self, "trainer", None)
         if trainer is None:
             return {"num_replicas": 1, "rank": 0}

@@ -23,6 +23,7 @@ PADDING_ITEM: dict[str, Any] = {"padding": True}
 
 
 def is_padding(item: dict[str, Any] | None) -> bool:
+    """Whether a dataset item is `PADDING_ITEM` (None: a record `on_bad_record: skip` dropped)."""
     return item is not None and item.get("padding", False)
 
 

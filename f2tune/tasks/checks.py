@@ -82,7 +82,8 @@ def _bad_location(text: str, what: str) -> str | None:
         if not (number.isdigit() and str(int(number)) == number and int(number) <= 999):
             return (
                 f"{what} has {match.group(0)}, which is no location token: Florence-2's are <loc_0> to "
-                "<loc_999> (bins of a thousandth of the image's width or height)"
+                "<loc_999> (bins of a thousandth of the image's width or height): write a location as one, or "
+                "remove it"
             )
     return None
 

@@ -104,6 +104,7 @@ def unfinished_marker(run_dir: Path) -> Path:
 
 
 def fit_unfinished(run_dir: Path) -> bool:
+    """Whether the run's fit began training and has not ended (`unfinished_marker`)."""
     return unfinished_marker(run_dir).is_file()
 
 
@@ -122,6 +123,7 @@ class RecipeRecord(pl.Callback):
         self.write()
 
     def write(self) -> None:
+        """The recipe as config.yaml (the earlier part's kept, `record_changes`) and the marker; once."""
         if self.written:
             return
         self.written = True

@@ -163,3 +163,9 @@ def test_the_recipe_says_what_objects_need(options, problem):
     with pytest.raises(RecipeError, match="data.train.0") as caught:
         validate_recipe({"model": {"name_or_path": "x"}, "data": {"train": [source]}, "trainer": {"max_steps": 1}})
     assert problem in str(caught.value)
+
+
+def test_images_without_objects_needs_detection_rows(tmp_path):
+    entry = {"format": "hf_dataset", "path": str(tmp_path), "images_without_objects": "keep"}
+    with pytest.raises(ValueError, match="images_without_objects applies to detection rows: set objects_column"):
+        DataConfig(train=[{"format": "shapes"}], val=[entry])

@@ -5,9 +5,9 @@ the category names, or one `<REGION_TO_CATEGORY>` sample per annotation (`region
 its category). COCO boxes are `x, y, w, h`; `Annotation` boxes are `x1, y1, x2, y2`, converted here.
 `iscrowd` annotations are left out of the targets: they mark a crowd, not one object. A detection
 sample keeps them as `crowd_boxes` for COCO mAP, which, as COCO's own evaluation does, ignores the
-detections inside them. Images without objects give no training sample (nothing to learn but an
-empty answer) and an evaluation sample with no boxes, on which any detection is a false one, as in
-COCO's evaluation (`images_without_objects`).
+detections inside them. Images without objects give an evaluation sample with no boxes, on which
+any detection is a false one, as in COCO's evaluation, and by default no training sample (nothing
+to learn but an empty answer; `images_without_objects: keep` trains on them).
 
 The shared helpers (`read_coco_json`, `index_images`, `instance_box`, `report_all`) also serve the
 RefCOCO and captions readers, which use the same file layout.

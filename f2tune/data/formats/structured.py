@@ -176,7 +176,8 @@ def check_opened_size(sample: Sample, size: tuple[int, int]) -> None:
     )
     raise DataError(
         f"{sample.origin}: the image is {size[0]}x{size[1]} as opened, but the annotation says {width:g}x{height:g} "
-        f"({why}); its coordinates would land in the wrong place"
+        f"({why}); its coordinates would land in the wrong place: give the size and coordinates of the image as "
+        "it opens, or an image of the stated size"
     )
 
 
