@@ -168,8 +168,9 @@ class Florence2DataModule(pl.LightningDataModule):
         if summary := problems.summary(f"{split} source '{name}'"):
             warn(summary)
         say(f"{split} source '{name}': {len(samples)} samples ({task_counts(samples)})")
-        fixed = sum(s.reference is None and "<loc_" in s.prompt + s.target for s in samples)
-        if augmentation is not None and fixed:
+        if augmentation is not None and (
+            fixed := sum(s.reference is None and "<loc_" in s.prompt + s.target for s in samples)
+        ):
             say(
                 f"{split} source '{name}': {fixed} samples hold <loc_N> tokens in their text, which augmentation "
                 "cannot move with the pixels: trained unaugmented (structured_jsonl records, in pixels, are augmented)"
