@@ -27,6 +27,17 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--batch-size", type=at_least(1), default=4)
     parser.add_argument(
+        "--max-new-tokens",
+        type=at_least(1),
+        help="longest answer in tokens (default: a run's eval.max_new_tokens, for a run or its checkpoint; else the "
+        "task's)",
+    )
+    parser.add_argument(
+        "--num-beams",
+        type=at_least(1),
+        help="beam search width (default: the run's eval.num_beams, else the task's: 3)",
+    )
+    parser.add_argument(
         "--device", default="auto", help="auto (a GPU when torch sees one, else the CPU), cpu, cuda or cuda:N"
     )
     parser.add_argument(
@@ -42,7 +53,17 @@ def run(args: argparse.Namespace) -> int:
     from f2tune.predict.run import PredictRequest, predict
 
     request = PredictRequest(task=args.task, text=args.text, region=_region(args.region), prompt=args.prompt)
-    predict(args.model, args.images, request, args.out, args.batch_size, args.dtype, args.device)
+    predict(
+        args.model,
+        args.images,
+        request,
+        args.out,
+        args.batch_size,
+        args.dtype,
+        args.device,
+        args.max_new_tokens,
+        args.num_beams,
+    )
     return 0
 
 

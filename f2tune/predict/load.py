@@ -23,7 +23,7 @@ def resolve_source(source: str | Path) -> Path | str:
     here, before any work, naming its checkpoints, which predict takes as they are: loaded as a
     model folder it would fail for want of a `config.json`, naming none of this."""
     path = Path(source)
-    if not _is_run_folder(path):
+    if not is_run_folder(path):
         return path if path.exists() else str(source)
     if (path / "export").is_dir():
         return path / "export"
@@ -72,7 +72,7 @@ def inference_device(name: str) -> torch.device:
     return device
 
 
-def _is_run_folder(path: Path) -> bool:
+def is_run_folder(path: Path) -> bool:
     """A folder `f2tune fit` made: its recipe (`config.yaml`), and no model or adapter of its own."""
     model_files = ("config.json", "adapter_config.json")
     return (path / "config.yaml").is_file() and not any((path / name).is_file() for name in model_files)

@@ -20,6 +20,7 @@ from f2tune.eval.scores import parse_generation, special_ids
 from f2tune.export.atomic import atomic_folder, check_replaceable
 from f2tune.log import say, warn
 from f2tune.model.attention import attention_for, use_attention
+from f2tune.predict.decoding import decoding_for
 from f2tune.predict.draw import COORDINATES, draw_annotation
 from f2tune.predict.inputs import image_files, image_sizes, picture_names
 from f2tune.predict.load import inference_device, load_for_inference, resolve_source
@@ -94,13 +95,17 @@ def predict(
     batch_size: int = 4,
     dtype: str = "float32",
     device: str = "auto",
+    max_new_tokens: int | None = None,
+    num_beams: int | None = None,
 ) -> Path:
     """Write `out/predictions.jsonl` and a picture per image, `out/<image stem>.png` (atomically: all
     or nothing), with the model on `device` (`auto`: a GPU when there is one) in `dtype`. `images`
-    may name folders: their image files are read."""
+    may name folders: their image files are read. Decoding: `max_new_tokens` and `num_beams` where
+    given, else as the run's validation decodes (`f2tune.predict.decoding`)."""
     if batch_size < 1:  # else no batch (or range()'s error after the model loaded)
         raise RecipeError(f"--batch-size must be at least 1, got {batch_size}")
     spec = request.spec()
+    decoding = decoding_for(spec, source, max_new_tokens, num_beams)
     source = resolve_source(source)
     check_replaceable(out, "predict")
     target = inference_device(device)
@@ -123,7 +128,7 @@ def predict(
             inputs = processor(text=prompts, images=pictures, return_tensors="pt", padding="longest")
             _check_input_fits(inputs["input_ids"].shape[1], model, processor)
             inputs = {k: v.to(model.device) for k, v in inputs.items()}
-            generations = generate(model, processor, inputs, spec, spec.answers_with_boxes)
+            generations = generate(model, processor, inputs, decoding, spec.answers_with_boxes)
             for path, name, picture, prompt, generation in zip(paths, names, pictures, prompts, generations):
                 result = parse_generation(spec, generation, picture.size, ids)
                 record = {

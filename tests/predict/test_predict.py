@@ -297,3 +297,16 @@ def test_predict_from_a_lora_run_folder_uses_its_adapter(tmp_path, images):
         for folder in (out, from_checkpoint)
     ]
     assert results[0] == results[1]
+
+
+def test_the_command_line_sets_the_decoding(tiny_dir, images, tmp_path, monkeypatch):
+    asked = []
+
+    def answer(model, processor, inputs, decoding, scores):
+        asked.append(decoding)
+        return [Generation("a square", [], None) for _ in inputs["input_ids"]]
+
+    monkeypatch.setattr(predict_run, "generate", answer)
+    args = ["predict", str(tiny_dir), str(images[0]), "--out", str(tmp_path / "out")]
+    assert main([*args, "--max-new-tokens", "7", "--num-beams", "1"]) == 0
+    assert (asked[0].max_new_tokens, asked[0].num_beams) == (7, 1)
