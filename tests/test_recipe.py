@@ -210,6 +210,17 @@ def test_infinite_and_nan_numbers_are_refused(tmp_path, key, value):
         load_recipe(path, [f"{key}={value}"])
 
 
+@pytest.mark.parametrize("key", ["trainer.max_steps", "data.batch_size", "optim.lr", "trainer.devices"])
+def test_a_yes_or_no_where_a_number_goes_is_refused_at_its_key(tmp_path, key):
+    """pydantic reads `true` as 1: `trainer.max_steps=true` trained one step without a word."""
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(MINIMAL))
+    with pytest.raises(RecipeError, match=rf"{key}: Input should be a valid .*\(got 'true'\)"):
+        load_recipe(path, [f"{key}=true"])
+    flags = load_recipe(path, ["trainer.compile=true", "data.group_by_length=yes"])
+    assert flags.trainer.compile is True and flags.data.group_by_length is True
+
+
 def test_one_sample_per_image_is_refused_in_training():
     """It trained each image's first caption alone."""
     source = {"format": "coco_captions", "path": "c.json", "image_root": "i", "one_per_image": True}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
@@ -34,3 +34,31 @@ class Section(BaseModel):
             key: os.path.expanduser(value) if key in PATH_KEYS and isinstance(value, str) else value
             for key, value in data.items()
         }
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_yes_for_a_number(cls, data: Any) -> Any:
+        """A yes/no where a number goes is refused at its key: pydantic reads `true` as 1, so
+        `trainer.max_steps=true` trained one step without a word. Given as the text YAML wrote,
+        it fails the field's own number check."""
+        if not isinstance(data, dict):
+            return data
+        fields = cls.model_fields
+        return {
+            key: str(value).lower()
+            if isinstance(value, bool) and key in fields and _takes(fields[key].annotation, (int, float), (bool, str))
+            else value
+            for key, value in data.items()
+        }
+
+
+def _takes(annotation: Any, kinds: tuple[type, ...], unless: tuple[type, ...]) -> bool:
+    """Whether a field's type admits one of `kinds` and none of `unless` (through unions and `Annotated`)."""
+    found = set()
+    stack = [annotation]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, type):
+            found.add(current)
+        stack.extend(get_args(current))
+    return bool(found & set(kinds)) and not found & set(unless)
