@@ -26,15 +26,16 @@ class UniqueKeyLoader(yaml.SafeLoader):
             if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults`: keys given beside it override its own
                 continue
             key = self.construct_object(key_node, deep=deep)
-            if isinstance(key, typing.Hashable) and key in first:
+            if not isinstance(key, typing.Hashable):  # the base constructor names that mistake
+                continue
+            if key in first:
                 raise yaml.constructor.ConstructorError(
                     "while reading a mapping",
                     node.start_mark,
                     f"found {key!r} a second time (first at line {first[key].line + 1}); keep one of them",
                     key_node.start_mark,
                 )
-            if isinstance(key, typing.Hashable):
-                first[key] = key_node.start_mark
+            first[key] = key_node.start_mark
         return super().construct_mapping(node, deep)
 
 

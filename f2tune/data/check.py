@@ -24,14 +24,13 @@ from transformers import Florence2Processor
 from f2tune.config import DataConfig
 from f2tune.data.check_pictures import SamplePictures
 from f2tune.data.collate import input_lengths, overlong_input, target_limit_problem
+from f2tune.data.dataset import sample_text
 from f2tune.data.formats import read_source, source_name
-from f2tune.data.formats.structured import OPENED_IMAGE_HINT, check_inside, check_opened_size
+from f2tune.data.formats.structured import check_opened
 from f2tune.data.images import load_image
 from f2tune.data.problems import RecordProblems
 from f2tune.data.sample import Sample
 from f2tune.errors import DataError
-from f2tune.tasks import build_prompt, format_target
-from f2tune.tasks.checks import check_built_text
 
 KINDS = (
     ("invalid JSON", r"not valid JSON|expected a JSON|expected an object"),
@@ -153,15 +152,8 @@ def _texts(samples: list[Sample], problems: list[str], what: str) -> list[tuple[
             if sample.reference is None:
                 texts.append((sample, sample.prompt, sample.target))
                 continue
-            check_opened_size(sample, size)
-            check_inside(sample.reference, size, sample.origin, OPENED_IMAGE_HINT)
-            prompt, target = (
-                build_prompt(sample.task, sample.reference, size),
-                format_target(sample.task, sample.reference, size),
-            )
-            if problem := check_built_text(prompt, target):
-                raise DataError(f"{sample.origin}: {problem}")
-            texts.append((sample, prompt, target))
+            check_opened(sample, size)
+            texts.append((sample, *sample_text(sample, sample.reference, size)))
         except DataError as err:
             message = str(err)
             problems.append(message if message.startswith(sample.origin) else f"{sample.origin}: {message}")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from f2tune.data.images import load_image
 from f2tune.data.sample import Sample
-from f2tune.data.transforms import Augmentation
+from f2tune.data.transforms import Augmentation, moves_with_pixels
 from f2tune.errors import DataError
 from f2tune.eval.evaluator import task_label
 from f2tune.predict.draw import draw_annotation, file_safe, readable
@@ -48,8 +48,8 @@ class SamplePictures:
             augmented = split == "train" and self.augmentation is not None
             if sample.reference is None:
                 reference = parse_output(sample.task, target, image.size)
-                if augmented and "<loc_" not in prompt + target:  # as `SampleDataset` augments it
-                    image, _, _ = self.augmentation(image, {"text": target}, task_text=prompt, warp=False)
+                if augmented and moves_with_pixels(prompt, target):  # as `SampleDataset` augments it
+                    image = self.augmentation.text_sample(image, prompt, target)
                     title = f"{title} | augmented"
             elif augmented:
                 image, reference, _ = self.augmentation(image, copy.deepcopy(sample.reference), task_text=sample.task)

@@ -20,7 +20,7 @@ from f2tune.data.resume import ResumableLoader, ResumableSampler, WeightedEpochS
 from f2tune.data.sample import Sample
 from f2tune.data.sampler import LengthGroupedSampler, StableShareSampler, target_lengths
 from f2tune.data.shared_flag import SharedFlag
-from f2tune.data.transforms import Augmentation, build_augmentation
+from f2tune.data.transforms import Augmentation, build_augmentation, moves_with_pixels
 from f2tune.data.worker_start import WorkerStart
 from f2tune.errors import RecipeError
 from f2tune.log import say, warn
@@ -169,7 +169,7 @@ class Florence2DataModule(pl.LightningDataModule):
             warn(summary)
         say(f"{split} source '{name}': {len(samples)} samples ({task_counts(samples)})")
         if augmentation is not None and (
-            fixed := sum(s.reference is None and "<loc_" in s.prompt + s.target for s in samples)
+            fixed := sum(s.reference is None and not moves_with_pixels(s.prompt, s.target) for s in samples)
         ):
             say(
                 f"{split} source '{name}': {fixed} samples hold <loc_N> tokens in their text, which augmentation "

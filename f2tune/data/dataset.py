@@ -11,7 +11,7 @@ from typing import Any, Literal
 from PIL import Image
 from torch.utils.data import Dataset
 
-from f2tune.data.formats.structured import OPENED_IMAGE_HINT, check_inside, check_opened_size
+from f2tune.data.formats.structured import check_opened
 from f2tune.data.images import load_image
 from f2tune.data.problems import SKIP_HINT
 from f2tune.data.sample import Sample
@@ -19,6 +19,7 @@ from f2tune.data.transforms import Augmentation
 from f2tune.errors import DataError
 from f2tune.tasks import build_prompt, format_target
 from f2tune.tasks.checks import check_built_text
+from f2tune.tasks.schema import Annotation
 
 
 class SampleDataset(Dataset):
@@ -55,21 +56,13 @@ class SampleDataset(Dataset):
         reference, dropped = sample.reference, 0
         if reference is None:
             prompt, target = sample.prompt, sample.target
-            if self.augmentation is not None and "<loc_" not in prompt + target:
-                # nothing to move with the pixels; captions naming a side are not flipped
-                image, _, _ = self.augmentation(image, {"text": target}, task_text=prompt, warp=False)
+            if self.augmentation is not None:
+                image = self.augmentation.text_sample(image, prompt, target)
         else:
-            check_opened_size(sample, image.size)
-            check_inside(reference, image.size, sample.origin, OPENED_IMAGE_HINT)
+            check_opened(sample, image.size)
             if self.augmentation is not None:
                 image, reference, dropped = self.augmentation(image, reference, task_text=sample.task)
-            try:
-                prompt = build_prompt(sample.task, reference, image.size)
-                target = format_target(sample.task, reference, image.size)
-            except DataError as err:
-                raise DataError(f"{sample.origin}: {err}") from None
-            if problem := check_built_text(prompt, target):
-                raise DataError(f"{sample.origin}: {problem}")
+            prompt, target = sample_text(sample, reference, image.size)
         return {
             "id": sample.id,
             "origin": sample.origin,
@@ -80,3 +73,16 @@ class SampleDataset(Dataset):
             "reference": reference,
             "dropped_annotations": dropped,
         }
+
+
+def sample_text(sample: Sample, reference: Annotation, size: tuple[int, int]) -> tuple[str, str]:
+    """The prompt and target of a structured sample, as training and check-data write them: its
+    reference in the image of `size`, and no text that would train otherwise than it reads
+    (`check_built_text`); a `DataError` naming the sample's record."""
+    try:
+        prompt, target = build_prompt(sample.task, reference, size), format_target(sample.task, reference, size)
+    except DataError as err:
+        raise DataError(f"{sample.origin}: {err}") from None
+    if problem := check_built_text(prompt, target):
+        raise DataError(f"{sample.origin}: {problem}")
+    return prompt, target

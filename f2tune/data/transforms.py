@@ -64,6 +64,11 @@ def mentions_sides(text: str) -> bool:
     return _SIDES.search(text) is not None
 
 
+def moves_with_pixels(prompt: str, target: str) -> bool:
+    """Whether a prompt/target sample can be augmented: its text holds no `<loc_N>` tokens."""
+    return "<loc_" not in prompt + target
+
+
 def polygon_area(points: list[Point]) -> float:
     """Signed shoelace area; positive when the points run clockwise on screen (y down)."""
     n = len(points)
@@ -141,6 +146,14 @@ class Augmentation:
                 out, new_annotation, dropped = result
                 return Image.fromarray(out), new_annotation, dropped
         return rgb, copy.deepcopy(annotation), 0
+
+    def text_sample(self, image: Image.Image, prompt: str, target: str) -> Image.Image:
+        """The image of a prompt/target sample, flipped and coloured but not warped (a crop may cut
+        away what a text answer counts or reads); as it is where its text holds location tokens,
+        which cannot move with the pixels (`moves_with_pixels`)."""
+        if not moves_with_pixels(prompt, target):
+            return image
+        return self(image, {"text": target}, task_text=prompt, warp=False)[0]
 
     def _reseed_in_worker(self) -> None:
         info = get_worker_info()

@@ -158,11 +158,17 @@ OPENED_IMAGE_HINT = " (the image as opened and turned upright: are they for anot
 """Said of coordinates past the image file itself, where the annotation's own size, if any, held them."""
 
 
-def check_opened_size(sample: Sample, size: tuple[int, int]) -> None:
-    """Refuse an image whose size, as opened and turned upright, is not the one its annotation
-    states: the coordinates are in the stated frame, and where they fit inside both (an image
-    resized after annotating, a photo its EXIF orientation turns) they trained silently in the
-    wrong place."""
+def check_opened(sample: Sample, size: tuple[int, int]) -> None:
+    """Refuse a structured sample whose opened image (`size`, turned upright) does not hold its
+    coordinates: an image of another size than its annotation states (the coordinates are in the
+    stated frame, and where they fit inside both, an image resized after annotating or a photo its
+    EXIF orientation turns, they trained silently in the wrong place), or coordinates past its edges."""
+    assert sample.reference is not None, "a structured sample"
+    _check_stated_size(sample, size)
+    check_inside(sample.reference, size, sample.origin, OPENED_IMAGE_HINT)
+
+
+def _check_stated_size(sample: Sample, size: tuple[int, int]) -> None:
     if sample.declared_size is None:
         return
     width, height = sample.declared_size
