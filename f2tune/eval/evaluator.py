@@ -19,6 +19,7 @@ from transformers import Florence2Processor
 from f2tune.config import EvalConfig
 from f2tune.errors import RecipeError
 from f2tune.eval.generate import MODEL_INPUTS, Generation, generate
+from f2tune.eval.lockstep import agreed_calls, stand_in_inputs
 from f2tune.eval.metrics import build_metric
 from f2tune.eval.scores import parse_generation, special_ids
 from f2tune.tasks import TASKS, TaskSpec, parse_output
@@ -82,7 +83,7 @@ def metric_options(spec: TaskSpec, name: str) -> dict[str, bool]:
     return {}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, order=True)
 class Decoding:
     """A task's decoding settings with the recipe's overrides applied."""
 
@@ -130,11 +131,13 @@ class Evaluator(nn.Module):
 
         return super()._apply(same_dtype, recurse)
 
-    def update(self, model: nn.Module, batch: dict[str, Any]) -> list[dict[str, Any]]:
+    def update(self, model: nn.Module, batch: dict[str, Any], lockstep: bool = False) -> list[dict[str, Any]]:
         """Generate for the samples of `batch` within each task's `max_samples` quota, update the
-        metrics, and return one record per evaluated sample."""
-        chosen = self._within_quotas(batch["tasks"])
-        generations = self._generate(model, batch, chosen)
+        metrics, and return one record per evaluated sample. `lockstep`: the weights are sharded
+        across processes, which must then make the same `generate` calls (`f2tune.eval.lockstep`);
+        `batch` may then hold no sample."""
+        chosen = self._within_quotas(batch.get("tasks", []))
+        generations = self._generate(model, batch, chosen, lockstep)
         records: list[dict[str, Any]] = []
         for task, rows in chosen.items():
             spec = TASKS[task]
@@ -170,20 +173,25 @@ class Evaluator(nn.Module):
             self.seen[task] = self.seen.get(task, 0) + len(chosen[task])
         return chosen
 
-    def _generate(self, model: nn.Module, batch: dict[str, Any], chosen: dict[str, list[int]]) -> dict[int, Generation]:
+    def _generate(
+        self, model: nn.Module, batch: dict[str, Any], chosen: dict[str, list[int]], lockstep: bool
+    ) -> dict[int, Generation]:
         """One `generate` call per distinct decoding setting, not per task: `<OD>`, `<OCR>` and
         `<REGION_PROPOSAL>` rows (512 tokens, 3 beams, no n-gram block) decode together. Token
         probabilities are computed for a call when any of its tasks answers with boxes."""
-        calls: dict[Decoding, list[str]] = {}
-        for task in chosen:
-            calls.setdefault(Decoding.of(TASKS[task], self.config), []).append(task)
+        rows: dict[Decoding, list[int]] = {}
+        scored: dict[Decoding, bool] = {}
+        for task, task_rows in chosen.items():
+            decoding = Decoding.of(TASKS[task], self.config)
+            rows.setdefault(decoding, []).extend(task_rows)
+            scored[decoding] = scored.get(decoding, False) or TASKS[task].answers_with_boxes
+        calls = agreed_calls(scored) if lockstep else list(scored.items())
         generations: dict[int, Generation] = {}
-        for decoding, tasks in calls.items():
-            rows = [row for task in tasks for row in chosen[task]]
-            index = torch.tensor(rows)
-            sub = {k: batch[k][index] for k in MODEL_INPUTS}
-            scored = any(TASKS[task].answers_with_boxes for task in tasks)
-            generations.update(zip(rows, generate(model, self.processor, sub, decoding, scored)))
+        for decoding, with_probabilities in calls:
+            call_rows = rows.get(decoding, [])
+            sub = {k: batch[k][torch.tensor(call_rows)] for k in MODEL_INPUTS} if call_rows else stand_in_inputs(batch)
+            generated = generate(model, self.processor, sub, decoding, with_probabilities, synced=lockstep)
+            generations.update(zip(call_rows, generated))  # a stand-in's output is dropped
         return generations
 
     def _update_metric(

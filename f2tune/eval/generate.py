@@ -41,9 +41,11 @@ def generate(
     batch: dict[str, Any],
     decoding: Decoding,
     with_probabilities: bool = True,
+    synced: bool = False,
 ) -> list[Generation]:
     """Encode the images and prompts once, generate from that encoding, then (`with_probabilities`)
-    score the chosen tokens.
+    score the chosen tokens. `synced`: every process calls this together and decodes until all are
+    done (FSDP's sharded weights: `f2tune.eval.lockstep`).
 
     The probabilities come from one teacher-forced decoder pass over the finished sequences, not from
     `output_scores=True`: that keeps a vocabulary-wide score row per step and beam (51289 x beams x
@@ -62,6 +64,7 @@ def generate(
         num_beams=decoding.num_beams,
         no_repeat_ngram_size=decoding.no_repeat_ngram_size,
         do_sample=False,
+        synced_gpus=synced,
     )
     rows = sequences[:, 1:].tolist()
     probabilities = (

@@ -214,7 +214,12 @@ class Florence2Module(pl.LightningModule):
     def _evaluation_step(self, batch: dict[str, Any], stage: str) -> None:
         size = len(batch.get("ids", []))
         self.evaluated_samples += size
+        sharded = isinstance(self.trainer.strategy, FSDPStrategy) and self.trainer.world_size > 1
         if not size:  # another process holds the split's samples here (or all were skipped)
+            if sharded:  # the others' forwards gather weights from this process: it runs them too
+                self(batch["stand_in"], cached=False)
+                if self.generating:
+                    self.evaluator.update(self.model, batch, lockstep=True)
             # weighs nothing, but joins the loss's sync: a process that logged none skipped its all-reduces
             self.log(f"{stage}/loss", torch.zeros((), device=self.device), prog_bar=True, sync_dist=True, batch_size=0)
             return
@@ -223,7 +228,7 @@ class Florence2Module(pl.LightningModule):
         with torch.compiler.set_stance("force_eager") if self.recipe.trainer.compile else nullcontext():
             self.log(f"{stage}/loss", self(batch), prog_bar=True, sync_dist=True, batch_size=size)
             if self.generating:
-                self.records += self.evaluator.update(self.model, batch)
+                self.records += self.evaluator.update(self.model, batch, lockstep=sharded)
 
     def _finish_evaluation(self, stage: str) -> None:
         check_evaluated(self.trainer, self.device, self.evaluated_samples, stage)

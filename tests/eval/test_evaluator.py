@@ -38,7 +38,7 @@ def test_perfect_answers_score_perfectly_and_records_are_complete(tmp_path, proc
     batch = mixed_batch(tmp_path, processor)
     calls = []
 
-    def answer_with_targets(model, proc, sub, decoding, with_probabilities):
+    def answer_with_targets(model, proc, sub, decoding, with_probabilities, synced):
         rows = [i for i, task in enumerate(batch["tasks"]) if Decoding.of(TASKS[task], EvalConfig()) == decoding]
         calls.append((decoding, with_probabilities))
         return [Generation(batch["targets"][r], [], [] if with_probabilities else None) for r in rows]
@@ -80,7 +80,7 @@ def test_tasks_with_the_same_decoding_share_one_generate_call(tmp_path, processo
     batch["tasks"][1] = "<OCR>"  # cap-1
     calls = []
 
-    def record(model, proc, sub, decoding, with_probabilities):
+    def record(model, proc, sub, decoding, with_probabilities, synced):
         calls.append((len(sub["input_ids"]), decoding.no_repeat_ngram_size, with_probabilities))
         return [Generation("text", [], [] if with_probabilities else None) for _ in range(len(sub["input_ids"]))]
 
