@@ -12,7 +12,6 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.plugins.precision import MixedPrecision
 from lightning.pytorch.strategies import FSDPStrategy
 from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
@@ -25,6 +24,7 @@ from f2tune.eval.evaluator import Evaluator
 from f2tune.log import say
 from f2tune.model.adapt import florence2
 from f2tune.model.attention import attention_for, use_attention
+from f2tune.train.clipping import clip_gradients
 from f2tune.train.feature_cache import (
     build_feature_cache,
     frozen_image_features,
@@ -32,7 +32,6 @@ from f2tune.train.feature_cache import (
     image_parts_frozen,
     in_eval_mode,
 )
-from f2tune.train.guards import NonFiniteGuard, parameters_with_gradients
 from f2tune.train.loss import target_loss
 from f2tune.train.optim import build_optimizer, build_scheduler, follow_recipe_settings, group_settings
 from f2tune.train.pictures import save_pictures, validation_pictures
@@ -276,31 +275,12 @@ class Florence2Module(pl.LightningModule):
         gradient_clip_val: float | None = None,
         gradient_clip_algorithm: str | None = None,
     ) -> None:
-        """Norm clipping with the norm `NonFiniteGuard` has just taken of the same gradients (one
-        pass over them, not two), and two cases Lightning refuses: a fused optimizer under bf16-mixed
-        (Lightning refuses fused optimizers under any mixed precision, though bf16 has no loss
-        scaling and the gradients are true values), and norm clipping under FSDP, which only the root
-        FSDP module can do (each rank holds a shard: `torch.nn.utils.clip_grad_norm_` would see a
-        local norm)."""
-        if not gradient_clip_val:
-            return
-        strategy, plugin = self.trainer.strategy, self.trainer.precision_plugin
-        norm = gradient_clip_algorithm in (None, "norm")
-        if norm and isinstance(strategy, FSDPStrategy):
-            strategy.model.clip_grad_norm_(gradient_clip_val)
-            return
-        params = parameters_with_gradients(optimizer)
-        measured = next((c.gradient_norm for c in self.trainer.callbacks if isinstance(c, NonFiniteGuard)), None)
-        if norm and measured is not None:
-            torch.nn.utils.clip_grads_with_norm_(params, gradient_clip_val, measured)
-            return
-        if isinstance(plugin, MixedPrecision) and plugin.scaler is None:
-            if gradient_clip_algorithm == "value":
-                torch.nn.utils.clip_grad_value_(params, gradient_clip_val)
-            else:
-                torch.nn.utils.clip_grad_norm_(params, gradient_clip_val)
-            return
-        super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        """`f2tune.train.clipping` where Lightning's clipping is slower or refuses to clip."""
+        clipped = gradient_clip_val and clip_gradients(
+            self.trainer, optimizer, gradient_clip_val, gradient_clip_algorithm
+        )
+        if gradient_clip_val and not clipped:
+            super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Any | None = None) -> None:
         """Steps, then frees the gradients at once. Lightning zeroes them inside the next step's
