@@ -184,6 +184,18 @@ def test_cer_and_wer_count_what_is_said_for_an_empty_reference_as_insertions(
 
 
 @pytest.mark.filterwarnings("ignore:The ``compute`` method")
+@pytest.mark.parametrize("metric", [CER, WER])
+def test_cer_and_wer_keep_counting_past_float32_whole_numbers(metric) -> None:
+    """After 2**24 reference units (an OCR validation set of some 10k pages), one more error and
+    one more unit still count."""
+    rate = metric()
+    rate.update(["a"], ["a"])
+    rate.errors += 2**24
+    rate.total += 2**24
+    rate.update(["b"], ["c"])  # one substitution, one unit
+    assert rate.errors.item() == 2**24 + 1 and rate.total.item() == 2**24 + 2
+
+
 def test_cer_and_wer_before_any_sample_are_nan() -> None:
     assert math.isnan(CER().compute()["cer"]) and math.isnan(WER().compute()["wer"])
 

@@ -166,6 +166,10 @@ class _TranscriptionRate:
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.add_state("samples", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        # torchmetrics counts in float32, whose whole numbers end at 2**24: past 16.8M reference
+        # characters (an OCR validation set of ~10k pages) a page's few edits no longer added up.
+        self.add_state("errors", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("total", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
 
     def update(self, predictions: Sequence[Prediction], references: Sequence[str | Annotation]) -> None:
         """Add one batch; `references[i]` is the text `predictions[i]` transcribes."""
