@@ -95,7 +95,7 @@ def image_side(text: str) -> int:
 
 def precision(text: str) -> str:
     """One of the recipe's `trainer.precision` values (the schema, imported only when `bench` runs)."""
-    from f2tune.config.sections import Precision
+    from f2tune.config.trainer import Precision
 
     if text not in get_args(Precision):
         raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(get_args(Precision))}")

@@ -12,7 +12,6 @@ from f2tune.config.sections import (
     ModelConfig,
     OptimConfig,
     Recipe,
-    TrainerConfig,
 )
 from f2tune.config.sources import (
     CocoCaptionsSource,
@@ -28,6 +27,7 @@ from f2tune.config.sources import (
     StructuredJsonlSource,
     VqaSource,
 )
+from f2tune.config.trainer import TrainerConfig
 
 __all__ = [
     "TINY_MODEL",

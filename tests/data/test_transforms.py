@@ -13,7 +13,8 @@ from pydantic import ValidationError
 
 from f2tune.config import AugmentConfig
 from f2tune.data import transforms
-from f2tune.data.transforms import build_augmentation, clip_polygon, mentions_sides, polygon_area
+from f2tune.data.polygons import polygon_area
+from f2tune.data.transforms import build_augmentation, mentions_sides
 
 W, H = 200, 100
 
@@ -190,16 +191,6 @@ def test_side_words_disable_flip_unless_allowed() -> None:
 def test_mentions_sides() -> None:
     assert mentions_sides("Left") and mentions_sides("the right-hand side") and mentions_sides("leftmost")
     assert not mentions_sides("bright copyright alright") and not mentions_sides("")
-
-
-def test_clip_polygon() -> None:
-    assert clip_polygon([(-10.0, 0.0), (10.0, 0.0), (10.0, 10.0), (-10.0, 10.0)], 100, 100) == [
-        (0.0, 0.0),
-        (10.0, 0.0),
-        (10.0, 10.0),
-        (0.0, 10.0),
-    ]
-    assert clip_polygon([(-10.0, 0.0), (-5.0, 0.0), (-5.0, 5.0)], 100, 100) == []
 
 
 def test_color_only_changes_pixels_not_annotation() -> None:
