@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import types
 import typing
@@ -131,16 +132,54 @@ def _describe(errors: list[dict[str, Any]]) -> str:
         return f"unknown key '{key}'{hint}"
     if kind == "missing":
         return f"missing required key '{key}'"
+    if kind in ("union_tag_not_found", "union_tag_invalid"):  # a data source's `format:`
+        return _format_problem(key, error, classes)
     if kind == "value_error":  # a check across keys, whose message names them
         message = error["msg"].removeprefix("Value error, ")
         return f"{key}: {message}" if shown else message
     given = error.get("input")
+    if kind == "string_type" and isinstance(given, (bool, int, float, datetime.date)):
+        return _unquoted(key, shown, given)
     # each alternative's reason once (`int > 0 | float > 0` fail alike), the first one whole
     reasons = dict.fromkeys(e["msg"].removeprefix("Input should be ") for e in errors)
     message = "; or ".join(reasons)
     if errors[0]["msg"].startswith("Input should be "):
         message = "Input should be " + message
     return f"{key}: {message} (got {given!r})" if not isinstance(given, dict) else f"{key}: {message}"
+
+
+def _unquoted(key: str, shown: list[str], given: bool | int | float | datetime.date) -> str:
+    """Text that YAML 1.1 read as something else: `run_name: 0755` arrives as 493 (octal), `on` as
+    true, `2024-01-01` as a date; pydantic's "Input should be a valid string (got 493)" shows a value
+    the user never wrote and not what to do."""
+    if isinstance(given, bool):
+        read, example = f"the yes/no {str(given).lower()} (YAML reads unquoted yes, no, on, off as yes/no)", "no"
+    elif isinstance(given, int):
+        read, example = f"the number {given} (YAML reads unquoted 0755 as octal 493, 0x1F as 31)", "0755"
+    elif isinstance(given, float):
+        read, example = f"the number {given} (YAML reads an unquoted 1.5 or .inf as a number)", str(given)
+    else:
+        read, example = f"the date {given} (YAML reads an unquoted 2024-01-01 as a date)", str(given)
+    name = shown[-1].split(".")[0] if shown else key  # `train.0`: the key of a list as YAML writes it
+    return (
+        f"{key}: expected text, got {read}; quote the value to keep it as written, e.g. {name}: "
+        f'"{example}" (as an override, in the shell: \'{key}="{example}"\')'
+    )
+
+
+def _format_problem(key: str, error: dict[str, Any], classes: list[type[BaseModel]]) -> str:
+    """A data source without `format:` or with one f2tune does not read: pydantic says "Unable to
+    extract tag using discriminator 'format'", which names neither the key nor what to write."""
+    formats = [tag for tag in map(_tag_of, classes) if tag]
+    known = f"one of: {', '.join(formats)}"
+    source = error["input"] if isinstance(error["input"], dict) else {}
+    given = source.get("format")
+    if given is None:
+        missing = "an empty 'format' key" if "format" in source else "no 'format' key"
+        return f"{key}: this data source has {missing}; add one saying how it is read, {known}"
+    close = difflib.get_close_matches(str(given), formats, n=3, cutoff=0.6)
+    hint = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
+    return f"{key}.format: unknown format {given!r}; {hint}it is {known}"
 
 
 def _walk(root: type[BaseModel], loc: tuple[Any, ...]) -> tuple[list[type[BaseModel]], list[str]]:

@@ -52,6 +52,20 @@ def test_keys_inside_data_sources_are_checked_per_format():
     assert "unknown key 'data.train.0.pth'; did you mean 'data.train.0.path'" in str(caught.value)
 
 
+def test_a_data_source_without_a_known_format_is_named_with_the_formats():
+    """pydantic said "Unable to extract tag using discriminator 'format'", naming neither the source
+    nor what to write."""
+    sources = [{"format": "shapes"}, {"path": "x.jsonl"}, {"format": None}, {"format": "json", "path": "x.jsonl"}]
+    with pytest.raises(RecipeError) as caught:
+        validate_recipe({**MINIMAL, "data": {"train": sources[:1], "val": sources[1:]}})
+    message = str(caught.value)
+    formats = "one of: jsonl, shapes, coco_detection, refcoco, ocr, coco_captions, karpathy_captions"
+    assert f"data.val.0: this data source has no 'format' key; add one saying how it is read, {formats}" in message
+    assert "data.val.1: this data source has an empty 'format' key; add one" in message
+    assert f"data.val.2.format: unknown format 'json'; did you mean 'jsonl'? it is {formats}" in message
+    assert "discriminator" not in message
+
+
 def test_wrong_types_and_missing_sections_are_named():
     with pytest.raises(RecipeError) as caught:
         validate_recipe({"model": {"name_or_path": "x"}, "trainer": {"max_steps": "ten"}})
@@ -219,6 +233,31 @@ def test_a_yes_or_no_where_a_number_goes_is_refused_at_its_key(tmp_path, key):
         load_recipe(path, [f"{key}=true"])
     flags = load_recipe(path, ["trainer.compile=true", "data.group_by_length=yes"])
     assert flags.trainer.compile is True and flags.data.group_by_length is True
+
+
+def test_text_that_yaml_reads_as_a_number_yes_no_or_date_is_refused_saying_to_quote_it(tmp_path):
+    """YAML 1.1 reads `run_name: 0755` as 493: the message showed a value never written, and not what to do."""
+    path = tmp_path / "r.yaml"
+    path.write_text(
+        "model: {name_or_path: 'f2tune://tiny', revision: 0123}\n"
+        "data: {train: [{format: jsonl, path: x.jsonl, prompt: on, name: 2024-01-01}]}\n"
+        "trainer: {max_steps: 1, run_name: 0755}\n"
+    )
+    with pytest.raises(RecipeError) as caught:
+        load_recipe(path)
+    message = str(caught.value)
+    assert "4 problem(s)" in message
+    quote = "quote the value to keep it as written, e.g."
+    assert "trainer.run_name: expected text, got the number 493 (YAML reads unquoted 0755 as octal 493" in message
+    assert f'{quote} run_name: "0755" (as an override, in the shell: \'trainer.run_name="0755"\')' in message
+    assert "model.revision: expected text, got the number 83 (" in message
+    assert "data.train.0.prompt: expected text, got the yes/no true (YAML reads unquoted yes, no, on, off" in message
+    assert f'{quote} prompt: "no"' in message
+    assert "data.train.0.name: expected text, got the date 2024-01-01 (" in message
+    assert f'{quote} name: "2024-01-01" (as an override, in the shell: \'data.train.0.name="2024-01-01"\')' in message
+    fixed = ["trainer.run_name='0755'", "model.revision='0123'", "data.train.0.prompt='on'", "data.train.0.name=d"]
+    recipe = load_recipe(path, fixed)
+    assert (recipe.trainer.run_name, recipe.model.revision, recipe.data.train[0].prompt) == ("0755", "0123", "on")
 
 
 def test_one_sample_per_image_is_refused_in_training():
