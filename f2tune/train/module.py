@@ -32,8 +32,15 @@ from f2tune.train.feature_cache import (
     image_parts_frozen,
     in_eval_mode,
 )
+from f2tune.train.fsdp import unwrapped_name
 from f2tune.train.loss import target_loss
-from f2tune.train.optim import build_optimizer, build_scheduler, follow_recipe_settings, group_settings
+from f2tune.train.optim import (
+    build_optimizer,
+    build_scheduler,
+    decayed_weights,
+    follow_recipe_settings,
+    group_settings,
+)
 from f2tune.train.pictures import save_pictures, validation_pictures
 from f2tune.train.prediction_folders import unused_folder
 from f2tune.train.skipped import check_evaluated, check_trained, forget_step_metrics
@@ -87,6 +94,7 @@ class Florence2Module(pl.LightningModule):
         # With the cache on, the image parts run only inside it, which switches their mode itself.
         self.frozen_image_modules = frozen_image_modules(model) if self.feature_cache is None else []
         self.image_parts_frozen = image_parts_frozen(model)
+        self.decayed_weights = decayed_weights(model)  # before FSDP flattens the weights
 
     def setup(self, stage: str) -> None:
         """With `model.attn_implementation: auto`, the attention kernels that are fastest for this
@@ -292,7 +300,7 @@ class Florence2Module(pl.LightningModule):
         optimizer.zero_grad(set_to_none=True)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        optimizer = build_optimizer(self.model, self.recipe.optim, self.recipe.trainer.precision)
+        optimizer = build_optimizer(self.model, self.recipe.optim, self.recipe.trainer.precision, self.decayed_weights)
         self._optimizer_settings = group_settings(optimizer)
         scheduler = build_scheduler(optimizer, self.recipe.optim, int(self.trainer.estimated_stepping_batches))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
@@ -300,7 +308,8 @@ class Florence2Module(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["f2tune_evaluations"] = self.evaluations
         if self.recipe.adaptation.method == "lora":
-            trainable = {f"model.{name}" for name, p in self.model.named_parameters() if p.requires_grad}
+            # the state dict names weights as the model before FSDP wrapped its layers
+            trainable = {f"model.{unwrapped_name(n)}" for n, p in self.model.named_parameters() if p.requires_grad}
             checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:

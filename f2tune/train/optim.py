@@ -17,6 +17,7 @@ from f2tune.config import OptimConfig
 from f2tune.config.sections import warmup_too_long
 from f2tune.errors import RecipeError
 from f2tune.log import warn
+from f2tune.train.fsdp import unwrapped_name
 
 SCHEDULES = {
     "cosine": get_cosine_schedule_with_warmup,
@@ -30,19 +31,27 @@ PART_OF_NAME = re.compile(r"(?:^|\.)model\.(vision_tower|multi_modal_projector|l
 PARTS = {"vision_tower": "vision_tower", "multi_modal_projector": "projector", "language_model": "language_model"}
 
 
-def parameter_groups(model: nn.Module, config: OptimConfig) -> list[dict]:
+def decayed_weights(model: nn.Module) -> frozenset[str]:
+    """The names of `model`'s matrices and convolutions, which weight decay applies to. Taken before
+    FSDP wraps the model: its units then show every weight as a flat 1-D shard."""
+    return frozenset(name for name, param in model.named_parameters() if param.ndim >= 2)
+
+
+def parameter_groups(model: nn.Module, config: OptimConfig, decayed: frozenset[str] | None = None) -> list[dict]:
     """The trainable weights by model part, each part at `lr * optim.lr_scale[part]`, named `part`
     (matrices and convolutions: decayed) and `part-no_decay` (biases and norm weights, 1-D: shrinking
     a LayerNorm gain or a bias towards zero is not regularisation but damage). The names are what
     the learning-rate logs show. Empty groups are left out, so the groups depend on what trains and
-    not on `lr_scale`: a resumed run may change the scales."""
+    not on `lr_scale`: a resumed run may change the scales. `decayed`: `decayed_weights` of the
+    model before FSDP wrapped it (default: of `model` as it is)."""
+    decayed = decayed_weights(model) if decayed is None else decayed
     groups: dict[tuple[str, bool], dict] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
         found = PART_OF_NAME.search(name)
         part = PARTS[found.group(1)] if found else "language_model"  # lm_head (tied to the token table)
-        decays = param.ndim >= 2
+        decays = unwrapped_name(name) in decayed
         group = groups.setdefault((part, decays), {
             "params": [], "weight_decay": config.weight_decay if decays else 0.0,
             "lr": config.lr * config.lr_scale.get(part, 1.0), "name": part + ("" if decays else "-no_decay"),
@@ -58,11 +67,13 @@ FUSED_DEVICES = ("cuda", "cpu")
 (Florence-2-base: 157 vs 617 ms per step, 1 thread; benchmarks/README.md)."""
 
 
-def build_optimizer(model: nn.Module, config: OptimConfig, precision: str) -> torch.optim.Optimizer:
+def build_optimizer(
+    model: nn.Module, config: OptimConfig, precision: str, decayed: frozenset[str] | None = None
+) -> torch.optim.Optimizer:
     """AdamW, fused where torch has the kernel, except under `16-mixed`: a fused step unscales fp16
     gradients itself, after Lightning would have clipped them still scaled, so that case gets the
-    per-tensor loop and Lightning's unscale-then-clip."""
-    groups = parameter_groups(model, config)
+    per-tensor loop and Lightning's unscale-then-clip. `decayed`: as in `parameter_groups`."""
+    groups = parameter_groups(model, config, decayed)
     fused = precision != "16-mixed" and all(p.device.type in FUSED_DEVICES for g in groups for p in g["params"])
     return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, eps=config.eps, fused=fused or None)
 

@@ -10,21 +10,17 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
-from lightning.pytorch.strategies import FSDPStrategy, Strategy
+from lightning.pytorch.strategies import Strategy
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
-from transformers.models.bart.modeling_bart import BartDecoderLayer, BartEncoderLayer
-from transformers.models.florence2.modeling_florence2 import Florence2VisionBlock
 
 from f2tune.config import Recipe
 from f2tune.errors import RecipeError
 from f2tune.train.callbacks import ProgressBar, SamplesPerSecond
 from f2tune.train.checkpointing import AtomicCheckpointIO, FinalStep, RandomState
+from f2tune.train.fsdp import LayerwiseFSDP, check_fsdp_device
 from f2tune.train.guards import NonFiniteGuard
 from f2tune.train.locate import last_checkpoint
 from f2tune.train.stopping import StopOnRequest
-
-FSDP_WRAPPED_LAYERS = {BartEncoderLayer, BartDecoderLayer, Florence2VisionBlock}
-"""Each transformer layer becomes its own FSDP unit: weights are gathered one layer at a time."""
 
 
 def build_trainer(
@@ -76,6 +72,7 @@ LSF, MPI, or a user who sets MASTER_ADDR and NODE_RANK on each node."""
 def check_machine(recipe: Recipe) -> None:
     """What Lightning would not refuse: `16-mixed` on a CPU runs as bf16-mixed (a warning, and a run
     other than the recipe says), and several nodes without a launcher wait for the others forever."""
+    check_fsdp_device(recipe)
     cfg = recipe.trainer
     on_cpu = cfg.accelerator == "cpu" or (cfg.accelerator == "auto" and not torch.cuda.is_available())
     if cfg.precision == "16-mixed" and on_cpu:
@@ -147,11 +144,7 @@ def build_strategy(recipe: Recipe) -> Strategy | str:
     (devices or nodes) and a plain single-device loop otherwise; FSDP is built explicitly."""
     cfg = recipe.trainer
     if cfg.strategy == "fsdp":
-        # Lightning keeps use_orig_params=True, which LoRA needs (frozen and trainable weights share units).
-        return FSDPStrategy(
-            auto_wrap_policy=FSDP_WRAPPED_LAYERS,
-            activation_checkpointing_policy=FSDP_WRAPPED_LAYERS if cfg.gradient_checkpointing else None,
-        )
+        return LayerwiseFSDP(recipe)
     return "auto"
 
 

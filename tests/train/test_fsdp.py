@@ -1,8 +1,8 @@
 """Two-process FSDP on CPU (gloo): `f2tune fit` with `trainer.strategy: fsdp`, launched as users launch it.
 
-Lightning refuses `FSDPStrategy` without a GPU (torch's FSDP itself runs on CPU when given the CPU
-as its device), so the script below lets a subclass through and hands FSDP the CPU; everything else
-is the run users get on GPUs.
+f2tune refuses FSDP without a GPU, and Lightning hands torch's FSDP no device on a CPU; torch's
+FSDP itself runs on a CPU when given it as its device. The script below lifts the one and gives the
+other; everything else is the run users get on GPUs.
 """
 
 from __future__ import annotations
@@ -16,21 +16,19 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
 from helpers import tiny_recipe
 from PIL import Image
+from safetensors.torch import load_file
 
 SCRIPT = """
 import sys
 import torch
-from lightning.pytorch.strategies import FSDPStrategy
 from torch.distributed.fsdp import FullyShardedDataParallel
 import f2tune.train.trainer as trainer
 from f2tune.cli import main
 
-class CpuFSDP(FSDPStrategy):
-    pass
-
-trainer.FSDPStrategy = CpuFSDP
+trainer.check_fsdp_device = lambda recipe: None
 wrap = FullyShardedDataParallel.__init__
 FullyShardedDataParallel.__init__ = lambda self, *args, device_id=None, **kwargs: wrap(
     self, *args, device_id=device_id or torch.device("cpu"), **kwargs
@@ -73,27 +71,62 @@ def run_fsdp(tmp_path: Path, *arguments: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-def test_fsdp_processes_with_different_tasks_and_shares_validate_in_step(tmp_path):
+def test_fsdp_fit_validates_before_during_and_after_training_with_the_processes_in_step(tmp_path):
+    """Validations before training, at step 2 and after the last step (3) on one wrapped module
+    (Lightning wrapped it again at each, leaving the root's weights flat shards); the decay groups
+    of full fine-tuning (FSDP shows every weight 1-D, which made them all `-no_decay`)."""
     (tmp_path / "images").mkdir()
     records = []
     for n, (prompt, target) in enumerate(VAL):
         Image.new("RGB", (64, 64), (40 * n, 0, 0)).save(tmp_path / "images" / f"{n}.png")
         records.append({"id": f"v{n}", "image": f"images/{n}.png", "prompt": prompt, "target": target})
     (tmp_path / "val.jsonl").write_text("".join(json.dumps(record) + "\n" for record in records))
-    recipe = tiny_recipe(
-        tmp_path,
-        trainer={"devices": 2, "strategy": "fsdp", "max_steps": 2, "val_check_interval": 2, "loggers": ["csv"]},
-        eval={"before_fit": False},
-    )
+    trainer = {"devices": 2, "strategy": "fsdp", "max_steps": 3, "val_check_interval": 2, "loggers": ["csv"]}
+    recipe = tiny_recipe(tmp_path, trainer=trainer)
     recipe["data"] |= {"val": [{"format": "jsonl", "path": str(tmp_path / "val.jsonl")}], "batch_size": 2}
     (tmp_path / "recipe.yaml").write_text(json.dumps(recipe))  # JSON is YAML
 
     done = run_fsdp(tmp_path, "fit", str(tmp_path / "recipe.yaml"))
 
     assert done.returncode == 0, done.stderr[-3000:]
-    folder = tmp_path / "runs" / "t" / "predictions" / "val-step000002"
-    evaluated = {r: [json.loads(line)["id"] for line in (folder / f"rank{r}.jsonl").open()] for r in (0, 1)}
-    assert evaluated == {0: ["v0", "v2", "v4"], 1: ["v1", "v3"]}  # the stand-ins' outputs written nowhere
-    metrics = json.loads((folder / "metrics.json").read_text())
-    assert {"OD/exact_match", "CAPTION/exact_match"} <= metrics.keys()
-    assert (tmp_path / "runs" / "t" / "export" / "model.safetensors").exists()
+    run = tmp_path / "runs" / "t"
+    folders = sorted(p.name for p in (run / "predictions").iterdir())
+    assert folders == ["val-step000000", "val-step000002", "val-step000003"]
+    for folder in folders:
+        lines = {r: (run / "predictions" / folder / f"rank{r}.jsonl").read_text().splitlines() for r in (0, 1)}
+        evaluated = {r: [json.loads(line)["id"] for line in lines[r]] for r in (0, 1)}
+        assert evaluated == {0: ["v0", "v2", "v4"], 1: ["v1", "v3"]}  # the stand-ins' outputs written nowhere
+        metrics = json.loads((run / "predictions" / folder / "metrics.json").read_text())
+        assert {"OD/exact_match", "CAPTION/exact_match"} <= metrics.keys()
+    groups = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["optimizer_states"][0]["param_groups"]
+    decay = {group["name"]: group["weight_decay"] for group in groups}
+    parts = ("vision_tower", "projector", "language_model")
+    assert decay == {**{part: 0.01 for part in parts}, **{f"{part}-no_decay": 0.0 for part in parts}}
+    assert (run / "export" / "model.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_fsdp_lora_checkpoints_hold_the_adapter(tmp_path):
+    """The checkpoint keeps the trainable weights by their names before FSDP wrapped the layers (it
+    kept none: the names did not match, and resume, validate and export read an untrained adapter)."""
+    recipe = tiny_recipe(
+        tmp_path,
+        adaptation={"method": "lora"},
+        lora={"r": 4},
+        trainer={"devices": 2, "strategy": "fsdp", "max_steps": 2, "val_check_interval": 2, "loggers": ["csv"]},
+        eval={"before_fit": False, "metric": "none"},
+    )
+    recipe["data"]["batch_size"] = 2
+    (tmp_path / "recipe.yaml").write_text(json.dumps(recipe))
+
+    done = run_fsdp(tmp_path, "fit", str(tmp_path / "recipe.yaml"))
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = tmp_path / "runs" / "t"
+    saved = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    exported = load_file(run / "export" / "adapter_model.safetensors")
+    assert len(saved) == len(exported) > 0
+    for name, value in exported.items():
+        torch.testing.assert_close(saved["model." + name.replace(".weight", ".default.weight")], value)
+    assert any(value.abs().sum() > 0 for name, value in exported.items() if "lora_B" in name)  # trained
+    assert done.stdout.count("frozen and trainable weights in one unit") + done.stderr.count("in one unit") == 1
