@@ -83,8 +83,10 @@ class NonFiniteGuard(pl.Callback):
         bad = not (losses_ok and grads_ok)
         if trainer.world_size > 1:
             bad = trainer.strategy.reduce_boolean_decision(bad, all=False)
-        what = "gradients" if losses_ok else "loss"
         ids, self._ids, self._losses_finite = self._ids, [], None
+        if bad and trainer.world_size > 1:
+            losses_ok, ids = _suspects(bool(losses_ok), ids)
+        what = "gradients" if losses_ok else "loss"
         sharded = isinstance(trainer.strategy, FSDPStrategy)
         self.gradient_norm = None if bad or sharded else norm
         if not bad:
@@ -115,6 +117,19 @@ class NonFiniteGuard(pl.Callback):
     def load_state_dict(self, state_dict: dict[str, int]) -> None:
         self.skipped = state_dict["skipped"]
         self.in_a_row = state_dict["in_a_row"]
+
+
+def _suspects(loss_finite: bool, ids: list[str]) -> tuple[bool, list[str]]:
+    """Whether every process's loss was finite, and the samples to look at: those of the processes
+    whose loss was not, else (the gradients alone, summed across processes) every process's. Each
+    process knew only its own: rank 0, which says it, named its samples and the gradients where
+    another process's sample made the loss NaN."""
+    gathered: list[tuple[bool, list[str]] | None] = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(gathered, (loss_finite, ids))
+    shares = [share for share in gathered if share is not None]
+    if all(finite for finite, _ in shares):
+        return True, [i for _, share in shares for i in share]
+    return False, [i for finite, share in shares if not finite for i in share]
 
 
 def total_gradient_norm(optimizer: torch.optim.Optimizer) -> torch.Tensor | None:

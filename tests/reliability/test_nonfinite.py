@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import lightning.pytorch as pl
 import pytest
@@ -76,3 +80,35 @@ def test_the_loss_check_waits_for_the_optimizer_step():
     guard = NonFiniteGuard(max_in_a_row=3)
     for _ in range(2):  # two accumulated batches
         guard.on_before_backward(None, None, torch.tensor(float("nan"), device="meta"))
+
+
+POISON_ONE_PROCESS = """
+import json, sys
+from pathlib import Path
+import lightning.pytorch as pl
+import f2tune.train.run as run
+from f2tune.recipe import validate_recipe
+
+class PoisonTheSecondProcess(pl.Callback):
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_rank == 1 and trainer.global_step == 1:
+            print("poisoned:", " ".join(batch["ids"]), flush=True)
+            batch["pixel_values"].fill_(float("nan"))
+
+recipe = validate_recipe(json.loads(Path(sys.argv[1]).read_text()))
+run.fit(recipe, extra_callbacks=[PoisonTheSecondProcess()])
+"""
+
+
+@pytest.mark.slow
+def test_under_ddp_the_warning_names_the_process_whose_loss_was_not_finite(tmp_path):
+    """Rank 0 says it, and named its own samples and "gradients" (the all-reduce spread the NaN)."""
+    recipe = quick_recipe(tmp_path, devices=2, strategy="ddp", max_steps=3)
+    (tmp_path / "recipe.json").write_text(recipe.model_dump_json())
+    (tmp_path / "poison.py").write_text(POISON_ONE_PROCESS)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    command = [sys.executable, str(tmp_path / "poison.py"), str(tmp_path / "recipe.json")]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    poisoned = done.stdout.split("poisoned: ")[1].splitlines()[0]
+    assert f"step 2: non-finite loss, step skipped (1 so far); samples: {poisoned.replace(' ', ', ')}" in done.stderr
