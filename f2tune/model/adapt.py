@@ -68,7 +68,46 @@ def lora_targets(model: nn.Module, target: str) -> list[str]:
             f"lora.target {target!r} matches modules LoRA cannot adapt: {first_few(unsupported)}. LoRA adapts "
             "linear, convolution and embedding layers: narrow the regex to those"
         )
+    _check_tied(model, target, names)
+    _check_grouped(modules, target, names)
     return names
+
+
+def _check_tied(model: nn.Module, target: str, names: list[str]) -> None:
+    """Refuse a module whose weight another module shares (`lm_head`, `shared`, `embed_tokens`: one
+    token table). Trained unmerged the adapter is right, but merging it (`lora.merge`, `f2tune export
+    --kind merged`, a full fine-tune that starts from the adapter) writes the update into that one
+    matrix, so the token embeddings change too: a different model, with no error."""
+    holders: dict[int, list[str]] = {}
+    for name, module in model.named_modules():
+        weight = getattr(module, "weight", None)
+        if isinstance(weight, nn.Parameter):
+            holders.setdefault(id(weight), []).append(name)
+    modules = dict(model.named_modules())
+    tied = [
+        f"{name} (shares its weight with {', '.join(n for n in holders[id(modules[name].weight)] if n != name)})"
+        for name in names
+        if len(holders.get(id(getattr(modules[name], "weight", None)), [])) > 1
+    ]
+    if tied:
+        raise RecipeError(
+            f"lora.target {target!r} matches modules with a tied weight: {first_few(tied)}. A merged export "
+            "would add their update to every module sharing the weight, changing the model: leave them out of "
+            "the regex (the presets do)"
+        )
+
+
+def _check_grouped(modules: dict[str, nn.Module], target: str, names: list[str]) -> None:
+    """peft adapts a grouped convolution (the DaViT's depthwise ones) only when r is a multiple of its
+    groups, and refuses it otherwise from inside `get_peft_model` with a traceback; those convolutions
+    are better left out than adapted at a rank of 16+ for a 3x3 kernel per channel."""
+    grouped = [f"{name} (groups={modules[name].groups})" for name in names if getattr(modules[name], "groups", 1) > 1]
+    if grouped:
+        raise RecipeError(
+            f"lora.target {target!r} matches grouped (depthwise) convolutions: {first_few(grouped)}. LoRA "
+            "adapts only whole convolutions here: narrow the regex (e.g. to the patch convolutions, "
+            "vision_tower.convs.N.conv)"
+        )
 
 
 def apply_adaptation(model: nn.Module, adaptation: AdaptationConfig, lora: LoraSettings) -> nn.Module:

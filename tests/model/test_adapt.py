@@ -64,6 +64,20 @@ def test_custom_regex_and_bad_targets(tiny_model):
         lora_targets(tiny_model, r".*layer_norm")
 
 
+@pytest.mark.parametrize("tied", ["lm_head", r"model\.language_model\.shared"])
+def test_targets_with_a_tied_weight_are_refused(tiny_model, tied):
+    """Merging their update wrote it into the one token table: the merged model's embeddings changed too."""
+    with pytest.raises(RecipeError, match=r"matches modules with a tied weight: .*shares its weight with"):
+        lora_targets(tiny_model, rf".*decoder\.layers\.0\.fc1|{tied}")
+
+
+def test_grouped_convolutions_are_refused_before_peft(tiny_model):
+    """peft refused the DaViT's depthwise convolutions from inside get_peft_model, with a traceback."""
+    with pytest.raises(RecipeError, match=r"grouped \(depthwise\) convolutions: .*conv1 \(groups=16\)"):
+        lora_targets(tiny_model, r".*blocks\.0\.0\.spatial_block\.conv1")
+    assert lora_targets(tiny_model, r".*vision_tower\.convs\.1\.conv") == ["model.vision_tower.convs.1.conv"]
+
+
 def one_batch(processor) -> dict:
     samples = shape_samples(4, seed=11)
     items = [{"id": s.id, "image": s.image.render(), "prompt": s.prompt, "target": s.target} for s in samples]
