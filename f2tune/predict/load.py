@@ -79,12 +79,15 @@ def is_run_folder(path: Path) -> bool:
 
 
 def _is_adapter(source: Path | str) -> bool:
-    """A folder with adapter_config.json, or a reachable Hub repo holding one (offline: no)."""
+    """A folder with adapter_config.json, or a Hub repo holding one: in the local Hub cache (which
+    works offline, as loading the adapter does) or else asked of the Hub (unreachable: no)."""
     if isinstance(source, Path):
         return (source / "adapter_config.json").is_file()
-    from huggingface_hub import file_exists
+    from huggingface_hub import file_exists, try_to_load_from_cache
 
     try:
+        if isinstance(try_to_load_from_cache(source, "adapter_config.json"), str):
+            return True
         return file_exists(source, "adapter_config.json")
     except Exception:  # offline, unreachable, not a repo id: loading it as a model then says why
         return False
