@@ -41,6 +41,10 @@ class Checkpoint:
     state_dict: dict[str, torch.Tensor]
 
 
+TRUE_PRECISION_DTYPES = {"bf16-true": torch.bfloat16, "16-true": torch.float16}
+"""Precisions whose training converts every weight: what a checkpoint of such a run holds."""
+
+
 def export_checkpoint(
     source: str | Path,
     out: Path,
@@ -118,7 +122,10 @@ def model_from_checkpoint(checkpoint: Checkpoint) -> nn.Module:
             f"{checkpoint.path}: its weights do not fit the model its recipe builds ({len(missing)} missing, "
             f"{len(unexpected)} unexpected: {listed}); was the recipe or config.yaml changed after training?"
         )
-    return model.eval()
+    trained_in = TRUE_PRECISION_DTYPES.get(checkpoint.recipe.trainer.precision)
+    # a `*-true` run trained and exported at the end of fit in that dtype; loaded into the recipe's
+    # float32 model, the same weights were written at twice the size by `f2tune export`
+    return (model.to(trained_in) if trained_in else model).eval()
 
 
 def _config_yaml(run_dir: Path, path: Path) -> dict:
