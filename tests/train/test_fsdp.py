@@ -7,7 +7,9 @@ other; everything else is the run users get on GPUs.
 
 from __future__ import annotations
 
+import csv
 import json
+import math
 import os
 import signal
 import subprocess
@@ -74,7 +76,8 @@ def run_fsdp(tmp_path: Path, *arguments: str) -> subprocess.CompletedProcess:
 def test_fsdp_fit_validates_before_during_and_after_training_with_the_processes_in_step(tmp_path):
     """Validations before training, at step 2 and after the last step (3) on one wrapped module
     (Lightning wrapped it again at each, leaving the root's weights flat shards); the decay groups
-    of full fine-tuning (FSDP shows every weight 1-D, which made them all `-no_decay`)."""
+    of full fine-tuning (FSDP shows every weight 1-D, which made them all `-no_decay`); the gradient
+    norm, logged under DDP only."""
     (tmp_path / "images").mkdir()
     records = []
     for n, (prompt, target) in enumerate(VAL):
@@ -103,6 +106,9 @@ def test_fsdp_fit_validates_before_during_and_after_training_with_the_processes_
     parts = ("vision_tower", "projector", "language_model")
     assert decay == {**{part: 0.01 for part in parts}, **{f"{part}-no_decay": 0.0 for part in parts}}
     assert (run / "export" / "model.safetensors").exists()
+    rows = list(csv.DictReader((run / "logs" / "csv" / "version_0" / "metrics.csv").open()))
+    norms = [float(row["train/grad_norm"]) for row in rows if row.get("train/grad_norm")]
+    assert len(norms) == 3 and all(0 < norm < math.inf for norm in norms)  # of all shards together
 
 
 @pytest.mark.slow
