@@ -41,11 +41,21 @@ def check_replaceable(target: Path, purpose: str) -> None:
     in a folder that can be written.
 
     Called before the work too, so that a folder that cannot be replaced stops a command before
-    its hours of work, not after."""
-    target = Path(target)
-    check_writable(target.absolute().parent, f"the folder of the {purpose} output {target}")
+    its hours of work, not after.
+
+    The folder this process works in (`--out .`), or one holding it, is refused too: replacing it
+    would move the working folder away and delete it, leaving the shell in a folder that is gone."""
+    target = _absolute(target)
+    check_writable(target.parent, f"the folder of the {purpose} output {target}")
     if not target.exists() and not target.is_symlink():
         return
+    cwd = Path.cwd().resolve()
+    if cwd == target.resolve() or target.resolve() in cwd.parents:
+        raise RunError(
+            f"{target} is (or holds) the folder this command runs in ({cwd}); it cannot be replaced by the "
+            f"{purpose} output. Give the output a folder of its own (a new name, such as ./{purpose}), or run "
+            "the command from another folder."
+        )
     if not target.is_dir():
         raise RunError(f"{target} exists and is not a folder; give a new folder for the {purpose} output")
     entries = sorted(entry.name for entry in target.iterdir())
@@ -68,11 +78,14 @@ def atomic_folder(target: Path, purpose: str) -> Iterator[Path]:
     If the block raises (or the process dies), `target` keeps its previous content and the
     temporary folder is removed (or, after a kill, left as a dot-named `.NAME.tmp-*` folder).
     """
-    target = Path(target)
+    target = _absolute(target)
     check_replaceable(target, purpose)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
+        # mkdtemp makes it 0700 (private while it is a temporary name); once renamed it is an output
+        # folder like any other, readable by whom a plain mkdir's folder would be (the group's share).
+        staging.chmod(0o777 & ~_umask())
         yield staging
         (staging / OUTPUT_MARKER).write_text(purpose + "\n")
     except BaseException:
@@ -85,3 +98,25 @@ def atomic_folder(target: Path, purpose: str) -> Iterator[Path]:
         shutil.rmtree(retired, ignore_errors=True)
     else:
         os.replace(staging, target)
+
+
+def _absolute(target: Path | str) -> Path:
+    """`target` as an absolute path with `.` and `..` taken out, so that it has a name and a parent:
+    `Path(".").name` is empty, and `--out .` made the staging folder `..tmp-*`, then failed the
+    final rename after all the work (`..` lexically, as the shell means it: a symlinked output
+    folder is replaced as the link, not followed)."""
+    return Path(os.path.abspath(target))
+
+
+def _umask() -> int:
+    """The process's umask, read from /proc where it can be (Linux), so that no other thread creates
+    a file in the moment `os.umask` has to set it to read it."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o077)  # the strictest plausible value while it is read, restored at once
+    os.umask(mask)
+    return mask

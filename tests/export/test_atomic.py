@@ -3,6 +3,8 @@ holds anything but the same command's earlier output."""
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -82,3 +84,52 @@ def test_an_output_that_cannot_be_written_is_named_before_the_work(tmp_path):
     with pytest.raises(RunError, match="the folder of the predict output .*notes.txt/preds"):
         with atomic_folder(tmp_path / "notes.txt" / "preds", "predict"):
             pytest.fail("the block must not run")
+
+
+@pytest.mark.parametrize("holds", ["nothing", "an earlier export"])
+def test_the_folder_one_stands_in_is_refused_before_the_work(tmp_path, monkeypatch, holds):
+    """`--out .` passed the check, then failed after all the work (`Path('.')` has no name) and left
+    the output in a hidden `..tmp-*` folder; replacing the working folder would delete it from
+    under the shell, so it is refused up front, like a folder above it (`--out ..` from inside)."""
+    here = tmp_path / "export"
+    here.mkdir()
+    if holds != "nothing":
+        (here / OUTPUT_MARKER).write_text("export\n")
+        (here / "model.safetensors").write_text("weights")
+        (here / "sub").mkdir()
+    monkeypatch.chdir(here)
+    for out in [Path("."), "."] + ([Path("sub/..")] if holds != "nothing" else []):
+        with pytest.raises(RunError, match=r"export is \(or holds\) the folder this command runs in .* ./export"):
+            with atomic_folder(out, "export"):
+                pytest.fail("the block must not run")
+    if holds != "nothing":
+        monkeypatch.chdir(here / "sub")
+        with pytest.raises(RunError, match="the folder this command runs in"):
+            check_replaceable(Path(".."), "export")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]  # no staging folder beside it
+    assert not [p for p in here.iterdir() if p.name.startswith(".") and p.name != OUTPUT_MARKER]
+
+
+def test_relative_names_with_dots_are_replaced_by_their_own_name(tmp_path, monkeypatch):
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    for out in ("../export", "../export/.", "../work/../export"):
+        with atomic_folder(Path(out), "export") as staging:
+            (staging / "a.txt").write_text(out)
+        assert (tmp_path / "export" / "a.txt").read_text() == out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export", "work"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o077])
+def test_an_output_folder_gets_the_mode_of_a_plain_mkdir(tmp_path, umask):
+    """mkdtemp's 0700 staging folder became the output: a group member could not read a shared
+    export while the run's checkpoints/ beside it was 0755."""
+    previous = os.umask(umask)
+    try:
+        with atomic_folder(tmp_path / "export", "export") as staging:
+            (staging / "a.txt").write_text("a")
+        (tmp_path / "plain").mkdir()
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "export").stat().st_mode) == 0o777 & ~umask
+    assert (tmp_path / "export").stat().st_mode == (tmp_path / "plain").stat().st_mode
