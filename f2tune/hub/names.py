@@ -22,7 +22,21 @@ def is_hub_id(name: str) -> bool:
     return bool(_HUB_ID.match(name)) and ".." not in name
 
 
-def is_repo_id(name: str) -> bool:
-    """Whether `name` is a repo id one can push to: `owner/name` (the Hub needs the owner to create
-    a repo; a bare name is only a legacy id of a few old models)."""
-    return is_hub_id(name) and "/" in name
+def repo_id_problem(name: str) -> str | None:
+    """Why the Hub would refuse to create `name` as a repo, or None when it has the form of one.
+
+    The rules are huggingface_hub's own (`validate_repo_id`, checked offline): `me/x--y`, `me/model-`,
+    `me/m.git` or a name over 96 characters passed a pattern of f2tune's own, so a fit with such an
+    `export.push_to` trained to its end and only then failed the push. Imported here, not at the top,
+    so that loading this module stays light. A bare name is refused too: the Hub needs the owner to
+    create a repo (a bare name is only a legacy id of a few old models)."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if "/" not in name:
+        return "it names no owner"
+    try:
+        validate_repo_id(name)
+    except HFValidationError as err:
+        # Its message ends by quoting the id ("...: 'me/x--y'."), which f2tune's message names already.
+        return str(err).split(f": '{name}'")[0].rstrip(".")
+    return None

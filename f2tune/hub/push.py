@@ -18,7 +18,7 @@ from pathlib import Path
 
 from f2tune.errors import F2TuneError
 from f2tune.export.atomic import OUTPUT_MARKER
-from f2tune.hub.names import REPO_PLACEHOLDER, is_hub_id, is_repo_id
+from f2tune.hub.names import REPO_PLACEHOLDER, is_hub_id, repo_id_problem
 from f2tune.log import warn
 
 _STAGING = re.compile(r"^\.(?P<target>.+)\.tmp-[^/]+$")
@@ -208,8 +208,12 @@ def check_push_target(repo: str, option: str, token: str | None = None) -> str:
     pushes at its end (`export.push_to`), so a typo stops it before the training, not after it."""
     from huggingface_hub import get_token
 
-    if not is_repo_id(repo):
-        raise PushError(f"{option} {repo!r}: expected a Hub repo id of the form user/name (or org/name)")
+    problem = repo_id_problem(repo)
+    if problem:
+        raise PushError(
+            f"{option} {repo!r}: expected a Hub repo id of the form user/name (or org/name); the Hub would refuse "
+            f"this one ({problem}): give {option} another repo id, such as user/florence2-lora"
+        )
     token = token or get_token()
     if not token:
         raise PushError(

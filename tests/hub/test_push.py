@@ -135,6 +135,7 @@ def test_recipe_push_to_uploads_the_export_at_the_end_of_fit(hub, tmp_path):
     ("repo", "token", "said"),
     [
         ("not a repo", TOKEN, "f2tune: error: export.push_to 'not a repo': expected a Hub repo id"),
+        ("alice/from--fit", TOKEN, "export.push_to 'alice/from--fit': expected a Hub repo id of the form user/name"),
         ("alice/from-fit", "", "error: no Hugging Face token to push to alice/from-fit, which export.push_to names"),
     ],
 )

@@ -96,9 +96,26 @@ def test_an_adapter_naming_a_local_base_is_said(tmp_path, capsys):
     assert "names a local base model (/runs/t/base_model)" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("repo", ["no-owner", "alice/../m", "alice/.m", "alice/m/x", "/alice/m", "a b/m"])
-def test_a_repo_id_the_hub_would_refuse_is_refused_before_any_request(repo):
-    """The check let `alice/.m` and `alice/..` through, which the Hub then refused after the checks."""
-    with pytest.raises(PushError, match="expected a Hub repo id of the form user/name"):
+@pytest.mark.parametrize(
+    ("repo", "rule"),
+    [
+        ("no-owner", "names no owner"),
+        ("alice/../m", "in the form 'repo_name' or 'namespace/repo_name'"),
+        ("alice/.m", "cannot start or end with '-' or '.'"),
+        ("alice/m/x", "in the form 'repo_name' or 'namespace/repo_name'"),
+        ("/alice/m", "in the form 'repo_name' or 'namespace/repo_name'"),
+        ("a b/m", "must use alphanumeric chars"),
+        ("me/x--y", "Cannot have -- or .."),
+        ("me/model-", "cannot start or end with '-' or '.'"),
+        ("me/m.git", "cannot end by '.git'"),
+        ("me/" + "m" * 97, "maximum length is 96"),
+    ],
+)
+def test_a_repo_id_the_hub_would_refuse_is_refused_before_any_request(repo, rule):
+    """The check let `alice/.m`, `me/x--y`, `me/model-`, `me/m.git` and names over 96 characters
+    through, which the Hub then refused after the checks (after the training, for `export.push_to`)."""
+    with pytest.raises(PushError, match="expected a Hub repo id of the form user/name") as refused:
         check_push_target(repo, "--repo", token="hf_test")
-    assert check_push_target("alice/m.v2-x_y", "--repo", token="hf_test") == "hf_test"
+    assert str(refused.value).startswith(f"--repo {repo!r}: ") and rule in str(refused.value)
+    for fine in ("alice/m.v2-x_y", "me/" + "m" * 96, "Org-1/model_2.0"):
+        assert check_push_target(fine, "--repo", token="hf_test") == "hf_test"
