@@ -73,7 +73,8 @@ def convert_model(source: Path, out: Path, base: str | None = None) -> Path:
 
 
 def convert_adapter(source: Path, out: Path, base: str | None = None) -> Path:
-    """A peft adapter whose keys and `target_modules` name the native model's modules."""
+    """A peft adapter whose keys and `target_modules` name the native model's modules, on `base`
+    at its default revision."""
     config = _read_json(source / "adapter_config.json")
     base = base or _default_base(source / "adapter_config.json", "base_model_name_or_path")
     for field in ("rank_pattern", "alpha_pattern"):
@@ -83,11 +84,20 @@ def convert_adapter(source: Path, out: Path, base: str | None = None) -> Path:
                 "converting it is not supported: remove it or convert by hand"
             )
     weights, targets = convert_adapter_state(_read_weights(source), str(source))
-    config.update(base_model_name_or_path=base, target_modules=sorted(targets))
+    # `revision` is a revision of the source's base repo (microsoft/Florence-2-base-ft's adapters
+    # name `refs/pr/6`): peft and f2tune would ask the new base for it. `--base` names no revision,
+    # so the converted adapter names none: the base repo's default branch.
+    dropped = f"; revision {config['revision']} of the source's base dropped" if config.get("revision") else ""
+    config.update(base_model_name_or_path=base, target_modules=sorted(targets), revision=None)
+    if config.get("task_type") == "CAUSAL_LM":
+        # Roboflow-style adapters say CAUSAL_LM; Florence-2 is an encoder-decoder, and with any task
+        # type `peft.AutoPeftModel.from_pretrained` refuses the folder ("Cannot use AutoPeftModel
+        # with a task type"), where f2tune's own exports name none.
+        config["task_type"] = None
     with atomic_folder(out, "convert") as staging, safetensors_os_errors(out):
         save_file(weights, str(staging / "adapter_model.safetensors"), metadata={"format": "pt"})
         (staging / "adapter_config.json").write_text(json.dumps(config, indent=2))
-    say(f"convert: {source} -> {out} (peft adapter on {base}, {len(targets)} target modules)")
+    say(f"convert: {source} -> {out} (peft adapter on {base}, {len(targets)} target modules{dropped})")
     return out
 
 

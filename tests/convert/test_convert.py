@@ -13,7 +13,7 @@ import re
 import pytest
 import torch
 import transformers.modeling_utils
-from peft import LoraConfig, PeftModel, get_peft_model
+from peft import AutoPeftModel, LoraConfig, PeftModel, get_peft_model
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -142,17 +142,22 @@ def test_lora_adapter_trained_on_the_remote_layout_converts_and_loads_with_peft(
     save_file(renamed, str(remote / "adapter_model.safetensors"))
     config = json.loads((tmp_path / "native_adapter" / "adapter_config.json").read_text())
     config.update(base_model_name_or_path="microsoft/Florence-2-large", target_modules=["qkv", "fc1", "q_proj"])
+    config.update(revision="refs/pr/6", task_type="CAUSAL_LM")  # as Roboflow's adapters on Florence-2-base-ft say
     (remote / "adapter_config.json").write_text(json.dumps(config))
 
     assert main(["convert", str(remote), "--out", str(tmp_path / "converted")]) == 0
     written = json.loads((tmp_path / "converted" / "adapter_config.json").read_text())
     assert written["base_model_name_or_path"] == "florence-community/Florence-2-large"  # the native twin
+    # The source's revision is one of microsoft/Florence-2-large: kept, peft asked the new base for it.
+    assert written["revision"] is None and written["task_type"] is None
     converted = load_file(str(tmp_path / "converted" / "adapter_model.safetensors"))
     assert converted.keys() == native.keys() and all(torch.equal(converted[k], native[k]) for k in native)
 
     written["base_model_name_or_path"] = str(tiny_dir)  # offline: load onto the tiny native base
     (tmp_path / "converted" / "adapter_config.json").write_text(json.dumps(written))
-    loaded = PeftModel.from_pretrained(AutoModelForImageTextToText.from_pretrained(tiny_dir), tmp_path / "converted")
+    # peft's one-line load, from the folder alone: it refused a task type ("Cannot use AutoPeftModel with a task type").
+    loaded = AutoPeftModel.from_pretrained(tmp_path / "converted")
+    assert type(loaded.base_model.model) is type(AutoModelForImageTextToText.from_pretrained(tiny_dir))
     processor = AutoProcessor.from_pretrained(tiny_dir)
     # Compared with the native adapter loaded the same way: a model built in memory and one loaded
     # from disk run their matmuls on differently laid-out tensors (float differences up to ~1e-4).
@@ -160,6 +165,19 @@ def test_lora_adapter_trained_on_the_remote_layout_converts_and_loads_with_peft(
         AutoModelForImageTextToText.from_pretrained(tiny_dir), tmp_path / "native_adapter"
     )
     assert torch.allclose(logits(loaded, processor), logits(reference, processor), atol=1e-6)
+
+
+def test_converting_into_the_working_folder_is_refused_before_reading(tmp_path, monkeypatch, capsys):
+    """`--out .` from an empty folder passed the check, converted, then failed the final rename
+    (`Path('.')` has no name), leaving the output in a hidden `..tmp-*` folder."""
+    source = tmp_path / "adapter"
+    source.mkdir()
+    (source / "adapter_config.json").write_text("{}")  # never read: refused before
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    assert main(["convert", str(source), "--out", "."]) != 0
+    assert "here is (or holds) the folder this command runs in" in capsys.readouterr().err
+    assert list((tmp_path / "here").iterdir()) == []
 
 
 def test_adapter_keys_outside_the_rules_are_errors():
