@@ -18,7 +18,7 @@ import f2tune
 from f2tune.config import Recipe
 from f2tune.eval.evaluator import Decoding
 from f2tune.eval.metrics import metric_text
-from f2tune.hub.names import REPO_PLACEHOLDER, is_hub_id
+from f2tune.hub.names import REPO_PLACEHOLDER, REPO_PLACEHOLDER_NOTE, is_hub_id
 from f2tune.recipe import dump_recipe
 from f2tune.tasks import TASKS
 
@@ -223,10 +223,7 @@ def _task_token(prompt: str) -> str:
 def _usage_intro(facts: CardFacts) -> str:
     prompt = _example_prompt(facts)
     region = f" `{EXAMPLE_REGION}` is the image's middle half." if EXAMPLE_REGION in prompt else ""
-    return (
-        "`THIS_FOLDER_OR_REPO` is this folder's path, or its Hub repo id (`f2tune push` writes the id in the "
-        f"card it uploads). The decoding settings are those the run's evaluation used for the task.{region}"
-    )
+    return f"{REPO_PLACEHOLDER_NOTE}The decoding settings are those the run's evaluation used for the task.{region}"
 
 
 def _usage(facts: CardFacts, recipe: Recipe, adapter: bool) -> str:

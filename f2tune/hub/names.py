@@ -10,7 +10,14 @@ import re
 
 REPO_PLACEHOLDER = '"THIS_FOLDER_OR_REPO"'
 """The export's own name in the card's usage code, quoted as it is there: `f2tune push` writes the
-repo id in its place in the uploaded card (the prose names it unquoted, so only the code changes)."""
+repo id in its place in the uploaded card."""
+
+REPO_PLACEHOLDER_NOTE = (
+    "`THIS_FOLDER_OR_REPO` is this folder's path, or its Hub repo id (`f2tune push` writes the id in the card it "
+    "uploads). "
+)
+"""The card's sentence on the placeholder, which `f2tune push` leaves out of the card it uploads,
+where the code names the repo."""
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
 

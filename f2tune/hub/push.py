@@ -18,7 +18,7 @@ from pathlib import Path
 
 from f2tune.errors import F2TuneError
 from f2tune.export.atomic import OUTPUT_MARKER
-from f2tune.hub.names import REPO_PLACEHOLDER, is_hub_id, repo_id_problem
+from f2tune.hub.names import REPO_PLACEHOLDER, REPO_PLACEHOLDER_NOTE, is_hub_id, repo_id_problem
 from f2tune.log import warn
 
 _STAGING = re.compile(r"^\.(?P<target>.+)\.tmp-[^/]+$")
@@ -187,7 +187,8 @@ def _check_safetensors(folder: Path, files: list[str]) -> None:
 
 def _content(folder: Path, name: str, repo: str, revision: str | None) -> Path | bytes:
     """What to upload for `name`: the file itself, or for the card its text with the usage code
-    naming `repo` (and `revision`) instead of the placeholder for it, so it runs as shown on the Hub."""
+    naming `repo` (and `revision`) instead of the placeholder for it, so it runs as shown on the Hub,
+    and without the sentence that explains the placeholder."""
     path = folder / name
     if name != "README.md":
         return path
@@ -195,7 +196,7 @@ def _content(folder: Path, name: str, repo: str, revision: str | None) -> Path |
     if REPO_PLACEHOLDER not in text:
         return path
     named = json.dumps(repo) + (f", revision={json.dumps(revision)}" if revision else "")
-    return text.replace(REPO_PLACEHOLDER, named).encode("utf-8")
+    return text.replace(REPO_PLACEHOLDER_NOTE, "").replace(REPO_PLACEHOLDER, named).encode("utf-8")
 
 
 def _text(content: Path | bytes) -> str:

@@ -23,6 +23,7 @@ from helpers import tiny_recipe
 from safetensors.torch import save_file
 
 from f2tune.export.atomic import OUTPUT_MARKER
+from f2tune.hub.names import REPO_PLACEHOLDER_NOTE
 
 TOKEN = "hf_f2tuneTestSecretToken123456"
 
@@ -127,7 +128,10 @@ def test_recipe_push_to_uploads_the_export_at_the_end_of_fit(hub, tmp_path):
     files = hub.state.repos["alice/from-fit"]["branches"]["main"]
     assert {k: v for k, v in files.items() if k != "README.md"} == uploaded
     card = (export / "README.md").read_text()
-    assert files["README.md"].decode() == card.replace('"THIS_FOLDER_OR_REPO"', '"alice/from-fit"')
+    assert REPO_PLACEHOLDER_NOTE in card
+    expected = card.replace(REPO_PLACEHOLDER_NOTE, "").replace('"THIS_FOLDER_OR_REPO"', '"alice/from-fit"')
+    assert files["README.md"].decode() == expected
+    assert "THIS_FOLDER_OR_REPO" not in expected  # the sentence on it went with it
     assert TOKEN not in done.stdout + done.stderr
 
 
