@@ -15,9 +15,10 @@ process is: a SIGTERM that reaches one process other than rank 0 alone (a `kill`
 pairs that broadcast with whatever collective rank 0 runs next, and the run crashed in gloo/NCCL
 without a checkpoint. With more than one process the handler only notes the request here, and
 the processes agree at the end of each training and validation batch (one all-reduce of a flag)
-before Lightning's own stop is set, on all of them at the same batch. Rank 0 writes `last.ckpt`
-alone, without the barriers of `trainer.save_checkpoint`. FSDP's sharded state needs every
-process, so an FSDP run saves nothing more and the message names the `last.ckpt` it saved before.
+before Lightning's own stop is set, on all of them at the same batch. Under DDP rank 0 writes
+`last.ckpt` alone, without the barriers of `trainer.save_checkpoint`. Under FSDP each process
+holds a shard of the weights and optimizer state, so every process gathers them into the
+checkpoint (they stop at the same batch, so they meet there) and rank 0 writes it.
 
 SLURM's requeue signal makes the same stop, and then the job is requeued (`f2tune.train.requeue`).
 """
@@ -33,7 +34,7 @@ from types import FrameType
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.strategies import DDPStrategy
+from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -148,10 +149,12 @@ class StopOnRequest(pl.Callback):
             self.after_training = trainer.state.fn == TrainerFn.VALIDATING
             return
         self.during_validation = trainer.validating
-        if trainer.world_size == 1 or (type(trainer.strategy) is DDPStrategy and trainer.is_global_zero):
+        sharded = isinstance(trainer.strategy, FSDPStrategy)
+        if trainer.world_size == 1 or sharded or (type(trainer.strategy) is DDPStrategy and trainer.is_global_zero):
             # Under DDP rank 0 alone, without the barriers of `trainer.save_checkpoint`: the other
             # processes may stop a step later or be waiting in the next one. Its weights and
-            # optimizer state are every process's, and its step is whole.
+            # optimizer state are every process's, and its step is whole. Under FSDP every process
+            # (stopped at the same batch) gathers its shards; the strategy has rank 0 write the file.
             checkpoint = (
                 checkpoint_before_validation(trainer)
                 if trainer.validating

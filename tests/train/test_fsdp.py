@@ -50,10 +50,11 @@ VAL = [
 and then nothing."""
 
 
-def run_fsdp(tmp_path: Path, *arguments: str) -> subprocess.CompletedProcess:
-    """The script in a new process group, which is killed whole if the processes wait on each other."""
+def run_fsdp(tmp_path: Path, *arguments: str, before_main: str = "") -> subprocess.CompletedProcess:
+    """The script (with `before_main` run before f2tune's main) in a new process group, which is
+    killed whole if the processes wait on each other."""
     script = tmp_path / "fsdp_cpu.py"
-    script.write_text(textwrap.dedent(SCRIPT))
+    script.write_text(textwrap.dedent(SCRIPT).replace("sys.exit(main(", before_main + "\nsys.exit(main("))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     with subprocess.Popen(
         [sys.executable, str(script), *arguments],
@@ -136,3 +137,41 @@ def test_fsdp_lora_checkpoints_hold_the_adapter(tmp_path):
         torch.testing.assert_close(saved["model." + name.replace(".weight", ".default.weight")], value)
     assert any(value.abs().sum() > 0 for name, value in exported.items() if "lora_B" in name)  # trained
     assert done.stdout.count("frozen and trainable weights in one unit") + done.stderr.count("in one unit") == 1
+
+
+STOP = """
+import os, signal
+import lightning.pytorch as pl
+import f2tune.train.run as run
+
+class SigtermDuringStep4(pl.Callback):  # to the second process only
+    def on_train_batch_start(self, trainer, *args):
+        if trainer.global_step == 3 and trainer.global_rank == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+original_fit = run.fit
+run.fit = lambda recipe, resume=False, **options: original_fit(recipe, resume, [SigtermDuringStep4()], **options)
+"""
+
+
+@pytest.mark.slow
+def test_a_stopped_fsdp_run_saves_its_step_from_every_process_and_resumes(tmp_path):
+    """Each process holds a shard of the weights and optimizer state: all of them gather it into
+    last.ckpt at the step they stop at (an FSDP run saved nothing, and resumed from its last
+    validation)."""
+    trainer = {"devices": 2, "strategy": "fsdp", "max_steps": 6, "val_check_interval": 100, "loggers": ["csv"]}
+    trainer["check_val_every_n_epoch"] = None
+    recipe = tiny_recipe(tmp_path, trainer=trainer, eval={"before_fit": False, "metric": "none"})
+    recipe["data"] |= {"batch_size": 2, "val": []}
+    recipe["export"] = {"enabled": False}
+    (tmp_path / "recipe.yaml").write_text(json.dumps(recipe))
+    last = tmp_path / "runs" / "t" / "checkpoints" / "last.ckpt"
+
+    stopped = run_fsdp(tmp_path, "fit", str(tmp_path / "recipe.yaml"), before_main=STOP)
+
+    assert stopped.returncode == 143, stopped.stderr[-3000:]
+    assert f"f2tune: error: stopped by SIGTERM at step 4: {last} holds step 4" in stopped.stderr
+    assert torch.load(last, weights_only=False)["global_step"] == 4
+    resumed = run_fsdp(tmp_path, "fit", str(tmp_path / "recipe.yaml"), "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert torch.load(last, weights_only=False)["global_step"] == 6
