@@ -3,7 +3,6 @@ from generated text with per-sample predictions written beside the run."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from contextlib import nullcontext
 from functools import partial
@@ -41,8 +40,7 @@ from f2tune.train.optim import (
     follow_recipe_settings,
     group_settings,
 )
-from f2tune.train.pictures import save_pictures, validation_pictures
-from f2tune.train.prediction_folders import unused_folder
+from f2tune.train.prediction_folders import write_predictions
 from f2tune.train.skipped import check_evaluated, check_trained, forget_step_metrics
 
 
@@ -251,31 +249,14 @@ class Florence2Module(pl.LightningModule):
         self._write_predictions(stage, results)
 
     def _write_predictions(self, stage: str, results: dict[str, float]) -> None:
-        """`predictions/<stage>-step<N>/rank<R>.jsonl` per process and `metrics.json` from rank 0
-        (`<stage>-step<N>-2/`... where an earlier evaluation of the step wrote that folder)."""
+        """This evaluation's records and metrics beside the run (`write_predictions`)."""
         if self.output_dir is None or self.trainer.sanity_checking:
             return
         step = self.trainer.global_step if self.evaluated_step is None else self.evaluated_step
-        chosen = unused_folder(self.output_dir / "predictions", stage, step) if self.trainer.is_global_zero else None
-        folder = self.trainer.strategy.broadcast(chosen)  # rank 0's choice, made before any process writes
-        folder.mkdir(parents=True, exist_ok=True)  # on each node: output_dir may be a node's own disk
-        self.predictions_folder = folder
-        with (folder / f"rank{self.global_rank}.jsonl").open("w") as lines:
-            for record in self.records:
-                lines.write(json.dumps(record, default=float) + "\n")
-        if self.trainer.is_global_zero:
-            (folder / "metrics.json").write_text(json.dumps(results, indent=2))
-            self._draw_pictures(stage, folder / "pictures", step)
+        root = self.output_dir / "predictions"
+        pictures = self.recipe.eval.pictures
+        self.predictions_folder = write_predictions(self.trainer, root, stage, step, self.records, results, pictures)
         self.records = []
-
-    def _draw_pictures(self, stage: str, folder: Path, step: int) -> None:
-        """The first `eval.pictures` samples of each task, reference beside prediction (`f2tune.train.pictures`)."""
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if not self.recipe.eval.pictures or datamodule is None:
-            return
-        samples = (s for part in getattr(datamodule, f"{stage}_parts") for s in part.samples)
-        pictures = validation_pictures(self.records, samples, self.recipe.eval.pictures)
-        save_pictures(pictures, folder, self.loggers, stage, step)
 
     def configure_gradient_clipping(
         self,
