@@ -127,8 +127,8 @@ class NonFiniteGuard(pl.Callback):
 def _suspects(loss_finite: bool, ids: list[str]) -> tuple[bool, list[str]]:
     """Whether every process's loss was finite, and the samples to look at: those of the processes
     whose loss was not, else (the gradients alone, summed across processes) every process's. Each
-    process knew only its own: rank 0, which says it, named its samples and the gradients where
-    another process's sample made the loss NaN."""
+    process knows only its own loss: rank 0, which writes the warning, named its own samples and
+    "gradients" where another process's sample had made the loss NaN."""
     gathered: list[tuple[bool, list[str]] | None] = [None] * torch.distributed.get_world_size()
     torch.distributed.all_gather_object(gathered, (loss_finite, ids))
     shares = [share for share in gathered if share is not None]

@@ -265,10 +265,9 @@ class Florence2Module(pl.LightningModule):
         gradient_clip_algorithm: str | None = None,
     ) -> None:
         """`f2tune.train.clipping` where Lightning's clipping is slower or refuses to clip."""
-        clipped = gradient_clip_val and clip_gradients(
-            self.trainer, optimizer, gradient_clip_val, gradient_clip_algorithm
-        )
-        if gradient_clip_val and not clipped:
+        if not gradient_clip_val:
+            return
+        if not clip_gradients(self.trainer, optimizer, gradient_clip_val, gradient_clip_algorithm):
             super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Any | None = None) -> None:
