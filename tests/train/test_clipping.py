@@ -1,6 +1,6 @@
 """Gradient clipping: with the norm the non-finite guard has taken (one norm per step, also logged),
 and where Lightning refuses to: the fused AdamW under bf16-mixed (a fit runs, norms are clipped) and
-norm clipping under FSDP (handed to the root FSDP module; FSDP itself needs CUDA)."""
+norm clipping under FSDP (handed to the root FSDP module; two processes clip so in tests/train/test_fsdp.py)."""
 
 from __future__ import annotations
 
