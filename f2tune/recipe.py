@@ -123,12 +123,9 @@ def _describe(errors: list[dict[str, Any]]) -> str:
     kind = error["type"]
     if kind == "extra_forbidden":
         known = sorted({name for cls in classes for name in cls.model_fields})
-        close = difflib.get_close_matches(shown[-1], known, n=3, cutoff=0.6)
         parent = "".join(f"{p}." for p in shown[:-1])
-        if close:
-            hint = f"; did you mean {' or '.join(repr(parent + c) for c in close)}?"
-        else:
-            hint = f"; known keys in '{parent.rstrip('.') or 'the recipe'}': {', '.join(known)}"
+        close = _did_you_mean(shown[-1], known, prefix=parent)
+        hint = f"; {close}" if close else f"; known keys in '{parent.rstrip('.') or 'the recipe'}': {', '.join(known)}"
         return f"unknown key '{key}'{hint}"
     if kind == "missing":
         return f"missing required key '{key}'"
@@ -177,9 +174,14 @@ def _format_problem(key: str, error: dict[str, Any], classes: list[type[BaseMode
     if given is None:
         missing = "an empty 'format' key" if "format" in source else "no 'format' key"
         return f"{key}: this data source has {missing}; add one saying how it is read, {known}"
-    close = difflib.get_close_matches(str(given), formats, n=3, cutoff=0.6)
-    hint = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
-    return f"{key}.format: unknown format {given!r}; {hint}it is {known}"
+    close = _did_you_mean(str(given), formats)
+    return f"{key}.format: unknown format {given!r}; {close + ' ' if close else ''}it is {known}"
+
+
+def _did_you_mean(word: str, choices: list[str], prefix: str = "") -> str:
+    """`did you mean 'a' or 'b'?` (each choice after `prefix`) for the choices close to `word`, or ""."""
+    close = difflib.get_close_matches(word, choices, n=3, cutoff=0.6)
+    return f"did you mean {' or '.join(repr(prefix + c) for c in close)}?" if close else ""
 
 
 def _walk(root: type[BaseModel], loc: tuple[Any, ...]) -> tuple[list[type[BaseModel]], list[str]]:
