@@ -11,8 +11,11 @@ import torch
 
 from f2tune.errors import RunError, first_sentence
 
+BEST_FILENAME = "best-{step}"
+"""The best-checkpoint callback's `filename`: Lightning writes `best-step=N.ckpt` (`-vK` when a name repeats)."""
+
 BEST_FILE = re.compile(r"best-step=(\d+)(?:-v(\d+))?\.ckpt")
-"""The files the best-checkpoint callback writes (`filename="best-{step}"`; `-v1` when a name repeats)."""
+"""The names `BEST_FILENAME` gives, with the step and the version."""
 
 
 class UnreadableCheckpoint(RunError):

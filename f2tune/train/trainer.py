@@ -19,7 +19,7 @@ from f2tune.train.callbacks import ProgressBar, SamplesPerSecond
 from f2tune.train.checkpointing import AtomicCheckpointIO, FinalStep, RandomState
 from f2tune.train.fsdp import LayerwiseFSDP, check_fsdp_device
 from f2tune.train.guards import NonFiniteGuard
-from f2tune.train.locate import last_checkpoint
+from f2tune.train.locate import BEST_FILENAME, last_checkpoint
 from f2tune.train.stopping import StopOnRequest
 
 
@@ -34,7 +34,7 @@ def build_trainer(
     has_val = bool(recipe.data.val)
     best = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
-        filename="best-{step}",
+        filename=BEST_FILENAME,
         monitor=cfg.monitor,
         mode=monitor_mode,
         save_top_k=cfg.save_top_k,
