@@ -9,7 +9,6 @@ from typing import Literal
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.strategies import Strategy
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
@@ -20,6 +19,7 @@ from f2tune.train.checkpointing import AtomicCheckpointIO, FinalStep, RandomStat
 from f2tune.train.fsdp import LayerwiseFSDP, check_fsdp_device
 from f2tune.train.guards import NonFiniteGuard
 from f2tune.train.locate import BEST_FILENAME, last_checkpoint
+from f2tune.train.loggers import attach_loggers, build_loggers
 from f2tune.train.stopping import StopOnRequest
 
 
@@ -110,7 +110,7 @@ def last_checkpoint_writers(run_dir: Path, has_val: bool, every_n_steps: int | N
 def _trainer(recipe: Recipe, run_dir: Path, callbacks: list[pl.Callback]) -> pl.Trainer:
     cfg = recipe.trainer
     has_val = bool(recipe.data.val)
-    return pl.Trainer(
+    trainer = pl.Trainer(
         accelerator=cfg.accelerator,
         devices=cfg.devices,
         num_nodes=cfg.num_nodes,
@@ -137,6 +137,8 @@ def _trainer(recipe: Recipe, run_dir: Path, callbacks: list[pl.Callback]) -> pl.
         # be updated later in fit's validation; no_grad gives the same speed for generation.
         inference_mode=False,
     )
+    attach_loggers(trainer)
+    return trainer
 
 
 def build_strategy(recipe: Recipe) -> Strategy | str:
@@ -146,26 +148,3 @@ def build_strategy(recipe: Recipe) -> Strategy | str:
     if cfg.strategy == "fsdp":
         return LayerwiseFSDP(recipe)
     return "auto"
-
-
-def build_loggers(recipe: Recipe, run_dir: Path) -> list[Logger]:
-    # version=None numbers the folders (version_0, version_1, ...): a resumed run adds a version
-    # instead of overwriting the logs of the first part.
-    loggers: list[Logger] = []
-    for name in recipe.trainer.loggers:
-        if name == "tensorboard":
-            loggers.append(TensorBoardLogger(run_dir / "logs", name="tensorboard"))
-        elif name == "csv":
-            loggers.append(CSVLogger(run_dir / "logs", name="csv"))
-        else:
-            try:
-                from lightning.pytorch.loggers import WandbLogger
-
-                loggers.append(
-                    WandbLogger(project="f2tune", name=recipe.trainer.run_name, save_dir=str(run_dir / "logs"))
-                )
-            except ModuleNotFoundError:
-                raise RecipeError(
-                    "trainer.loggers has 'wandb' but wandb is not installed: pip install 'f2tune[wandb]'"
-                ) from None
-    return loggers

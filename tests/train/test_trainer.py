@@ -8,12 +8,12 @@ import pytest
 import torch
 from helpers import tiny_recipe
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelSummary
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.strategies import FSDPStrategy
 
 from f2tune.errors import RecipeError
 from f2tune.recipe import validate_recipe
 from f2tune.train.fsdp import FSDP_WRAPPED_LAYERS
+from f2tune.train.loggers import CSVSteps, TensorBoardSteps
 from f2tune.train.trainer import LAUNCHER_VARIABLES, build_strategy, build_trainer
 
 
@@ -24,7 +24,7 @@ def test_trainer_follows_the_recipe(tmp_path):
     trainer = build_trainer(validate_recipe(raw), tmp_path / "run")
     assert trainer.gradient_clip_val == 0.5 and trainer.accumulate_grad_batches == 4
     assert trainer.precision == "bf16-mixed"
-    assert {type(x) for x in trainer.loggers} == {CSVLogger, TensorBoardLogger}
+    assert {type(x) for x in trainer.loggers} == {CSVSteps, TensorBoardSteps}
     best, last = trainer.checkpoint_callbacks
     assert (best.monitor, best.mode, best.save_top_k) == ("val/loss", "min", 2)
     assert (last.filename, last.monitor, last.save_top_k) == ("last", None, 1)  # last.ckpt at every validation
