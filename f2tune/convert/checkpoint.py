@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -27,6 +27,9 @@ _LORA_KEY = re.compile(r"(?P<module>.+?)\.(?P<part>lora_\w+(?:\.weight)?)")
 _REMOTE_BASE = re.compile(r"microsoft/(Florence-2-(?:base|large)(?:-ft)?)")
 
 T = TypeVar("T")
+
+if TYPE_CHECKING:
+    from transformers import GenerationConfig
 
 
 def convert(source: Path, out: Path, base: str | None = None) -> Path:
@@ -51,7 +54,7 @@ def convert_model(source: Path, out: Path, base: str | None = None) -> Path:
     state = convert_state_dict(_read_weights(source), str(source))
     native_config = _load_base(base, named, AutoConfig.from_pretrained)
     processor = _load_base(base, named, AutoProcessor.from_pretrained)
-    model = AutoModelForImageTextToText.from_config(native_config)
+    model = AutoModelForImageTextToText.from_config(native_config, dtype=weights_dtype(state))
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as err:  # shape mismatches: torch lists them one per line after a header
@@ -65,11 +68,40 @@ def convert_model(source: Path, out: Path, base: str | None = None) -> Path:
             f"{source}: after conversion {len(missing)} weight(s) of {base} are missing and {len(unexpected)} are "
             f"unknown: {', '.join((missing + unexpected)[:8])}; is --base the same model size?"
         )
+    generation, generation_from = generation_config(source if source.is_dir() else source.parent, base)
+    if generation is not None:
+        model.generation_config = generation
     with atomic_folder(out, "convert") as staging, safetensors_os_errors(out):
         model.save_pretrained(staging)
         processor.save_pretrained(staging)
-    say(f"convert: {source} -> {out} (native model, config and processor of {base})")
+    say(
+        f"convert: {source} -> {out} (native model in {model.dtype}, config and processor of {base}, "
+        f"decoding settings of {generation_from})"
+    )
     return out
+
+
+def weights_dtype(state: dict[str, torch.Tensor]) -> torch.dtype:
+    """The one floating dtype of the source's weights (the microsoft/Florence-2 checkpoints are
+    float16), so the native model is built and saved in it instead of twice its size in float32;
+    float32 where the source mixes dtypes."""
+    dtypes = {tensor.dtype for tensor in state.values() if tensor.is_floating_point()}
+    return dtypes.pop() if len(dtypes) == 1 else torch.float32
+
+
+def generation_config(source: Path, base: str) -> tuple[GenerationConfig | None, str]:
+    """The decoding settings to save with the native model, and where they came from: the source
+    folder's `generation_config.json` (a fine-tuned model's own), else `base`'s, else (None) those
+    transformers derives from the config. The settings name tokens, not modules, so they carry
+    over unchanged between the two layouts."""
+    from transformers import GenerationConfig
+
+    for where in (source, base):
+        try:
+            return GenerationConfig.from_pretrained(where), str(where)
+        except (OSError, ValueError):  # no such file (or no such repo offline): the next one
+            continue
+    return None, "the config (neither has a generation_config.json)"
 
 
 def convert_adapter(source: Path, out: Path, base: str | None = None) -> Path:

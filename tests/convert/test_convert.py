@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 
 import pytest
 import torch
@@ -16,7 +17,7 @@ import transformers.modeling_utils
 from peft import AutoPeftModel, LoraConfig, PeftModel, get_peft_model
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
-from transformers import AutoModelForImageTextToText, AutoProcessor
+from transformers import AutoModelForImageTextToText, AutoProcessor, GenerationConfig
 
 from f2tune.cli import main
 from f2tune.convert.checkpoint import convert, convert_adapter_state
@@ -90,6 +91,33 @@ def test_remote_model_converts_to_identical_native_tensors_and_loads(remote_fold
     assert loaded.keys() == native.keys()
     assert all(torch.equal(loaded[k], native[k]) for k in native)
     AutoProcessor.from_pretrained(tmp_path / "native")
+
+
+def test_a_float16_source_stays_float16_and_exact(remote_folder, tiny_dir, tmp_path):
+    """The microsoft/Florence-2 checkpoints are float16: the native folder keeps them so (it was
+    float32, twice the size) and every tensor equals the source's."""
+    folder, native = remote_folder
+    half = {k: v.half() for k, v in load_file(str(folder / "model.safetensors")).items()}
+    save_file(half, str(folder / "model.safetensors"))
+    assert main(["convert", str(folder), "--out", str(tmp_path / "native"), "--base", str(tiny_dir)]) == 0
+    saved = load_file(str(tmp_path / "native" / "model.safetensors"))
+    assert {t.dtype for t in saved.values() if t.is_floating_point()} == {torch.float16}
+    loaded = AutoModelForImageTextToText.from_pretrained(tmp_path / "native", dtype="auto")
+    assert loaded.dtype == torch.float16
+    assert all(torch.equal(loaded.state_dict()[k], native[k].half()) for k in native)
+
+
+def test_decoding_settings_come_from_the_source_else_the_base(remote_folder, tiny_dir, tmp_path):
+    folder, _ = remote_folder
+    base = tmp_path / "base"
+    shutil.copytree(tiny_dir, base)
+    GenerationConfig(num_beams=4, max_length=77).save_pretrained(base)
+    assert main(["convert", str(folder), "--out", str(tmp_path / "from-base"), "--base", str(base)]) == 0
+    assert GenerationConfig.from_pretrained(tmp_path / "from-base").max_length == 77
+    GenerationConfig(num_beams=2, max_length=55).save_pretrained(folder)
+    assert main(["convert", str(folder), "--out", str(tmp_path / "from-source"), "--base", str(base)]) == 0
+    saved = GenerationConfig.from_pretrained(tmp_path / "from-source")
+    assert (saved.num_beams, saved.max_length) == (2, 55)
 
 
 def test_every_rule_is_exercised_and_every_key_matches_one_rule(remote_folder):
