@@ -36,6 +36,8 @@ MODEL_WEIGHTS = (
     "pytorch_model.bin.index.json",
 )
 PROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json")
+TOKENIZER_FILES = ("tokenizer.json", "vocab.json")
+"""A fast tokenizer's one file, or a BART tokenizer's vocabulary (beside merges.txt)."""
 SKIPPED = {OUTPUT_MARKER, ".git", ".cache"}
 """Local bookkeeping that stays out of the upload (which f2tune command wrote the folder; git and
 Hub caches, as `upload_folder` leaves them out)."""
@@ -121,6 +123,7 @@ def check_export(folder: Path) -> list[str]:
     elif (folder / "config.json").is_file():
         _require(folder, MODEL_WEIGHTS, "the model's weights")
         _require(folder, PROCESSOR_FILES, "the processor (`AutoProcessor.from_pretrained` reads it)")
+        _require(folder, TOKENIZER_FILES, "the tokenizer (`AutoProcessor.from_pretrained` reads it)")
         _require_shards(folder)
     else:
         raise PushError(

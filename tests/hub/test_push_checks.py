@@ -25,12 +25,14 @@ def push(folder: Path) -> None:
     push_folder(folder, "alice/m", token="hf_test", endpoint=NOWHERE)
 
 
-def model_folder(folder: Path, processor: bool = True) -> Path:
+def model_folder(folder: Path, processor: bool = True, tokenizer: bool = True) -> Path:
     folder.mkdir(parents=True)
     (folder / "config.json").write_text(json.dumps({"model_type": "florence2"}))
     save_file({"w": torch.zeros(4, 4)}, str(folder / "model.safetensors"))
     if processor:
         (folder / "processor_config.json").write_text("{}")
+    if tokenizer:
+        (folder / "tokenizer.json").write_text("{}")
     (folder / "README.md").write_text("# card\n")
     (folder / OUTPUT_MARKER).write_text("export\n")
     return folder
@@ -47,7 +49,13 @@ def adapter_folder(folder: Path, base: str = "florence-community/Florence-2-base
 
 def test_a_whole_export_lists_its_files_without_the_marker(tmp_path):
     folder = model_folder(tmp_path / "export")
-    assert check_export(folder) == ["README.md", "config.json", "model.safetensors", "processor_config.json"]
+    assert check_export(folder) == [
+        "README.md",
+        "config.json",
+        "model.safetensors",
+        "processor_config.json",
+        "tokenizer.json",
+    ]
 
 
 def test_a_run_folder_is_refused_naming_its_export(tmp_path):
@@ -66,6 +74,8 @@ def test_a_half_written_export_is_refused_before_any_request(tmp_path):
         push(adapter_folder(tmp_path / "adapter", weights=False))
     with pytest.raises(PushError, match=r"lacks the processor"):
         push(model_folder(tmp_path / "no-processor", processor=False))
+    with pytest.raises(PushError, match=r"lacks the tokenizer .*\(none of tokenizer.json, vocab.json\)"):
+        push(model_folder(tmp_path / "no-tokenizer", tokenizer=False))
     truncated = model_folder(tmp_path / "truncated")
     data = (truncated / "model.safetensors").read_bytes()
     (truncated / "model.safetensors").write_bytes(data[: len(data) - 8])
