@@ -121,10 +121,11 @@ def convert_adapter(source: Path, out: Path, base: str | None = None) -> Path:
     # so the converted adapter names none: the base repo's default branch.
     dropped = f"; revision {config['revision']} of the source's base dropped" if config.get("revision") else ""
     config.update(base_model_name_or_path=base, target_modules=sorted(targets), revision=None)
-    if config.get("task_type") == "CAUSAL_LM":
-        # Roboflow-style adapters say CAUSAL_LM; Florence-2 is an encoder-decoder, and with any task
-        # type `peft.AutoPeftModel.from_pretrained` refuses the folder ("Cannot use AutoPeftModel
-        # with a task type"), where f2tune's own exports name none.
+    if config.get("task_type"):
+        # Roboflow-style adapters say CAUSAL_LM, others SEQ_2_SEQ_LM; with any task type
+        # `peft.AutoPeftModel.from_pretrained` refuses the folder ("Cannot use AutoPeftModel with a
+        # task type"). f2tune's own exports name none.
+        dropped += f"; task type {config['task_type']} dropped"
         config["task_type"] = None
     with atomic_folder(out, "convert") as staging, safetensors_os_errors(out):
         save_file(weights, str(staging / "adapter_model.safetensors"), metadata={"format": "pt"})

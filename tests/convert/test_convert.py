@@ -153,7 +153,8 @@ def test_a_different_size_is_refused(remote_folder, tiny_dir, tmp_path):
         convert(folder, tmp_path / "x", base=str(tiny_dir))
 
 
-def test_lora_adapter_trained_on_the_remote_layout_converts_and_loads_with_peft(tiny_dir, tmp_path):
+@pytest.mark.parametrize("task_type", ["CAUSAL_LM", "SEQ_2_SEQ_LM"])
+def test_lora_adapter_trained_on_the_remote_layout_converts_and_loads_with_peft(tiny_dir, tmp_path, task_type):
     base = AutoModelForImageTextToText.from_pretrained(tiny_dir)
     targets = f"{LORA_PRESETS['language']}|{LORA_PRESETS['vision']}"  # the remote projector is no nn.Linear
     peft_model = get_peft_model(base, LoraConfig(r=2, target_modules=targets, init_lora_weights=False))
@@ -170,7 +171,7 @@ def test_lora_adapter_trained_on_the_remote_layout_converts_and_loads_with_peft(
     save_file(renamed, str(remote / "adapter_model.safetensors"))
     config = json.loads((tmp_path / "native_adapter" / "adapter_config.json").read_text())
     config.update(base_model_name_or_path="microsoft/Florence-2-large", target_modules=["qkv", "fc1", "q_proj"])
-    config.update(revision="refs/pr/6", task_type="CAUSAL_LM")  # as Roboflow's adapters on Florence-2-base-ft say
+    config.update(revision="refs/pr/6", task_type=task_type)  # as adapters on Florence-2-base-ft say
     (remote / "adapter_config.json").write_text(json.dumps(config))
 
     assert main(["convert", str(remote), "--out", str(tmp_path / "converted")]) == 0
