@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from lightning.pytorch.utilities import rank_zero_only
 
@@ -58,3 +60,20 @@ def warn(message: str) -> None:
 def on_rank_zero() -> bool:
     """Whether this process is the global rank 0 of its run (or its only process)."""
     return rank_zero_only.rank == 0
+
+
+@contextmanager
+def no_save_bars() -> Iterator[None]:
+    """transformers' "Writing model shards" progress bar off inside the block: `save_pretrained`
+    draws one per model folder written (one file for Florence-2-base), which f2tune follows with
+    its own line saying where the folder went. Progress bars for downloads are back after it."""
+    from transformers.utils import logging as transformers_logging
+
+    shown = transformers_logging.is_progress_bar_enabled()
+    if shown:
+        transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if shown:
+            transformers_logging.enable_progress_bar()

@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 from f2tune.convert.rules import ConvertError, convert_state_dict, match_rule, unknown_keys_message
 from f2tune.errors import ModelLoadError, first_sentence, safetensors_os_errors
 from f2tune.export.atomic import atomic_folder, check_replaceable
-from f2tune.log import say
+from f2tune.log import no_save_bars, say
 
 _PEFT_PREFIX = "base_model.model."
 _LORA_KEY = re.compile(r"(?P<module>.+?)\.(?P<part>lora_\w+(?:\.weight)?)")
@@ -71,7 +71,7 @@ def convert_model(source: Path, out: Path, base: str | None = None) -> Path:
     generation, generation_from = generation_config(source if source.is_dir() else source.parent, base)
     if generation is not None:
         model.generation_config = generation
-    with atomic_folder(out, "convert") as staging, safetensors_os_errors(out):
+    with atomic_folder(out, "convert") as staging, safetensors_os_errors(out), no_save_bars():
         model.save_pretrained(staging)
         processor.save_pretrained(staging)
     say(

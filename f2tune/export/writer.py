@@ -18,6 +18,7 @@ from f2tune.config import Recipe
 from f2tune.errors import F2TuneError, safetensors_os_errors
 from f2tune.export.atomic import atomic_folder
 from f2tune.export.model_card import CardFacts, render_model_card
+from f2tune.log import no_save_bars
 
 
 class ExportError(F2TuneError):
@@ -39,7 +40,7 @@ def export_model(
             "is no LoRA adapter to save; export a model folder instead (--kind merged)"
         )
     # a full disk met by safetensors is an OSError here, raised inside the staging folder (then removed)
-    with atomic_folder(target, "export") as staging, safetensors_os_errors(target):
+    with atomic_folder(target, "export") as staging, safetensors_os_errors(target), no_save_bars():
         if facts.kind == "adapter":
             config = model.peft_config["default"]  # what AutoPeftModel loads the base with
             config.base_model_name_or_path, config.revision = facts.base_model, facts.base_revision

@@ -21,6 +21,7 @@ from transformers import (
     Florence2Processor,
 )
 
+from f2tune.log import no_save_bars
 from f2tune.testing.shapes import COLOURS, SHAPES
 
 NUM_LOCATION_BINS = 1000
@@ -137,6 +138,7 @@ def save_tiny(folder: str | Path, image_size: int = 96, seed: int = 0) -> Path:
     """Write a tiny model + processor folder that `from_pretrained` loads like a Hub checkpoint."""
     folder = Path(folder)
     processor = build_tiny_processor(image_size)
-    build_tiny_model(processor, seed).save_pretrained(folder)
+    with no_save_bars():
+        build_tiny_model(processor, seed).save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder

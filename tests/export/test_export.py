@@ -248,7 +248,9 @@ def test_full_run_exports_a_model_and_refuses_an_adapter(tmp_path, capsys):
     assert "--kind merged" in err and sorted(p.name for p in out.iterdir()) == [OUTPUT_MARKER, "keep.txt"]
 
     assert main(["export", str(result.run_dir), "--checkpoint", "last", "--out", str(out)]) == 0
-    assert "ignored" not in capsys.readouterr().err  # the saved recipe lists `lora:`, as every section
+    err = capsys.readouterr().err
+    assert "ignored" not in err  # the saved recipe lists `lora:`, as every section
+    assert "Writing model shards" not in err  # transformers' bar: f2tune says where the export went
     assert not (out / "keep.txt").exists()
     loaded = AutoModelForImageTextToText.from_pretrained(out)
     processor = AutoProcessor.from_pretrained(out)
