@@ -72,7 +72,7 @@ def test_one_gradient_norm_a_step_checks_clips_and_is_logged(tmp_path, monkeypat
     assert len(norms) == 4  # max_steps, one foreach pass each (all gradients share device and dtype)
     rows = list(csv.DictReader((result.run_dir / "logs" / "csv" / "version_0" / "metrics.csv").open()))
     logged = {int(r["step"]): float(r["train/grad_norm"]) for r in rows if r.get("train/grad_norm")}
-    assert sorted(logged) == [1, 3] and all(math.isfinite(v) and v > 0 for v in logged.values())
+    assert sorted(logged) == [2, 4] and all(math.isfinite(v) and v > 0 for v in logged.values())
 
 
 class RootModule:
