@@ -90,7 +90,8 @@ class LengthGroupedSampler(DistributedSampler):
             own = self.share[torch.randperm(len(self.share), generator=generator)]
             return iter(self._grouped(own, self.batch_size, generator, 1, 0).tolist())
         order = torch.randperm(len(self.lengths), generator=generator)
-        order = torch.cat([order, order[: self.total_size - len(order)]])  # pad to a multiple of num_replicas
+        # pad to a multiple of num_replicas, repeated whole where there are fewer samples than processes
+        order = order.repeat(-(-self.total_size // max(len(order), 1)))[: self.total_size]
         global_batch = self.batch_size * self.num_replicas
         return iter(self._grouped(order, global_batch, generator, self.num_replicas, self.rank).tolist())
 
@@ -99,13 +100,19 @@ class LengthGroupedSampler(DistributedSampler):
     ) -> torch.Tensor:
         """`order` (shuffled) cut into mega-batches of `group_batches` batches of `batch`, each sorted
         by length and cut into batches, put in a shuffled order; of each, `rank`'s every
-        `num_replicas`-th index."""
+        `num_replicas`-th index.
+
+        The one short batch (the end of the last mega-batch) stays last: the loader cuts this
+        stream into batches of its own, and a short batch in the middle would shift every later
+        cut across two length groups (padding five times the grouped amount was measured)."""
         batches = []
         for group in order.split(batch * self.group_batches):
             ranked = group[torch.argsort(self.lengths[group], descending=True, stable=True)]
             batches += list(ranked.split(batch))
+        short = batches.pop() if batches and len(batches[-1]) < batch else None
         permutation = torch.randperm(len(batches), generator=generator)
-        return torch.cat([batches[i][rank::num_replicas] for i in permutation.tolist()])
+        ordered = [batches[i] for i in permutation.tolist()] + ([short] if short is not None else [])
+        return torch.cat([part[rank::num_replicas] for part in ordered])
 
 
 def target_lengths(samples: Sequence[Sample], tokenizer, limit: int) -> list[int]:

@@ -22,8 +22,10 @@ Rules for what survives a draw (counted in the returned `dropped`):
 
 Horizontal flips are skipped for samples whose text mentions a side (a word starting with "left" or
 "right", any case) unless `allow_hflip_with_sides` is set; even then the words are not swapped. OCR
-samples are never flipped. Samples whose answer is text alone (prompt/target records) are flipped
-and coloured but not warped: a crop may cut away what their answer counts or reads.
+samples (the `<OCR*>` and `<REGION_TO_OCR>` tasks) are never flipped. Samples whose answer is text
+alone (prompt/target records, and structured captions, VQA and `<OCR>` samples: nothing in the
+annotation moves with the pixels) are flipped and coloured but not warped: a crop may cut away what
+their answer counts or reads.
 
 Coordinates: f2tune uses continuous pixel coordinates (the right edge of a W-wide image is x = W);
 albumentations 2.x keypoints use pixel-centre indices (its flip maps x to W - 1 - x), so keypoints
@@ -48,8 +50,10 @@ if TYPE_CHECKING:
     import albumentations as A
 
 _SIDES = re.compile(r"\b(left|right)", re.IGNORECASE)
-READS_TEXT = ("<OCR>", "<OCR_WITH_REGION>")
+READS_TEXT = ("<OCR>", "<OCR_WITH_REGION>", "<REGION_TO_OCR>")
 """Tasks whose answer is the text in the picture: mirrored, the picture holds no text its labels spell."""
+SHAPE_FIELDS = ("boxes", "polygons", "quads", "region")
+"""Annotation fields that move with the pixels; an annotation without any is text alone."""
 PIPELINES = ((False, True), (True, True), (False, False), (True, False))
 """(flip, warp) of each pipeline, in the order their seeds follow the augmentation's."""
 _QUAD_TOLERANCE = 1.0
@@ -97,9 +101,10 @@ class Augmentation:
         self, image: Image.Image, annotation: Annotation, task_text: str = "", warp: bool = True
     ) -> tuple[Image.Image, Annotation, int]:
         """Augment one sample; returns (image, annotation with the same fields, items dropped).
-        `task_text`: the task token or prompt; `warp=False`: no scale, shift or turn (a sample
-        whose answer, text only, may count or read what a warp would cut away)."""
+        `task_text`: the task token or prompt; `warp=False`: no scale, shift or turn, as for any
+        annotation without shapes (an answer of text only may count or read what a warp cuts away)."""
         self._reseed_in_worker()
+        warp = warp and any(field in annotation for field in SHAPE_FIELDS)
         texts = [task_text, annotation.get("query", ""), annotation.get("text", ""), *annotation.get("labels", [])]
         sided = any(mentions_sides(t) for t in texts)
         mirror = not task_text.startswith(READS_TEXT) and (not sided or self.config.allow_hflip_with_sides)

@@ -96,7 +96,7 @@ _SPECS = (
     TaskSpec(
         "<REGION_PROPOSAL>", "none", targets.proposals_target, parsers.parse_proposals, "bboxes", "coco_map", 512
     ),
-    TaskSpec("<OCR>", "none", targets.text_target, parsers.parse_text, "pure_text", "cer", 512),
+    TaskSpec("<OCR>", "none", targets.ocr_text_target, parsers.parse_text, "pure_text", "cer", 512),
     TaskSpec("<OCR_WITH_REGION>", "none", targets.quads_target, parsers.parse_quads, "ocr", "cer", 1024),
     TaskSpec(
         "<CAPTION_TO_PHRASE_GROUNDING>", "query", targets.boxes_target, parsers.parse_boxes,

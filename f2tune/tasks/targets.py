@@ -91,8 +91,17 @@ def _located(kind: str, value: object, image_size: ImageSize, task: str) -> str:
 
 
 def text_target(annotation: Annotation, image_size: ImageSize, task: str) -> str:
-    """Captions, OCR, `<REGION_TO_OCR>`, free-text prompts: the answer text itself."""
+    """Captions, `<REGION_TO_OCR>`, free-text prompts: the answer text itself (not empty)."""
     return text_field(annotation, "text", task)
+
+
+def ocr_text_target(annotation: Annotation, image_size: ImageSize, task: str) -> str:
+    """`<OCR>`: the image's text, empty for an image without any (the model learns to answer
+    nothing, as `<OCR_WITH_REGION>` does for an image without lines)."""
+    value = field(annotation, "text", task)
+    if not isinstance(value, str):
+        raise DataError(f"{task}: annotation field 'text' must be text, got {value!r}")
+    return value.strip()
 
 
 def region_tokens(annotation: Annotation, image_size: ImageSize, task: str) -> str:

@@ -140,6 +140,10 @@ BAD = [
         lambda d: _set(d["annotations"][1], "bbox", [30, 10, 40, 30]),
         "annotation 11: bbox [30, 10, 40, 30] lies outside",
     ),
+    (  # past the right edge by less than the tolerance: clipped, it was an inverted box failing mid-epoch
+        lambda d: _set(d["annotations"][1], "bbox", [64.3, 10, 0.5, 5]),
+        "annotation 11: bbox [64.3, 10, 0.5, 5] has no area inside its image 1 (64x48)",
+    ),
     (lambda d: _set(d["annotations"][3], "image_id", 99), "annotation 13: image_id 99 is not listed in 'images'"),
     (lambda d: d["annotations"][0].pop("bbox"), "annotation 10: missing key(s) bbox"),
     (lambda d: d["annotations"][0].pop("id"), "annotations[0]: missing key(s) id"),

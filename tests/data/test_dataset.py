@@ -148,10 +148,19 @@ def test_text_samples_are_not_warped_and_ocr_is_never_flipped(tmp_path):
     zoom = build_augmentation(AugmentConfig(enabled=True, scale=(2.0, 2.0)), seed=0)
     item = SampleDataset([Sample("s", path, "<CAPTION>", "two halves", "x.jsonl:1")], augmentation=zoom)[0]
     assert item["image"].tobytes() == Image.open(path).convert("RGB").tobytes()
+    # Structured samples answered by text alone (OCR, VQA, caption readers) were zoomed: the text
+    # they read was cut away while their target stayed.
+    for task, reference in [("<OCR>", {"text": "EXIT"}), ("", {"query": "what is written?", "text": "EXIT"})]:
+        structured = Sample("s", path, "", "", "o.jsonl:1", task, reference)
+        item = SampleDataset([structured], augmentation=zoom)[0]
+        assert item["image"].tobytes() == Image.open(path).convert("RGB").tobytes(), task or "VQA"
     flip = build_augmentation(AugmentConfig(enabled=True, hflip=1.0), seed=0)
     quad = {"quads": [[1, 1, 19, 1, 19, 19, 1, 19]], "labels": ["EXIT"]}
     ocr = Sample("s", path, "", "", "o.jsonl:1", "<OCR_WITH_REGION>", quad)
     assert SampleDataset([ocr], augmentation=flip)[0]["reference"]["quads"] == quad["quads"]
+    region = {"region": [1.0, 1.0, 19.0, 19.0], "text": "EXIT"}  # the region's text, mirrored, was read as EXIT
+    region_ocr = Sample("s", path, "", "", "o.jsonl:1", "<REGION_TO_OCR>", region)
+    assert SampleDataset([region_ocr], augmentation=flip)[0]["reference"]["region"] == region["region"]
 
 
 def test_a_reference_the_task_cannot_use_names_its_record(tmp_path):

@@ -107,6 +107,18 @@ def test_a_list_of_object_dicts_with_names_as_dense_region_captions(tmp_path):
     assert samples[0].reference == {"boxes": [[1, 2, 9, 12]], "labels": ["a red cup"]}
 
 
+def test_a_label_its_parser_cannot_read_back_is_named_when_read(tmp_path):
+    features = datasets.Features(
+        {"image": datasets.Image(), "objects": datasets.List({"box": datasets.List(datasets.Value("int32")),
+                                                              "label": datasets.Value("string")})}
+    )  # fmt: skip
+    rows = {"image": [Image.new("RGB", (16, 16))], "objects": [[{"box": [1, 2, 9, 12], "label": "cup\nlid"}]]}
+    path = tmp_path / "saved"
+    datasets.Dataset.from_dict(rows, features=features).save_to_disk(str(path))
+    with pytest.raises(DataError, match=r"row 0: <OD>: label 'cup\\nlid' contains"):
+        read(path, box_format="xyxy", box_key="box", label_key="label")
+
+
 def test_bad_rows_are_named_and_the_good_ones_kept(tmp_path):
     objects = [
         {"id": [1], "bbox": [[30, 0, 20, 10]], "category": [0]},  # reaches x=50 in a 40 wide image

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from f2tune.config import DataConfig
+from f2tune.data.dataset import SampleDataset
 from f2tune.data.formats import read_source
 from f2tune.data.problems import RecordProblems
 from f2tune.errors import DataError
@@ -72,6 +73,21 @@ def test_bad_lines_name_file_line_and_problem(tmp_path, record, expected):
     assert f"{path}:2: " in str(caught.value) and expected in str(caught.value)
     if expected == "image not found: ":
         assert str(tmp_path / "images" / "gone.png") in str(caught.value)
+
+
+def test_a_label_its_parser_cannot_read_back_is_named_when_read(tmp_path):
+    """Found when the data is read, not when the sample is first loaded mid-epoch."""
+    path = write(tmp_path, [RECORD, {"image": "images/sign.png", "lines": [{"text": "TWO\nLINES", "quad": QUAD}]}])
+    with pytest.raises(DataError, match=rf"{path}:2: <OCR_WITH_REGION>: label 'TWO\\nLINES' contains"):
+        read(path)
+
+
+def test_an_image_without_text_trains_to_answer_nothing(tmp_path):
+    """The documented empty `<OCR>` sample was refused when loaded ('text' must be non-empty)."""
+    path = write(tmp_path, [{"image": "images/sign.png", "lines": []}])
+    samples, _ = read(path, task="<OCR>")
+    item = SampleDataset(samples)[0]
+    assert (item["prompt"], item["target"]) == ("<OCR>", "")
 
 
 def test_skip_counts_bad_lines(tmp_path):

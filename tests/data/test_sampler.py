@@ -38,6 +38,28 @@ def test_grouped_batches_pad_less_and_hold_every_sample_once():
     assert again != order and sorted(again) == list(range(len(lengths)))
 
 
+def test_the_short_batch_comes_last_so_every_loader_batch_is_one_length_group():
+    """One sample more than a multiple of the batch: the one short batch, shuffled into the middle,
+    shifted every later batch of the loader across two length groups."""
+    lengths = list(range(1001))  # all different: each batch of the sorted order is a fixed set
+    for seed in range(3):
+        order = list(LengthGroupedSampler(lengths, batch_size=8, seed=seed, group_batches=1000))
+        ranked = sorted(range(1001), key=lengths.__getitem__, reverse=True)
+        groups = {frozenset(ranked[i : i + 8]) for i in range(0, 1001, 8)}
+        loaded = [frozenset(order[i : i + 8]) for i in range(0, 1001, 8)]
+        assert all(batch in groups for batch in loaded) and len(loaded[-1]) == 1
+
+
+def test_fewer_samples_than_processes_give_every_process_a_batch():
+    """One sample on four processes: two processes had no index, and would wait for the others."""
+    for size, processes in [(1, 4), (3, 8)]:
+        shares = [
+            list(LengthGroupedSampler([5] * size, batch_size=2, num_replicas=processes, rank=rank))
+            for rank in range(processes)
+        ]
+        assert [len(share) for share in shares] == [1] * processes
+
+
 def test_processes_share_an_epoch_evenly():
     lengths = _lengths()
     ranks = [list(LengthGroupedSampler(lengths, batch_size=4, num_replicas=2, rank=r, seed=3)) for r in (0, 1)]

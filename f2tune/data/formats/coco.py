@@ -154,7 +154,11 @@ def instance_box(ann: Any, images: dict[int, CocoImage], categories: dict[int, s
     tol = BOX_TOLERANCE
     if x < -tol or y < -tol or x + w > image.width + tol or y + h > image.height + tol:
         raise DataError(f"{where}: bbox {bbox} lies outside its image {image.id} ({image.width}x{image.height})")
-    return [max(x, 0.0), max(y, 0.0), min(x + w, float(image.width)), min(y + h, float(image.height))]
+    width, height = float(image.width), float(image.height)
+    clipped = [min(max(x, 0.0), width), min(max(y, 0.0), height), min(x + w, width), min(y + h, height)]
+    if clipped[2] <= clipped[0] or clipped[3] <= clipped[1]:  # within the tolerance, but past an edge
+        raise DataError(f"{where}: bbox {bbox} has no area inside its image {image.id} ({image.width}x{image.height})")
+    return clipped
 
 
 def read_coco_detection(source: CocoDetectionSource, problems: RecordProblems) -> list[Sample]:

@@ -23,7 +23,7 @@ from typing import Any
 
 from f2tune.config import HfDatasetSource
 from f2tune.data.formats.coco import is_int
-from f2tune.data.formats.structured import box, check_inside, image_size_of, numbers
+from f2tune.data.formats.structured import box, check_inside, check_task_fields, image_size_of, numbers
 from f2tune.data.sample import RenderedImage, Sample
 from f2tune.errors import DataError
 from f2tune.tasks.schema import Annotation, Box
@@ -71,6 +71,7 @@ def _object_sample(
                 "f2tune check-data RECIPE --pictures DIR draws them)"
             ) from None
     task = source.prompt or "<OD>"
+    check_task_fields(task, reference, origin)  # a label its parser cannot read back: found now, not mid-epoch
     return [Sample(sample_id, image, "", "", origin, task, reference, declared)]
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from f2tune.config import OcrSource
 from f2tune.data.formats.lines import image_path, read_jsonl_objects
-from f2tune.data.formats.structured import numbers
+from f2tune.data.formats.structured import check_task_fields, numbers
 from f2tune.data.problems import RecordProblems
 from f2tune.data.sample import Sample
 from f2tune.errors import DataError
@@ -37,6 +37,7 @@ def read_ocr(source: OcrSource, problems: RecordProblems) -> list[Sample]:
             reference: Annotation = {"text": source.line_separator.join(texts)}
         else:
             reference = {"quads": quads, "labels": texts}
+        check_task_fields(source.task, reference, origin)  # a label its parser cannot read back: found now
         record_id = record.get("id", Path(origin).name)
         return Sample(
             id=str(record_id), image=image, prompt="", target="", origin=origin, task=source.task, reference=reference
