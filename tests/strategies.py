@@ -41,6 +41,8 @@ def annotation(draw: st.DrawFn, spec: TaskSpec, size: tuple[int, int]) -> dict:
     shape = spec.target.__name__
     if shape in ("text_target", "region_text_target"):
         ann["text"] = draw(WORDS)
+    elif shape == "ocr_text_target":  # an image without text answers nothing
+        ann["text"] = draw(st.one_of(st.just(""), WORDS))
     elif shape == "polygons_target":
         ann["polygons"] = draw(st.lists(st.integers(3, 8).flatmap(lambda n: points(size, n)), min_size=1, max_size=3))
     else:
