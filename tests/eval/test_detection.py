@@ -222,4 +222,17 @@ def test_sizes_without_reference_boxes_are_shown_as_not_applicable() -> None:
 
 def test_label_ids_are_stable_and_normalized() -> None:
     assert label_id("Traffic  Light") == label_id("traffic light") != label_id("stop sign")
-    assert 0 <= label_id("cat") < 2**31
+    assert 0 <= label_id("cat") < 2**63
+
+
+def test_many_free_text_labels_are_told_apart_across_validations() -> None:
+    """Region descriptions run to tens of thousands of labels: with 31-bit ids two of them
+    (46,891 here) were one class and the validation stopped on a ValueError."""
+    metric = CocoMeanAP()
+    labels = [f"a white plate with food {i}" for i in range(50_000)]
+    assert len({label_id(label) for label in labels}) == len(labels)
+    for first in (9601, 46890):  # the pair that shared a 31-bit id, in two validations
+        box = {"boxes": [[0.0, 0.0, 10.0, 10.0]], "labels": [labels[first]]}
+        metric.update([{**box, "scores": [0.9]}], [box])
+        assert metric.compute()["map"] == pytest.approx(1.0)
+        metric.reset()
