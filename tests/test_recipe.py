@@ -268,6 +268,16 @@ def test_one_sample_per_image_is_refused_in_training():
     assert validate_recipe({**MINIMAL, "data": {**MINIMAL["data"], "val": [source]}}).data.val[0].one_per_image
 
 
+def test_captions_are_scored_per_image_in_validation_and_test_unless_told():
+    """Caption metrics score one prediction per image against all its captions; a sample per
+    caption (the default everywhere before) scored each image five times, against one caption each."""
+    source = {"format": "coco_captions", "path": "c.json", "image_root": "i"}
+    data = {**MINIMAL["data"], "val": [source], "test": [source, {**source, "one_per_image": False}]}
+    recipe = validate_recipe({**MINIMAL, "data": data})
+    assert [s.one_per_image for s in recipe.data.val + recipe.data.test] == [True, True, False]
+    assert not validate_recipe({**MINIMAL, "data": {"train": [source]}}).data.train[0].one_per_image
+
+
 def test_a_leading_tilde_in_a_path_is_the_home_folder(monkeypatch, tmp_path):
     """No shell expands `~` in YAML: left as it is, `output_dir: ~/runs` makes a folder named `~`."""
     monkeypatch.setenv("HOME", str(tmp_path))

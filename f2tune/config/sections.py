@@ -134,6 +134,20 @@ class DataConfig(Section):
                 )
         return sources
 
+    @field_validator("val", "test")
+    @classmethod
+    def _captions_scored_per_image(cls, sources: list[DataSource]) -> list[DataSource]:
+        """Caption sources here give one sample per image unless told otherwise: CIDEr-D, BLEU-4
+        and ROUGE-L score one prediction per image against all its captions, and a sample per
+        caption scored each image about five times against one caption each (CIDEr 2.50 where
+        the same predictions score 3.05)."""
+        return [
+            source.model_copy(update={"one_per_image": True})
+            if "one_per_image" in type(source).model_fields and "one_per_image" not in source.model_fields_set
+            else source
+            for source in sources
+        ]
+
 
 ModelPart = Literal["vision_tower", "projector", "language_model"]
 """The parts `optim.lr_scale` can give their own learning rate (the tied token table and lm_head are

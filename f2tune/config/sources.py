@@ -93,7 +93,9 @@ class CaptionsSource(Source):
 
     task: Literal["<CAPTION>", "<DETAILED_CAPTION>", "<MORE_DETAILED_CAPTION>"] = "<CAPTION>"
     one_per_image: bool = Field(
-        False, description="One sample per image with every caption in reference.answers (validation)."
+        False,
+        description="One sample per image with every caption in reference.answers; true unless set in data.val "
+        "and data.test (as caption metrics score), refused in data.train.",
     )
 
 
@@ -168,7 +170,9 @@ class HfDatasetSource(Source):
         description="Target text; or a list: the answers to a free-text question, or the captions of a caption task.",
     )
     one_per_image: bool = Field(
-        False, description="Caption lists: one sample per image with every caption as a reference (validation)."
+        False,
+        description="Caption lists: one sample per image with every caption as a reference; true unless set in "
+        "data.val and data.test (as caption metrics score), refused in data.train.",
     )
     objects_column: str | None = Field(
         None,

@@ -36,7 +36,8 @@ def write(tmp_path: Path, data: dict = CAPTIONS) -> Path:
 
 
 def read(path: Path, policy: str = "error", **options) -> tuple[list, RecordProblems]:
-    entry = {"format": "coco_captions", "path": str(path), "image_root": str(path.parent / "val2017"), **options}
+    entry = {"format": "coco_captions", "path": str(path), "image_root": str(path.parent / "val2017")}
+    entry |= {"one_per_image": False, **options}  # a sample per caption unless a test asks (as in data.train)
     problems = RecordProblems(policy)
     return read_source(DataConfig(train=[{"format": "shapes"}], val=[entry]).val[0], problems, "val"), problems
 

@@ -55,7 +55,8 @@ def write(tmp_path: Path, data: dict = SPLITS) -> Path:
 
 def source(path: Path, splits: list[str], **options):
     entry = {"format": "karpathy_captions", "path": str(path), "image_root": str(path.parent), "splits": splits}
-    return DataConfig(train=[{"format": "shapes"}], val=[{**entry, **options}]).val[0]  # one_per_image: evaluation only
+    entry |= {"one_per_image": False, **options}  # a sample per caption unless a test asks (as in data.train)
+    return DataConfig(train=[{"format": "shapes"}], val=[entry]).val[0]  # one_per_image: evaluation only
 
 
 def read(path: Path, splits: list[str], policy: str = "error", **options) -> tuple[list, RecordProblems]:
