@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from PIL import Image
 from rich.console import Console
 from rich.progress import track
 from torch import nn
@@ -15,7 +16,7 @@ from transformers import Florence2Processor
 from f2tune.data.collate import overlong_input
 from f2tune.data.images import load_image
 from f2tune.errors import DataError, RecipeError, first_few
-from f2tune.eval.generate import generate
+from f2tune.eval.generate import Decoding, Generation, generate
 from f2tune.eval.scores import parse_generation, special_ids
 from f2tune.export.atomic import atomic_folder, check_replaceable
 from f2tune.log import say, warn
@@ -100,8 +101,10 @@ def predict(
 ) -> Path:
     """Write `out/predictions.jsonl` and a picture per image, `out/<image stem>.png` (atomically: all
     or nothing), with the model on `device` (`auto`: a GPU when there is one) in `dtype`. `images`
-    may name folders: their image files are read. Decoding: `max_new_tokens` and `num_beams` where
-    given, else as the run's validation decodes (`f2tune.predict.decoding`)."""
+    may name folders: their image files are read. Files that are no image stop the run before the
+    model loads; one whose data is cut short (found only when decoded) gets an `error` line instead
+    of a result, and the others are kept. Decoding: `max_new_tokens` and `num_beams` where given,
+    else as the run's validation decodes (`f2tune.predict.decoding`)."""
     if batch_size < 1:  # else no batch (or range()'s error after the model loaded)
         raise RecipeError(f"--batch-size must be at least 1, got {batch_size}")
     spec = request.spec()
@@ -119,17 +122,21 @@ def predict(
     model.to(target)
     ids = special_ids(processor.tokenizer)
     unparsed: list[str] = []
+    unreadable: list[str] = []
     with atomic_folder(out, "predict") as staging, (staging / "predictions.jsonl").open("w") as lines:
         batches = range(0, len(images), batch_size)
         for start in track(batches, f"predict: {len(images)} images", console=Console(stderr=True)):
-            paths, names = images[start : start + batch_size], pictures_named[start : start + batch_size]
-            pictures = [load_image(Path(p), str(p)) for p in paths]
+            chosen = list(zip(images[start : start + batch_size], pictures_named[start : start + batch_size]))
+            decoded = [_decoded(path) for path, _ in chosen]
+            pictures = [picture for picture in decoded if not isinstance(picture, str)]
             prompts = [build_prompt(spec, request.annotation(), img.size) for img in pictures]
-            inputs = processor(text=prompts, images=pictures, return_tensors="pt", padding="longest")
-            _check_input_fits(inputs["input_ids"].shape[1], model, processor)
-            inputs = {k: v.to(model.device) for k, v in inputs.items()}
-            generations = generate(model, processor, inputs, decoding, spec.answers_with_boxes)
-            for path, name, picture, prompt, generation in zip(paths, names, pictures, prompts, generations):
+            answers = iter(zip(prompts, _generate(model, processor, prompts, pictures, decoding, spec)))
+            for (path, name), picture in zip(chosen, decoded):
+                if isinstance(picture, str):
+                    unreadable.append(picture)
+                    lines.write(json.dumps({"image": str(path), "error": picture}) + "\n")
+                    continue
+                prompt, generation = next(answers)
                 result = parse_generation(spec, generation, picture.size, ids)
                 record = {
                     "image": str(path),
@@ -147,12 +154,43 @@ def predict(
                 draw_annotation(picture, shown, title=prompt).save(staging / name)
     if unparsed:
         warn(
-            f"predict: {len(unparsed)} of {len(images)} answers to {spec.token} held text but no region (no "
-            f"<loc_N> tokens), e.g. {unparsed[0][:80]!r}: was the model trained on {spec.token}, and long enough? "
-            "Their results are empty; their pictures show the text"
+            f"predict: {len(unparsed)} of {len(images)} answers to {spec.token} held text but no region that "
+            f"task's parser reads, e.g. {unparsed[0][:80]!r}: was the model trained on {spec.token}, and long "
+            "enough? Their results are empty; their pictures show the text"
+        )
+    if unreadable:
+        warn(
+            f"predict: {len(unreadable)} of {len(images)} images could not be decoded and have no result (their "
+            f"lines in predictions.jsonl hold the error): {first_few(unreadable, '; ')}"
         )
     say(f"predictions: {out / 'predictions.jsonl'}; pictures: {out}/*.png")
     return out
+
+
+def _decoded(path: Path) -> Image.Image | str:
+    """The image, or why it cannot be decoded: its header was read before the model loaded, and a
+    file whose data is cut short fails only here, where stopping would lose every earlier result."""
+    try:
+        return load_image(Path(path), str(path))
+    except DataError as err:
+        return str(err)
+
+
+def _generate(
+    model: nn.Module,
+    processor: Florence2Processor,
+    prompts: list[str],
+    pictures: list[Image.Image],
+    decoding: Decoding,
+    spec: TaskSpec,
+) -> list[Generation]:
+    """The generations for one batch of pictures (none for an empty batch)."""
+    if not pictures:
+        return []
+    inputs = processor(text=prompts, images=pictures, return_tensors="pt", padding="longest")
+    _check_input_fits(inputs["input_ids"].shape[1], model, processor)
+    inputs = {k: v.to(model.device) for k, v in inputs.items()}
+    return generate(model, processor, inputs, decoding, spec.answers_with_boxes)
 
 
 def _no_region_in(spec: TaskSpec, result: Annotation, text: str) -> bool:

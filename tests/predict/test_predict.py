@@ -191,6 +191,22 @@ def test_files_that_are_no_images_are_all_named_before_the_model_loads(images, t
         predict(str(tmp_path / "no-model"), [folder], PredictRequest(), tmp_path / "x")
 
 
+def test_an_image_cut_short_gets_an_error_line_and_the_others_their_results(tiny_dir, images, tmp_path, capsys):
+    """A JPEG whose data ends early passes the header check and fails only when decoded: that
+    stopped the run at its batch, losing the results of every image before it."""
+    setup_logging()
+    cut = tmp_path / "cut.jpg"
+    Image.open(images[0]).convert("RGB").save(cut, quality=95)
+    cut.write_bytes(cut.read_bytes()[:-200])
+    out = predict(str(tiny_dir), [images[0], cut, images[1]], PredictRequest(task="<OD>"), tmp_path / "out", 2)
+    records = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert [r["image"] for r in records] == [str(images[0]), str(cut), str(images[1])]
+    assert "truncated" in records[1]["error"] and "result" not in records[1]
+    assert all("result" in r for r in (records[0], records[2]))
+    assert sorted(p.name for p in out.glob("*.png")) == sorted(f"{p.stem}.png" for p in images[:2])
+    assert "predict: 1 of 3 images could not be decoded and have no result" in capsys.readouterr().err
+
+
 def test_region_is_checked_against_the_upright_image(tiny_dir, tmp_path):
     """A photo stored sideways with an EXIF orientation is predicted on upright (as `load_image`
     turns it), so `--region` is in the upright image's pixels."""
@@ -253,7 +269,7 @@ def test_answers_without_a_region_are_said_and_shown_as_text(tiny_dir, images, t
     assert [len(r["result"]["boxes"]) for r in records] == [0, 1, 0]
     said = [line for line in capsys.readouterr().err.splitlines() if "held text but no region" in line]
     assert said == [
-        "f2tune: predict: 1 of 3 answers to <OD> held text but no region (no <loc_N> tokens), e.g. 'a blue "
+        "f2tune: predict: 1 of 3 answers to <OD> held text but no region that task's parser reads, e.g. 'a blue "
         "triangle': was the model trained on <OD>, and long enough? Their results are empty; their pictures show "
         "the text"
     ]
