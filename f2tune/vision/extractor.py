@@ -82,6 +82,7 @@ class DaViTFeatureExtractor(nn.Module):
         if drop_path_rate is not None:
             vision.drop_path_rate = drop_path_rate
         num_stages = len(vision.depths)
+        out_indices = [i + num_stages if -num_stages <= i < 0 else i for i in out_indices]  # -1: the last, as in timm
         if not out_indices or any(not 0 <= i < num_stages for i in out_indices):
             raise ValueError(f"out_indices must be a non-empty subset of 0..{num_stages - 1}, got {out_indices}")
         if not 0 <= frozen_stages <= num_stages:
@@ -94,6 +95,12 @@ class DaViTFeatureExtractor(nn.Module):
         self.feature_info = [FeatureInfo(vision.embed_dim[i], self.strides[i]) for i in self.out_indices]
         self._warned_padding = False
         self._freeze()
+        for stage in range(self.out_indices[-1] + 1, num_stages):
+            # Never run (`forward` stops at the last stage asked for): trainable, they would get no
+            # gradient, which DDP without find_unused_parameters (detectron2's and mmengine's
+            # default) stops on at the second step. Kept, so that checkpoints load whole.
+            self.davit.convs[stage].requires_grad_(False)
+            self.davit.blocks[stage].requires_grad_(False)
 
     @property
     def config(self) -> Florence2VisionConfig:

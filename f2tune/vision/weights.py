@@ -12,14 +12,14 @@ import json
 from pathlib import Path
 
 import torch
-from huggingface_hub import hf_hub_download
+from huggingface_hub import _CACHED_NO_EXIST, hf_hub_download, try_to_load_from_cache
 from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
-from peft import PeftConfig, PeftModel
 from safetensors.torch import load_file
-from transformers import AutoModelForImageTextToText, Florence2VisionConfig
+from transformers import Florence2VisionConfig
 
+from f2tune.config import ModelConfig
 from f2tune.errors import ModelLoadError
-from f2tune.model.loading import no_folder
+from f2tune.model.loading import attach_adapter, load_model, no_folder
 from f2tune.vision.extractor import DaViTFeatureExtractor, davit_config
 
 PREFIX = "model.vision_tower."
@@ -28,9 +28,9 @@ _LISTED = 5  # keys quoted per kind of mismatch; the count says how many more
 
 def read_vision_tower(source: str | Path, revision: str | None = None) -> dict[str, torch.Tensor]:
     """The vision tower's state dict (keys without `model.vision_tower.`) of a folder or Hub id."""
-    if _find(source, "adapter_config.json", revision) is not None:
+    if _find(source, "adapter_config.json", revision, optional=True) is not None:
         return _merged_adapter_tower(str(source))
-    index = _find(source, "model.safetensors.index.json", revision)
+    index = _find(source, "model.safetensors.index.json", revision, optional=True)
     if index is not None:
         shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
         files = [_find(source, shard, revision) for shard in shards]
@@ -63,12 +63,13 @@ def vision_config_from(spec: str | Path, revision: str | None = None) -> Florenc
     export): framework configs then name only the weights, and the extractor always fits them."""
     if str(spec) in ("base", "large"):
         return davit_config(str(spec))  # type: ignore[arg-type]
-    adapter = _find(spec, "adapter_config.json", revision)
+    adapter = _find(spec, "adapter_config.json", revision, optional=True)
     if adapter is not None:
-        base = json.loads(adapter.read_text()).get("base_model_name_or_path")
+        recorded = json.loads(adapter.read_text())
+        base = recorded.get("base_model_name_or_path")
         if not base:
             raise ModelLoadError(f"{spec}: its adapter_config.json names no base_model_name_or_path")
-        return vision_config_from(base)
+        return vision_config_from(base, recorded.get("revision"))  # the base it was trained on
     config = _find(spec, "config.json", revision)
     if config is None:
         raise ModelLoadError(f"{spec}: no config.json; give 'base', 'large' or a Florence-2 checkpoint")
@@ -113,8 +114,11 @@ def _differences(expected: dict[str, torch.Tensor], found: dict[str, torch.Tenso
     return problems
 
 
-def _find(source: str | Path, filename: str, revision: str | None) -> Path | None:
-    """`filename` in a local folder, or downloaded from the Hub; None when the source lacks it."""
+def _find(source: str | Path, filename: str, revision: str | None, optional: bool = False) -> Path | None:
+    """`filename` in a local folder, or from the Hub (its cache first); None when the source lacks
+    it. Offline, an `optional` file (one a checkpoint may or may not have) that is not in the
+    cache counts as absent where the repo itself is cached: transformers loads such a repo offline,
+    and asking the Hub would fail."""
     folder = Path(source).expanduser()
     if folder.is_dir():
         path = folder / filename
@@ -122,10 +126,19 @@ def _find(source: str | Path, filename: str, revision: str | None) -> Path | Non
     looks_local = str(source).startswith(("/", ".", "~")) or str(source).count("/") > 1
     if looks_local:
         raise ModelLoadError(no_folder(str(source)))
+    cached = try_to_load_from_cache(str(source), filename, revision=revision)
+    if isinstance(cached, str):
+        return Path(cached)
+    if cached is _CACHED_NO_EXIST:  # the Hub said so before, and the cache remembers
+        return None
     try:
         return Path(hf_hub_download(str(source), filename, revision=revision))
     except LocalEntryNotFoundError:  # offline and not cached: absence on the Hub is unknown
-        raise ModelLoadError(f"{source}: {filename} is not in the local Hub cache and the Hub is offline") from None
+        if not isinstance(try_to_load_from_cache(str(source), "config.json", revision=revision), str):
+            raise ModelLoadError(f"{source} is not in the local Hub cache, and the Hub is offline") from None
+        if optional:
+            return None
+        raise ModelLoadError(f"{source}: {filename} is not in the local Hub cache, and the Hub is offline") from None
     except EntryNotFoundError:
         return None
     except (OSError, ValueError) as err:
@@ -133,18 +146,13 @@ def _find(source: str | Path, filename: str, revision: str | None) -> Path | Non
 
 
 def _merged_adapter_tower(adapter: str) -> dict[str, torch.Tensor]:
-    """Base + LoRA adapter, merged, so LoRA on the vision tower reaches the extracted weights."""
-    base = PeftConfig.from_pretrained(adapter).base_model_name_or_path
-    if not base:
-        raise ModelLoadError(f"{adapter}: its adapter_config.json names no base_model_name_or_path")
-    try:
-        model = AutoModelForImageTextToText.from_pretrained(base, use_safetensors=True)
-        merged = PeftModel.from_pretrained(model, adapter).merge_and_unload()
-    except (OSError, ValueError) as err:
-        raise ModelLoadError(
-            f"cannot load the LoRA export {adapter} on its base {base}: {str(err).strip().splitlines()[0]}"
-        ) from None
+    """Base + LoRA adapter, merged, so LoRA on the vision tower reaches the extracted weights. The
+    base is loaded as a recipe's `model.adapter` loads it: at the revision the adapter records (the
+    base it was trained on), and refused where weights would be left random (the remote-code
+    layout, a checkpoint missing some)."""
+    config = ModelConfig(adapter=adapter)
+    merged = attach_adapter(load_model(config), config, trainable=False).merge_and_unload()
     tower = getattr(getattr(merged, "model", None), "vision_tower", None)
     if tower is None:
-        raise ModelLoadError(f"{adapter}: its base {base} has no model.vision_tower (not a Florence-2 model)")
+        raise ModelLoadError(f"{adapter}: its base has no model.vision_tower (not a Florence-2 model)")
     return {k: v.detach().clone() for k, v in tower.state_dict().items()}

@@ -31,6 +31,7 @@ def test_odd_input_sizes_are_padded_and_cropped(tiny_model) -> None:
     maps = extractor(torch.randn(1, 3, 100, 70))
     assert [tuple(m.shape) for m in maps] == [(1, 32, 13, 9), (1, 64, 4, 3)]
     assert [f.stride for f in extractor.feature_info] == [8, 32]
+    assert _extractor(tiny_model, out_indices=(1, -1)).out_indices == (1, 3)  # counted from the end, as timm does
 
 
 def test_frozen_stages_do_not_change(tiny_model) -> None:
@@ -46,6 +47,15 @@ def test_frozen_stages_do_not_change(tiny_model) -> None:
         if key in frozen:
             torch.testing.assert_close(value, frozen[key])
     assert not torch.equal(extractor.davit.convs[3].conv.weight, tiny_model.model.vision_tower.convs[3].conv.weight)
+
+
+def test_every_trainable_weight_gets_a_gradient_when_later_stages_are_left_out(tiny_model) -> None:
+    """Stages after the last output never run; trainable, they got no gradient, and DDP without
+    find_unused_parameters (detectron2's and mmengine's default) stopped at the second step."""
+    extractor = _extractor(tiny_model, out_indices=(0, 1, 2)).train()
+    sum(m.square().mean() for m in extractor(torch.randn(2, 3, 64, 64))).backward()
+    assert [n for n, p in extractor.named_parameters() if p.requires_grad and p.grad is None] == []
+    assert not any(p.requires_grad for p in extractor.davit.blocks[3].parameters())
 
 
 @pytest.mark.parametrize(

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import copy
+import json
+import shutil
 from pathlib import Path
 
+import huggingface_hub
 import pytest
 import torch
 from peft import LoraConfig, get_peft_model
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from transformers import AutoModelForImageTextToText
 
 from f2tune.errors import ModelLoadError
@@ -95,3 +99,67 @@ def test_config_from_a_folder_without_one(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text('{"model_type": "bart"}')
     with pytest.raises(ModelLoadError, match="no vision_config"):
         vision_config_from(tmp_path)
+
+
+def hub_cache(cache: Path, repo: str, revisions: dict[str, Path]) -> None:
+    """`repo` in a local Hub cache as `from_pretrained` leaves it: a snapshot per revision."""
+    root = cache / f"models--{repo.replace('/', '--')}"
+    (root / "refs").mkdir(parents=True)
+    for number, (revision, folder) in enumerate(revisions.items()):
+        commit = f"{number:040d}"
+        shutil.copytree(folder, root / "snapshots" / commit)
+        (root / "refs" / revision).write_text(commit)
+
+
+@pytest.fixture
+def offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    cache = tmp_path / "hub"
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return cache
+
+
+def test_a_cached_hub_model_loads_offline(offline: Path, tiny_dir: Path, saved) -> None:
+    """transformers loads such a repo offline; the probe for an adapter_config.json, which a model
+    repo does not have, stopped f2tune ("not in the local Hub cache and the Hub is offline")."""
+    hub_cache(offline, "acme/tiny", {"main": tiny_dir})
+    assert vision_config_from("acme/tiny").embed_dim == saved.config.vision_config.embed_dim
+    assert len(read_vision_tower("acme/tiny")) == len(saved.model.vision_tower.state_dict())
+    with pytest.raises(ModelLoadError, match="acme/not-cached is not in the local Hub cache, and the Hub is offline"):
+        read_vision_tower("acme/not-cached")
+
+
+def test_a_lora_export_is_merged_onto_the_base_revision_it_records(offline: Path, tmp_path: Path, saved) -> None:
+    """The adapter was merged onto the base's newest revision, not the one it was trained on."""
+    trained_on, newer = tmp_path / "v1", tmp_path / "main"
+    saved.save_pretrained(trained_on)
+    doubled = copy.deepcopy(saved)
+    with torch.no_grad():
+        for weight in doubled.model.vision_tower.parameters():
+            weight.mul_(2)
+    doubled.save_pretrained(newer)
+    hub_cache(offline, "acme/tiny", {"v1": trained_on, "main": newer})
+    peft_model = get_peft_model(copy.deepcopy(saved), LoraConfig(r=2, target_modules=r".*qkv"))
+    peft_model.save_pretrained(tmp_path / "adapter")
+    config = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    config |= {"base_model_name_or_path": "acme/tiny", "revision": "v1"}
+    (tmp_path / "adapter" / "adapter_config.json").write_text(json.dumps(config))
+    extractor = DaViTFeatureExtractor(vision_config_from(tmp_path / "adapter"))
+    load_davit_weights(extractor, tmp_path / "adapter")
+    _assert_same_tower(extractor, saved)  # zero-initialized LoRA: the v1 tower itself
+
+
+def test_a_lora_export_on_a_base_missing_vision_weights_is_refused(tmp_path: Path, tiny_dir: Path, saved) -> None:
+    """The base was loaded without a check: its missing weights started random, and the backbone trained on them."""
+    base = tmp_path / "base"
+    shutil.copytree(tiny_dir, base)
+    weights = load_file(str(base / "model.safetensors"))
+    save_file({k: v for k, v in weights.items() if ".convs.0." not in k}, str(base / "model.safetensors"))
+    peft_model = get_peft_model(copy.deepcopy(saved), LoraConfig(r=2, target_modules=r".*qkv"))
+    peft_model.save_pretrained(tmp_path / "adapter")
+    config = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    config["base_model_name_or_path"] = str(base)
+    (tmp_path / "adapter" / "adapter_config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelLoadError, match=r"would start from random values: model\.vision_tower\.convs\.0"):
+        load_davit_weights(DaViTFeatureExtractor(saved.config), tmp_path / "adapter")
