@@ -33,7 +33,7 @@ def test_points_are_at_steps_done_before_and_after_a_resume(tmp_path):
     assert {p.name for p in (run / "predictions").iterdir()} >= {"val-step000002", "val-step000004"}
     board = EventAccumulator(str(run / "logs" / "tensorboard" / "version_0"))
     board.Reload()
-    assert [event.step for event in board.Scalars("val/loss")] == [0, 2, 4]
+    assert sorted(event.step for event in board.Scalars("val/loss")) == [0, 2, 4]  # two event files
 
     fit(validate_recipe(tiny_recipe(tmp_path, trainer={"max_steps": 6})), resume=True)
     assert logged_steps(run, 1, "train/loss") == [5, 6]
