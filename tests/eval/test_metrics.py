@@ -21,3 +21,16 @@ def test_declared_result_keys_are_what_compute_returns(name):
 def test_unknown_metric_is_named():
     with pytest.raises(ValueError, match="unknown metric 'bleu'; known metrics: coco_map"):
         result_keys("bleu")
+
+
+TEXT_METRICS = ["cider", "bleu4", "rougeL", "vqa_accuracy", "exact_match", "anls"]  # those scored against answer lists
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("name", TEXT_METRICS)
+def test_an_empty_list_of_answers_scores_like_an_empty_answer(name):
+    """BLEU-4 and exact match raised on `[]` (min/max of nothing) where the others scored it."""
+    empty, blank = build_metric(name), build_metric(name)
+    empty.update(["a cat"], [[]])
+    blank.update(["a cat"], [[""]])
+    assert empty.compute() == blank.compute()

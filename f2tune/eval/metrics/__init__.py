@@ -51,12 +51,13 @@ def text_of(answer: Prediction) -> str:
 
 def texts_of(reference: Reference) -> list[str]:
     """Every acceptable answer of a reference: one string, several (captions, human VQA answers), or
-    an `Annotation` (its `answers` when it has them, else its `text`)."""
+    an `Annotation` (its `answers` when it has them, else its `text`). An empty list is one empty
+    answer, so that every metric scores it (0 for any prediction that says something)."""
     if isinstance(reference, str):
         return [reference]
     if isinstance(reference, dict):
         return list(reference["answers"]) if reference.get("answers") else [reference.get("text", "")]
-    return list(reference)
+    return list(reference) or [""]
 
 
 class PerSampleMean(Metric):
