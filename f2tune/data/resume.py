@@ -80,12 +80,14 @@ class ResumableSampler(DistributedSampler):
         self._skip, self._skip_epoch = 0, -1  # once: a later pass over this epoch is a full one
         return itertools.islice(iter(self.inner), skip, None)
 
-    def resume(self, epoch: int, consumed: int) -> None:
-        """Continue epoch `epoch` after its first `consumed` samples (of this rank)."""
+    def resume(self, epoch: int, consumed: int) -> tuple[int, int]:
+        """Continue epoch `epoch` after its first `consumed` samples (of this rank); returns the
+        (epoch, samples skipped) it continues with."""
         if consumed >= len(self.inner):  # the epoch was finished: the next one starts from its beginning
             epoch, consumed = epoch + 1, 0
         self.inner.set_epoch(epoch)
         self._skip, self._skip_epoch = consumed, epoch
+        return epoch, consumed
 
 
 class ResumableLoader(DataLoader):
@@ -99,10 +101,20 @@ class ResumableLoader(DataLoader):
         super().__init__(*args, **kwargs)
         assert isinstance(self.sampler, ResumableSampler), "ResumableLoader needs a ResumableSampler"
         self.consumed_batches = consumed_batches
+        self._resumed: tuple[int, int, int] | None = None
+        """(epoch, samples skipped, batches counted then) of the epoch a resume continued: its batch
+        count includes the batches of before, of another batch size or number of processes."""
 
     def state_dict(self) -> dict[str, int]:
-        batches = self.consumed_batches() if self.consumed_batches is not None else 0
-        return {"epoch": self.sampler.epoch, "samples": batches * (self.batch_size or 1), "processes": self.processes}
+        batches = self._batches()
+        samples = batches * (self.batch_size or 1)
+        if self._resumed is not None and self._resumed[0] == self.sampler.epoch:
+            _, skipped, before = self._resumed
+            samples = skipped + (batches - before) * (self.batch_size or 1)
+        return {"epoch": self.sampler.epoch, "samples": samples, "processes": self.processes}
+
+    def _batches(self) -> int:
+        return self.consumed_batches() if self.consumed_batches is not None else 0
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         """Skips what every process of the saved run trained of its epoch, also when the run goes on
@@ -118,7 +130,10 @@ class ResumableLoader(DataLoader):
                 f"{state['epoch']} is drawn for {self.processes}, so some of its samples may come twice or not "
                 "at all (this data's sampler orders each process's share); the next epochs are whole"
             )
-        self.sampler.resume(state["epoch"], state["samples"] * saved // self.processes)
+        epoch, skipped = self.sampler.resume(state["epoch"], state["samples"] * saved // self.processes)
+        # the training loop's batch count of the epoch is restored with the checkpoint; a finished
+        # epoch's count starts again from 0 in the next one
+        self._resumed = (epoch, skipped, self._batches() if epoch == state["epoch"] else 0)
 
     @property
     def processes(self) -> int:

@@ -103,3 +103,31 @@ def test_samplers_that_order_each_share_say_the_resumed_epoch_is_approximate(mon
     assert len(warned) == 1 and warned[0].startswith("resumed on 2 training processes, saved on 4: the rest of epoch 1")
     loaders(2)[0].load_state_dict({"epoch": 1, "samples": 6, "processes": 4})
     assert len(warned) == 1  # plain shuffling resumes exactly: nothing to say
+
+
+def test_the_position_saved_after_a_resume_on_other_processes_counts_the_samples_trained():
+    """The epoch's batch count (Lightning's, restored with the checkpoint) includes the batches of
+    before the resume: times the new batch share, it put the next checkpoint at the wrong place, and
+    a second resume trained some samples twice and others never."""
+    counted = {"batches": 0}
+    before = loaders(4)
+    for loader in before:
+        loader.sampler.set_epoch(1)
+    state = {"epoch": 1, "samples": 6, "processes": 4}  # 3 batches of 2 on each of 4 processes
+    trained = {index for loader in before for index in list(loader.sampler)[:6]}
+    after = loaders(2)
+    counted["batches"] = 3  # restored before the loader's state
+    for loader in after:
+        loader.consumed_batches = lambda: counted["batches"]
+        loader.load_state_dict(state)
+        loader.sampler.set_epoch(1)
+    trained |= {index for loader in after for index in list(loader.sampler)[:4]}  # 2 more batches each
+    counted["batches"] = 5
+    saved = after[0].state_dict()
+    assert saved == {"epoch": 1, "samples": 12 + 4, "processes": 2}
+    again = loaders(2)
+    for loader in again:
+        loader.load_state_dict(saved)
+        loader.sampler.set_epoch(1)
+    rest = [index for loader in again for index in loader.sampler]
+    assert set(rest) == set(range(48)) - trained and len(rest) == 48 - len(trained)
