@@ -8,7 +8,7 @@ from typing import Literal
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.strategies import Strategy
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
@@ -16,6 +16,7 @@ from f2tune.config import Recipe
 from f2tune.errors import RecipeError
 from f2tune.train.callbacks import ProgressBar, SamplesPerSecond
 from f2tune.train.checkpointing import AtomicCheckpointIO, FinalStep, RandomState
+from f2tune.train.early_stopping import ValidationEarlyStopping
 from f2tune.train.fsdp import LayerwiseFSDP, check_fsdp_device
 from f2tune.train.guards import NonFiniteGuard
 from f2tune.train.locate import BEST_FILENAME, last_checkpoint
@@ -55,7 +56,7 @@ def build_trainer(
         FinalStep(last_checkpoint(run_dir)),
     ]
     if cfg.early_stopping_patience:
-        callbacks.append(EarlyStopping(cfg.monitor, patience=cfg.early_stopping_patience, mode=monitor_mode))
+        callbacks.append(ValidationEarlyStopping(cfg.monitor, cfg.early_stopping_patience, monitor_mode))
     check_machine(recipe)
     try:
         return _trainer(recipe, run_dir, callbacks + list(extra_callbacks or []))
