@@ -9,6 +9,11 @@ copy, and a kill during the copy leaves a truncated `last.ckpt` — the one file
 
 Lightning does not restore the random number generators either, so dropout after a resume would
 differ from an uninterrupted run; `RandomState` carries them in the checkpoint.
+
+With `optim.accumulate`, a checkpoint written between two batches of one optimizer step would hold
+the weights of the step before and a data position past the batches whose gradients were summed
+but not applied: a resume would skip them. `WholeStepCheckpoint` writes last.ckpt only at
+validations that fall between optimizer steps (the stop on request waits for the step's end too).
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.trainer.states import TrainerFn
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -148,3 +155,19 @@ def checkpoint_before_validation(trainer: pl.Trainer) -> dict[str, Any]:
         if isinstance(callback, RandomState) and callback.before_validation is not None:
             checkpoint["callbacks"][callback.state_key] = callback.before_validation
     return checkpoint
+
+
+def inside_an_accumulated_step(trainer: pl.Trainer) -> bool:
+    """Whether the last training batch was summed into gradients that no optimizer step has applied
+    yet (`optim.accumulate` > 1, between the window's batches)."""
+    return trainer.state.fn == TrainerFn.FITTING and trainer.fit_loop.epoch_loop._should_accumulate()
+
+
+class WholeStepCheckpoint(ModelCheckpoint):
+    """A last.ckpt writer that skips validations inside an accumulated optimizer step (an integer
+    `trainer.val_check_interval` that is no multiple of `optim.accumulate`, or a fraction of an
+    epoch): see the module docstring."""
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not inside_an_accumulated_step(trainer):
+            super().on_validation_end(trainer, pl_module)

@@ -1,6 +1,7 @@
 """A fit stopped on request (SIGTERM from a scheduler, Ctrl-C) keeps its progress and says so.
 
-Lightning stops a fit on SIGTERM at the end of a training step by raising `SIGTERMException`, a
+Lightning stops a fit on SIGTERM at the end of a training step (with `optim.accumulate`, f2tune's
+`WholeStepTrainer` holds it to the end of the optimizer step) by raising `SIGTERMException`, a
 `SystemExit`: left alone, the process exits with status 0, nothing saved since the last
 `last.ckpt`, and a script's `f2tune fit ... && f2tune push ...` goes on as if training had ended.
 `StopOnRequest` writes `last.ckpt` at that step, and `fit` turns the exception into `RunStopped`,
@@ -40,7 +41,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from f2tune.errors import SIGNAL_STATUS, RunStopped
 from f2tune.log import say
-from f2tune.train.checkpointing import checkpoint_before_validation
+from f2tune.train.checkpointing import checkpoint_before_validation, inside_an_accumulated_step
 from f2tune.train.requeue import requeue_job, requeue_signal
 
 NOTHING, STOP, REQUEUE = 0, 1, 2
@@ -71,6 +72,8 @@ class StopOnRequest(pl.Callback):
         self.requeue = False
         """Whether the stop was for SLURM's requeue signal (agreed on by every process)."""
         self._requeue_signal = "SIGUSR1"
+        self._held = False
+        """Whether a stop waiting for the end of an accumulated optimizer step was said."""
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Installed now, after Lightning has noted the process's handlers at the start of the fit:
@@ -114,10 +117,18 @@ class StopOnRequest(pl.Callback):
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
         self._agree_on_stopping(trainer)
+        self._at_a_whole_step(trainer)
 
     def on_validation_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
         if trainer.state.fn == TrainerFn.FITTING:
             self._agree_on_stopping(trainer)
+            self._at_a_whole_step(trainer)
+
+    def _at_a_whole_step(self, trainer: pl.Trainer) -> None:
+        """Says once that a stop waits for the end of the optimizer step (`WholeStepTrainer`)."""
+        if trainer._signal_connector.received_sigterm and inside_an_accumulated_step(trainer) and not self._held:
+            say("stopping when this optimizer step's accumulated batches are done (the checkpoint holds whole steps)")
+            self._held = True
 
     def _agree_on_stopping(self, trainer: pl.Trainer) -> None:
         """Lightning's stop set on every process at once when any of them was asked to stop (all

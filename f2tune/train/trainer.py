@@ -15,7 +15,13 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from f2tune.config import Recipe
 from f2tune.errors import RecipeError
 from f2tune.train.callbacks import ProgressBar, SamplesPerSecond
-from f2tune.train.checkpointing import AtomicCheckpointIO, FinalStep, RandomState
+from f2tune.train.checkpointing import (
+    AtomicCheckpointIO,
+    FinalStep,
+    RandomState,
+    WholeStepCheckpoint,
+    inside_an_accumulated_step,
+)
 from f2tune.train.early_stopping import ValidationEarlyStopping
 from f2tune.train.fsdp import LayerwiseFSDP, check_fsdp_device
 from f2tune.train.guards import NonFiniteGuard
@@ -102,7 +108,7 @@ def last_checkpoint_writers(run_dir: Path, has_val: bool, every_n_steps: int | N
     step it last improved at. Each writer keeps one file, the same one (no `last-v1.ckpt`)."""
     writer = {"dirpath": run_dir / "checkpoints", "filename": "last", "monitor": None, "save_top_k": 1}
     writer["enable_version_counter"] = False
-    writers = [ModelCheckpoint(**writer, save_on_train_epoch_end=not has_val)]
+    writers: list[ModelCheckpoint] = [WholeStepCheckpoint(**writer, save_on_train_epoch_end=not has_val)]
     if every_n_steps:
         writers.append(ModelCheckpoint(**writer, every_n_train_steps=every_n_steps))
     return writers
@@ -111,7 +117,7 @@ def last_checkpoint_writers(run_dir: Path, has_val: bool, every_n_steps: int | N
 def _trainer(recipe: Recipe, run_dir: Path, callbacks: list[pl.Callback]) -> pl.Trainer:
     cfg = recipe.trainer
     has_val = bool(recipe.data.val)
-    trainer = pl.Trainer(
+    trainer = WholeStepTrainer(
         accelerator=cfg.accelerator,
         devices=cfg.devices,
         num_nodes=cfg.num_nodes,
@@ -140,6 +146,17 @@ def _trainer(recipe: Recipe, run_dir: Path, callbacks: list[pl.Callback]) -> pl.
     )
     attach_loggers(trainer)
     return trainer
+
+
+class WholeStepTrainer(pl.Trainer):
+    """Lightning's Trainer whose stop on request (SIGTERM, Ctrl-C, SLURM's requeue signal) waits for
+    the end of an optimizer step that `optim.accumulate` spreads over several batches: stopped, and
+    checkpointed, between them, the run would resume past batches whose gradients were summed but
+    never applied. Lightning's loops read this flag at each batch's end and in validations."""
+
+    @property
+    def received_sigterm(self) -> bool:
+        return super().received_sigterm and not inside_an_accumulated_step(self)
 
 
 def build_strategy(recipe: Recipe) -> Strategy | str:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import lightning.pytorch as pl
 import pytest
 import torch
+from helpers import tiny_recipe
 from torch.utils.data import DistributedSampler
 
 from f2tune.data import resume
 from f2tune.data.resume import ResumableLoader, ResumableSampler, WeightedEpochSampler
 from f2tune.data.sampler import StableShareSampler
+from f2tune.recipe import validate_recipe
 from f2tune.train import checkpointing
 from f2tune.train.checkpointing import AtomicCheckpointIO
+from f2tune.train.run import fit
 
 
 def test_a_crash_while_saving_leaves_the_previous_checkpoint_whole(tmp_path, monkeypatch):
@@ -131,3 +135,19 @@ def test_the_position_saved_after_a_resume_on_other_processes_counts_the_samples
         loader.sampler.set_epoch(1)
     rest = [index for loader in again for index in loader.sampler]
     assert set(rest) == set(range(48)) - trained and len(rest) == 48 - len(trained)
+
+
+def test_last_checkpoint_is_not_written_inside_an_accumulated_step(tmp_path):
+    """A validation after the first of two accumulated batches wrote last.ckpt there: the weights
+    of the step before, with a data position past a batch whose gradient was not applied."""
+    raw = tiny_recipe(tmp_path, trainer={"max_steps": 2, "val_check_interval": 3}, eval={"metric": "none"})
+    raw["optim"]["accumulate"] = 2
+    seen: list[bool] = []
+
+    class LastCheckpointBefore(pl.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            seen.append((tmp_path / "runs" / "t" / "checkpoints" / "last.ckpt").is_file())
+
+    result = fit(validate_recipe(raw), extra_callbacks=[LastCheckpointBefore()])
+    assert seen == [False, False, False, False]  # the validation after batch 3 is inside step 2
+    assert torch.load(result.last_checkpoint, weights_only=False)["global_step"] == 2

@@ -13,6 +13,7 @@ import torch
 from helpers import tiny_recipe
 
 from f2tune.errors import RunStopped
+from f2tune.log import setup_logging
 from f2tune.recipe import validate_recipe
 from f2tune.train.evaluate import evaluate
 from f2tune.train.module import Florence2Module
@@ -197,3 +198,23 @@ def test_sigterm_during_validate_is_an_error_not_a_silent_success(tmp_path, monk
     with pytest.raises(RunStopped, match="^validate stopped by SIGTERM before its last batch") as stopped:
         evaluate(validate_recipe(raw), "validate", "none")
     assert stopped.value.exit_code == 128 + signal.SIGTERM
+
+
+def test_a_stop_inside_an_accumulated_step_waits_for_its_end(tmp_path, capsys):
+    """SIGTERM after the first of two accumulated batches saved the step before with a data position
+    past that batch: the resume skipped it, its gradient never applied."""
+    raw = recipe_for(tmp_path, "accumulating")
+    raw["optim"]["accumulate"] = 2
+
+    class SignalInBatch(pl.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if batch_idx == 2:  # the first batch of the second optimizer step
+                signal.raise_signal(signal.SIGTERM)
+
+    setup_logging()
+    with pytest.raises(RunStopped, match="stopped by SIGTERM at step 2: .* holds step 2"):
+        fit(validate_recipe(raw), extra_callbacks=[SignalInBatch()])
+    saved = torch.load(tmp_path / "runs" / "accumulating" / "checkpoints" / "last.ckpt", weights_only=False)
+    (position,) = saved["loops"]["fit_loop"]["state_dict"]["combined_loader"]
+    assert (saved["global_step"], position["samples"]) == (2, 4 * 4)  # 2 steps of 2 batches of 4
+    assert "when this optimizer step's accumulated batches are done" in capsys.readouterr().err
