@@ -89,12 +89,16 @@ def test_a_run_resumed_on_another_number_of_processes_trains_the_rest_of_the_epo
     state = ResumableLoader.state_dict(before[0]) | {"epoch": 1, "samples": 6}  # what rank 0 saves at batch 3
     assert state["processes"] == saved_on
 
-    after = loaders(resumed_on)
-    for loader in after:
+    rest = resume_all(loaders(resumed_on), state)
+    assert set(rest) == set(range(48)) - trained and len(rest) == 48 - len(trained)
+
+
+def resume_all(group: list[ResumableLoader], state: dict) -> list[int]:
+    """The samples left of epoch 1 to the loaders of `group` (one per process), resumed from `state`."""
+    for loader in group:
         loader.load_state_dict(state)
         loader.sampler.set_epoch(1)
-    rest = [index for loader in after for index in loader.sampler]
-    assert set(rest) == set(range(48)) - trained and len(rest) == 48 - len(trained)
+    return [index for loader in group for index in loader.sampler]
 
 
 def test_samplers_that_order_each_share_say_the_resumed_epoch_is_approximate(monkeypatch):
@@ -129,11 +133,7 @@ def test_the_position_saved_after_a_resume_on_other_processes_counts_the_samples
     counted["batches"] = 5
     saved = after[0].state_dict()
     assert saved == {"epoch": 1, "samples": 12 + 4, "processes": 2}
-    again = loaders(2)
-    for loader in again:
-        loader.load_state_dict(saved)
-        loader.sampler.set_epoch(1)
-    rest = [index for loader in again for index in loader.sampler]
+    rest = resume_all(loaders(2), saved)
     assert set(rest) == set(range(48)) - trained and len(rest) == 48 - len(trained)
 
 
