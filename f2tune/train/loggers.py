@@ -3,7 +3,7 @@
 Lightning writes a step's training metrics, and a validation that follows it, at the step's 0-based
 index: the validation after 400 steps lands at 399, beside the training loss of the 400th step, and
 a validation before training lands at 0 as well, on the first step's loss. Everything else a run
-writes counts steps done: `best-step=400.ckpt`, `predictions/val-step400`, the pictures in
+writes counts steps done: `best-step=400.ckpt`, `predictions/val-step000400`, the pictures in
 TensorBoard, `--resume` messages. Here every logged point takes the trainer's `global_step` at the
 time it is written (optimizer steps done), so the before-training validation sits at 0, the loss
 of step N at N, and a chart, a checkpoint name and a predictions folder name agree. A resumed run
