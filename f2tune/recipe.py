@@ -50,8 +50,12 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     if problem := missing_file(path, "recipe"):
         raise RecipeError(problem)
     try:
-        with path.open() as stream:  # a stream with a name: YAML's errors point at the file, line, column
+        # bytes, with a name: YAML reads UTF-8 and UTF-16 (by their byte order mark), refuses other
+        # encodings with a YAMLError, and its errors point at the file, line, column
+        with path.open("rb") as stream:
             raw = yaml.load(stream, Loader=UniqueKeyLoader) or {}
+    except yaml.reader.ReaderError as err:  # bytes that are no UTF-8 (or UTF-16 with its byte order mark)
+        raise RecipeError(f"{path}: not UTF-8 text ({err.reason} at byte {err.position}): save it as UTF-8") from None
     except yaml.YAMLError as err:
         raise RecipeError(f"{path}: not valid YAML: {err}") from None
     if not isinstance(raw, dict):
@@ -86,8 +90,14 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
     except yaml.YAMLError as err:
         problem = str(err).splitlines()[0]
         raise RecipeError(
-            f"override {override!r}: its value is not valid YAML ({problem}); quote it in the shell"
+            f"override {override!r}: its value is not valid YAML ({problem}); quote it for YAML inside the "
+            f"shell's quotes: '{key}=\"{text}\"'"
         ) from None
+    if "#" in text and text.count("#") > yaml.safe_dump(value).count("#"):
+        raise RecipeError(
+            f"override {override!r}: YAML reads ' #' and what follows as a comment, which would leave {value!r}; "
+            f"to keep it, quote it for YAML inside the shell's quotes: '{key}=\"{text}\"'"
+        )
     node: Any = raw
     parts = key.split(".")
     for i, part in enumerate(parts):

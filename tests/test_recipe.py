@@ -118,6 +118,9 @@ def test_a_value_that_fits_no_alternative_is_one_problem_naming_each(key, value,
         ({"max_steps": 5, "run_name": "../escape"}, {}, "trainer.run_name: '../escape' is not a folder name"),
         ({"max_steps": 5, "run_name": ""}, {}, "trainer.run_name: '' is not a folder name"),
         ({"max_steps": 5}, {"betas": [1.5, 0.999]}, "optim.betas.0: Input should be less than 1 (got 1.5)"),
+        # Lightning refused these only once the data was read
+        ({"max_steps": 5, "devices": 0}, {}, "trainer.devices: 0 devices train nothing"),
+        ({"max_steps": 5, "devices": []}, {}, "trainer.devices"),
         (
             {"max_steps": 100},
             {"warmup_steps": 100},
@@ -148,6 +151,28 @@ def test_an_override_whose_value_is_not_yaml_is_named(tmp_path):
     path.write_text(yaml.safe_dump(MINIMAL))
     with pytest.raises(RecipeError, match=r"override 'trainer.max_steps=\[1': its value is not valid YAML"):
         load_recipe(path, ["trainer.max_steps=[1"])
+    with pytest.raises(RecipeError, match=r"quote it for YAML inside the shell's quotes: 'trainer.run_name=\"@home\"'"):
+        load_recipe(path, ["trainer.run_name=@home"])
+
+
+def test_an_override_that_yaml_would_cut_at_a_comment_is_refused(tmp_path):
+    """`key=What is in box #3?` trained on 'What is in box', without a word."""
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(MINIMAL))
+    with pytest.raises(RecipeError, match=r"would leave 'lr1e-4'; to keep it, .*'trainer.run_name=\"lr1e-4 #retry\"'"):
+        load_recipe(path, ["trainer.run_name=lr1e-4 #retry"])
+    assert load_recipe(path, ['trainer.run_name="lr1e-4 #retry"']).trainer.run_name == "lr1e-4 #retry"
+    assert load_recipe(path, ["trainer.run_name=take#2"]).trainer.run_name == "take#2"  # no space: not a comment
+
+
+def test_a_recipe_in_another_encoding_is_named_and_utf16_is_read(tmp_path):
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes(yaml.safe_dump(MINIMAL).encode() + "# caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(RecipeError, match=r"latin.yaml: not UTF-8 text \(invalid continuation byte at byte \d+\)"):
+        load_recipe(latin)
+    wide = tmp_path / "wide.yaml"  # as PowerShell's `>` writes it
+    wide.write_bytes(yaml.safe_dump(MINIMAL).encode("utf-16"))
+    assert load_recipe(wide).model.name_or_path == MINIMAL["model"]["name_or_path"]
 
 
 def test_a_null_run_name_is_the_recipe_name(tmp_path):
@@ -305,3 +330,9 @@ def test_cache_image_features_off_is_read_as_yaml_writes_it(tmp_path):
     assert load_recipe(path, ["trainer.cache_image_features=off"]).trainer.cache_image_features == "off"
     with pytest.raises(RecipeError, match="cache_image_features"):
         load_recipe(path, ["trainer.cache_image_features=on"])  # YAML's true: neither auto nor off
+
+
+def test_a_lora_target_that_is_no_regex_is_refused_with_the_recipe():
+    """It passed --print-config and stopped the fit only once the data was read."""
+    with pytest.raises(RecipeError, match=r"lora.target: '\(unclosed' is neither a preset .* nor a valid regex"):
+        validate_recipe({**MINIMAL, "lora": {"target": "(unclosed"}})

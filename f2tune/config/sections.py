@@ -7,6 +7,7 @@ pydantic's errors into messages that name the key and suggest close ones.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -95,6 +96,18 @@ class LoraSettings(Section):
         description="Preset `language`, `vision`, `all`, or a regex over full module names.",
     )
     merge: bool = Field(False, description="Export a merged model instead of an adapter folder.")
+
+    @field_validator("target")
+    @classmethod
+    def _compiles(cls, target: str) -> str:
+        """Checked when the recipe is read (the preset names compile too), not once the data is."""
+        try:
+            re.compile(target)
+        except re.error as err:
+            raise ValueError(
+                f"{target!r} is neither a preset (language, vision, all) nor a valid regex: {err}"
+            ) from None
+        return target
 
 
 class DataConfig(Section):

@@ -25,7 +25,11 @@ class TrainerConfig(Section):
         None, description="The run's folder in output_dir (one name, no path); defaults to the recipe file name."
     )
     accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
-    devices: int | Literal["auto"] | list[int] = "auto"
+    devices: (
+        Annotated[int, Field(ge=-1)]
+        | Literal["auto"]
+        | Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
+    ) = Field("auto", description="A count (-1: every one), auto, or a list of device indices.")
     num_nodes: int = Field(1, gt=0)
     strategy: Literal["ddp", "fsdp"] = Field(
         "ddp", description="Used when more than one process trains; fsdp shards weights and state."
@@ -100,6 +104,14 @@ class TrainerConfig(Section):
     def _off_as_yaml_reads_it(cls, value: object) -> object:
         """YAML reads a bare `off` as false: `cache_image_features: off` means the setting's `off`."""
         return "off" if value is False else value
+
+    @field_validator("devices")
+    @classmethod
+    def _some_devices(cls, devices: int | str | list[int]) -> int | str | list[int]:
+        """Lightning refuses 0 only once the data is read."""
+        if devices == 0:
+            raise ValueError("0 devices train nothing: a count (1, 2, ...), -1 for every device, auto, or indices")
+        return devices
 
     @field_validator("max_steps")
     @classmethod

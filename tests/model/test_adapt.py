@@ -57,8 +57,6 @@ def test_custom_regex_and_bad_targets(tiny_model):
     assert lora_targets(tiny_model, r".*decoder\.layers\.0\.fc1") == ["model.language_model.decoder.layers.0.fc1"]
     with pytest.raises(RecipeError, match="matches no module"):
         lora_targets(tiny_model, r"Conv2d|linear")
-    with pytest.raises(RecipeError, match="neither a preset"):
-        lora_targets(tiny_model, "(unclosed")
     # peft refused these with a traceback (`Target module LayerNorm(...) is not supported`)
     with pytest.raises(RecipeError, match=r"matches modules LoRA cannot adapt: .*layer_norm \(LayerNorm\)"):
         lora_targets(tiny_model, r".*layer_norm")
