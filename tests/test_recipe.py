@@ -260,6 +260,21 @@ def test_a_yes_or_no_where_a_number_goes_is_refused_at_its_key(tmp_path, key):
     assert flags.trainer.compile is True and flags.data.group_by_length is True
 
 
+NESTED_YES = [
+    ("trainer.devices=[true]", "trainer.devices.0"),
+    ("optim.lr_scale={vision_tower: yes}", "optim.lr_scale.vision_tower"),
+]
+
+
+@pytest.mark.parametrize(("override", "key"), NESTED_YES)
+def test_a_yes_or_no_inside_a_list_or_mapping_of_numbers_is_refused(tmp_path, override, key):
+    """`trainer.devices=[true]` trained on GPU 1, a learning-rate scale of `yes` was 1.0."""
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(MINIMAL))
+    with pytest.raises(RecipeError, match=rf"{key}: Input should be a valid .*\(got 'true'\)"):
+        load_recipe(path, [override])
+
+
 def test_text_that_yaml_reads_as_a_number_yes_no_or_date_is_refused_saying_to_quote_it(tmp_path):
     """YAML 1.1 reads `run_name: 0755` as 493: the message showed a value never written, and not what to do."""
     path = tmp_path / "r.yaml"

@@ -39,17 +39,28 @@ class Section(BaseModel):
     @classmethod
     def _no_yes_for_a_number(cls, data: Any) -> Any:
         """A yes/no where a number goes is refused at its key: pydantic reads `true` as 1, so
-        `trainer.max_steps=true` trained one step without a word. Given as the text YAML wrote,
-        it fails the field's own number check."""
+        `trainer.max_steps=true` trained one step, and `trainer.devices=[true]` on GPU 1, without a
+        word. Given as the text YAML wrote, it fails the field's own number check."""
         if not isinstance(data, dict):
             return data
         fields = cls.model_fields
         return {
-            key: str(value).lower()
-            if isinstance(value, bool) and key in fields and _takes(fields[key].annotation, (int, float), (bool, str))
+            key: _bools_as_text(value)
+            if key in fields and _takes(fields[key].annotation, (int, float), (bool, str))
             else value
             for key, value in data.items()
         }
+
+
+def _bools_as_text(value: Any) -> Any:
+    """`value` with each yes/no, also inside its lists and mapping values, as the text YAML read."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list | tuple):
+        return [_bools_as_text(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _bools_as_text(item) for key, item in value.items()}
+    return value
 
 
 def _takes(annotation: Any, kinds: tuple[type, ...], unless: tuple[type, ...]) -> bool:
