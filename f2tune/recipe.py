@@ -85,18 +85,16 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
     key, sep, text = override.partition("=")
     if not sep or not key:
         raise RecipeError(f"override {override!r} is not of the form key.path=value (e.g. trainer.max_steps=10)")
+    quoting = f"quote it for YAML inside the shell's quotes: '{key}=\"{text}\"'"
     try:
         value = yaml.safe_load(text) if text else None
     except yaml.YAMLError as err:
         problem = str(err).splitlines()[0]
-        raise RecipeError(
-            f"override {override!r}: its value is not valid YAML ({problem}); quote it for YAML inside the "
-            f"shell's quotes: '{key}=\"{text}\"'"
-        ) from None
+        raise RecipeError(f"override {override!r}: its value is not valid YAML ({problem}); {quoting}") from None
     if "#" in text and text.count("#") > yaml.safe_dump(value).count("#"):
         raise RecipeError(
             f"override {override!r}: YAML reads ' #' and what follows as a comment, which would leave {value!r}; "
-            f"to keep it, quote it for YAML inside the shell's quotes: '{key}=\"{text}\"'"
+            f"to keep it, {quoting}"
         )
     node: Any = raw
     parts = key.split(".")
