@@ -72,7 +72,7 @@ class StopOnRequest(pl.Callback):
         self.requeue = False
         """Whether the stop was for SLURM's requeue signal (agreed on by every process)."""
         self._requeue_signal = "SIGUSR1"
-        self._held = False
+        self._said_waiting = False
         """Whether a stop waiting for the end of an accumulated optimizer step was said."""
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -126,9 +126,11 @@ class StopOnRequest(pl.Callback):
 
     def _at_a_whole_step(self, trainer: pl.Trainer) -> None:
         """Says once that a stop waits for the end of the optimizer step (`WholeStepTrainer`)."""
-        if trainer._signal_connector.received_sigterm and inside_an_accumulated_step(trainer) and not self._held:
+        if self._said_waiting or not trainer._signal_connector.received_sigterm:
+            return
+        if inside_an_accumulated_step(trainer):
             say("stopping when this optimizer step's accumulated batches are done (the checkpoint holds whole steps)")
-            self._held = True
+            self._said_waiting = True
 
     def _agree_on_stopping(self, trainer: pl.Trainer) -> None:
         """Lightning's stop set on every process at once when any of them was asked to stop (all
